@@ -1,0 +1,68 @@
+"""What the driver feeds into the replica: facts, named in the past tense."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from quorapay.core.messages import Message
+from quorapay.core.types import Command, Epoch, NodeId
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ticked:
+    """One tick of the driver's monotonic clock has passed. All core timing counts ticks."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageReceived:
+    sender: NodeId
+    message: Message
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeadershipGranted:
+    """ZooKeeper elected this node and the epoch counter was advanced to `epoch` for it."""
+
+    epoch: Epoch
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeadershipRevoked:
+    """The ZooKeeper session that held leadership is gone (LOST): leadership is over."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CoordinationSuspended:
+    """The ZooKeeper connection is SUSPENDED: leadership may be lost; commit nothing new."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CoordinationResumed:
+    """The ZooKeeper connection is CONNECTED again with the same session."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommandsProposed:
+    """Clients asked to append `commands` as one entry; `proposal` is the driver's token."""
+
+    proposal: int
+    commands: tuple[Command, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadRequested:
+    """A client wants a linearizable read; `read` is the driver's token."""
+
+    read: int
+
+
+Input = (
+    Ticked
+    | MessageReceived
+    | LeadershipGranted
+    | LeadershipRevoked
+    | CoordinationSuspended
+    | CoordinationResumed
+    | CommandsProposed
+    | ReadRequested
+)

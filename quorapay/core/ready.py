@@ -1,0 +1,95 @@
+"""The batch of work the replica hands to its driver, and the order it MUST be done in.
+
+One Ready is produced by `Replica.ready()` and acknowledged by `Replica.advance(ready)`; the
+driver MUST NOT step the replica in between. `quorapay.node.loop.handle_ready` is the one place
+that honours these obligations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from quorapay.core.messages import Message
+from quorapay.core.types import Epoch, LogEntry, LogIndex, NodeId
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Persist:
+    """Make the log equal to: the durable entries up to `keep_upto`, then `entries`."""
+
+    keep_upto: LogIndex  # delete every durable entry above this index
+    entries: tuple[LogEntry, ...]  # then append these, in order
+    promised_epoch: Epoch | None  # and, in the same transaction, raise the promised epoch
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outgoing:
+    to: NodeId
+    message: Message
+
+
+class Unavailable(StrEnum):
+    """Why a request could not be taken. All are retryable elsewhere or later."""
+
+    NOT_LEADER = "not_leader"
+    RECOVERING = "recovering"  # the leader has not committed its epoch-start entry yet
+    SUSPENDED = "suspended"  # the leader's ZooKeeper connection is suspended
+    NO_QUORUM = "no_quorum"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProposalAccepted:
+    """The proposal is the entry (index, epoch); its results come when that entry is applied."""
+
+    proposal: int
+    index: LogIndex
+    epoch: Epoch
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProposalRejected:
+    proposal: int
+    reason: Unavailable
+    leader: NodeId | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadsConfirmed:
+    """Serve these reads from state that includes every entry up to `index`."""
+
+    reads: tuple[int, ...]
+    index: LogIndex
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadsRejected:
+    reads: tuple[int, ...]
+    reason: Unavailable
+    leader: NodeId | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeadershipEnded:
+    """This node stopped leading. Outcomes of its pending proposals are now unknown.
+
+    If `relinquish` is set the core decided this (lost its majority, or saw a newer epoch):
+    the driver MUST give up the ZooKeeper leadership of `epoch` and rejoin the election.
+    """
+
+    epoch: Epoch
+    reason: str
+    relinquish: bool
+
+
+Outcome = ProposalAccepted | ProposalRejected | ReadsConfirmed | ReadsRejected | LeadershipEnded
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ready:
+    """One batch of work. Handle the fields in the order listed."""
+
+    persist: Persist | None  # 1. make durable (fsync) BEFORE sending anything below
+    messages: tuple[Outgoing, ...]  # 2. send only AFTER step 1 is durable
+    committed: tuple[LogEntry, ...]  # 3. apply in index order, exactly once (may share 1's txn)
+    outcomes: tuple[Outcome, ...]  # 4. AFTER 3: answer clients, act on leadership changes

@@ -1,0 +1,642 @@
+"""The replica state machine: follower, recovering leader, leader.
+
+Theory of operation
+-------------------
+ZooKeeper decides who may lead and hands out strictly increasing epochs; this machine makes that
+decision safe for the log. Three roles:
+
+    FOLLOWER   --LeadershipGranted(E)------------------------------> RECOVERING(E)
+    RECOVERING --majority promised E, best log adopted--------------> LEADER(E)
+    RECOVERING | LEADER --revoked / newer epoch seen / no majority--> FOLLOWER
+
+RECOVERING(E): raise the promised epoch to E (durably), ask every peer to promise E
+(`Prepare`). Each `Promise` is sent only after the promise is durable and reports the
+promiser's last entry. With a majority of promises (counting our own), adopt the most
+up-to-date log among them, by (last epoch, last index), fetching what we lack after our commit
+index. Then append an `EpochStart` entry of epoch E and become LEADER.
+
+LEADER(E): append proposals as entries of epoch E and replicate them with pipelined `Append`s
+carrying a (prev_index, prev_epoch) consistency check. An index is committed once a majority
+(counting ourselves) holds it durably and the entry there has epoch E; earlier entries commit with
+it. Clients are served only after the EpochStart entry commits. A leader that hears from no
+majority for `election_timeout_ticks` steps down and asks its driver to give up ZooKeeper
+leadership. While ZooKeeper is SUSPENDED the leader takes no proposals and commits nothing new.
+
+FOLLOWER: refuse every message of an epoch below the promised one; adopt a higher epoch (durably)
+when one arrives. Append entries after a successful consistency check, truncating only at a
+conflicting entry (an entry that conflicts with the leader's is never committed), and
+acknowledge only what will be durable before the reply is sent (the Ready contract).
+
+Invariants kept: the promised epoch never decreases; a node answers at most one leader per
+epoch; epochs never decrease along a log; an entry at or below the commit index is never
+truncated (LocalError if it would be: that is a bug, not a runtime condition); committed entries
+are handed out for application exactly once, in index order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import assert_never
+
+from quorapay.core.errors import LocalError
+from quorapay.core.inputs import (
+    CommandsProposed,
+    CoordinationResumed,
+    CoordinationSuspended,
+    Input,
+    LeadershipGranted,
+    LeadershipRevoked,
+    MessageReceived,
+    ReadRequested,
+    Ticked,
+)
+from quorapay.core.log import Log
+from quorapay.core.messages import (
+    Append,
+    AppendAck,
+    AppendNack,
+    Fetch,
+    FetchReply,
+    Message,
+    Prepare,
+    Promise,
+    Refused,
+)
+from quorapay.core.progress import Progress
+from quorapay.core.ready import (
+    LeadershipEnded,
+    Outcome,
+    Outgoing,
+    Persist,
+    ProposalAccepted,
+    ProposalRejected,
+    Ready,
+    ReadsConfirmed,
+    ReadsRejected,
+    Unavailable,
+)
+from quorapay.core.recovery import Fetching, Recovery, Tail
+from quorapay.core.timing import Timing
+from quorapay.core.types import (
+    Command,
+    Commands,
+    Epoch,
+    EpochStart,
+    LogEntry,
+    LogIndex,
+    NodeId,
+)
+
+
+class Role(StrEnum):
+    FOLLOWER = "follower"
+    RECOVERING = "recovering"
+    LEADER = "leader"
+
+
+class Replica:
+    """One node's replication state. Feed it with `step`, drain it with `ready`/`advance`."""
+
+    def __init__(
+        self,
+        *,
+        node_id: NodeId,
+        members: Sequence[NodeId],
+        timing: Timing,
+        promised_epoch: Epoch = Epoch(0),
+        log: Sequence[LogEntry] = (),
+        applied_index: LogIndex = LogIndex(0),
+    ) -> None:
+        if node_id not in members or len(set(members)) != len(members):
+            raise LocalError("members must be distinct and include this node")
+        self.node_id = node_id
+        self._peers = tuple(m for m in members if m != node_id)
+        self._quorum = len(members) // 2 + 1
+        self._timing = timing
+        self._log = Log(log)
+        if applied_index > self._log.last_index:
+            raise LocalError(f"applied index {applied_index} beyond the log ({self._log.last_index})")
+        # durability: what the driver has made durable, as of the last advance()
+        self._disk_last = self._log.last_index
+        self._durable_upto = self._log.last_index  # disk and memory agree up to here
+        self._durable_promise = promised_epoch
+        self._promised = promised_epoch
+        # commit and apply: everything applied was committed, so it is the safe restart point
+        self._commit = applied_index
+        self._handed_out = applied_index
+        self._verified = LogIndex(0)  # follower: matched the current leader's log up to here
+        self.role = Role.FOLLOWER
+        self.leader: NodeId | None = None
+        self.highest_epoch_seen = promised_epoch
+        self.suspended = False
+        self._now = 0
+        # leadership state (RECOVERING / LEADER)
+        self._epoch = Epoch(0)
+        self._recovery: Recovery | None = None
+        self._progress: dict[NodeId, Progress] = {}
+        self._epoch_start = LogIndex(0)
+        self._hb_seq = 0
+        self._last_heartbeat = 0
+        self._reads: list[tuple[int, LogIndex, int]] = []  # (read, index at request, seq needed)
+        self._read_round_needed = False
+        self._commit_notice = False
+        # output
+        self._outbox: list[Outgoing] = []
+        self._outcomes: list[Outcome] = []
+        self._dirty = False
+        self._outstanding: Ready | None = None
+
+    # ----------------------------------------------------------------- read-only status
+
+    @property
+    def promised_epoch(self) -> Epoch:
+        return self._promised
+
+    @property
+    def epoch(self) -> Epoch:
+        """The epoch this node leads in, or 0 when it does not lead."""
+        return self._epoch
+
+    @property
+    def last_index(self) -> LogIndex:
+        return self._log.last_index
+
+    @property
+    def last_epoch(self) -> Epoch:
+        return self._log.last_epoch
+
+    @property
+    def commit_index(self) -> LogIndex:
+        return self._commit
+
+    @property
+    def applied_index(self) -> LogIndex:
+        return self._handed_out
+
+    @property
+    def serving(self) -> bool:
+        """True while this node is a leader that may take client requests."""
+        return self.role is Role.LEADER and self._commit >= self._epoch_start and not self.suspended
+
+    @property
+    def log(self) -> Log:
+        return self._log
+
+    # ----------------------------------------------------------------- the driver contract
+
+    def step(self, event: Input) -> None:
+        """Feed one input. MUST NOT be called while a Ready is outstanding."""
+        if self._outstanding is not None:
+            raise LocalError("step() called between ready() and advance()")
+        match event:
+            case Ticked():
+                self._on_tick()
+            case MessageReceived(sender=sender, message=message):
+                if sender in self._peers:
+                    self._on_message(sender, message)
+            case LeadershipGranted(epoch=epoch):
+                self._on_granted(epoch)
+            case LeadershipRevoked():
+                if self.role is not Role.FOLLOWER:
+                    self._end_leadership("ZooKeeper session lost", relinquish=False)
+            case CoordinationSuspended():
+                self.suspended = True
+            case CoordinationResumed():
+                self.suspended = False
+                self._maybe_commit()
+            case CommandsProposed(proposal=proposal, commands=commands):
+                self._on_proposed(proposal, commands)
+            case ReadRequested(read=read):
+                self._on_read(read)
+            case _:
+                assert_never(event)
+        self._dirty = True
+
+    def has_ready(self) -> bool:
+        return bool(self._dirty or self._outbox or self._outcomes or self._commit_notice
+                    or self._read_round_needed or self._persist_needed()
+                    or self._commit > self._handed_out)
+
+    def ready(self) -> Ready:
+        """Collect the work produced since the last advance()."""
+        if self._outstanding is not None:
+            raise LocalError("ready() called twice without advance()")
+        self._flush()
+        persist = None
+        if self._persist_needed():
+            persist = Persist(
+                keep_upto=self._durable_upto,
+                entries=self._log.slice(self._durable_upto + 1, self._log.last_index),
+                promised_epoch=self._promised if self._promised != self._durable_promise else None,
+            )
+        last_committed = min(self._commit, self._handed_out + self._timing.max_apply_batch)
+        ready = Ready(
+            persist=persist,
+            messages=tuple(self._outbox),
+            committed=self._log.slice(self._handed_out + 1, last_committed),
+            outcomes=tuple(self._outcomes),
+        )
+        self._outbox.clear()
+        self._outcomes.clear()
+        self._dirty = False
+        self._outstanding = ready
+        return ready
+
+    def advance(self, ready: Ready) -> None:
+        """The driver did everything `ready` asked: persisted, sent, applied, answered."""
+        if ready is not self._outstanding:
+            raise LocalError("advance() with a Ready that is not the outstanding one")
+        self._outstanding = None
+        if ready.persist is not None:
+            self._disk_last = self._durable_upto = self._log.last_index
+            self._durable_promise = self._promised
+        if ready.committed:
+            self._handed_out = ready.committed[-1].index
+        if self.role is Role.RECOVERING:
+            self._maybe_finish_promises()
+        elif self.role is Role.LEADER and ready.persist is not None:
+            self._maybe_commit()
+
+    # ----------------------------------------------------------------- inputs
+
+    def _on_tick(self) -> None:
+        self._now += 1
+        if self.role is Role.FOLLOWER:
+            return
+        if not self._has_majority_contact():
+            self._end_leadership(
+                f"no reply from a majority for {self._timing.election_timeout_ticks} ticks",
+                relinquish=True)
+            return
+        if self.role is Role.RECOVERING:
+            self._tick_recovery()
+            return
+        if self._now - self._last_heartbeat >= self._timing.heartbeat_ticks:
+            self._send_heartbeats()
+        for progress in self._progress.values():
+            stalled = self._now - progress.last_progress >= self._timing.retransmit_ticks
+            if stalled and progress.match_index < self._log.last_index:
+                progress.rewind(progress.match_index + 1, self._now)
+
+    def _on_granted(self, epoch: Epoch) -> None:
+        if epoch <= self._promised:
+            self.highest_epoch_seen = max(self.highest_epoch_seen, self._promised)
+            self._outcomes.append(LeadershipEnded(
+                epoch=epoch, relinquish=True,
+                reason=f"granted epoch {epoch} is not above promised epoch {self._promised}"))
+            return
+        if self.role is not Role.FOLLOWER:
+            self._end_leadership("granted a new epoch", relinquish=False)
+        self._raise_promise(epoch)
+        self.role = Role.RECOVERING
+        self._epoch = epoch
+        self.leader = self.node_id
+        self._recovery = Recovery(epoch=epoch, quorum=self._quorum)
+        self._progress = {p: Progress(next_index=LogIndex(self._log.last_index + 1),
+                                      last_heard=self._now, last_progress=self._now)
+                          for p in self._peers}
+        for peer in self._peers:
+            self._send(peer, Prepare(epoch=epoch))
+
+    def _on_proposed(self, proposal: int, commands: tuple[Command, ...]) -> None:
+        refusal = self._refusal()
+        if refusal is not None:
+            self._outcomes.append(ProposalRejected(proposal=proposal, reason=refusal,
+                                                   leader=self.leader))
+            return
+        index = LogIndex(self._log.last_index + 1)
+        self._log.append(LogEntry(index=index, epoch=self._epoch,
+                                  payload=Commands(commands=commands)))
+        self._outcomes.append(ProposalAccepted(proposal=proposal, index=index, epoch=self._epoch))
+
+    def _on_read(self, read: int) -> None:
+        refusal = self._refusal()
+        if refusal is not None:
+            self._outcomes.append(ReadsRejected(reads=(read,), reason=refusal, leader=self.leader))
+            return
+        self._reads.append((read, self._commit, self._hb_seq + 1))
+        self._read_round_needed = True
+
+    def _refusal(self) -> Unavailable | None:
+        """Why this node cannot take a client request now, or None if it can."""
+        if self.role is Role.FOLLOWER:
+            return Unavailable.NOT_LEADER
+        if self.suspended:
+            return Unavailable.SUSPENDED
+        if not self.serving:
+            return Unavailable.RECOVERING
+        return None
+
+    # ----------------------------------------------------------------- messages
+
+    def _on_message(self, sender: NodeId, message: Message) -> None:
+        if message.epoch < self._promised and isinstance(message, Prepare | Append | Fetch):
+            self._send(sender, Refused(epoch=message.epoch, promised_epoch=self._promised))
+            return
+        match message:
+            case Prepare(epoch=epoch):
+                self._on_prepare(sender, epoch)
+            case Append():
+                self._on_append(sender, message)
+            case Fetch(epoch=epoch, from_index=from_index):
+                self._on_fetch(sender, epoch, from_index)
+            case Promise() | FetchReply() | AppendAck() | AppendNack():
+                if message.epoch == self._epoch and self.role is not Role.FOLLOWER:
+                    self._on_reply(sender, message)
+            case Refused(promised_epoch=promised):
+                if promised > self._epoch and self.role is not Role.FOLLOWER:
+                    self.highest_epoch_seen = max(self.highest_epoch_seen, promised)
+                    self._end_leadership(f"a peer promised newer epoch {promised}",
+                                         relinquish=True)
+            case _:
+                assert_never(message)
+
+    def _follow(self, sender: NodeId, epoch: Epoch) -> bool:
+        """Accept `sender` as leader of `epoch` (>= promised). False if we lead that epoch."""
+        if epoch > self._promised:
+            if self.role is not Role.FOLLOWER:
+                self._end_leadership(f"saw newer epoch {epoch}", relinquish=True)
+            self._raise_promise(epoch)
+        elif self.role is not Role.FOLLOWER:
+            return False  # epochs are unique per leader: a peer claiming ours is broken
+        self.leader = sender
+        return True
+
+    def _on_prepare(self, sender: NodeId, epoch: Epoch) -> None:
+        if self._follow(sender, epoch):
+            self._send(sender, Promise(epoch=epoch, last_index=self._log.last_index,
+                                       last_epoch=self._log.last_epoch))
+
+    def _on_fetch(self, sender: NodeId, epoch: Epoch, from_index: LogIndex) -> None:
+        if self._follow(sender, epoch):
+            entries = self._log.take(from_index, self._timing.max_append_weight)
+            self._send(sender, FetchReply(epoch=epoch, from_index=from_index, entries=entries,
+                                          last_index=self._log.last_index))
+
+    def _on_append(self, sender: NodeId, append: Append) -> None:
+        if not self._follow(sender, append.epoch):
+            return
+        if not _contiguous(append.prev_index, append.entries) or any(
+                e.epoch > append.epoch for e in append.entries):
+            return  # malformed: ignore; the leader will retransmit
+        if self._log.epoch_at(append.prev_index) != append.prev_epoch:
+            self._send(sender, self._mismatch(append))
+            return
+        self._merge(append.entries)
+        match_index = LogIndex(append.prev_index + len(append.entries))
+        self._verified = max(self._verified, match_index)
+        self._commit = max(self._commit, min(append.commit, self._verified))
+        self._send(sender, AppendAck(epoch=append.epoch, match_index=match_index, seq=append.seq))
+
+    def _mismatch(self, append: Append) -> AppendNack:
+        at = self._log.epoch_at(append.prev_index)
+        if at is None:
+            return AppendNack(epoch=append.epoch, prev_index=append.prev_index,
+                              conflict_epoch=Epoch(0),
+                              conflict_index=LogIndex(self._log.last_index + 1), seq=append.seq)
+        return AppendNack(epoch=append.epoch, prev_index=append.prev_index, conflict_epoch=at,
+                          conflict_index=self._log.first_index_of_run(append.prev_index),
+                          seq=append.seq)
+
+    def _merge(self, entries: Sequence[LogEntry]) -> None:
+        """Append entries that follow a matching prefix, truncating at the first conflict."""
+        for entry in entries:
+            existing = self._log.epoch_at(entry.index)
+            if existing == entry.epoch:
+                continue  # same index and epoch: the same entry (log matching)
+            if existing is not None:
+                self._truncate_after(LogIndex(entry.index - 1))
+            self._log.append(entry)
+
+    def _truncate_after(self, index: LogIndex) -> None:
+        if index < self._commit:
+            raise LocalError(f"truncating committed entries: after {index}, commit {self._commit}")
+        self._log.truncate_after(index)
+        self._durable_upto = LogIndex(min(self._durable_upto, index))
+
+    # ----------------------------------------------------------------- leader: replies
+
+    def _on_reply(self, sender: NodeId, message: Promise | FetchReply | AppendAck | AppendNack,
+                  ) -> None:
+        progress = self._progress[sender]
+        progress.last_heard = self._now
+        match message:
+            case Promise(last_index=last_index, last_epoch=last_epoch):
+                if self._recovery is not None:
+                    self._recovery.promises[sender] = Tail(last_epoch=last_epoch,
+                                                           last_index=last_index)
+                    self._maybe_finish_promises()
+            case FetchReply():
+                self._on_fetch_reply(sender, message)
+            case AppendAck(match_index=match_index, seq=seq):
+                if self.role is Role.LEADER and match_index <= self._log.last_index:
+                    progress.acked_seq = max(progress.acked_seq, seq)
+                    progress.acknowledge(match_index, self._now)
+                    self._maybe_commit()
+                    self._maybe_confirm_reads()
+            case AppendNack():
+                if self.role is Role.LEADER:
+                    progress.acked_seq = max(progress.acked_seq, message.seq)
+                    self._on_nack(progress, message)
+                    self._maybe_confirm_reads()
+
+    def _on_nack(self, progress: Progress, nack: AppendNack) -> None:
+        if nack.prev_index <= progress.match_index:
+            return  # a stale reply to a message sent before the follower caught up
+        if progress.probing and nack.prev_index != progress.probe_prev:
+            return  # a reply to an Append pipelined before the last rewind
+        next_index: int = nack.conflict_index
+        if nack.conflict_epoch:
+            ours = self._log.last_index_of_epoch(nack.conflict_epoch, nack.prev_index)
+            if ours is not None:
+                next_index = ours + 1
+        progress.rewind(min(next_index, nack.prev_index), self._now)
+
+    def _maybe_commit(self) -> None:
+        if self.role is not Role.LEADER or self.suspended:
+            return
+        durable = sorted([self._durable_upto, *(p.match_index for p in self._progress.values())],
+                         reverse=True)
+        candidate = durable[self._quorum - 1]
+        if candidate > self._commit and self._log.epoch_at(candidate) == self._epoch:
+            self._commit = candidate
+            self._commit_notice = True
+            self._maybe_confirm_reads()
+
+    # ----------------------------------------------------------------- leader: recovery
+
+    def _maybe_finish_promises(self) -> None:
+        recovery = self._recovery
+        if recovery is None or recovery.fetching is not None:
+            return
+        if self._durable_promise != self._epoch or self._persist_needed():
+            return  # our own promise counts only once it is durable
+        mine = Tail(last_epoch=self._log.last_epoch, last_index=self._log.last_index)
+        best = recovery.best(self.node_id, mine)
+        if best is None:
+            return
+        source, target = best
+        if source == self.node_id:
+            self._become_leader()
+        elif target.last_index <= self._commit:
+            # Our prefix up to the commit index is committed, so it equals the source's log.
+            self._adopt(target)
+        else:
+            recovery.fetching = Fetching(source=source, target=target,
+                                         next_index=LogIndex(self._commit + 1),
+                                         last_progress=self._now)
+            self._send(source, Fetch(epoch=self._epoch, from_index=recovery.fetching.next_index))
+
+    def _adopt(self, target: Tail) -> None:
+        """Our log now equals the best promiser's up to its last index: cut the rest, lead."""
+        if self._log.last_index > target.last_index:
+            self._truncate_after(target.last_index)
+        self._become_leader()
+
+    def _on_fetch_reply(self, sender: NodeId, reply: FetchReply) -> None:
+        fetching = self._recovery.fetching if self._recovery is not None else None
+        if fetching is None or sender != fetching.source or reply.from_index != fetching.next_index:
+            return
+        if not _contiguous(reply.from_index - 1, reply.entries) or any(
+                e.index > fetching.target.last_index for e in reply.entries):
+            return
+        self._merge(reply.entries)
+        fetching.next_index = LogIndex(reply.from_index + len(reply.entries))
+        fetching.last_progress = self._now
+        fetching.retries = 0
+        if fetching.next_index > fetching.target.last_index:
+            self._adopt(fetching.target)
+        elif reply.entries:
+            self._send(sender, Fetch(epoch=self._epoch, from_index=fetching.next_index))
+
+    def _tick_recovery(self) -> None:
+        recovery = self._recovery
+        assert recovery is not None
+        if self._now % self._timing.retransmit_ticks == 0:
+            for peer in self._peers:
+                if peer not in recovery.promises:
+                    self._send(peer, Prepare(epoch=self._epoch))
+        fetching = recovery.fetching
+        if fetching is None or self._now - fetching.last_progress < self._timing.retransmit_ticks:
+            return
+        fetching.retries += 1
+        fetching.last_progress = self._now
+        if fetching.retries > 3:  # the source went quiet: choose among the other promises
+            del recovery.promises[fetching.source]
+            recovery.fetching = None
+            self._maybe_finish_promises()
+        else:
+            self._send(fetching.source, Fetch(epoch=self._epoch, from_index=fetching.next_index))
+
+    def _become_leader(self) -> None:
+        self.role = Role.LEADER
+        self._recovery = None
+        self._epoch_start = LogIndex(self._log.last_index + 1)
+        self._log.append(LogEntry(index=self._epoch_start, epoch=self._epoch,
+                                  payload=EpochStart(leader=self.node_id)))
+        for progress in self._progress.values():
+            progress.match_index = LogIndex(0)
+            progress.rewind(self._epoch_start, self._now)
+
+    # ----------------------------------------------------------------- leader: sending
+
+    def _flush(self) -> None:
+        """Turn pending leader work into messages: new entries, commit notices, read rounds."""
+        if self.role is not Role.LEADER:
+            return
+        if self._read_round_needed:
+            self._read_round_needed = False
+            self._send_heartbeats(new_round=True)
+            self._maybe_confirm_reads()  # a one-node cluster confirms at once
+        for peer, progress in self._progress.items():
+            sent = False
+            while (progress.next_index <= self._log.last_index
+                   and len(progress.inflight) < progress.window(self._timing.max_inflight)):
+                self._send_entries(peer, progress)
+                sent = True
+            if self._commit_notice and not sent:
+                self._send(peer, self._heartbeat(progress))
+        self._commit_notice = False
+
+    def _send_entries(self, peer: NodeId, progress: Progress) -> None:
+        prev = progress.next_index - 1
+        entries = self._log.take(progress.next_index, self._timing.max_append_weight)
+        self._send(peer, Append(epoch=self._epoch, prev_index=LogIndex(prev),
+                                prev_epoch=self._epoch_at(prev), entries=entries,
+                                commit=self._commit, seq=self._hb_seq))
+        progress.next_index = LogIndex(prev + len(entries) + 1)
+        progress.inflight.append(progress.next_index - 1)
+        progress.probe_prev = prev
+
+    def _send_heartbeats(self, *, new_round: bool = False) -> None:
+        if new_round:
+            self._hb_seq += 1
+        self._last_heartbeat = self._now
+        for peer, progress in self._progress.items():
+            self._send(peer, self._heartbeat(progress))
+
+    def _heartbeat(self, progress: Progress) -> Append:
+        # prev = match: known to be on the follower, so a heartbeat never fails the check
+        return Append(epoch=self._epoch, prev_index=progress.match_index,
+                      prev_epoch=self._epoch_at(progress.match_index), entries=(),
+                      commit=self._commit, seq=self._hb_seq)
+
+    def _maybe_confirm_reads(self) -> None:
+        if not self._reads or self.role is not Role.LEADER:
+            return
+        acked = sorted([self._hb_seq, *(p.acked_seq for p in self._progress.values())],
+                       reverse=True)
+        confirmed_seq = acked[self._quorum - 1]
+        ready = [r for r in self._reads if r[2] <= confirmed_seq]
+        if ready:
+            self._reads = [r for r in self._reads if r[2] > confirmed_seq]
+            self._outcomes.append(ReadsConfirmed(
+                reads=tuple(r[0] for r in ready),
+                index=LogIndex(max(self._commit, *(r[1] for r in ready)))))
+
+    # ----------------------------------------------------------------- helpers
+
+    def _end_leadership(self, reason: str, *, relinquish: bool) -> None:
+        if self._reads:
+            self._outcomes.append(ReadsRejected(reads=tuple(r[0] for r in self._reads),
+                                                reason=Unavailable.NOT_LEADER, leader=None))
+        self._outcomes.append(LeadershipEnded(epoch=self._epoch, reason=reason,
+                                              relinquish=relinquish))
+        self.role = Role.FOLLOWER
+        self.leader = None
+        self._epoch = Epoch(0)
+        self._recovery = None
+        self._progress = {}
+        self._reads = []
+        self._read_round_needed = False
+        self._commit_notice = False
+
+    def _raise_promise(self, epoch: Epoch) -> None:
+        self._promised = epoch
+        self.highest_epoch_seen = max(self.highest_epoch_seen, epoch)
+        self._verified = LogIndex(0)
+        self.leader = None
+
+    def _has_majority_contact(self) -> bool:
+        window = self._timing.election_timeout_ticks
+        heard = 1 + sum(1 for p in self._progress.values() if self._now - p.last_heard <= window)
+        return heard >= self._quorum
+
+    def _persist_needed(self) -> bool:
+        return (self._durable_upto != self._disk_last
+                or self._log.last_index != self._durable_upto
+                or self._promised != self._durable_promise)
+
+    def _epoch_at(self, index: int) -> Epoch:
+        epoch = self._log.epoch_at(index)
+        if epoch is None:
+            raise LocalError(f"no entry at {index}")
+        return epoch
+
+    def _send(self, to: NodeId, message: Message) -> None:
+        self._outbox.append(Outgoing(to=to, message=message))
+
+
+def _contiguous(prev_index: int, entries: Sequence[LogEntry]) -> bool:
+    return all(e.index == prev_index + 1 + i for i, e in enumerate(entries))

@@ -1,0 +1,24 @@
+"""Protocol timing in ticks. The driver alone knows how long a tick is in seconds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from quorapay.core.errors import LocalError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Timing:
+    heartbeat_ticks: int = 2  # leader sends a heartbeat to every follower this often
+    retransmit_ticks: int = 4  # resend to a follower that made no progress for this long
+    election_timeout_ticks: int = 40  # a leader without a majority this long steps down
+    max_append_weight: int = 2048  # about this many commands per Append or FetchReply
+    max_inflight: int = 16  # unacknowledged Appends per follower
+    max_apply_batch: int = 4096  # committed entries handed out per Ready
+
+    def __post_init__(self) -> None:
+        if not 0 < self.heartbeat_ticks <= self.retransmit_ticks < self.election_timeout_ticks:
+            raise LocalError(
+                "need 0 < heartbeat_ticks <= retransmit_ticks < election_timeout_ticks")
+        if min(self.max_append_weight, self.max_inflight, self.max_apply_batch) < 1:
+            raise LocalError("batch limits must be positive")

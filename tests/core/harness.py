@@ -1,0 +1,252 @@
+"""A deterministic cluster of real replicas for core tests: no trio, no mocks.
+
+Each node has a disk (what a crash keeps) and an inbox; the network is a FIFO of messages that
+tests deliver, drop, cut or reorder explicitly. Handling a Ready follows the driver contract:
+persist, then send, then apply, then record outcomes, then advance.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from quorapay.core.inputs import (
+    CommandsProposed,
+    Input,
+    LeadershipGranted,
+    LeadershipRevoked,
+    MessageReceived,
+    ReadRequested,
+    Ticked,
+)
+from quorapay.core.ledger import Delta, Ledger, Result
+from quorapay.core.messages import Message
+from quorapay.core.ready import Outcome, ProposalAccepted
+from quorapay.core.replica import Replica, Role
+from quorapay.core.timing import Timing
+from quorapay.core.types import (
+    AccountId,
+    Cents,
+    Command,
+    CreateAccount,
+    Epoch,
+    LogEntry,
+    LogIndex,
+    NodeId,
+    Transfer,
+    TransferId,
+)
+
+
+@dataclass
+class Disk:
+    promised: Epoch = Epoch(0)
+    log: list[LogEntry] = field(default_factory=list)
+    applied: list[LogEntry] = field(default_factory=list)  # entries applied, in order
+
+
+@dataclass
+class Node:
+    id: NodeId
+    replica: Replica
+    disk: Disk
+    ledger: Ledger = field(default_factory=Ledger)
+    outcomes: list[Outcome] = field(default_factory=list)
+    results: dict[LogIndex, list[Result]] = field(default_factory=dict)
+    up: bool = True
+
+
+@dataclass(frozen=True)
+class InFlight:
+    src: NodeId
+    dst: NodeId
+    message: Message
+
+
+class ReplicaCluster:
+    def __init__(self, ids: tuple[str, ...] = ("n1", "n2", "n3"),
+                 timing: Timing | None = None) -> None:
+        self.ids = tuple(NodeId(i) for i in ids)
+        self.timing = timing or Timing()
+        self.nodes = {i: self._boot(i, Disk()) for i in self.ids}
+        self.network: deque[InFlight] = deque()
+        self.cut_links: set[tuple[NodeId, NodeId]] = set()
+        self._proposal = 0
+        self.dropped = 0
+        # index -> an upper bound of the epoch in which it was committed (the promised epoch of
+        # the first node to apply it: a leader commits in its epoch, a follower learns of it from
+        # a leader of its promised epoch)
+        self.commit_epoch: dict[LogIndex, Epoch] = {}
+
+    # ---------------------------------------------------------------- nodes
+    def _boot(self, node_id: NodeId, disk: Disk) -> Node:
+        replica = Replica(node_id=node_id, members=self.ids, timing=self.timing,
+                          promised_epoch=disk.promised, log=list(disk.log),
+                          applied_index=LogIndex(len(disk.applied)))
+        ledger = Ledger()
+        for entry in disk.applied:
+            ledger.apply(entry, Delta())
+        return Node(id=node_id, replica=replica, disk=disk, ledger=ledger)
+
+    def __getitem__(self, node_id: str) -> Replica:
+        return self.nodes[NodeId(node_id)].replica
+
+    def crash(self, node_id: str) -> None:
+        """The process dies: memory is lost, the disk stays. Messages to it are lost."""
+        node = self.nodes[NodeId(node_id)]
+        node.up = False
+        self.network = deque(m for m in self.network if m.dst != node.id)
+
+    def restart(self, node_id: str) -> None:
+        node = self.nodes[NodeId(node_id)]
+        self.nodes[node.id] = self._boot(node.id, node.disk)
+
+    def seed_log(self, node_id: str, epochs: list[int], promised: int | None = None) -> None:
+        """Give a (down or fresh) node a log of barrier entries with these epochs, for scenarios."""
+        from quorapay.core.types import Commands
+        disk = Disk(promised=Epoch(promised if promised is not None else max(epochs, default=0)),
+                    log=[LogEntry(index=LogIndex(i + 1), epoch=Epoch(e),
+                                  payload=Commands(commands=())) for i, e in enumerate(epochs)])
+        self.nodes[NodeId(node_id)] = self._boot(NodeId(node_id), disk)
+
+    # ---------------------------------------------------------------- inputs
+    def step(self, node_id: str, *events: Input) -> None:
+        """Feed one batch of inputs, then handle the Ready, as the driver does per batch."""
+        node = self.nodes[NodeId(node_id)]
+        if not node.up:
+            return
+        for event in events:
+            node.replica.step(event)
+        self._process(node)
+
+    def grant(self, node_id: str, epoch: int) -> None:
+        self.step(node_id, LeadershipGranted(epoch=Epoch(epoch)))
+
+    def revoke(self, node_id: str) -> None:
+        self.step(node_id, LeadershipRevoked())
+
+    def propose(self, node_id: str, *commands: Command) -> int:
+        self._proposal += 1
+        self.step(node_id, CommandsProposed(proposal=self._proposal, commands=tuple(commands)))
+        return self._proposal
+
+    def read(self, node_id: str, count: int = 1) -> list[int]:
+        """Request `count` reads in one batch; return their tokens."""
+        tokens = list(range(self._proposal + 1, self._proposal + count + 1))
+        self._proposal += count
+        self.step(node_id, *(ReadRequested(read=t) for t in tokens))
+        return tokens
+
+    def tick(self, n: int = 1, only: tuple[str, ...] | None = None) -> None:
+        for _ in range(n):
+            for node_id in only or self.ids:
+                self.step(node_id, Ticked())
+
+    # ---------------------------------------------------------------- network
+    def cut(self, a: str, b: str) -> None:
+        self.cut_links |= {(NodeId(a), NodeId(b)), (NodeId(b), NodeId(a))}
+
+    def isolate(self, a: str) -> None:
+        for other in self.ids:
+            if other != a:
+                self.cut(a, other)
+
+    def heal(self) -> None:
+        self.cut_links.clear()
+
+    def deliver_one(self, drop: Callable[[InFlight], bool] | None = None) -> InFlight | None:
+        if not self.network:
+            return None
+        msg = self.network.popleft()
+        if (msg.src, msg.dst) in self.cut_links or not self.nodes[msg.dst].up or (
+                drop is not None and drop(msg)):
+            self.dropped += 1
+            return msg
+        self.step(msg.dst, MessageReceived(sender=msg.src, message=msg.message))
+        return msg
+
+    def deliver_at(self, position: int) -> None:
+        """Deliver the message at `position` (mod the queue length): reordering."""
+        if self.network:
+            self.network.rotate(-(position % len(self.network)))
+            self.deliver_one()
+
+    def duplicate_at(self, position: int) -> None:
+        if self.network:
+            self.network.append(self.network[position % len(self.network)])
+
+    def deliver_all(self, limit: int = 10_000,
+                    drop: Callable[[InFlight], bool] | None = None) -> None:
+        """Deliver until the network is empty, losing the messages `drop` selects."""
+        for _ in range(limit):
+            if self.deliver_one(drop) is None:
+                return
+        raise AssertionError("network did not quiesce")
+
+    def stabilize(self, ticks: int = 10) -> None:
+        """Deliver everything, tick, repeat: enough for heartbeats to spread commit indexes."""
+        self.deliver_all()
+        for _ in range(ticks):
+            self.tick()
+            self.deliver_all()
+
+    # ---------------------------------------------------------------- the driver contract
+    def _process(self, node: Node) -> None:
+        replica = node.replica
+        for _ in range(1000):
+            if not replica.has_ready():
+                return
+            ready = replica.ready()
+            if ready.persist is not None:
+                p = ready.persist
+                del node.disk.log[p.keep_upto:]
+                node.disk.log.extend(p.entries)
+                if p.promised_epoch is not None:
+                    node.disk.promised = p.promised_epoch
+            for out in ready.messages:
+                self.network.append(InFlight(src=node.id, dst=out.to, message=out.message))
+            for entry in ready.committed:
+                assert entry.index == len(node.disk.applied) + 1, "applied out of order"
+                node.results[entry.index] = node.ledger.apply(entry, Delta())
+                self.commit_epoch.setdefault(entry.index, replica.promised_epoch)
+                node.disk.applied.append(entry)
+            node.outcomes.extend(ready.outcomes)
+            replica.advance(ready)
+        raise AssertionError(f"{node.id} still has work after 1000 Readies")
+
+    # ---------------------------------------------------------------- observations
+    def leaders(self) -> list[NodeId]:
+        return [n.id for n in self.nodes.values() if n.up and n.replica.role is Role.LEADER]
+
+    def accepted(self, node_id: str, proposal: int) -> ProposalAccepted | None:
+        for outcome in self.nodes[NodeId(node_id)].outcomes:
+            if isinstance(outcome, ProposalAccepted) and outcome.proposal == proposal:
+                return outcome
+        return None
+
+    def logs(self) -> dict[NodeId, list[tuple[int, int]]]:
+        return {i: [(e.index, e.epoch) for e in n.disk.log] for i, n in self.nodes.items()}
+
+    def check_safety(self) -> None:
+        """Applied sequences are prefixes of one another; durable logs match where epochs match."""
+        applied = sorted((n.disk.applied for n in self.nodes.values()), key=len)
+        longest = applied[-1]
+        for seq in applied:
+            assert seq == longest[: len(seq)], "two nodes applied different entries"
+        logs = [n.disk.log for n in self.nodes.values()]
+        for a in logs:
+            for b in logs:
+                for i in range(min(len(a), len(b)) - 1, -1, -1):
+                    if a[i].epoch == b[i].epoch:
+                        assert a[: i + 1] == b[: i + 1], f"log matching broken at {i + 1}"
+                        break
+
+
+def account(name: str, *, issuer: bool = False) -> CreateAccount:
+    return CreateAccount(id=AccountId(name), currency="USD", allow_negative=issuer)
+
+
+def transfer(tid: str, debit: str, credit: str, amount: int) -> Transfer:
+    return Transfer(id=TransferId(tid), debit=AccountId(debit), credit=AccountId(credit),
+                    amount=Cents(amount), currency="USD")
