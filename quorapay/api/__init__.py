@@ -1,0 +1,1 @@
+"""The client API contract: JSON over websockets, typed and validated with msgspec."""

@@ -1,0 +1,197 @@
+"""Client API, version 1: every request and response as a typed msgspec Struct.
+
+Requests are JSON objects tagged by "op" and carry a client-chosen "req" number that the
+response echoes. A response has either its op's result fields or an "error". Field names and
+codes here are the stable contract documented in docs/01-api/.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import msgspec
+
+API_VERSION = 1
+MAX_BATCH = 1000  # commands per request
+
+
+class ErrorCode(StrEnum):
+    NOT_LEADER = "NOT_LEADER"  # retryable: ask the leader named in `leader`
+    UNAVAILABLE = "UNAVAILABLE"  # retryable: no quorum, leader recovering, ZooKeeper suspended
+    TIMEOUT = "TIMEOUT"  # outcome unknown: retry with the same ids, it is safe
+    INVALID_REQUEST = "INVALID_REQUEST"  # not retryable: malformed or over limits
+    INTERNAL = "INTERNAL"  # not retryable as is: a bug; the node logged it
+
+    @property
+    def retryable(self) -> bool:
+        return self in (ErrorCode.NOT_LEADER, ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT)
+
+
+class LeaderHint(msgspec.Struct, frozen=True, kw_only=True):
+    node: str
+    url: str
+
+
+class Error(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    code: ErrorCode
+    message: str
+    retryable: bool
+    leader: LeaderHint | None = None
+
+
+# ---------------------------------------------------------------------------- requests
+
+class AccountSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    id: str
+    currency: str = "USD"
+    allow_negative: bool = False
+
+
+class TransferSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    id: str
+    debit: str
+    credit: str
+    amount: int
+    currency: str = "USD"
+
+
+class _Request(msgspec.Struct, frozen=True, kw_only=True, tag_field="op",
+               forbid_unknown_fields=True):
+    req: int = 0
+
+
+class CreateAccounts(_Request, tag="create_accounts"):
+    accounts: list[AccountSpec]
+
+
+class SubmitTransfers(_Request, tag="submit_transfers"):
+    transfers: list[TransferSpec]
+
+
+class Barrier(_Request, tag="barrier"):
+    """Commit an empty entry: proves a leader can commit writes now."""
+
+
+class GetBalances(_Request, tag="get_balances"):
+    """Linearizable: served by the leader after confirming leadership with a majority."""
+
+    accounts: list[str]
+
+
+class GetTransfers(_Request, tag="get_transfers"):
+    """Linearizable lookup of decided transfers by id."""
+
+    ids: list[str]
+
+
+class Status(_Request, tag="status"):
+    """This node's view of itself and the cluster. Served by any node, not linearizable."""
+
+
+class Digest(_Request, tag="digest"):
+    """Hashes of this node's committed log and ledger state at `upto` (default: applied)."""
+
+    upto: int | None = None
+
+
+class EntryDigests(_Request, tag="entry_digests"):
+    """Per-entry hashes of this node's applied log, `first`..`last`, to locate a divergence."""
+
+    first: int
+    last: int
+
+
+class LocalTransfers(_Request, tag="local_transfers"):
+    """This node's own records of these transfers (not linearizable; for verification)."""
+
+    ids: list[str]
+
+
+Request = (CreateAccounts | SubmitTransfers | Barrier | GetBalances | GetTransfers | Status
+           | Digest | EntryDigests | LocalTransfers)
+
+
+# ---------------------------------------------------------------------------- responses
+
+class CommandResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Outcome of one account or transfer. `index` is the log entry that decided it."""
+
+    id: str
+    status: str  # ok | insufficient_funds | account_not_found | currency_mismatch | invalid | id_conflict
+    index: int | None = None
+    detail: str | None = None
+
+
+class Balance(msgspec.Struct, frozen=True, kw_only=True):
+    account: str
+    currency: str
+    balance: int
+    allow_negative: bool
+
+
+class TransferRecord(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    debit: str
+    credit: str
+    amount: int
+    currency: str
+    status: str
+    index: int
+
+
+class NodeStatus(msgspec.Struct, frozen=True, kw_only=True):
+    node: str
+    role: str  # follower | recovering | leader
+    serving: bool
+    epoch: int  # the highest epoch this node has promised
+    leader: str | None
+    last_index: int
+    commit_index: int
+    applied_index: int
+    zookeeper: str  # CONNECTED | SUSPENDED | LOST | CONNECTING
+    zookeeper_leader: str | None
+
+
+class DigestInfo(msgspec.Struct, frozen=True, kw_only=True):
+    node: str
+    index: int  # the digests describe the state after applying entries 1..index
+    log_digest: str
+    state_digest: str  # of the ledger replayed from the log up to index
+    stored_state_digest: str | None  # of the live ledger, when index is the applied index
+    totals: dict[str, int]  # sum of balances per currency in the replayed state
+
+
+class Response(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One response; which fields are set depends on the request's op."""
+
+    req: int
+    error: Error | None = None
+    results: list[CommandResult] | None = None  # create_accounts, submit_transfers
+    index: int | None = None  # barrier: the committed index; reads: the index they reflect
+    balances: list[Balance] | None = None
+    transfers: list[TransferRecord] | None = None
+    status: NodeStatus | None = None
+    digest: DigestInfo | None = None
+    entry_digests: list[str] | None = None
+
+
+_request_decoder = msgspec.json.Decoder(Request)
+_response_decoder = msgspec.json.Decoder(Response)
+_encoder = msgspec.json.Encoder()
+
+
+def decode_request(data: str | bytes) -> Request:
+    """Raises msgspec.DecodeError (a ValidationError for well-formed JSON of the wrong shape)."""
+    return _request_decoder.decode(data)
+
+
+def decode_response(data: str | bytes) -> Response:
+    return _response_decoder.decode(data)
+
+
+def encode(message: Request | Response) -> bytes:
+    return _encoder.encode(message)
+
+
+def error(code: ErrorCode, message: str, leader: LeaderHint | None = None) -> Error:
+    return Error(code=code, message=message, retryable=code.retryable, leader=leader)

@@ -1,0 +1,243 @@
+"""cluster.toml -> a frozen, typed ClusterConfig. Validation reports every problem at once.
+
+Relative paths in the file are relative to the file's own directory, so a cluster file works
+from wherever a command is run.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from quorapay.core.errors import QuorapayError
+from quorapay.core.timing import Timing
+from quorapay.core.types import NodeId
+
+DEFAULT_PATH = Path("cluster.toml")
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+class ConfigError(QuorapayError):
+    """The cluster file is missing, unreadable or invalid. The message lists every problem."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeConfig:
+    id: NodeId
+    host: str
+    peer_port: int
+    client_port: int
+    data_dir: Path
+
+    @property
+    def peer_url(self) -> str:
+        return f"ws://{self.host}:{self.peer_port}/"
+
+    @property
+    def client_url(self) -> str:
+        return f"ws://{self.host}:{self.client_port}/"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ZooKeeperConfig:
+    """Either a local server that `quorapay up` starts on `port`, or external `hosts`."""
+
+    mode: str  # "local" | "external"
+    port: int
+    hosts: tuple[str, ...]
+    session_timeout: float
+
+    @property
+    def connect_string(self) -> str:
+        return ",".join(self.hosts) if self.mode == "external" else f"127.0.0.1:{self.port}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimingConfig:
+    tick: float  # seconds per core tick
+    heartbeat_interval: float
+    election_timeout: float  # a leader without a majority this long gives up leadership
+    request_timeout: float  # a client request without an outcome this long gets TIMEOUT
+
+    def core(self) -> Timing:
+        heartbeat = max(1, round(self.heartbeat_interval / self.tick))
+        return Timing(heartbeat_ticks=heartbeat, retransmit_ticks=2 * heartbeat,
+                      election_timeout_ticks=max(2 * heartbeat + 1,
+                                                 round(self.election_timeout / self.tick)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterConfig:
+    path: Path
+    name: str
+    run_dir: Path
+    nodes: tuple[NodeConfig, ...]
+    zookeeper: ZooKeeperConfig
+    timing: TimingConfig
+
+    def node(self, node_id: str) -> NodeConfig:
+        for node in self.nodes:
+            if node.id == node_id:
+                return node
+        known = ", ".join(n.id for n in self.nodes)
+        raise ConfigError(f"no node {node_id!r} in {self.path} (nodes: {known})")
+
+    @property
+    def node_ids(self) -> tuple[NodeId, ...]:
+        return tuple(n.id for n in self.nodes)
+
+
+def load_config(path: Path = DEFAULT_PATH) -> ClusterConfig:
+    """Read and validate a cluster file. Raises ConfigError naming every problem found."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"cluster file {path} not found (create one with `quorapay init`)")\
+            from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read cluster file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return _Parser(path, raw).parse()
+
+
+class _Parser:
+    """Collects every problem instead of stopping at the first."""
+
+    def __init__(self, path: Path, raw: dict[str, Any]) -> None:
+        self.path = path
+        self.base = path.resolve().parent
+        self.raw = raw
+        self.problems: list[str] = []
+
+    def parse(self) -> ClusterConfig:
+        cluster = self._table(self.raw, "cluster")
+        name = self._get(cluster, "cluster.name", str, "quorapay")
+        if not _NAME.fullmatch(name):
+            self.problems.append("cluster.name must be 1-64 characters of A-Z a-z 0-9 _ . -")
+        run_dir = self._path(self._get(cluster, "cluster.run_dir", str, ".quorapay/run"))
+        zookeeper = self._zookeeper(self._table(self.raw, "zookeeper"))
+        timing = self._timing(self._table(self.raw, "timing"))
+        nodes = self._nodes()
+        if self.problems:
+            listed = "\n".join(f"  - {p}" for p in self.problems)
+            raise ConfigError(f"{self.path} has {len(self.problems)} problem(s):\n{listed}")
+        return ClusterConfig(path=self.path, name=name, run_dir=run_dir, nodes=nodes,
+                             zookeeper=zookeeper, timing=timing)
+
+    def _zookeeper(self, table: dict[str, Any]) -> ZooKeeperConfig:
+        mode = self._get(table, "zookeeper.mode", str, "local")
+        hosts = self._get(table, "zookeeper.hosts", list, [])
+        if mode not in ("local", "external"):
+            self.problems.append('zookeeper.mode must be "local" or "external"')
+        if mode == "external" and (not hosts or not all(isinstance(h, str) for h in hosts)):
+            self.problems.append('zookeeper.hosts must list "host:port" strings in external mode')
+        session = self._get(table, "zookeeper.session_timeout", float, 4.0)
+        if not 2.0 <= session <= 60.0:
+            self.problems.append("zookeeper.session_timeout must be between 2 and 60 seconds")
+        return ZooKeeperConfig(mode=mode, port=self._port(table, "zookeeper.port", 21810),
+                               hosts=tuple(str(h) for h in hosts), session_timeout=session)
+
+    def _timing(self, table: dict[str, Any]) -> TimingConfig:
+        tick = self._get(table, "timing.tick", float, 0.05)
+        heartbeat = self._get(table, "timing.heartbeat_interval", float, 0.1)
+        election = self._get(table, "timing.election_timeout", float, 2.0)
+        request = self._get(table, "timing.request_timeout", float, 5.0)
+        if not 0.005 <= tick <= 1.0:
+            self.problems.append("timing.tick must be between 0.005 and 1 second")
+        if not tick <= heartbeat < election / 2:
+            self.problems.append(
+                "timing must satisfy tick <= heartbeat_interval < election_timeout / 2")
+        if request <= 0:
+            self.problems.append("timing.request_timeout must be positive")
+        return TimingConfig(tick=tick, heartbeat_interval=heartbeat, election_timeout=election,
+                            request_timeout=request)
+
+    def _nodes(self) -> tuple[NodeConfig, ...]:
+        raw_nodes = self.raw.get("nodes")
+        if not isinstance(raw_nodes, list) or not raw_nodes:
+            self.problems.append("at least one [[nodes]] entry is required")
+            return ()
+        nodes = [self._node(i, t) for i, t in enumerate(raw_nodes) if isinstance(t, dict)]
+        if len(nodes) != len(raw_nodes):
+            self.problems.append("every [[nodes]] entry must be a table")
+        self._unique([n.id for n in nodes], "node id")
+        self._unique([(n.host, p) for n in nodes for p in (n.peer_port, n.client_port)], "port")
+        self._unique([n.data_dir for n in nodes], "data_dir")
+        return tuple(nodes)
+
+    def _node(self, position: int, table: dict[str, Any]) -> NodeConfig:
+        where = f"nodes[{position}]"
+        node_id = self._get(table, f"{where}.id", str, f"n{position + 1}")
+        if not _NAME.fullmatch(node_id):
+            self.problems.append(f"{where}.id must be 1-64 characters of A-Z a-z 0-9 _ . -")
+        return NodeConfig(
+            id=NodeId(node_id),
+            host=self._get(table, f"{where}.host", str, "127.0.0.1"),
+            peer_port=self._port(table, f"{where}.peer_port", 7101 + position),
+            client_port=self._port(table, f"{where}.client_port", 7201 + position),
+            data_dir=self._path(self._get(table, f"{where}.data_dir", str,
+                                          f".quorapay/data/{node_id}")))
+
+    # ---------------------------------------------------------------- typed access
+
+    def _table(self, raw: dict[str, Any], key: str) -> dict[str, Any]:
+        value = raw.get(key, {})
+        if not isinstance(value, dict):
+            self.problems.append(f"[{key}] must be a table")
+            return {}
+        return value
+
+    def _get(self, table: dict[str, Any], dotted: str, kind: type, default: Any) -> Any:
+        value = table.get(dotted.rsplit(".", 1)[-1], default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            self.problems.append(f"{dotted} must be a {kind.__name__}, got {value!r}")
+            return default
+        return value
+
+    def _port(self, table: dict[str, Any], dotted: str, default: int) -> int:
+        port: int = self._get(table, dotted, int, default)
+        if not 1 <= port <= 65535:
+            self.problems.append(f"{dotted} must be a TCP port (1-65535), got {port}")
+        return port
+
+    def _path(self, value: str) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base / path
+
+    def _unique(self, values: list[Any], what: str) -> None:
+        seen: set[Any] = set()
+        for value in values:
+            if value in seen:
+                self.problems.append(f"duplicate {what}: {value}")
+            seen.add(value)
+
+
+def default_cluster(*, nodes: int = 3, name: str = "quorapay-local", base_port: int = 7100,
+                    zookeeper_port: int = 21810) -> dict[str, Any]:
+    """The document `quorapay init` writes: a local cluster on 127.0.0.1."""
+    return {
+        "cluster": {"name": name, "run_dir": ".quorapay/run"},
+        "zookeeper": {"mode": "local", "port": zookeeper_port, "hosts": [],
+                      "session_timeout": 4.0},
+        "timing": {"tick": 0.05, "heartbeat_interval": 0.1, "election_timeout": 2.0,
+                   "request_timeout": 5.0},
+        "nodes": [{"id": f"n{i}", "host": "127.0.0.1", "peer_port": base_port + i,
+                   "client_port": base_port + 100 + i, "data_dir": f".quorapay/data/n{i}"}
+                  for i in range(1, nodes + 1)],
+    }
+
+
+def render(document: dict[str, Any]) -> str:
+    header = ("# Quorapay cluster file: one [[nodes]] entry per node process.\n"
+              "# zookeeper.mode = \"local\": `quorapay up` runs a ZooKeeper server on port;\n"
+              "# \"external\": nodes use zookeeper.hosts. Times are in seconds; relative paths\n"
+              "# are relative to this file.\n\n")
+    return header + tomli_w.dumps(document)

@@ -1,0 +1,203 @@
+"""SQLite storage of one node: the log, the promised epoch, the applied index and the ledger.
+
+WAL mode with synchronous=FULL: a write returns only once it is durable. The driver hands one
+`WriteBatch` per loop iteration (group commit: many entries, one fsync), and everything in it --
+log truncation and appends, the promised epoch, ledger rows and the applied index -- lands in one
+transaction, so a crash at any point leaves the state of the previous batch.
+
+Each log record carries a CRC32 of (index, epoch, payload); a mismatch on load is reported as a
+corrupt record and the node refuses to start rather than apply it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import trio
+
+from quorapay.core.errors import QuorapayError
+from quorapay.core.ledger import Account, Delta, Ledger, Status, TransferRecord
+from quorapay.core.ready import Persist
+from quorapay.core.types import (
+    AccountId,
+    Cents,
+    Epoch,
+    LogEntry,
+    LogIndex,
+    Payload,
+    Transfer,
+    TransferId,
+)
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS log (
+    idx INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, payload BLOB NOT NULL, crc INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS accounts (
+    id TEXT PRIMARY KEY, currency TEXT NOT NULL, allow_negative INTEGER NOT NULL,
+    balance INTEGER NOT NULL, idx INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS transfers (
+    id TEXT PRIMARY KEY, debit TEXT NOT NULL, credit TEXT NOT NULL, amount INTEGER NOT NULL,
+    currency TEXT NOT NULL, status TEXT NOT NULL, idx INTEGER NOT NULL) WITHOUT ROWID;
+"""
+_payload_encoder = msgspec.msgpack.Encoder()
+_payload_decoder = msgspec.msgpack.Decoder(Payload)  # type: ignore[arg-type]
+
+
+class StorageError(QuorapayError):
+    """The data directory cannot be used: corrupt, another node's, or a newer schema."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Restored:
+    """Everything a node recovers from its disk at start."""
+
+    promised_epoch: Epoch
+    log: list[LogEntry]
+    applied_index: LogIndex
+    ledger: Ledger
+
+
+@dataclass(slots=True, kw_only=True)
+class WriteBatch:
+    """One transaction: the Ready's persist work plus the ledger rows of the entries applied."""
+
+    persist: Persist | None = None
+    delta: Delta = field(default_factory=Delta)
+    applied_index: LogIndex | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.persist is None and self.applied_index is None
+
+
+def record_crc(index: int, epoch: int, payload: bytes) -> int:
+    return zlib.crc32(payload, zlib.crc32(f"{index}:{epoch}:".encode()))
+
+
+class Store:
+    """One node's database. Synchronous methods; `write_async` runs them off the event loop."""
+
+    def __init__(self, path: Path, *, cluster: str, node_id: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"cannot open {path}: {exc}") from exc
+        self._claim(cluster, node_id)
+        self._writer = trio.CapacityLimiter(1)  # one writer: batches land in order
+
+    def _claim(self, cluster: str, node_id: str) -> None:
+        meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        if not meta:
+            self._db.executemany("INSERT INTO meta VALUES (?, ?)", [
+                ("schema_version", SCHEMA_VERSION), ("cluster", cluster), ("node_id", node_id),
+                ("promised_epoch", 0), ("applied_index", 0)])
+            return
+        if meta.get("schema_version") != SCHEMA_VERSION:
+            raise StorageError(f"{self.path}: schema version {meta.get('schema_version')}, "
+                               f"this build reads {SCHEMA_VERSION}")
+        if (meta.get("cluster"), meta.get("node_id")) != (cluster, node_id):
+            raise StorageError(f"{self.path} belongs to node {meta.get('node_id')!r} of cluster "
+                               f"{meta.get('cluster')!r}, not node {node_id!r} of {cluster!r}")
+
+    def close(self) -> None:
+        self._db.close()
+
+    # ------------------------------------------------------------------ load
+
+    def load(self) -> Restored:
+        meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        log = [self._decode(*row) for row in
+               self._db.execute("SELECT idx, epoch, payload, crc FROM log ORDER BY idx")]
+        for position, entry in enumerate(log, start=1):
+            if entry.index != position:
+                raise StorageError(f"{self.path}: log has a gap before index {entry.index}")
+        applied = LogIndex(meta["applied_index"])
+        if applied > len(log):
+            raise StorageError(f"{self.path}: applied index {applied} beyond the log ({len(log)})")
+        return Restored(promised_epoch=Epoch(meta["promised_epoch"]), log=log,
+                        applied_index=applied, ledger=self._load_ledger())
+
+    def _decode(self, index: int, epoch: int, payload: bytes, crc: int) -> LogEntry:
+        if record_crc(index, epoch, payload) != crc:
+            raise StorageError(f"{self.path}: corrupt log record at index {index} (checksum)")
+        try:
+            decoded = _payload_decoder.decode(payload)
+        except msgspec.DecodeError as exc:
+            raise StorageError(f"{self.path}: undecodable log record at {index}: {exc}") from exc
+        return LogEntry(index=LogIndex(index), epoch=Epoch(epoch), payload=decoded)
+
+    def _load_ledger(self) -> Ledger:
+        accounts = [Account(id=AccountId(i), currency=c, allow_negative=bool(n), balance=b,
+                            index=LogIndex(x))
+                    for i, c, n, b, x in self._db.execute("SELECT * FROM accounts")]
+        transfers = [TransferRecord(
+            transfer=Transfer(id=TransferId(i), debit=AccountId(d), credit=AccountId(c),
+                              amount=Cents(a), currency=cur),
+            status=Status(s), index=LogIndex(x))
+            for i, d, c, a, cur, s, x in self._db.execute("SELECT * FROM transfers")]
+        return Ledger(accounts, transfers)
+
+    # ------------------------------------------------------------------ write
+
+    def write(self, batch: WriteBatch) -> None:
+        """Make `batch` durable in one transaction (fsync before returning)."""
+        if batch.empty:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for _ in self.write_steps(batch):
+                pass
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def write_steps(self, batch: WriteBatch) -> Iterator[str]:
+        """The statements of one batch, yielding after each (tests crash between any two)."""
+        if batch.persist is not None:
+            persist = batch.persist
+            self._db.execute("DELETE FROM log WHERE idx > ?", (persist.keep_upto,))
+            yield "truncate"
+            rows = []
+            for entry in persist.entries:
+                payload = _payload_encoder.encode(entry.payload)
+                rows.append((entry.index, entry.epoch, payload,
+                             record_crc(entry.index, entry.epoch, payload)))
+            self._db.executemany("INSERT INTO log VALUES (?, ?, ?, ?)", rows)
+            yield "append"
+            if persist.promised_epoch is not None:
+                self._set_meta("promised_epoch", persist.promised_epoch)
+                yield "promise"
+        if batch.applied_index is not None:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO accounts VALUES (?, ?, ?, ?, ?)",
+                [(a.id, a.currency, int(a.allow_negative), a.balance, a.index)
+                 for a in batch.delta.accounts.values()])
+            yield "accounts"
+            self._db.executemany(
+                "INSERT INTO transfers VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(r.transfer.id, r.transfer.debit, r.transfer.credit, r.transfer.amount,
+                  r.transfer.currency, r.status.value, r.index) for r in batch.delta.transfers])
+            yield "transfers"
+            self._set_meta("applied_index", batch.applied_index)
+            yield "applied"
+
+    def _set_meta(self, key: str, value: int) -> None:
+        self._db.execute("UPDATE meta SET value = ? WHERE key = ?", (value, key))
+
+    async def write_async(self, batch: WriteBatch) -> None:
+        # Not abandon_on_cancel: a cancelled caller still waits for the commit to finish, so
+        # nothing is ever acknowledged or applied on the assumption of a write in flight.
+        await trio.to_thread.run_sync(self.write, batch, limiter=self._writer)
