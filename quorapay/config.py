@@ -197,7 +197,7 @@ class _Parser:
         value = table.get(dotted.rsplit(".", 1)[-1], default)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
             self.problems.append(f"{dotted} must be a {kind.__name__}, got {value!r}")
             return default
         return value

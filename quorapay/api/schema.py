@@ -60,48 +60,48 @@ class _Request(msgspec.Struct, frozen=True, kw_only=True, tag_field="op",
     req: int = 0
 
 
-class CreateAccounts(_Request, tag="create_accounts"):
+class CreateAccounts(_Request, frozen=True, tag="create_accounts"):
     accounts: list[AccountSpec]
 
 
-class SubmitTransfers(_Request, tag="submit_transfers"):
+class SubmitTransfers(_Request, frozen=True, tag="submit_transfers"):
     transfers: list[TransferSpec]
 
 
-class Barrier(_Request, tag="barrier"):
+class Barrier(_Request, frozen=True, tag="barrier"):
     """Commit an empty entry: proves a leader can commit writes now."""
 
 
-class GetBalances(_Request, tag="get_balances"):
+class GetBalances(_Request, frozen=True, tag="get_balances"):
     """Linearizable: served by the leader after confirming leadership with a majority."""
 
     accounts: list[str]
 
 
-class GetTransfers(_Request, tag="get_transfers"):
+class GetTransfers(_Request, frozen=True, tag="get_transfers"):
     """Linearizable lookup of decided transfers by id."""
 
     ids: list[str]
 
 
-class Status(_Request, tag="status"):
+class Status(_Request, frozen=True, tag="status"):
     """This node's view of itself and the cluster. Served by any node, not linearizable."""
 
 
-class Digest(_Request, tag="digest"):
+class Digest(_Request, frozen=True, tag="digest"):
     """Hashes of this node's committed log and ledger state at `upto` (default: applied)."""
 
     upto: int | None = None
 
 
-class EntryDigests(_Request, tag="entry_digests"):
+class EntryDigests(_Request, frozen=True, tag="entry_digests"):
     """Per-entry hashes of this node's applied log, `first`..`last`, to locate a divergence."""
 
     first: int
     last: int
 
 
-class LocalTransfers(_Request, tag="local_transfers"):
+class LocalTransfers(_Request, frozen=True, tag="local_transfers"):
     """This node's own records of these transfers (not linearizable; for verification)."""
 
     ids: list[str]
@@ -117,7 +117,8 @@ class CommandResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     """Outcome of one account or transfer. `index` is the log entry that decided it."""
 
     id: str
-    status: str  # ok | insufficient_funds | account_not_found | currency_mismatch | invalid | id_conflict
+    # ok | insufficient_funds | account_not_found | currency_mismatch | invalid | id_conflict
+    status: str
     index: int | None = None
     detail: str | None = None
 
@@ -182,7 +183,8 @@ _encoder = msgspec.json.Encoder()
 
 def decode_request(data: str | bytes) -> Request:
     """Raises msgspec.DecodeError (a ValidationError for well-formed JSON of the wrong shape)."""
-    return _request_decoder.decode(data)
+    request: Request = _request_decoder.decode(data)
+    return request
 
 
 def decode_response(data: str | bytes) -> Response:

@@ -125,7 +125,7 @@ class Ledger:
         return self._transfers
 
     def apply(self, entry: LogEntry, delta: Delta) -> list[Result]:
-        """Apply one committed entry; record changed rows in `delta`; return one result per command."""
+        """Apply one committed entry, recording changed rows in `delta`; a result per command."""
         if not isinstance(entry.payload, Commands):
             return []
         return [self._apply_command(c, entry.index, delta) for c in entry.payload.commands]

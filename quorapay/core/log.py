@@ -66,6 +66,8 @@ class Log:
     def first_index_of_run(self, index: int) -> LogIndex:
         """The first index of the run of same-epoch entries that contains `index`."""
         epoch = self.epoch_at(index)
+        if epoch is None:
+            raise LocalError(f"no entry at {index}")
         # epochs never decrease along a log, so the run starts where that epoch first appears
         return LogIndex(bisect_left(self._entries, epoch, hi=index, key=_epoch_of) + 1)
 

@@ -71,9 +71,9 @@ from quorapay.core.ready import (
     Persist,
     ProposalAccepted,
     ProposalRejected,
-    Ready,
     ReadsConfirmed,
     ReadsRejected,
+    Ready,
     Unavailable,
 )
 from quorapay.core.recovery import Fetching, Recovery, Tail
@@ -116,7 +116,8 @@ class Replica:
         self._timing = timing
         self._log = Log(log)
         if applied_index > self._log.last_index:
-            raise LocalError(f"applied index {applied_index} beyond the log ({self._log.last_index})")
+            raise LocalError(f"applied index {applied_index} beyond the log end "
+                             f"{self._log.last_index}")
         # durability: what the driver has made durable, as of the last advance()
         self._disk_last = self._log.last_index
         self._durable_upto = self._log.last_index  # disk and memory agree up to here

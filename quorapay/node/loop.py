@@ -24,9 +24,9 @@ from quorapay.core.ready import (
     Outgoing,
     ProposalAccepted,
     ProposalRejected,
-    Ready,
     ReadsConfirmed,
     ReadsRejected,
+    Ready,
     Unavailable,
 )
 from quorapay.core.replica import Replica
@@ -67,9 +67,17 @@ class Failure:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Committed:
+    """A client write's outcome: the entry that carried it and one result per command."""
+
+    index: LogIndex
+    results: list[Result]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClientWrite:
     commands: tuple[Command, ...]
-    reply: Reply[list[Result] | Failure]
+    reply: Reply[Committed | Failure]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -218,7 +226,8 @@ class Driver:
         epoch, parts = awaiting
         for part in parts:
             if entry.epoch == epoch:
-                part.write.reply.set(results[part.offset: part.offset + part.count])
+                part.write.reply.set(Committed(
+                    index=entry.index, results=results[part.offset: part.offset + part.count]))
             else:  # another leader's entry took this index: ours was never committed
                 part.write.reply.set(_unknown("the entry was replaced after a leader change"))
 

@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS transfers (
     currency TEXT NOT NULL, status TEXT NOT NULL, idx INTEGER NOT NULL) WITHOUT ROWID;
 """
 _payload_encoder = msgspec.msgpack.Encoder()
-_payload_decoder = msgspec.msgpack.Decoder(Payload)  # type: ignore[arg-type]
+_payload_decoder = msgspec.msgpack.Decoder(Payload)
 
 
 class StorageError(QuorapayError):

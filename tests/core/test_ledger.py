@@ -7,7 +7,7 @@ from quorapay.core.types import Commands, Epoch, EpochStart, LogEntry, LogIndex,
 from tests.core.harness import account, transfer
 
 
-def apply(ledger: Ledger, index: int, *commands):  # noqa: ANN001, ANN202
+def apply(ledger: Ledger, index: int, *commands):
     delta = Delta()
     results = ledger.apply(LogEntry(index=LogIndex(index), epoch=Epoch(1),
                                     payload=Commands(commands=commands)), delta)
@@ -42,7 +42,7 @@ def test_transfer_moves_money_and_conserves_it(ledger: Ledger) -> None:
         (transfer("t1", "alice", "bob", 2**60), Status.INVALID),
     ],
 )
-def test_definitive_failures_change_no_balance(ledger: Ledger, command, status) -> None:  # noqa: ANN001
+def test_definitive_failures_change_no_balance(ledger: Ledger, command, status) -> None:
     digest_before = {a.id: a.balance for a in ledger.accounts.values()}
     results, delta = apply(ledger, 3, command)
     assert results[0].status is status

@@ -70,13 +70,13 @@ def test_fig7_without_d_and_c_the_leader_log_wins_and_divergent_suffixes_are_cut
     cluster.stabilize()
     assert cluster["L"].serving
     for node in ("L", "a", "b", "e", "f"):
-        assert epochs_of(cluster, node) == FIG7_LEADER + [8], node
+        assert epochs_of(cluster, node) == [*FIG7_LEADER, 8], node
     # c and d come back: their uncommitted suffixes are replaced by the leader's log
     cluster.restart("c")
     cluster.restart("d")
     cluster.stabilize(ticks=20)
     for node in cluster.ids:
-        assert epochs_of(cluster, node) == FIG7_LEADER + [8], node
+        assert epochs_of(cluster, node) == [*FIG7_LEADER, 8], node
     cluster.check_safety()
 
 

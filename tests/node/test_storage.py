@@ -10,7 +10,7 @@ from quorapay.core.replica import Replica
 from quorapay.core.timing import Timing
 from quorapay.core.types import Epoch, NodeId
 from quorapay.node.loop import stage
-from quorapay.node.storage import Store, StorageError
+from quorapay.node.storage import StorageError, Store
 from tests.core.harness import account, transfer
 
 ME = NodeId("solo")
@@ -38,8 +38,8 @@ def workload() -> list:
     return inputs
 
 
-def run(store: Store, replica: Replica, ledger, inputs, *,  # noqa: ANN001
-        crash_at: tuple[int, int] | None = None, after_write=None) -> int | None:  # noqa: ANN001
+def run(store: Store, replica: Replica, ledger, inputs, *,
+        crash_at: tuple[int, int] | None = None, after_write=None) -> int | None:
     """Drive the replica as the node does. With crash_at=(w, k), die after k statements of
     write w and return the number of the input batch that was being handled; else None."""
     writes = 0

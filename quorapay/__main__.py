@@ -1,0 +1,3 @@
+from quorapay.cli.main import main
+
+main()

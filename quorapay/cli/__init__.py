@@ -1,0 +1,1 @@
+"""The `quorapay` command line: thin click commands over the library."""

@@ -1,0 +1,81 @@
+"""init, up, down, status."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from quorapay.api import schema as api
+from quorapay.cli.context import AppContext, emit, json_option, pass_app, run
+from quorapay.cli.main import Failed, cli
+from quorapay.cluster import supervisor
+from quorapay.config import default_cluster, load_config, render
+
+
+@cli.command()
+@click.option("--nodes", default=3, show_default=True, type=click.IntRange(1, 9))
+@click.option("--name", default="quorapay-local", show_default=True)
+@click.option("--base-port", default=7100, show_default=True, type=click.IntRange(1024, 65000),
+              help="Node i listens for peers on base+i and for clients on base+100+i.")
+@click.option("--zookeeper-port", default=21810, show_default=True,
+              type=click.IntRange(1024, 65535))
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@pass_app
+def init(app: AppContext, nodes: int, name: str, base_port: int, zookeeper_port: int,
+         force: bool) -> None:
+    """Write a cluster file for a local cluster."""
+    path: Path = app.config_path
+    if path.exists() and not force:
+        raise Failed(f"{path} exists (use --force to overwrite it)")
+    path.write_text(render(default_cluster(nodes=nodes, name=name, base_port=base_port,
+                                           zookeeper_port=zookeeper_port)))
+    load_config(path)  # what we wrote must be valid
+    click.echo(f"wrote {path}: {nodes} node(s), ZooKeeper on 127.0.0.1:{zookeeper_port}")
+
+
+@cli.command()
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for a leader.")
+@json_option
+@pass_app
+def up(app: AppContext, timeout: float, as_json: bool) -> None:
+    """Start ZooKeeper and every node that is not running; wait until a leader serves."""
+    report = run(lambda: supervisor.up(app.cluster, timeout=timeout))
+    started = ", ".join(report.started) or "nothing (all running)"
+    emit(as_json, {"started": report.started, "already_running": report.already_running,
+                   "leader": report.leader, "epoch": report.epoch},
+         f"started: {started}\nleader: {report.leader} (epoch {report.epoch})\n"
+         f"logs: {app.cluster.run_dir / 'logs'}")
+
+
+@cli.command()
+@json_option
+@pass_app
+def down(app: AppContext, as_json: bool) -> None:
+    """Stop every node and the local ZooKeeper."""
+    stopped = supervisor.down(app.cluster)
+    emit(as_json, {"stopped": stopped}, f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@cli.command()
+@json_option
+@pass_app
+def status(app: AppContext, as_json: bool) -> None:
+    """Each node's role, epoch, log indexes and ZooKeeper session, and who leads."""
+    found = run(supervisor.statuses, app.cluster)
+    leader = supervisor.current_leader(found)
+    if as_json:
+        emit(True, {"leader": leader.node if leader else None,
+                    "nodes": {k: v if isinstance(v, api.NodeStatus) else {"error": v}
+                              for k, v in found.items()}}, "")
+        return
+    click.echo(f"{'node':6} {'role':10} {'serving':7} {'epoch':>5} {'last':>7} {'commit':>7} "
+               f"{'applied':>7}  {'zookeeper':10} leader")
+    for node_id, s in found.items():
+        if isinstance(s, api.NodeStatus):
+            click.echo(f"{node_id:6} {s.role:10} {'yes' if s.serving else 'no':7} {s.epoch:>5} "
+                       f"{s.last_index:>7} {s.commit_index:>7} {s.applied_index:>7}  "
+                       f"{s.zookeeper:10} {s.leader or '-'}")
+        else:
+            click.echo(f"{node_id:6} {s}")
+    click.echo(f"leader: {leader.node} (epoch {leader.epoch})" if leader else "leader: none")

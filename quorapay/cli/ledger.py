@@ -1,0 +1,103 @@
+"""account create, pay, balance, transfer: the ledger from the command line."""
+
+from __future__ import annotations
+
+import uuid
+
+import click
+
+from quorapay.api import schema as api
+from quorapay.cli.context import AppContext, emit, json_option, pass_app, run
+from quorapay.cli.main import Failed, cli
+from quorapay.client import Client
+
+currency_option = click.option("--currency", default="USD", show_default=True,
+                               help="Currency code (upper case).")
+
+
+async def _ask(app: AppContext, request: api.Request) -> api.Response:
+    async with Client(app.urls, deadline=app.cluster.timing.request_timeout * 3) as client:
+        return await client.request(request)
+
+
+@cli.group()
+def account() -> None:
+    """Accounts."""
+
+
+@account.command("create")
+@click.argument("account_ids", nargs=-1, required=True)
+@currency_option
+@click.option("--allow-negative", is_flag=True,
+              help="An issuer account: may go below zero (money enters the ledger from it).")
+@json_option
+@pass_app
+def create(app: AppContext, account_ids: tuple[str, ...], currency: str, allow_negative: bool,
+           as_json: bool) -> None:
+    """Create accounts (creating one again with the same attributes is a no-op)."""
+    specs = [api.AccountSpec(id=a, currency=currency, allow_negative=allow_negative)
+             for a in account_ids]
+    response = run(_ask, app, api.CreateAccounts(accounts=specs))
+    results = response.results or []
+    emit(as_json, results, "\n".join(f"{r.status}: account {r.id}"
+                                      + (f" ({r.detail})" if r.detail else "") for r in results))
+    _fail_unless_ok(results)
+
+
+@cli.command()
+@click.argument("debit")
+@click.argument("credit")
+@click.argument("amount", type=int)
+@click.option("--id", "transfer_id", help="Transfer id (default: a new one). Sending the same "
+              "id again is safe: it is applied once and returns the original outcome.")
+@currency_option
+@json_option
+@pass_app
+def pay(app: AppContext, debit: str, credit: str, amount: int, transfer_id: str | None,
+        currency: str, as_json: bool) -> None:
+    """Move AMOUNT minor units (cents) from DEBIT to CREDIT."""
+    transfer_id = transfer_id or f"t-{uuid.uuid4().hex[:16]}"
+    spec = api.TransferSpec(id=transfer_id, debit=debit, credit=credit, amount=amount,
+                            currency=currency)
+    response = run(_ask, app, api.SubmitTransfers(transfers=[spec]))
+    results = response.results or []
+    emit(as_json, results, "\n".join(
+        f"{r.status}: transfer {r.id}, {amount} {currency} {debit} -> {credit}"
+        + (f" (index {r.index})" if r.index else "") + (f": {r.detail}" if r.detail else "")
+        for r in results))
+    _fail_unless_ok(results)
+
+
+@cli.command()
+@click.argument("account_ids", nargs=-1, required=True)
+@json_option
+@pass_app
+def balance(app: AppContext, account_ids: tuple[str, ...], as_json: bool) -> None:
+    """Linearizable balances of accounts."""
+    response = run(_ask, app, api.GetBalances(accounts=list(account_ids)))
+    if response.error is not None:
+        raise Failed(response.error.message)
+    balances = response.balances or []
+    emit(as_json, {"index": response.index, "balances": balances}, "\n".join(
+        f"{b.account:20} {b.balance:>14} {b.currency}" for b in balances))
+
+
+@cli.command()
+@click.argument("transfer_ids", nargs=-1, required=True)
+@json_option
+@pass_app
+def transfer(app: AppContext, transfer_ids: tuple[str, ...], as_json: bool) -> None:
+    """Look transfers up by id (linearizable)."""
+    response = run(_ask, app, api.GetTransfers(ids=list(transfer_ids)))
+    found = {t.id: t for t in response.transfers or []}
+    emit(as_json, {"index": response.index, "transfers": list(found.values())}, "\n".join(
+        f"{t.id}: {t.status}, {t.amount} {t.currency} {t.debit} -> {t.credit} (index {t.index})"
+        if (t := found.get(i)) else f"{i}: not found" for i in transfer_ids))
+    if len(found) < len(transfer_ids):
+        raise Failed("some transfers were not found")
+
+
+def _fail_unless_ok(results: list[api.CommandResult]) -> None:
+    failed = [r for r in results if r.status != "ok"]
+    if failed:
+        raise Failed(f"{len(failed)} of {len(results)} failed")

@@ -1,0 +1,46 @@
+"""Entry point: the root group, and the one place a QuorapayError becomes an error line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from quorapay.cli.context import AppContext
+from quorapay.core.errors import QuorapayError
+
+
+class Failed(click.ClickException):
+    """An expected failure: one line on stderr and the exit code chosen for it."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code  # type: ignore[misc]  # click reads it per instance
+
+
+class QuorapayGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except QuorapayError as exc:
+            raise Failed(str(exc)) from None
+        except KeyboardInterrupt:
+            raise Failed("interrupted", exit_code=130) from None
+
+
+@click.group(cls=QuorapayGroup)
+@click.option("-c", "--config", "config_path", type=click.Path(path_type=Path),
+              default=Path("cluster.toml"), envvar="QUORAPAY_CONFIG", show_default=True,
+              help="The cluster file.")
+@click.version_option(package_name="quorapay")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path) -> None:
+    """Quorapay: a replicated payment ledger with a ZooKeeper-elected leader."""
+    ctx.obj = AppContext(config_path=config_path)
+
+
+def main() -> None:
+    from quorapay.cli import chaos, cluster, ledger, node, verify, workload  # noqa: F401
+
+    cli(prog_name="quorapay")

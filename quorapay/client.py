@@ -1,0 +1,185 @@
+"""The Python client of the Quorapay API.
+
+`Client` keeps one websocket to the node it believes leads, follows NOT_LEADER redirects, and
+retries UNAVAILABLE, TIMEOUT and lost connections with the *same* request -- the same transfer
+ids -- until its deadline, which is safe because the ledger decides each id once. If the deadline
+passes after any attempt whose outcome is unknown, the error is TIMEOUT: retry later with the
+same ids.
+
+    async with Client(["ws://127.0.0.1:7201/", ...]) as client:
+        results = await client.submit_transfers([TransferSpec(id="t1", debit="a", ...)])
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from types import TracebackType
+
+import msgspec
+import trio
+from trio_websocket import (
+    ConnectionClosed,
+    HandshakeError,
+    WebSocketConnection,
+    connect_websocket_url,
+)
+
+from quorapay.api import schema as api
+from quorapay.api.schema import AccountSpec, TransferSpec
+from quorapay.core.errors import QuorapayError
+
+RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)
+
+
+class ClientError(QuorapayError):
+    """A request failed definitively, or could not get an answer before the deadline."""
+
+    def __init__(self, error: api.Error) -> None:
+        super().__init__(f"{error.code}: {error.message}")
+        self.error = error
+
+    @property
+    def code(self) -> api.ErrorCode:
+        return self.error.code
+
+
+class Client:
+    def __init__(self, urls: Sequence[str], *, deadline: float = 30.0,
+                 attempt_timeout: float = 10.0) -> None:
+        if not urls:
+            raise ValueError("a client needs at least one node url")
+        self._urls = list(urls)
+        self._deadline = deadline
+        self._attempt_timeout = attempt_timeout
+        self._rotation = itertools.cycle(self._urls)
+        self._url: str | None = None
+        self._ws: WebSocketConnection | None = None
+        self._req = 0
+        self._nursery_manager = trio.open_nursery()
+        self._nursery: trio.Nursery | None = None
+
+    async def __aenter__(self) -> Client:
+        self._nursery = await self._nursery_manager.__aenter__()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> bool | None:
+        await self._close()
+        assert self._nursery is not None
+        self._nursery.cancel_scope.cancel()
+        # The nursery only runs our websocket tasks: never wrap the caller's own exception
+        # in an exception group; let it propagate unchanged.
+        await self._nursery_manager.__aexit__(None, None, None)
+        return None
+
+    # ------------------------------------------------------------------ operations
+
+    async def create_accounts(self, accounts: Sequence[AccountSpec]) -> list[api.CommandResult]:
+        response = await self.request(api.CreateAccounts(accounts=list(accounts)))
+        return response.results or []
+
+    async def submit_transfers(self, transfers: Sequence[TransferSpec]
+                               ) -> list[api.CommandResult]:
+        response = await self.request(api.SubmitTransfers(transfers=list(transfers)))
+        return response.results or []
+
+    async def balances(self, accounts: Sequence[str]) -> list[api.Balance]:
+        response = await self.request(api.GetBalances(accounts=list(accounts)))
+        return response.balances or []
+
+    async def transfers(self, ids: Sequence[str]) -> list[api.TransferRecord]:
+        response = await self.request(api.GetTransfers(ids=list(ids)))
+        return response.transfers or []
+
+    async def barrier(self) -> int:
+        """Commit an empty entry; return its index. Succeeds only when a leader can commit."""
+        response = await self.request(api.Barrier())
+        assert response.index is not None
+        return response.index
+
+    # ------------------------------------------------------------------ the retry loop
+
+    async def request(self, request: api.Request) -> api.Response:
+        """Send until a definitive answer or the deadline; raise ClientError on failure."""
+        unknown = False
+        last: api.Error | None = None
+        attempts = 0
+        with trio.move_on_after(self._deadline):
+            while True:
+                response, lost = await self._attempt(request)
+                unknown = unknown or lost
+                if response is not None and response.error is None:
+                    return response
+                if response is not None:
+                    assert response.error is not None
+                    last = response.error
+                    unknown = unknown or last.code is api.ErrorCode.TIMEOUT
+                    if not last.retryable:
+                        raise ClientError(last)
+                    if last.code is api.ErrorCode.NOT_LEADER and last.leader is not None \
+                            and last.leader.url != self._url:
+                        await self._switch(last.leader.url)
+                        continue
+                await self._switch(None)
+                await trio.sleep(RETRY_DELAYS[min(attempts, len(RETRY_DELAYS) - 1)])
+                attempts += 1
+        code = api.ErrorCode.TIMEOUT if unknown else api.ErrorCode.UNAVAILABLE
+        detail = f" (last error: {last.code}: {last.message})" if last else ""
+        message = (f"no answer within {self._deadline:g}s"
+                   + ("; the outcome is unknown: retry with the same ids, it is safe"
+                      if unknown else "") + detail)
+        raise ClientError(api.error(code, message))
+
+    async def _attempt(self, request: api.Request) -> tuple[api.Response | None, bool]:
+        """One try. Returns (response or None, whether the outcome may be unknown)."""
+        self._req += 1
+        sent = False
+        try:
+            with trio.fail_after(self._attempt_timeout):
+                ws = await self._connection()
+                await ws.send_message(api.encode(msgspec.structs.replace(request, req=self._req))
+                                      .decode())
+                sent = True
+                while True:
+                    response = api.decode_response(await ws.get_message())
+                    if response.req == self._req:
+                        return response, False
+        except (OSError, HandshakeError, ConnectionClosed, trio.TooSlowError,
+                msgspec.DecodeError):
+            await self._close()
+            return None, sent and _is_write(request)
+
+    async def _connection(self) -> WebSocketConnection:
+        if self._ws is None:
+            if self._url is None:
+                self._url = next(self._rotation)
+            assert self._nursery is not None
+            self._ws = await connect_websocket_url(self._nursery, self._url,
+                                                   max_message_size=64 * 2**20)
+        return self._ws
+
+    async def _switch(self, url: str | None) -> None:
+        await self._close()
+        self._url = url
+
+    async def _close(self) -> None:
+        if self._ws is not None:
+            ws, self._ws = self._ws, None
+            with trio.move_on_after(1):
+                await ws.aclose()
+
+
+def _is_write(request: api.Request) -> bool:
+    return isinstance(request, api.CreateAccounts | api.SubmitTransfers | api.Barrier)
+
+
+async def node_request(url: str, request: api.Request, *, timeout: float = 3.0) -> api.Response:
+    """Ask one specific node, once (status, digests). Raises ClientError if it cannot answer."""
+    async with Client([url], deadline=timeout, attempt_timeout=timeout) as client:
+        response, _ = await client._attempt(request)
+    if response is None:
+        raise ClientError(api.error(api.ErrorCode.UNAVAILABLE, f"node at {url} did not answer"))
+    if response.error is not None:
+        raise ClientError(response.error)
+    return response

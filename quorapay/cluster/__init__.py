@@ -1,0 +1,1 @@
+"""The local supervisor behind `quorapay up`, `down`, `status` and the process faults."""

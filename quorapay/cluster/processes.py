@@ -1,0 +1,95 @@
+"""Background processes tracked by pid files under the run directory.
+
+A pid counts as ours only if /proc/<pid>/cmdline still carries our marker, so a stale pid file
+whose number was reused by another program is never signalled. Stopping follows trio's
+escalation: SIGTERM, wait, then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tracked:
+    name: str
+    pid_file: Path
+    log_file: Path
+    marker: str  # a string that must appear in the process's command line
+
+    def pid(self) -> int | None:
+        """The pid of our running process, or None (clearing a stale pid file)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if _cmdline(pid) is not None and self.marker in _cmdline(pid):  # type: ignore[operator]
+            return pid
+        self.pid_file.unlink(missing_ok=True)
+        return None
+
+    def start(self, argv: list[str], *, env: dict[str, str] | None = None,
+              cwd: Path | None = None) -> int:
+        """Start detached (own session), output appended to the log file; record the pid."""
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as log:
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True,
+                                       env=env, cwd=cwd)
+        self.pid_file.write_text(f"{process.pid}\n")
+        return process.pid
+
+    def signal(self, signum: signal.Signals) -> int | None:
+        pid = self.pid()
+        if pid is not None:
+            os.kill(pid, signum)
+        return pid
+
+    def stop(self, *, grace: float = 10.0) -> bool:
+        """SIGTERM, wait up to `grace`, then SIGKILL. True if a process was stopped."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        for signum, wait in ((signal.SIGCONT, 0.0), (signal.SIGTERM, grace),
+                             (signal.SIGKILL, 5.0)):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                break
+            if wait and wait_gone(pid, wait):
+                break
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if _cmdline(pid) is None:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # our own child (tests): collect the zombie
+
+
+def _cmdline(pid: int) -> str | None:
+    """The command line of a live, non-zombie process, or None."""
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text()
+        if status.rsplit(")", 1)[1].split()[0] == "Z":
+            return None
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (OSError, IndexError):
+        return None

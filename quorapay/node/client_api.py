@@ -1,0 +1,251 @@
+"""The client API server: JSON requests over websockets, answered through the driver.
+
+Every node serves it. Writes and linearizable reads go to the driver and wait for their outcome
+at most `request_timeout`; past that the answer is TIMEOUT ("outcome unknown: retry with the same
+ids"). Requests on one connection may be pipelined; responses carry the request's `req`. A
+malformed request gets INVALID_REQUEST and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, WebSocketServer
+
+from quorapay.api import schema as api
+from quorapay.config import ClusterConfig
+from quorapay.core.digest import entry_digest, log_digest, replay
+from quorapay.core.ledger import Ledger, Result, validate
+from quorapay.core.types import (
+    AccountId,
+    Cents,
+    Command,
+    CreateAccount,
+    NodeId,
+    Transfer,
+    TransferId,
+)
+from quorapay.node.loop import (
+    ClientRead,
+    ClientWrite,
+    Committed,
+    Driver,
+    DriverInput,
+    Failure,
+    LocalQuery,
+    ReadResult,
+    Reply,
+)
+
+log = logging.getLogger(__name__)
+PIPELINE_DEPTH = 64  # requests in flight per connection
+MAX_REQUEST_BYTES = 4 * 2**20
+MAX_DIGEST_RANGE = 10_000
+
+
+class ClientApi:
+    def __init__(self, cluster: ClusterConfig, inputs: trio.MemorySendChannel[DriverInput],
+                 status: Callable[[], api.NodeStatus], zk_leader: Callable[[], NodeId | None]
+                 ) -> None:
+        self._cluster = cluster
+        self._inputs = inputs
+        self._status = status
+        self._zk_leader = zk_leader
+        self._timeout = cluster.timing.request_timeout
+
+    async def serve(self, listeners: list[trio.SocketListener], *,
+                       task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED,
+                    ) -> None:
+        server = WebSocketServer(self._connection, listeners, max_message_size=MAX_REQUEST_BYTES)
+        await server.run(task_status=task_status)
+
+    async def _connection(self, request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        limiter = trio.CapacityLimiter(PIPELINE_DEPTH)
+        async with trio.open_nursery() as nursery:
+            while True:
+                try:
+                    data = await ws.get_message()
+                except ConnectionClosed:
+                    break
+                await limiter.acquire_on_behalf_of(data)
+                nursery.start_soon(self._respond, ws, data, limiter)
+
+    async def _respond(self, ws: WebSocketConnection, data: str | bytes,
+                       limiter: trio.CapacityLimiter) -> None:
+        try:
+            try:
+                response = await self.handle(data)
+            except Exception:  # the outermost loop of a request: a bug here must not kill the node
+                log.exception("internal error answering a client request")
+                response = api.Response(req=_req_of(data), error=api.error(
+                    api.ErrorCode.INTERNAL, "internal error; the node logged it"))
+            await ws.send_message(api.encode(response).decode())
+        except ConnectionClosed:
+            pass
+        finally:
+            limiter.release_on_behalf_of(data)
+
+    async def handle(self, data: str | bytes) -> api.Response:
+        """Answer one raw request. Never raises for bad input."""
+        try:
+            request = api.decode_request(data)
+        except msgspec.DecodeError as exc:
+            return api.Response(req=_req_of(data), error=api.error(
+                api.ErrorCode.INVALID_REQUEST, f"malformed request: {exc}"))
+        try:
+            return await self._dispatch(request)
+        except _Invalid as exc:
+            return api.Response(req=request.req,
+                                error=api.error(api.ErrorCode.INVALID_REQUEST, str(exc)))
+
+    async def _dispatch(self, request: api.Request) -> api.Response:
+        match request:
+            case api.CreateAccounts(accounts=specs):
+                return await self._write(request.req, [
+                    CreateAccount(id=AccountId(a.id), currency=a.currency,
+                                  allow_negative=a.allow_negative) for a in _bounded(specs)])
+            case api.SubmitTransfers(transfers=specs):
+                return await self._write(request.req, [
+                    Transfer(id=TransferId(t.id), debit=AccountId(t.debit),
+                             credit=AccountId(t.credit), amount=Cents(t.amount),
+                             currency=t.currency) for t in _bounded(specs)])
+            case api.Barrier():
+                return await self._write(request.req, [])
+            case api.GetBalances(accounts=ids):
+                return await self._read(request.req, lambda ledger: _balances(ledger, ids))
+            case api.GetTransfers(ids=ids):
+                return await self._read(request.req, lambda ledger: api.Response(
+                    req=0, transfers=_transfers(ledger, ids)))
+            case api.Status():
+                return api.Response(req=request.req, status=self._status())
+            case api.Digest(upto=upto):
+                return await self._local(request.req, lambda d: _digest(d, upto))
+            case api.EntryDigests(first=first, last=last):
+                if not 1 <= first <= last or last - first >= MAX_DIGEST_RANGE:
+                    raise _Invalid(f"need 1 <= first <= last, at most {MAX_DIGEST_RANGE} entries")
+                return await self._local(request.req, lambda d: _entry_digests(d, first, last))
+            case api.LocalTransfers(ids=ids):
+                return await self._local(
+                    request.req, lambda d: api.Response(req=0, transfers=_transfers(d.ledger, ids)))
+        raise AssertionError(f"unhandled request {request!r}")
+
+    # ------------------------------------------------------------------ the three paths
+
+    async def _write(self, req: int, commands: list[Command]) -> api.Response:
+        problems = {i: validate(c) for i, c in enumerate(commands)}
+        valid = tuple(c for i, c in enumerate(commands) if not problems[i])
+        outcome: Committed | None = None
+        if valid or not commands:
+            answer = await self._ask(ClientWrite(commands=valid, reply=Reply()))
+            if isinstance(answer, Failure):
+                return api.Response(req=req, error=self._error(answer))
+            outcome = answer
+        decided = iter(outcome.results if outcome is not None else [])
+        results = [api.CommandResult(id=c.id, status="invalid", detail=problems[i])
+                   if problems[i] else _result(next(decided)) for i, c in enumerate(commands)]
+        return api.Response(req=req, results=results,
+                            index=outcome.index if outcome is not None else None)
+
+    async def _read(self, req: int, query: Callable[[Ledger], api.Response]) -> api.Response:
+        outcome = await self._ask(ClientRead(query=query, reply=Reply()))
+        if isinstance(outcome, Failure):
+            return api.Response(req=req, error=self._error(outcome))
+        assert isinstance(outcome, ReadResult)
+        response: api.Response = outcome.value
+        return msgspec.structs.replace(response, req=req, index=outcome.index)
+
+    async def _local(self, req: int, query: Callable[[Driver], api.Response]) -> api.Response:
+        outcome = await self._ask(LocalQuery(query=query, reply=Reply()))
+        if isinstance(outcome, Failure):
+            return api.Response(req=req, error=self._error(outcome))
+        response: api.Response = outcome
+        return msgspec.structs.replace(response, req=req)
+
+    async def _ask(self, item: ClientWrite | ClientRead | LocalQuery) -> Any:
+        with trio.move_on_after(self._timeout):
+            await self._inputs.send(item)
+            return await item.reply.wait()
+        item.reply.set(Failure(code=api.ErrorCode.TIMEOUT, message="timed out"))  # late = dropped
+        return Failure(code=api.ErrorCode.TIMEOUT, message=(
+            f"no outcome within {self._timeout:g}s: the outcome is unknown; "
+            "retry with the same ids, it is safe"))
+
+    def _error(self, failure: Failure) -> api.Error:
+        leader = failure.leader or (self._zk_leader() if failure.code is
+                                    api.ErrorCode.NOT_LEADER else None)
+        hint = None
+        if leader is not None:
+            hint = api.LeaderHint(node=leader, url=self._cluster.node(leader).client_url)
+        return api.error(failure.code, failure.message, hint)
+
+
+class _Invalid(Exception):
+    """A request that decodes but breaks a limit."""
+
+
+def _bounded(specs: list[Any]) -> list[Any]:
+    if not 1 <= len(specs) <= api.MAX_BATCH:
+        raise _Invalid(f"a request carries 1 to {api.MAX_BATCH} items, not {len(specs)}")
+    return specs
+
+
+def _req_of(data: str | bytes) -> int:
+    try:
+        value = msgspec.json.decode(data, type=dict[str, Any]).get("req", 0)
+    except msgspec.DecodeError:
+        return 0
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _result(result: Result) -> api.CommandResult:
+    return api.CommandResult(id=result.id, status=result.status.value, index=result.index,
+                             detail=result.detail or None)
+
+
+def _balances(ledger: Ledger, ids: list[str]) -> api.Response:
+    balances = []
+    for account_id in ids:
+        account = ledger.accounts.get(AccountId(account_id))
+        if account is None:
+            return api.Response(req=0, error=api.error(api.ErrorCode.INVALID_REQUEST,
+                                                       f"account {account_id!r} not found"))
+        balances.append(api.Balance(account=account.id, currency=account.currency,
+                                    balance=account.balance,
+                                    allow_negative=account.allow_negative))
+    return api.Response(req=0, balances=balances)
+
+
+def _transfers(ledger: Ledger, ids: list[str]) -> list[api.TransferRecord]:
+    found = []
+    for transfer_id in ids:
+        record = ledger.transfers.get(TransferId(transfer_id))
+        if record is not None:
+            t = record.transfer
+            found.append(api.TransferRecord(id=t.id, debit=t.debit, credit=t.credit,
+                                            amount=t.amount, currency=t.currency,
+                                            status=record.status.value, index=record.index))
+    return found
+
+
+def _digest(driver: Driver, upto: int | None) -> api.Response:
+    applied = driver.applied_index
+    index = applied if upto is None else upto
+    if not 0 <= index <= applied:
+        raise _Invalid(f"upto must be between 0 and the applied index {applied}")
+    entries = driver.replica.log.slice(1, index)
+    replayed = replay(entries)
+    return api.Response(req=0, digest=api.DigestInfo(
+        node=driver.replica.node_id, index=index, log_digest=log_digest(entries),
+        state_digest=replayed.digest(),
+        stored_state_digest=driver.ledger.digest() if index == applied else None,
+        totals=replayed.totals()))
+
+
+def _entry_digests(driver: Driver, first: int, last: int) -> api.Response:
+    entries = driver.replica.log.slice(first, min(last, driver.applied_index))
+    return api.Response(req=0, entry_digests=[entry_digest(e) for e in entries])

@@ -1,0 +1,107 @@
+"""One node process: recover from disk, bind ports, then run every task in one nursery.
+
+Tasks: the driver loop, the peer links, the client API, the tick source and the ZooKeeper
+coordination. SIGTERM / SIGINT cancel the nursery; the coordination task then closes its
+ZooKeeper session, so the election moves on at once instead of after the session timeout.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import signal
+from typing import Any, NoReturn
+
+import trio
+
+from quorapay.api.schema import NodeStatus
+from quorapay.config import ClusterConfig, NodeConfig
+from quorapay.core.errors import QuorapayError
+from quorapay.core.inputs import Ticked
+from quorapay.core.replica import Replica
+from quorapay.core.types import NodeId
+from quorapay.node.client_api import ClientApi
+from quorapay.node.coordination import Coordination
+from quorapay.node.loop import Driver, DriverInput
+from quorapay.node.peers import PeerLinks
+from quorapay.node.storage import Store
+
+log = logging.getLogger(__name__)
+INPUT_BUFFER = 4096
+
+
+class StartupError(QuorapayError):
+    """The node cannot start: a port in use, say. Nothing was changed."""
+
+
+async def bind(node: NodeConfig, port: int, what: str) -> list[trio.SocketListener]:
+    try:
+        return await trio.open_tcp_listeners(port, host=node.host)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(f"{what} port {port} on {node.host} is already in use "
+                               f"(node {node.id})") from None
+        raise StartupError(f"cannot listen on {node.host}:{port} for {what}s: "
+                           f"{exc.strerror}") from None
+
+
+async def tick_forever(inputs: trio.MemorySendChannel[Any], seconds_per_tick: float) -> NoReturn:
+    """The only place that turns seconds into core ticks."""
+    while True:
+        await trio.sleep(seconds_per_tick)
+        await inputs.send(Ticked())
+
+
+async def run_node(cluster: ClusterConfig, node_id: str) -> None:
+    me = cluster.node(node_id)
+    store = Store(me.data_dir / "node.db", cluster=cluster.name, node_id=me.id)
+    restored = store.load()
+    replica = Replica(node_id=me.id, members=cluster.node_ids, timing=cluster.timing.core(),
+                      promised_epoch=restored.promised_epoch, log=restored.log,
+                      applied_index=restored.applied_index)
+    log.info("node %s recovered: promised epoch %d, log %d entries, applied %d", me.id,
+             restored.promised_epoch, len(restored.log), restored.applied_index)
+    peer_listeners = await bind(me, me.peer_port, "peer")
+    client_listeners = await bind(me, me.client_port, "client")
+    inputs_send, inputs = trio.open_memory_channel[DriverInput](INPUT_BUFFER)
+    peers = PeerLinks(cluster, me, inputs_send)
+    coordination = Coordination(cluster, me, inputs_send,
+                                epoch_floor=lambda: replica.highest_epoch_seen)
+    driver = Driver(replica=replica, ledger=restored.ledger, store=store, send=peers.send,
+                    relinquish=coordination.relinquish)
+
+    def status() -> NodeStatus:
+        zk_leader = coordination.zk_leader
+        return NodeStatus(
+            node=me.id, role=replica.role.value, serving=replica.serving,
+            epoch=replica.promised_epoch, leader=replica.leader or (
+                zk_leader.node if zk_leader else None),
+            last_index=replica.last_index, commit_index=replica.commit_index,
+            applied_index=driver.applied_index, zookeeper=coordination.state,
+            zookeeper_leader=zk_leader.node if zk_leader else None)
+
+    def zk_leader() -> NodeId | None:
+        return coordination.zk_leader.node if coordination.zk_leader else None
+
+    api = ClientApi(cluster, inputs_send, status, zk_leader)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+            nursery.start_soon(driver.run, inputs)
+            await nursery.start(peers.serve, peer_listeners)
+            await nursery.start(api.serve, client_listeners)
+            nursery.start_soon(tick_forever, inputs_send, cluster.timing.tick)
+            await nursery.start(coordination.run)
+            log.info("node %s serving: peers on %s, clients on %s", me.id, me.peer_url,
+                     me.client_url)
+    finally:
+        store.close()
+        log.info("node %s stopped", me.id)
+
+
+async def _stop_on_signal(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("received %s: shutting down", signal.Signals(signum).name)
+            scope.cancel()
+            return

@@ -1,0 +1,103 @@
+"""Gather what `checks` needs from every node of a running cluster: the verifier's only I/O."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import msgspec
+import trio
+
+from quorapay.api import schema as api
+from quorapay.client import ClientError, node_request
+from quorapay.cluster.supervisor import statuses
+from quorapay.config import ClusterConfig
+from quorapay.core.errors import QuorapayError
+from quorapay.verify.checks import Acknowledged, Evidence
+
+PAGE = 5000
+
+
+class VerifyError(QuorapayError):
+    """The verifier's own input is unusable (e.g. a malformed record file)."""
+
+
+def load_acknowledged(path: Path) -> list[Acknowledged]:
+    acknowledged = []
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise VerifyError(f"cannot read {path}: {exc.strerror}") from None
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                acknowledged.append(msgspec.json.decode(line, type=Acknowledged))
+            except msgspec.DecodeError as exc:
+                raise VerifyError(f"{path}:{number}: not a transfer record: {exc}") from None
+    return acknowledged
+
+
+async def collect(cluster: ClusterConfig, *, settle: float,
+                  acknowledged: list[Acknowledged]) -> Evidence:
+    found = await _settled_statuses(cluster, settle)
+    reachable = {n: s for n, s in found.items() if isinstance(s, api.NodeStatus)}
+    unreachable = {n: s for n, s in found.items() if isinstance(s, str)}
+    common = min((s.applied_index for s in reachable.values()), default=0)
+    evidence = Evidence(statuses=reachable, unreachable=unreachable, common_index=common,
+                        at_common={}, at_applied={}, acknowledged=acknowledged)
+    for node_id in reachable:
+        url = cluster.node(node_id).client_url
+        try:
+            evidence.at_common[node_id] = await _digest(url, common)
+            evidence.at_applied[node_id] = await _digest(url, None)
+            if acknowledged:
+                evidence.found[node_id] = await _local_transfers(url, acknowledged)
+        except ClientError as exc:
+            evidence.unreachable[node_id] = str(exc)
+            evidence.at_common.pop(node_id, None)
+            evidence.at_applied.pop(node_id, None)
+    if len({d.log_digest for d in evidence.at_common.values()}) > 1:
+        for node_id in evidence.at_common:
+            evidence.entry_digests[node_id] = await _entry_digests(
+                cluster.node(node_id).client_url, common)
+    return evidence
+
+
+async def _settled_statuses(cluster: ClusterConfig, settle: float
+                            ) -> dict[str, api.NodeStatus | str]:
+    """Statuses once every reachable node has applied the same index (or `settle` passed)."""
+    deadline = time.monotonic() + settle
+    while True:
+        found = await statuses(cluster)
+        applied = {s.applied_index for s in found.values() if isinstance(s, api.NodeStatus)}
+        commits = {s.commit_index for s in found.values() if isinstance(s, api.NodeStatus)}
+        all_up = all(isinstance(s, api.NodeStatus) for s in found.values())
+        if (len(applied) <= 1 and applied == commits and all_up) or time.monotonic() > deadline:
+            return found
+        await trio.sleep(0.2)
+
+
+async def _digest(url: str, upto: int | None) -> api.DigestInfo:
+    response = await node_request(url, api.Digest(upto=upto), timeout=30.0)
+    assert response.digest is not None
+    return response.digest
+
+
+async def _entry_digests(url: str, upto: int) -> list[str]:
+    digests: list[str] = []
+    for first in range(1, upto + 1, PAGE):
+        response = await node_request(url, api.EntryDigests(
+            first=first, last=min(first + PAGE - 1, upto)), timeout=30.0)
+        digests.extend(response.entry_digests or [])
+    return digests
+
+
+async def _local_transfers(url: str, acknowledged: list[Acknowledged]
+                           ) -> dict[str, api.TransferRecord]:
+    found: dict[str, api.TransferRecord] = {}
+    ids = [a.id for a in acknowledged]
+    for start in range(0, len(ids), api.MAX_BATCH):
+        response = await node_request(url, api.LocalTransfers(ids=ids[start:start + api.MAX_BATCH]),
+                                      timeout=30.0)
+        found.update((t.id, t) for t in response.transfers or [])
+    return found

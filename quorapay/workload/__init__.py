@@ -1,0 +1,1 @@
+"""Client workloads against a running cluster."""
