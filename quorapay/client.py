@@ -18,16 +18,12 @@ from types import TracebackType
 
 import msgspec
 import trio
-from trio_websocket import (
-    ConnectionClosed,
-    HandshakeError,
-    WebSocketConnection,
-    connect_websocket_url,
-)
+from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 
 from quorapay.api import schema as api
 from quorapay.api.schema import AccountSpec, TransferSpec
 from quorapay.core.errors import QuorapayError
+from quorapay.websocket import ClientWebsocket, connect
 
 RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)
 
@@ -46,15 +42,18 @@ class ClientError(QuorapayError):
 
 class Client:
     def __init__(self, urls: Sequence[str], *, deadline: float = 30.0,
-                 attempt_timeout: float = 10.0) -> None:
+                 attempt_timeout: float = 10.0, connect_timeout: float = 2.0) -> None:
         if not urls:
             raise ValueError("a client needs at least one node url")
         self._urls = list(urls)
         self._deadline = deadline
         self._attempt_timeout = attempt_timeout
+        # A connection that races with the death of a node can hang in its listen backlog;
+        # a healthy node completes the websocket handshake in milliseconds.
+        self._connect_timeout = connect_timeout
         self._rotation = itertools.cycle(self._urls)
         self._url: str | None = None
-        self._ws: WebSocketConnection | None = None
+        self._ws: ClientWebsocket | None = None
         self._req = 0
         self._nursery_manager = trio.open_nursery()
         self._nursery: trio.Nursery | None = None
@@ -136,8 +135,8 @@ class Client:
         self._req += 1
         sent = False
         try:
+            ws = await self._connection()
             with trio.fail_after(self._attempt_timeout):
-                ws = await self._connection()
                 await ws.send_message(api.encode(msgspec.structs.replace(request, req=self._req))
                                       .decode())
                 sent = True
@@ -155,9 +154,9 @@ class Client:
             if self._url is None:
                 self._url = next(self._rotation)
             assert self._nursery is not None
-            self._ws = await connect_websocket_url(self._nursery, self._url,
-                                                   max_message_size=64 * 2**20)
-        return self._ws
+            self._ws = await connect(self._nursery, self._url, timeout=self._connect_timeout,
+                                     max_message_size=64 * 2**20)
+        return self._ws.ws
 
     async def _switch(self, url: str | None) -> None:
         await self._close()
@@ -166,8 +165,7 @@ class Client:
     async def _close(self) -> None:
         if self._ws is not None:
             ws, self._ws = self._ws, None
-            with trio.move_on_after(1):
-                await ws.aclose()
+            await ws.aclose()
 
 
 def _is_write(request: api.Request) -> bool:

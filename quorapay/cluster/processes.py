@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,17 +33,19 @@ class Tracked:
         self.pid_file.unlink(missing_ok=True)
         return None
 
-    def start(self, argv: list[str], *, env: dict[str, str] | None = None,
-              cwd: Path | None = None) -> int:
+    def start(self, argv: list[str], *, env: dict[str, str] | None = None) -> int:
         """Start detached (own session), output appended to the log file; record the pid."""
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file, "ab") as log:
-            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                       stderr=subprocess.STDOUT, start_new_session=True,
-                                       env=env, cwd=cwd)
-        self.pid_file.write_text(f"{process.pid}\n")
-        return process.pid
+        # posix_spawn, not Popen: a detached process that outlives us has no Popen to collect
+        pid = os.posix_spawn(argv[0], argv, dict(os.environ if env is None else env),
+                             setsid=True, file_actions=[
+                                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                                 (os.POSIX_SPAWN_OPEN, 1, str(self.log_file),
+                                  os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+                                 (os.POSIX_SPAWN_DUP2, 1, 2)])
+        self.pid_file.write_text(f"{pid}\n")
+        return pid
 
     def signal(self, signum: signal.Signals) -> int | None:
         pid = self.pid()

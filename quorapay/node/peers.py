@@ -23,7 +23,6 @@ from trio_websocket import (
     WebSocketConnection,
     WebSocketRequest,
     WebSocketServer,
-    open_websocket_url,
 )
 
 from quorapay.config import ClusterConfig, NodeConfig
@@ -42,6 +41,7 @@ from quorapay.core.messages import (
 )
 from quorapay.core.ready import Outgoing
 from quorapay.core.types import NodeId
+from quorapay.websocket import connect
 
 log = logging.getLogger(__name__)
 
@@ -109,24 +109,34 @@ class PeerLinks:
     async def _dial_forever(self, peer: NodeConfig) -> None:
         failures = 0
         while True:
+            linked: list[bool] = []
             try:
-                async with open_websocket_url(peer.peer_url, max_message_size=MAX_FRAME_BYTES,
-                                              connect_timeout=HELLO_TIMEOUT,
-                                              disconnect_timeout=1.0) as ws:
-                    await ws.send_message(self._hello())
-                    with trio.fail_after(HELLO_TIMEOUT):
-                        hello = decode_hello(_as_bytes(await ws.get_message()))
-                    self._check_hello(hello, dialer=False, expected=peer.id)
-                    failures = 0
-                    await self._run_link(peer.id, ws)
-            except (OSError, HandshakeError, ConnectionClosed, trio.TooSlowError) as exc:
+                await self._dial(peer, linked)
+            except* (OSError, HandshakeError, ConnectionClosed, trio.TooSlowError) as group:
                 if failures == 2:
                     log.info("peer %s unreachable at %s (%s); retrying", peer.id, peer.peer_url,
-                             type(exc).__name__)
-            except (PeerError, msgspec.DecodeError) as exc:
-                log.warning("peer %s at %s is misconfigured: %s", peer.id, peer.peer_url, exc)
-            failures += 1
-            await trio.sleep(REDIAL_DELAYS[min(failures, len(REDIAL_DELAYS)) - 1])
+                             type(group.exceptions[0]).__name__)
+            except* (PeerError, msgspec.DecodeError) as group:
+                log.warning("peer %s at %s is misconfigured: %s", peer.id, peer.peer_url,
+                            group.exceptions[0])
+            failures = 0 if linked else failures + 1
+            await trio.sleep(REDIAL_DELAYS[min(failures, len(REDIAL_DELAYS) - 1)])
+
+    async def _dial(self, peer: NodeConfig, linked: list[bool]) -> None:
+        """One connection to a peer, from dial to hang-up. Appends to `linked` once up."""
+        async with trio.open_nursery() as nursery:
+            link = await connect(nursery, peer.peer_url, timeout=HELLO_TIMEOUT,
+                                 max_message_size=MAX_FRAME_BYTES)
+            ws = link.ws
+            try:
+                await ws.send_message(self._hello())
+                with trio.fail_after(HELLO_TIMEOUT):
+                    hello = decode_hello(_as_bytes(await ws.get_message()))
+                self._check_hello(hello, dialer=False, expected=peer.id)
+                linked.append(True)
+                await self._run_link(peer.id, ws)
+            finally:
+                await link.aclose()
 
     # ------------------------------------------------------------------ the link
 

@@ -1,0 +1,54 @@
+"""Real ZooKeeper, real node processes. Everything binds 127.0.0.1 and is stopped by pid."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from quorapay.cluster import supervisor, zookeeper
+from quorapay.config import ClusterConfig, default_cluster, load_config, render
+
+SESSION_TIMEOUT = 2.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_cluster(path: Path, *, name: str, zk_port: int, nodes: int = 3,
+                  mode: str = "external") -> ClusterConfig:
+    document = default_cluster(nodes=nodes, name=name, zookeeper_port=zk_port)
+    document["zookeeper"].update(mode=mode, hosts=[f"127.0.0.1:{zk_port}"],
+                                 session_timeout=SESSION_TIMEOUT)
+    for node in document["nodes"]:
+        node["peer_port"], node["client_port"] = free_port(), free_port()
+    path.write_text(render(document))
+    return load_config(path)
+
+
+@pytest.fixture(scope="session")
+def zk_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """One real ZooKeeper server for the session; each test cluster has its own znode root."""
+    port = free_port()
+    config = write_cluster(tmp_path_factory.mktemp("zookeeper") / "cluster.toml",
+                           name="zk-owner", zk_port=port, mode="local")
+    zookeeper.start(config, timeout=60)
+    yield port
+    zookeeper.stop(config)
+    assert zookeeper.tracked(config).pid() is None
+
+
+@pytest.fixture
+def cluster(zk_port: int, tmp_path: Path) -> Iterator[ClusterConfig]:
+    config = write_cluster(tmp_path / "cluster.toml", name=f"it-{uuid.uuid4().hex[:10]}",
+                           zk_port=zk_port)
+    yield config
+    supervisor.down(config)
+    for node in config.nodes:
+        assert supervisor.node_process(config, node).pid() is None
