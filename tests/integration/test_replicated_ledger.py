@@ -93,6 +93,7 @@ async def test_leader_kill_under_load_fails_over_and_loses_nothing(cluster: Clus
         await setup_accounts(client, 4)
     told: list[Acknowledged] = []
     specs = transfers("failover", 300)
+    under_way = trio.Event()
 
     async def load() -> None:
         async with Client(urls(cluster), deadline=60) as client:
@@ -101,12 +102,13 @@ async def test_leader_kill_under_load_fails_over_and_loses_nothing(cluster: Clus
                 results = await client.submit_transfers(chunk)
                 told.extend(acknowledged(chunk[j:j + 1], r.status)[0]
                             for j, r in enumerate(results))
+                if len(told) >= 50:
+                    under_way.set()
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(load)
         with trio.fail_after(30):
-            while len(told) < 50:
-                await trio.sleep(0.01)
+            await under_way.wait()
         report = await kill_leader(cluster)
     assert report.seconds_to_commit <= SESSION_TIMEOUT + 2.0
     assert report.new_leader != report.killed and report.new_epoch > report.old_epoch
