@@ -1,0 +1,135 @@
+"""Bad input of any kind: one clear error line, a non-zero exit, no traceback, nothing changed."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from quorapay.cli import chaos, cluster, ledger, node, verify, workload  # noqa: F401  (registers commands)
+from quorapay.cli.main import cli
+from quorapay.config import default_cluster, render
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args))
+    output = result.output + (result.stderr if result.stderr_bytes else "")
+    assert "Traceback" not in output, output
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"uncaught {result.exception!r}")
+    return result.exit_code, output
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def local_config(tmp_path: Path, **changes: object) -> Path:
+    document = default_cluster()
+    for node in document["nodes"]:
+        node["peer_port"], node["client_port"] = free_port(), free_port()
+    document["zookeeper"].update(changes)
+    document["timing"]["request_timeout"] = 0.5
+    return write(tmp_path / "cluster.toml", render(document))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_missing_cluster_file_says_how_to_make_one(tmp_path: Path) -> None:
+    code, output = invoke("-c", str(tmp_path / "nope.toml"), "status")
+    assert code == 1
+    assert "not found (create one with `quorapay init`)" in output
+
+
+def test_invalid_toml_is_one_error(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.toml", "[cluster\nname = ")
+    code, output = invoke("-c", str(path), "status")
+    assert code == 1
+    assert "is not valid TOML" in output
+
+
+def test_every_problem_of_a_cluster_file_is_listed_at_once(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.toml", """
+[zookeeper]
+mode = "cloud"
+session_timeout = "long"
+[[nodes]]
+id = "n1"
+peer_port = 7001
+client_port = 7001
+[[nodes]]
+id = "n1"
+peer_port = 70000
+""")
+    code, output = invoke("-c", str(path), "up")
+    assert code == 1
+    for problem in ('zookeeper.mode must be "local" or "external"',
+                    "zookeeper.session_timeout must be a float",
+                    "nodes[1].peer_port must be a TCP port",
+                    "duplicate node id: n1", "duplicate port"):
+        assert problem in output
+
+
+def test_init_writes_a_valid_file_and_will_not_overwrite_it(tmp_path: Path) -> None:
+    path = tmp_path / "cluster.toml"
+    assert invoke("-c", str(path), "init", "--nodes", "5")[0] == 0
+    code, output = invoke("-c", str(path), "init")
+    assert code == 1
+    assert "exists (use --force" in output
+
+
+def test_unknown_node_names_the_known_ones(tmp_path: Path) -> None:
+    code, output = invoke("-c", str(local_config(tmp_path)), "node", "run", "--node", "nosuch")
+    assert code == 1
+    assert "no node 'nosuch'" in output
+    assert "n1, n2, n3" in output
+
+
+@pytest.mark.parametrize("amount", ["ten", "1.5"])
+def test_amount_must_be_an_integer(tmp_path: Path, amount: str) -> None:
+    code, output = invoke("-c", str(local_config(tmp_path)), "pay", "a", "b", amount)
+    assert code == 2
+    assert "is not a valid integer" in output
+
+
+def test_unreachable_external_zookeeper_is_reported_before_starting_nodes(tmp_path: Path) -> None:
+    path = local_config(tmp_path, mode="external", hosts=[f"127.0.0.1:{free_port()}"])
+    code, output = invoke("-c", str(path), "up")
+    assert code == 1
+    assert "ZooKeeper unreachable at" in output
+    assert not (tmp_path / ".quorapay" / "run" / "pids").exists()
+
+
+def test_commands_against_a_cluster_that_is_down_fail_cleanly(tmp_path: Path) -> None:
+    path = local_config(tmp_path)
+    code, output = invoke("-c", str(path), "status")
+    assert code == 0
+    assert output.count("down") == 3
+    code, output = invoke("-c", str(path), "pay", "alice", "bob", "5", "--id", "t1")
+    assert code == 1
+    assert "UNAVAILABLE: no answer within" in output
+
+
+def test_a_node_whose_port_is_taken_exits_with_one_line(tmp_path: Path) -> None:
+    path = local_config(tmp_path)
+    text = path.read_text()
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        first_peer_port = text.split("peer_port = ")[1].split("\n")[0]
+        path.write_text(text.replace(f"peer_port = {first_peer_port}", f"peer_port = {port}", 1))
+        done = subprocess.run([sys.executable, "-m", "quorapay", "-c", str(path), "node", "run",
+                               "--node", "n1"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert f"peer port {port} on 127.0.0.1 is already in use (node n1)" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,63 @@
+"""Malformed client requests get INVALID_REQUEST and never reach the driver."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from quorapay.api import schema as api
+from quorapay.config import ClusterConfig, default_cluster, load_config, render
+from quorapay.node.client_api import ClientApi
+
+
+@pytest.fixture
+def config(tmp_path) -> ClusterConfig:
+    path = tmp_path / "cluster.toml"
+    path.write_text(render(default_cluster()))
+    return load_config(path)
+
+
+@pytest.mark.parametrize("raw", [
+    "not json",
+    "[1, 2]",
+    '{"op": "pay_everyone"}',
+    '{"op": "submit_transfers", "req": 3}',
+    '{"op": "submit_transfers", "req": 3, "transfers": []}',
+    '{"op": "submit_transfers", "req": 3, "transfers": [{"id": "t", "debit": "a"}]}',
+    '{"op": "submit_transfers", "req": 3, "transfers": [{"id": "t", "debit": "a", '
+    '"credit": "b", "amount": "5"}]}',
+    '{"op": "get_balances", "req": 3, "accounts": ["a"], "extra": 1}',
+    '{"op": "entry_digests", "req": 3, "first": 5, "last": 1}',
+])
+async def test_malformed_requests_are_rejected_without_touching_the_driver(
+        config: ClusterConfig, raw: str) -> None:
+    send, receive = trio.open_memory_channel(10)
+    server = ClientApi(config, send, status=lambda: None, zk_leader=lambda: None)  # type: ignore[arg-type,return-value]
+    response = await server.handle(raw)
+    assert response.error is not None
+    assert response.error.code is api.ErrorCode.INVALID_REQUEST
+    assert not response.error.retryable
+    with pytest.raises(trio.WouldBlock):
+        receive.receive_nowait()
+
+
+async def test_too_many_items_is_invalid(config: ClusterConfig) -> None:
+    send, _ = trio.open_memory_channel(10)
+    server = ClientApi(config, send, status=lambda: None, zk_leader=lambda: None)  # type: ignore[arg-type,return-value]
+    transfers = [{"id": f"t{i}", "debit": "a", "credit": "b", "amount": 1} for i in range(1001)]
+    response = await server.handle(api.encode(api.SubmitTransfers(transfers=[
+        api.TransferSpec(**t) for t in transfers], req=4)))
+    assert response.req == 4
+    assert response.error is not None and "1 to 1000 items" in response.error.message
+
+
+async def test_invalid_commands_are_answered_without_a_log_entry(config: ClusterConfig) -> None:
+    send, receive = trio.open_memory_channel(10)
+    server = ClientApi(config, send, status=lambda: None, zk_leader=lambda: None)  # type: ignore[arg-type,return-value]
+    response = await server.handle('{"op": "submit_transfers", "req": 5, "transfers": ['
+                                   '{"id": "t 1", "debit": "a", "credit": "b", "amount": 5},'
+                                   '{"id": "t2", "debit": "a", "credit": "a", "amount": 5},'
+                                   '{"id": "t3", "debit": "a", "credit": "b", "amount": 0}]}')
+    assert [r.status for r in response.results or []] == ["invalid"] * 3
+    with pytest.raises(trio.WouldBlock):
+        receive.receive_nowait()
