@@ -41,6 +41,8 @@ def cli(ctx: click.Context, config_path: Path) -> None:
 
 
 def main() -> None:
-    from quorapay.cli import chaos, cluster, ledger, node, verify, workload  # noqa: F401
-
     cli(prog_name="quorapay")
+
+
+# The command modules attach themselves to `cli`; importing them here makes `cli` complete.
+from quorapay.cli import chaos, cluster, ledger, node, verify, workload  # noqa: E402, F401

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from quorapay.cli import chaos, cluster, ledger, node, verify, workload  # noqa: F401  (registers commands)
 from quorapay.cli.main import cli
 from quorapay.config import default_cluster, render
 
