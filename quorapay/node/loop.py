@@ -207,7 +207,8 @@ class Driver:
                 case ProposalAccepted(proposal=token, index=index, epoch=epoch):
                     self._awaiting[index] = (epoch, self._proposed.pop(token))
         batch, applied = stage(ready, self.ledger)
-        await self.store.write_async(batch)  # durable (fsync) BEFORE anything is sent
+        if not batch.empty:
+            await self.store.write_async(batch)  # durable (fsync) BEFORE anything is sent
         for outgoing in ready.messages:
             self.send(outgoing)
         if ready.committed:
