@@ -278,9 +278,13 @@ class Replica:
         for progress in self._progress.values():
             stalled = self._now - progress.last_progress >= self._timing.retransmit_ticks
             if stalled and progress.match_index < self._log.last_index:
-                progress.rewind(progress.match_index + 1, self._now)
+                # A lost probe is resent where it was; lost pipelined Appends from the match.
+                resume = progress.probe_prev + 1 if progress.probing else progress.match_index + 1
+                progress.rewind(max(resume, progress.match_index + 1), self._now)
 
     def _on_granted(self, epoch: Epoch) -> None:
+        if epoch == self._epoch and self.role is not Role.FOLLOWER:
+            return  # the same grant reported again (a coordination retry): nothing changes
         if epoch <= self._promised:
             self.highest_epoch_seen = max(self.highest_epoch_seen, self._promised)
             self._outcomes.append(LeadershipEnded(
@@ -415,6 +419,9 @@ class Replica:
             raise LocalError(f"truncating committed entries: after {index}, commit {self._commit}")
         self._log.truncate_after(index)
         self._durable_upto = LogIndex(min(self._durable_upto, index))
+        # Replies queued earlier in this batch may describe the entries just cut; they will not
+        # be on disk when the batch is sent, so they must not be sent at all.
+        self._outbox = [o for o in self._outbox if not _describes_beyond(o.message, index)]
 
     # ----------------------------------------------------------------- leader: replies
 
@@ -515,9 +522,10 @@ class Replica:
         recovery = self._recovery
         assert recovery is not None
         if self._now % self._timing.retransmit_ticks == 0:
+            # Every peer, promised or not: a promiser answers again, which keeps the contact
+            # that a long fetch from one source would otherwise lose (and step us down).
             for peer in self._peers:
-                if peer not in recovery.promises:
-                    self._send(peer, Prepare(epoch=self._epoch))
+                self._send(peer, Prepare(epoch=self._epoch))
         fetching = recovery.fetching
         if fetching is None or self._now - fetching.last_progress < self._timing.retransmit_ticks:
             return
@@ -563,6 +571,8 @@ class Replica:
     def _send_entries(self, peer: NodeId, progress: Progress) -> None:
         prev = progress.next_index - 1
         entries = self._log.take(progress.next_index, self._timing.max_append_weight)
+        if not progress.inflight:
+            progress.last_progress = self._now  # a new flight: stall is measured from here
         self._send(peer, Append(epoch=self._epoch, prev_index=LogIndex(prev),
                                 prev_epoch=self._epoch_at(prev), entries=entries,
                                 commit=self._commit, seq=self._hb_seq))
@@ -637,6 +647,16 @@ class Replica:
 
     def _send(self, to: NodeId, message: Message) -> None:
         self._outbox.append(Outgoing(to=to, message=message))
+
+
+def _describes_beyond(message: Message, index: int) -> bool:
+    """Whether a reply claims this node holds entries above `index`."""
+    match message:
+        case AppendAck(match_index=match_index):
+            return match_index > index
+        case Promise(last_index=last_index) | FetchReply(last_index=last_index):
+            return last_index > index
+    return False
 
 
 def _contiguous(prev_index: int, entries: Sequence[LogEntry]) -> bool:
