@@ -12,7 +12,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "starting ZooKeeper and three nodes"
 quorapay down >/dev/null
-rm -rf .quorapay/data "$record"
+rm -rf .quorapay  # a clean slate: node data, ZooKeeper's data, logs
 quorapay up
 quorapay status
 

@@ -55,6 +55,7 @@ class Client:
         self._url: str | None = None
         self._ws: ClientWebsocket | None = None
         self._req = 0
+        self._answered = False  # did any node ever answer this client?
         self._nursery_manager = trio.open_nursery()
         self._nursery: trio.Nursery | None = None
 
@@ -124,6 +125,10 @@ class Client:
                 await trio.sleep(RETRY_DELAYS[min(attempts, len(RETRY_DELAYS) - 1)])
                 attempts += 1
         code = api.ErrorCode.TIMEOUT if unknown else api.ErrorCode.UNAVAILABLE
+        if not self._answered:
+            raise ClientError(api.error(code, (
+                f"no node answered at {', '.join(self._urls)} within {self._deadline:g}s; "
+                "is the cluster running? (`quorapay up` starts it)")))
         detail = f" (last error: {last.code}: {last.message})" if last else ""
         message = (f"no answer within {self._deadline:g}s"
                    + ("; the outcome is unknown: retry with the same ids, it is safe"
@@ -142,6 +147,7 @@ class Client:
                 sent = True
                 while True:
                     response = api.decode_response(await ws.get_message())
+                    self._answered = True
                     if response.req == self._req:
                         return response, False
         except (OSError, HandshakeError, ConnectionClosed, trio.TooSlowError,

@@ -20,6 +20,17 @@ from quorapay.core.types import NodeId
 
 DEFAULT_PATH = Path("cluster.toml")
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_HOST = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                   r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+_KEYS = {
+    "": {"cluster", "zookeeper", "timing", "nodes"},
+    "cluster": {"name", "run_dir"},
+    "zookeeper": {"mode", "port", "hosts", "session_timeout"},
+    "timing": {"tick", "heartbeat_interval", "election_timeout", "request_timeout"},
+    "node": {"id", "host", "peer_port", "client_port", "data_dir"},
+}
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list",
+               bool: "true or false"}
 
 
 class ConfigError(QuorapayError):
@@ -106,6 +117,15 @@ def load_config(path: Path = DEFAULT_PATH) -> ClusterConfig:
     return _Parser(path, raw).parse()
 
 
+def parse_config(path: Path, text: str) -> ClusterConfig:
+    """Validate cluster-file text as if it were at `path` (for `init`, before writing)."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return _Parser(path, raw).parse()
+
+
 class _Parser:
     """Collects every problem instead of stopping at the first."""
 
@@ -116,6 +136,7 @@ class _Parser:
         self.problems: list[str] = []
 
     def parse(self) -> ClusterConfig:
+        self._known(self.raw, "", "")
         cluster = self._table(self.raw, "cluster")
         name = self._get(cluster, "cluster.name", str, "quorapay")
         if not _NAME.fullmatch(name):
@@ -124,19 +145,30 @@ class _Parser:
         zookeeper = self._zookeeper(self._table(self.raw, "zookeeper"))
         timing = self._timing(self._table(self.raw, "timing"))
         nodes = self._nodes()
+        if zookeeper.mode == "local":
+            for node in nodes:
+                if node.host in ("127.0.0.1", "localhost") and zookeeper.port in (
+                        node.peer_port, node.client_port):
+                    self.problems.append(f"zookeeper.port {zookeeper.port} is also a port of "
+                                         f"node {node.id}")
         if self.problems:
-            listed = "\n".join(f"  - {p}" for p in self.problems)
-            raise ConfigError(f"{self.path} has {len(self.problems)} problem(s):\n{listed}")
+            raise ConfigError(f"{self.path}: {'; '.join(self.problems)}")
         return ClusterConfig(path=self.path, name=name, run_dir=run_dir, nodes=nodes,
                              zookeeper=zookeeper, timing=timing)
 
     def _zookeeper(self, table: dict[str, Any]) -> ZooKeeperConfig:
+        self._known(table, "zookeeper", "zookeeper")
         mode = self._get(table, "zookeeper.mode", str, "local")
         hosts = self._get(table, "zookeeper.hosts", list, [])
         if mode not in ("local", "external"):
             self.problems.append('zookeeper.mode must be "local" or "external"')
-        if mode == "external" and (not hosts or not all(isinstance(h, str) for h in hosts)):
-            self.problems.append('zookeeper.hosts must list "host:port" strings in external mode')
+        if mode == "external" and not hosts:
+            self.problems.append('zookeeper.hosts must list "host:port" servers in external mode')
+        for host in hosts:
+            name, _, port = str(host).rpartition(":")
+            if not isinstance(host, str) or not _HOST.fullmatch(name) or not port.isdigit() \
+                    or not 1 <= int(port) <= 65535:
+                self.problems.append(f"zookeeper.hosts entry {host!r} is not \"host:port\"")
         session = self._get(table, "zookeeper.session_timeout", float, 4.0)
         if not 2.0 <= session <= 60.0:
             self.problems.append("zookeeper.session_timeout must be between 2 and 60 seconds")
@@ -144,6 +176,7 @@ class _Parser:
                                hosts=tuple(str(h) for h in hosts), session_timeout=session)
 
     def _timing(self, table: dict[str, Any]) -> TimingConfig:
+        self._known(table, "timing", "timing")
         tick = self._get(table, "timing.tick", float, 0.05)
         heartbeat = self._get(table, "timing.heartbeat_interval", float, 0.1)
         election = self._get(table, "timing.election_timeout", float, 2.0)
@@ -166,19 +199,24 @@ class _Parser:
         nodes = [self._node(i, t) for i, t in enumerate(raw_nodes) if isinstance(t, dict)]
         if len(nodes) != len(raw_nodes):
             self.problems.append("every [[nodes]] entry must be a table")
-        self._unique([n.id for n in nodes], "node id")
-        self._unique([(n.host, p) for n in nodes for p in (n.peer_port, n.client_port)], "port")
-        self._unique([n.data_dir for n in nodes], "data_dir")
+        self._unique([(n.id, n.id) for n in nodes], "node id")
+        self._unique([(f"port {p} on {n.host}", f"{n.id} {what}_port") for n in nodes
+                      for p, what in ((n.peer_port, "peer"), (n.client_port, "client"))], "")
+        self._unique([(str(n.data_dir), n.id) for n in nodes], "data_dir")
         return tuple(nodes)
 
     def _node(self, position: int, table: dict[str, Any]) -> NodeConfig:
         where = f"nodes[{position}]"
+        self._known(table, "node", where)
         node_id = self._get(table, f"{where}.id", str, f"n{position + 1}")
         if not _NAME.fullmatch(node_id):
             self.problems.append(f"{where}.id must be 1-64 characters of A-Z a-z 0-9 _ . -")
+        host = self._get(table, f"{where}.host", str, "127.0.0.1")
+        if not _HOST.fullmatch(host):
+            self.problems.append(f"{where}.host {host!r} is not a host name or IPv4 address")
         return NodeConfig(
             id=NodeId(node_id),
-            host=self._get(table, f"{where}.host", str, "127.0.0.1"),
+            host=host,
             peer_port=self._port(table, f"{where}.peer_port", 7101 + position),
             client_port=self._port(table, f"{where}.client_port", 7201 + position),
             data_dir=self._path(self._get(table, f"{where}.data_dir", str,
@@ -191,14 +229,20 @@ class _Parser:
         if not isinstance(value, dict):
             self.problems.append(f"[{key}] must be a table")
             return {}
+        if key == "cluster":
+            self._known(value, "cluster", "cluster")
         return value
+
+    def _known(self, table: dict[str, Any], kind: str, where: str) -> None:
+        for key in sorted(set(table) - _KEYS[kind]):
+            self.problems.append(f"unknown key {where + '.' if where else ''}{key}")
 
     def _get(self, table: dict[str, Any], dotted: str, kind: type, default: Any) -> Any:
         value = table.get(dotted.rsplit(".", 1)[-1], default)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-            self.problems.append(f"{dotted} must be a {kind.__name__}, got {value!r}")
+            self.problems.append(f"{dotted} must be {_TYPE_NAMES[kind]}, not {value!r}")
             return default
         return value
 
@@ -212,12 +256,16 @@ class _Parser:
         path = Path(value).expanduser()
         return path if path.is_absolute() else self.base / path
 
-    def _unique(self, values: list[Any], what: str) -> None:
-        seen: set[Any] = set()
-        for value in values:
-            if value in seen:
-                self.problems.append(f"duplicate {what}: {value}")
-            seen.add(value)
+    def _unique(self, values: list[tuple[str, str]], what: str) -> None:
+        """values: (the value that must be unique, who uses it)."""
+        users: dict[str, list[str]] = {}
+        for value, user in values:
+            users.setdefault(value, []).append(user)
+        for value, who in users.items():
+            if len(who) > 1:
+                named = f"{what} {value}" if what else value
+                self.problems.append(f"{named} is used more than once"
+                                     + ("" if what == "node id" else f" ({', '.join(who)})"))
 
 
 def default_cluster(*, nodes: int = 3, name: str = "quorapay-local", base_port: int = 7100,

@@ -3,8 +3,10 @@
 `trio_websocket.connect_websocket` waits for the opening handshake with no failure path: if the
 server closes the TCP connection during the handshake (a node being killed, say) it waits
 forever, and the stream it opened is never closed; and a websocket aborted by its peer is never
-closed either. Here we open the TCP stream ourselves, bound the handshake, and close the stream
-on any failure and on every close.
+closed either; and a rejected upgrade raises in the reader task, in the caller's nursery. Here
+we open the TCP stream ourselves, run each connection's reader in a nursery of its own, bound
+the handshake, and close the stream on any failure and on every close. (A connection closed
+during the handshake still costs the whole `timeout`: trio-websocket gives no signal for it.)
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import trio
-from trio_websocket import HandshakeError, WebSocketConnection, wrap_client_stream
+from trio_websocket import (
+    ConnectionClosed,
+    HandshakeError,
+    WebSocketConnection,
+    wrap_client_stream,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +38,11 @@ class ClientWebsocket:
 
 async def connect(nursery: trio.Nursery, url: str, *, timeout: float,
                   max_message_size: int) -> ClientWebsocket:
-    """A connected websocket whose reader runs in `nursery`; the caller MUST aclose() it.
+    """A connected websocket whose reader runs in a task of `nursery`; the caller MUST aclose().
 
-    Raises HandshakeError (or OSError) if the connection or its handshake fails, or does not
-    complete within `timeout` seconds.
+    Raises HandshakeError (or OSError) if the connection or its handshake fails -- the server
+    refused, answered with something other than a websocket upgrade, or took over `timeout`.
+    Once connected, a failing connection ends only its own task: users see ConnectionClosed.
     """
     parts = urlsplit(url)
     if parts.scheme != "ws" or parts.hostname is None or parts.port is None:
@@ -46,11 +54,38 @@ async def connect(nursery: trio.Nursery, url: str, *, timeout: float,
         raise HandshakeError(f"connecting to {url} timed out") from None
     try:
         with trio.fail_after(timeout):
-            ws = await wrap_client_stream(nursery, stream, f"{parts.hostname}:{parts.port}",
-                                          parts.path or "/", max_message_size=max_message_size)
-            return ClientWebsocket(ws=ws, stream=stream)
+            ws = await nursery.start(_run_connection, stream, f"{parts.hostname}:{parts.port}",
+                                     parts.path or "/", max_message_size)
     except BaseException as exc:
         await trio.aclose_forcefully(stream)
         if isinstance(exc, trio.TooSlowError):
             raise HandshakeError(f"websocket handshake with {url} timed out") from None
         raise
+    return ClientWebsocket(ws=ws, stream=stream)
+
+
+_CONNECTION_FAILURES = (HandshakeError, ConnectionClosed, OSError, trio.BrokenResourceError,
+                        trio.ClosedResourceError)
+
+
+async def _run_connection(stream: trio.SocketStream, host: str, path: str,
+                          max_message_size: int, *,
+                          task_status: trio.TaskStatus[WebSocketConnection]) -> None:
+    """Own one websocket's reader in a nursery of its own, so that its failure (a rejected
+    upgrade, a reset) ends this task only; close the stream whatever happens."""
+    started = False
+    try:
+        async with trio.open_nursery() as inner:
+            ws = await wrap_client_stream(inner, stream, host, path,
+                                          max_message_size=max_message_size)
+            task_status.started(ws)
+            started = True
+    except BaseExceptionGroup as group:
+        failures, rest = group.split(_CONNECTION_FAILURES)
+        if rest is not None:
+            raise  # cancellation (or a bug): not ours to swallow
+        if not started:
+            assert failures is not None
+            raise HandshakeError(f"{host}: {failures.exceptions[0]!r}") from None
+    finally:
+        await trio.aclose_forcefully(stream)

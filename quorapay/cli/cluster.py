@@ -10,7 +10,7 @@ from quorapay.api import schema as api
 from quorapay.cli.context import AppContext, emit, json_option, pass_app, run
 from quorapay.cli.main import Failed, cli
 from quorapay.cluster import supervisor
-from quorapay.config import default_cluster, load_config, render
+from quorapay.config import default_cluster, parse_config, render
 
 
 @cli.command()
@@ -28,14 +28,19 @@ def init(app: AppContext, nodes: int, name: str, base_port: int, zookeeper_port:
     path: Path = app.config_path
     if path.exists() and not force:
         raise Failed(f"{path} exists (use --force to overwrite it)")
-    path.write_text(render(default_cluster(nodes=nodes, name=name, base_port=base_port,
-                                           zookeeper_port=zookeeper_port)))
-    load_config(path)  # what we wrote must be valid
+    text = render(default_cluster(nodes=nodes, name=name, base_port=base_port,
+                                  zookeeper_port=zookeeper_port))
+    parse_config(path, text)  # valid before anything is written
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise Failed(f"cannot write {path}: {exc.strerror}") from None
     click.echo(f"wrote {path}: {nodes} node(s), ZooKeeper on 127.0.0.1:{zookeeper_port}")
 
 
 @cli.command()
-@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for a leader.")
+@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(min=1),
+              help="Seconds to wait for a leader.")
 @json_option
 @pass_app
 def up(app: AppContext, timeout: float, as_json: bool) -> None:

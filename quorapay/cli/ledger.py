@@ -56,16 +56,32 @@ def create(app: AppContext, account_ids: tuple[str, ...], currency: str, allow_n
 def pay(app: AppContext, debit: str, credit: str, amount: int, transfer_id: str | None,
         currency: str, as_json: bool) -> None:
     """Move AMOUNT minor units (cents) from DEBIT to CREDIT."""
+    if transfer_id == "":
+        raise Failed("--id must not be empty (leave it out to get a new id)")
     transfer_id = transfer_id or f"t-{uuid.uuid4().hex[:16]}"
     spec = api.TransferSpec(id=transfer_id, debit=debit, credit=credit, amount=amount,
                             currency=currency)
     response = run(_ask, app, api.SubmitTransfers(transfers=[spec]))
     results = response.results or []
-    emit(as_json, results, "\n".join(
-        f"{r.status}: transfer {r.id}, {amount} {currency} {debit} -> {credit}"
-        + (f" (index {r.index})" if r.index else "") + (f": {r.detail}" if r.detail else "")
-        for r in results))
+    emit(as_json, results, "\n".join(_describe_transfer(r, response.index, spec)
+                                      for r in results))
     _fail_unless_ok(results)
+
+
+def _describe_transfer(result: api.CommandResult, entry: int | None,
+                       spec: api.TransferSpec) -> str:
+    body = f"{spec.amount} {spec.currency} {spec.debit} -> {spec.credit}"
+    if result.status == "id_conflict":
+        return (f"id_conflict: transfer {result.id} was already used at index {result.index} "
+                f"for a different transfer; this one ({body}) was not applied")
+    text = f"{result.status}: transfer {result.id}, {body}"
+    if result.index is not None and entry is not None and result.index != entry:
+        text += (f" (the original outcome, decided at index {result.index}: this id keeps "
+                 "it; use a new id to try again)" if result.status != "ok" else
+                 f" (already applied at index {result.index}; applied once)")
+    elif result.index is not None:
+        text += f" (index {result.index})"
+    return text + (f": {result.detail}" if result.detail else "")
 
 
 @cli.command()

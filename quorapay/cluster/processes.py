@@ -1,8 +1,9 @@
 """Background processes tracked by pid files under the run directory.
 
 A pid counts as ours only if /proc/<pid>/cmdline still carries our marker, so a stale pid file
-whose number was reused by another program is never signalled. Stopping follows trio's
-escalation: SIGTERM, wait, then SIGKILL.
+whose number was reused by another program is never signalled; and a process carrying our marker
+is found by scanning /proc even if its pid file was lost. Stopping follows trio's escalation:
+SIGTERM, wait, then SIGKILL.
 """
 
 from __future__ import annotations
@@ -23,15 +24,25 @@ class Tracked:
     marker: str  # a string that must appear in the process's command line
 
     def pid(self) -> int | None:
-        """The pid of our running process, or None (clearing a stale pid file)."""
+        """The pid of our running process, or None (clearing a pid file whose process is gone)."""
+        pids = self.pids()
+        return pids[0] if pids else None
+
+    def pids(self) -> list[int]:
+        """Every live process carrying our marker: the pid file's first, then any other."""
+        found: list[int] = []
         try:
-            pid = int(self.pid_file.read_text().strip())
+            recorded = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
-            return None
-        if _cmdline(pid) is not None and self.marker in _cmdline(pid):  # type: ignore[operator]
-            return pid
-        self.pid_file.unlink(missing_ok=True)
-        return None
+            recorded = None
+        if recorded is not None:
+            cmdline = _cmdline(recorded)
+            if cmdline is None:
+                self.pid_file.unlink(missing_ok=True)  # gone: the file is stale
+            elif self.marker in cmdline:
+                found.append(recorded)
+        found += [pid for pid in _scan(self.marker) if pid not in found]
+        return found
 
     def start(self, argv: list[str], *, env: dict[str, str] | None = None) -> int:
         """Start detached (own session), output appended to the log file; record the pid."""
@@ -55,19 +66,18 @@ class Tracked:
 
     def stop(self, *, grace: float = 10.0) -> bool:
         """SIGTERM, wait up to `grace`, then SIGKILL. True if a process was stopped."""
-        pid = self.pid()
-        if pid is None:
-            return False
-        for signum, wait in ((signal.SIGCONT, 0.0), (signal.SIGTERM, grace),
-                             (signal.SIGKILL, 5.0)):
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                break
-            if wait and wait_gone(pid, wait):
-                break
+        pids = self.pids()
+        for pid in pids:
+            for signum, wait in ((signal.SIGCONT, 0.0), (signal.SIGTERM, grace),
+                                 (signal.SIGKILL, 5.0)):
+                try:
+                    os.kill(pid, signum)
+                except ProcessLookupError:
+                    break
+                if wait and wait_gone(pid, wait):
+                    break
         self.pid_file.unlink(missing_ok=True)
-        return True
+        return bool(pids)
 
 
 def wait_gone(pid: int, timeout: float) -> bool:
@@ -83,6 +93,17 @@ def wait_gone(pid: int, timeout: float) -> bool:
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # our own child (tests): collect the zombie
+
+
+def _scan(marker: str) -> list[int]:
+    """Pids of live processes (not this one) whose command line carries `marker`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            cmdline = _cmdline(int(entry.name))
+            if cmdline is not None and marker in cmdline:
+                found.append(int(entry.name))
+    return sorted(found)
 
 
 def _cmdline(pid: int) -> str | None:

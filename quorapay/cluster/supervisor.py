@@ -28,7 +28,7 @@ class ClusterError(QuorapayError):
 def node_process(cluster: ClusterConfig, node: NodeConfig) -> Tracked:
     return Tracked(name=node.id, pid_file=cluster.run_dir / "pids" / f"{node.id}.pid",
                    log_file=cluster.run_dir / "logs" / f"{node.id}.log",
-                   marker=f"--config {cluster.path.resolve()} node run --node {node.id}")
+                   marker=f"--config {cluster.path.resolve()} node run --node {node.id} ")
 
 
 def node_argv(cluster: ClusterConfig, node: NodeConfig) -> list[str]:
@@ -46,21 +46,27 @@ class UpReport:
 
 async def up(cluster: ClusterConfig, *, timeout: float = 60.0) -> UpReport:
     report = UpReport()
+    stopped = [n for n in cluster.nodes if node_process(cluster, n).pid() is None]
+    report.already_running = [n.id for n in cluster.nodes if n not in stopped]
+    _check_ports(stopped)  # before anything starts: a failed `up` leaves nothing behind
     _ensure_zookeeper(cluster, report)
-    for node in cluster.nodes:
-        process = node_process(cluster, node)
-        if process.pid() is not None:
-            report.already_running.append(node.id)
-            continue
-        for port, what in ((node.peer_port, "peer"), (node.client_port, "client")):
-            if zookeeper.port_taken(port, node.host):
-                raise ClusterError(f"cannot start {node.id}: its {what} port {port} on "
-                                   f"{node.host} is in use by another program")
-        process.start(node_argv(cluster, node))
+    for node in stopped:
+        node_process(cluster, node).start(node_argv(cluster, node))
         report.started.append(node.id)
     leader = await wait_for_leader(cluster, timeout=timeout)
     report.leader, report.epoch = leader.node, leader.epoch
     return report
+
+
+def _check_ports(nodes: list[NodeConfig]) -> None:
+    problems = []
+    for node in nodes:
+        for port, what in ((node.peer_port, "peer"), (node.client_port, "client")):
+            taken = zookeeper.port_problem(port, node.host)
+            if taken:
+                problems.append(f"{node.id}'s {what} port {port} on {node.host} {taken}")
+    if problems:
+        raise ClusterError(f"cannot start: {'; '.join(problems)}")
 
 
 def _ensure_zookeeper(cluster: ClusterConfig, report: UpReport) -> None:

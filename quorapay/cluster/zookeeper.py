@@ -7,6 +7,7 @@ directory, and listens on 127.0.0.1 only.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import socket
@@ -53,8 +54,9 @@ def start(cluster: ClusterConfig, *, timeout: float = 30.0) -> int | None:
     port = cluster.zookeeper.port
     if answers_ruok(port):
         return None  # a server of someone else's is there: use it
-    if port_taken(port):
-        raise ZooKeeperError(f"ZooKeeper port {port} on 127.0.0.1 is in use by another program")
+    problem = port_problem(port)
+    if problem:
+        raise ZooKeeperError(f"ZooKeeper port {port} on 127.0.0.1 {problem}")
     java = shutil.which("java")
     if java is None:
         raise ZooKeeperError("java not found: install a Java runtime (apt-get install zookeeper "
@@ -107,14 +109,17 @@ def reachable(hosts: tuple[str, ...]) -> bool:
     return False
 
 
-def port_taken(port: int, host: str = "127.0.0.1") -> bool:
+def port_problem(port: int, host: str = "127.0.0.1") -> str:
+    """Why we could not listen on host:port ("" if we can)."""
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
-        except OSError:
-            return True
-    return False
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return "is in use by another program"
+            return f"cannot be bound: {exc.strerror}"
+    return ""
 
 
 def stop(cluster: ClusterConfig) -> bool:

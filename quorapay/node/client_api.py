@@ -117,8 +117,10 @@ class ClientApi:
             case api.Barrier():
                 return await self._write(request.req, [])
             case api.GetBalances(accounts=ids):
+                _bounded(ids)
                 return await self._read(request.req, lambda ledger: _balances(ledger, ids))
             case api.GetTransfers(ids=ids):
+                _bounded(ids)
                 return await self._read(request.req, lambda ledger: api.Response(
                     req=0, transfers=_transfers(ledger, ids)))
             case api.Status():
@@ -130,6 +132,7 @@ class ClientApi:
                     raise _Invalid(f"need 1 <= first <= last, at most {MAX_DIGEST_RANGE} entries")
                 return await self._local(request.req, lambda d: _entry_digests(d, first, last))
             case api.LocalTransfers(ids=ids):
+                _bounded(ids)
                 return await self._local(
                     request.req, lambda d: api.Response(req=0, transfers=_transfers(d.ledger, ids)))
         raise AssertionError(f"unhandled request {request!r}")
@@ -194,12 +197,16 @@ def _bounded(specs: list[Any]) -> list[Any]:
     return specs
 
 
+class _RequestNumber(msgspec.Struct):
+    req: int = 0
+
+
 def _req_of(data: str | bytes) -> int:
+    """The `req` of a request that failed to decode, for the error response (0 if unknowable)."""
     try:
-        value = msgspec.json.decode(data, type=dict[str, Any]).get("req", 0)
-    except msgspec.DecodeError:
+        return msgspec.json.decode(data, type=_RequestNumber).req  # skips every other field
+    except Exception:  # any input at all: this only picks a number for an error reply
         return 0
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _result(result: Result) -> api.CommandResult:
@@ -236,7 +243,9 @@ def _digest(driver: Driver, upto: int | None) -> api.Response:
     applied = driver.applied_index
     index = applied if upto is None else upto
     if not 0 <= index <= applied:
-        raise _Invalid(f"upto must be between 0 and the applied index {applied}")
+        return api.Response(req=0, error=api.error(
+            api.ErrorCode.INVALID_REQUEST,
+            f"upto must be between 0 and the applied index {applied}"))
     entries = driver.replica.log.slice(1, index)
     replayed = replay(entries)
     return api.Response(req=0, digest=api.DigestInfo(

@@ -112,7 +112,8 @@ _UNAVAILABLE_CODES = {
 }
 _UNAVAILABLE_TEXT = {
     Unavailable.NOT_LEADER: "this node is not the leader",
-    Unavailable.RECOVERING: "the leader is still taking over (recovering its log)",
+    Unavailable.RECOVERING: "a new leader is taking over and has not yet reached a majority "
+                            "of nodes to recover the log",
     Unavailable.SUSPENDED: "the leader lost its ZooKeeper connection; writes are paused",
     Unavailable.NO_QUORUM: "no quorum of nodes is reachable",
 }
@@ -173,7 +174,7 @@ class Driver:
                     self._reads[self._next_token] = item
                     self.replica.step(ReadRequested(read=self._next_token))
                 case LocalQuery(query=query, reply=reply):
-                    reply.set(query(self))
+                    reply.set(_answer(lambda: query(self)))
                 case _:
                     self.replica.step(item)
         self._propose(writes)
@@ -261,8 +262,9 @@ class Driver:
                 still_held.append((index, reads))
                 continue
             for read in reads:
-                read.reply.set(ReadResult(index=self.applied_index,
-                                          value=read.query(self.ledger)))
+                query = read.query
+                read.reply.set(_answer(lambda: ReadResult(index=self.applied_index,
+                                                          value=query(self.ledger))))
         self._held_reads = still_held
 
 
@@ -273,6 +275,15 @@ def stage(ready: Ready, ledger: Ledger) -> tuple[WriteBatch, list[tuple[LogEntry
     batch = WriteBatch(persist=ready.persist, delta=delta,
                        applied_index=ready.committed[-1].index if ready.committed else None)
     return batch, applied
+
+
+def _answer(query: Callable[[], T]) -> T | Failure:
+    """Run a read-only query for a client. A bug in one query fails that request, not the node."""
+    try:
+        return query()
+    except Exception:
+        log.exception("internal error answering a query")
+        return Failure(code=ErrorCode.INTERNAL, message="internal error; the node logged it")
 
 
 def _unknown(why: str) -> Failure:

@@ -54,6 +54,8 @@ async def tick_forever(inputs: trio.MemorySendChannel[Any], seconds_per_tick: fl
 
 async def run_node(cluster: ClusterConfig, node_id: str) -> None:
     me = cluster.node(node_id)
+    peer_listeners = await bind(me, me.peer_port, "peer")  # before touching the data dir
+    client_listeners = await bind(me, me.client_port, "client")
     store = Store(me.data_dir / "node.db", cluster=cluster.name, node_id=me.id)
     restored = store.load()
     replica = Replica(node_id=me.id, members=cluster.node_ids, timing=cluster.timing.core(),
@@ -61,8 +63,6 @@ async def run_node(cluster: ClusterConfig, node_id: str) -> None:
                       applied_index=restored.applied_index)
     log.info("node %s recovered: promised epoch %d, log %d entries, applied %d", me.id,
              restored.promised_epoch, len(restored.log), restored.applied_index)
-    peer_listeners = await bind(me, me.peer_port, "peer")
-    client_listeners = await bind(me, me.client_port, "client")
     inputs_send, inputs = trio.open_memory_channel[DriverInput](INPUT_BUFFER)
     peers = PeerLinks(cluster, me, inputs_send)
     coordination = Coordination(cluster, me, inputs_send,

@@ -11,11 +11,13 @@ corrupt record and the node refuses to start rather than apply it.
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import msgspec
 import trio
@@ -77,6 +79,17 @@ class WriteBatch:
         return self.persist is None and self.applied_index is None
 
 
+def _lock(path: Path) -> IO[str]:
+    """Hold an exclusive lock on the data dir for the life of the process (or until close)."""
+    handle = open(path, "a")  # noqa: SIM115  (held open on purpose)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise StorageError(f"{path.parent} is in use by another running node process") from None
+    return handle
+
+
 def record_crc(index: int, epoch: int, payload: bytes) -> int:
     return zlib.crc32(payload, zlib.crc32(f"{index}:{epoch}:".encode()))
 
@@ -85,16 +98,28 @@ class Store:
     """One node's database. Synchronous methods; `write_async` runs them off the event loop."""
 
     def __init__(self, path: Path, *, cluster: str, node_id: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create {path.parent}: {exc.strerror}") from None
         self.path = path
+        self._lock = _lock(path.with_name(path.name + ".lock"))
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.DatabaseError as exc:
+            self._lock.close()
+            raise StorageError(f"cannot open {path}: {exc}") from exc
+        try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            self._claim(cluster, node_id)
         except sqlite3.DatabaseError as exc:
+            self.close()
             raise StorageError(f"cannot open {path}: {exc}") from exc
-        self._claim(cluster, node_id)
+        except StorageError:
+            self.close()
+            raise
         self._writer = trio.CapacityLimiter(1)  # one writer: batches land in order
 
     def _claim(self, cluster: str, node_id: str) -> None:
@@ -113,6 +138,7 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
+        self._lock.close()
 
     # ------------------------------------------------------------------ load
 

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import trio
@@ -20,10 +21,15 @@ import trio
 from quorapay.api.schema import AccountSpec, TransferSpec
 from quorapay.client import Client, ClientError
 from quorapay.config import ClusterConfig
+from quorapay.core.errors import QuorapayError
 from quorapay.verify.checks import Acknowledged
 
 ISSUER = "bank"
 FUNDING = 1_000_000
+
+
+class WorkloadError(QuorapayError):
+    """The workload cannot run as asked (its accounts conflict, its record is not writable)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,18 +41,38 @@ class WorkloadReport:
     per_second: float
 
 
+async def _open_record(path: Path) -> Any:  # trio.AsyncIOWrapper of a binary file
+    """Open the record before any transfer is sent, so that outcomes are never lost."""
+    try:
+        return await trio.Path(path).open("ab")
+    except OSError as exc:
+        raise WorkloadError(f"cannot write the record file {path}: {exc.strerror}") from None
+
+
 def account_ids(count: int) -> list[str]:
     return [f"acct-{i}" for i in range(1, count + 1)]
 
 
 async def setup_accounts(client: Client, count: int, currency: str = "USD") -> None:
-    """Create the issuer and `count` accounts, and fund each once (idempotent ids)."""
-    await client.create_accounts([AccountSpec(id=ISSUER, currency=currency, allow_negative=True)]
-                                 + [AccountSpec(id=a, currency=currency)
-                                    for a in account_ids(count)])
-    await client.submit_transfers([
+    """Create the issuer and `count` accounts, and fund each once (idempotent ids).
+
+    Raises WorkloadError if an account exists with other attributes or a funding failed: the
+    workload would otherwise run against accounts it does not control.
+    """
+    created = await client.create_accounts(
+        [AccountSpec(id=ISSUER, currency=currency, allow_negative=True)]
+        + [AccountSpec(id=a, currency=currency) for a in account_ids(count)])
+    funded = await client.submit_transfers([
         TransferSpec(id=f"fund-{a}", debit=ISSUER, credit=a, amount=FUNDING, currency=currency)
         for a in account_ids(count)])
+    failed = [r for r in created + funded if r.status != "ok"]
+    if failed:
+        first = failed[0]
+        raise WorkloadError(
+            f"cannot set up the workload's accounts: {first.id}: {first.status}"
+            + (f" ({first.detail})" if first.detail else "")
+            + f"; it needs {ISSUER!r} as an issuer and acct-1..acct-{count} in {currency}, "
+              "all its own (use a fresh cluster or other account ids)")
 
 
 def plan(run: str, transfers: int, accounts: int, seed: int) -> list[TransferSpec]:
@@ -64,6 +90,7 @@ async def run_workload(cluster: ClusterConfig, *, run: str, transfers: int, acco
                        clients: int, batch: int, seed: int, record: Path | None,
                        deadline: float = 60.0) -> WorkloadReport:
     urls = [n.client_url for n in cluster.nodes]
+    out = await _open_record(record) if record is not None else None
     async with Client(urls, deadline=deadline) as client:
         await setup_accounts(client, accounts)
     work = plan(run, transfers, accounts, seed)
@@ -89,8 +116,8 @@ async def run_workload(cluster: ClusterConfig, *, run: str, transfers: int, acco
         for c in range(clients):
             nursery.start_soon(worker, work[c::clients])
     seconds = time.monotonic() - started
-    if record is not None:
-        async with await trio.Path(record).open("ab") as out:
+    if out is not None:
+        async with out:
             await out.write(b"".join(line + b"\n" for line in lines))
     return WorkloadReport(run=run, transfers=transfers, outcomes=dict(outcomes),
                           seconds=round(seconds, 3),

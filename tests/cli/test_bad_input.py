@@ -16,7 +16,7 @@ from quorapay.config import default_cluster, render
 
 def invoke(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(cli, list(args))
-    output = result.output + (result.stderr if result.stderr_bytes else "")
+    output = result.output  # stdout and stderr, as a terminal shows them
     assert "Traceback" not in output, output
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise AssertionError(f"uncaught {result.exception!r}")
@@ -71,11 +71,27 @@ peer_port = 70000
 """)
     code, output = invoke("-c", str(path), "up")
     assert code == 1
+    assert output.count("\n") == 1  # one line
     for problem in ('zookeeper.mode must be "local" or "external"',
-                    "zookeeper.session_timeout must be a float",
+                    "zookeeper.session_timeout must be a number, not 'long'",
                     "nodes[1].peer_port must be a TCP port",
-                    "duplicate node id: n1", "duplicate port"):
+                    "node id n1 is used more than once",
+                    "port 7001 on 127.0.0.1 is used more than once (n1 peer_port, n1 client_port)"):
         assert problem in output
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ('[cluster]\nnmae = "x"\n[[nodes]]\nid = "n1"\n', "unknown key cluster.nmae"),
+    ('[[nodes]]\nid = "n1"\nhost = "not a host"\n', "nodes[0].host 'not a host' is not"),
+    ('[zookeeper]\nmode = "external"\nhosts = ["garbage"]\n[[nodes]]\nid = "n1"\n',
+     "zookeeper.hosts entry 'garbage' is not \"host:port\""),
+    ('[zookeeper]\nport = 7101\n[[nodes]]\nid = "n1"\npeer_port = 7101\n',
+     "zookeeper.port 7101 is also a port of node n1"),
+])
+def test_cluster_file_mistakes_are_named(tmp_path: Path, text: str, problem: str) -> None:
+    code, output = invoke("-c", str(write(tmp_path / "c.toml", text)), "status")
+    assert code == 1
+    assert problem in output
 
 
 def test_init_writes_a_valid_file_and_will_not_overwrite_it(tmp_path: Path) -> None:
@@ -84,6 +100,17 @@ def test_init_writes_a_valid_file_and_will_not_overwrite_it(tmp_path: Path) -> N
     code, output = invoke("-c", str(path), "init")
     assert code == 1
     assert "exists (use --force" in output
+
+
+def test_init_validates_before_writing(tmp_path: Path) -> None:
+    path = tmp_path / "cluster.toml"
+    code, output = invoke("-c", str(path), "init", "--name", "bad name")
+    assert code == 1
+    assert "cluster.name must be" in output
+    assert not path.exists()
+    code, output = invoke("-c", str(tmp_path / "no" / "dir" / "c.toml"), "init")
+    assert code == 1
+    assert "cannot write" in output
 
 
 def test_unknown_node_names_the_known_ones(tmp_path: Path) -> None:
@@ -115,7 +142,8 @@ def test_commands_against_a_cluster_that_is_down_fail_cleanly(tmp_path: Path) ->
     assert output.count("down") == 3
     code, output = invoke("-c", str(path), "pay", "alice", "bob", "5", "--id", "t1")
     assert code == 1
-    assert "UNAVAILABLE: no answer within" in output
+    assert "no node answered at" in output
+    assert "is the cluster running? (`quorapay up` starts it)" in output
 
 
 def test_a_node_whose_port_is_taken_exits_with_one_line(tmp_path: Path) -> None:

@@ -82,6 +82,7 @@ def test_round_trip_and_replay_equivalence(tmp_path: Path) -> None:
     replica, ledger = boot(store)
     run(store, replica, ledger, workload())
     restored = store.load()
+    store.close()
     assert restored.applied_index == replica.applied_index == replica.last_index
     assert restored.ledger.digest() == ledger.digest()
     assert restored.ledger.accounts["bob"].balance == 6 * 30
@@ -104,7 +105,7 @@ def test_a_crash_between_any_two_steps_recovers_a_committed_state(tmp_path: Path
             crashed_in = run(store, replica, ledger, workload(), crash_at=(write, step))
             assert crashed_in is not None
             crashes += 1
-            store._db.close()  # the process is gone; SQLite rolls the open transaction back
+            store.close()  # the process is gone: SQLite rolls the open transaction back
             recovered = open_store(path)
             assert snapshot(recovered) in states, f"write {write}, step {step}: torn state"
             # It restarts, ZooKeeper grants it a new epoch, clients retry what was lost.
@@ -112,6 +113,8 @@ def test_a_crash_between_any_two_steps_recovers_a_committed_state(tmp_path: Path
             retry = [[LeadershipGranted(epoch=Epoch(2))], *workload()[max(crashed_in, 1):]]
             run(recovered, replica, ledger, retry)
             assert outcomes(recovered) == final_ledger
+            recovered.close()
+    reference.close()
     assert crashes >= 7 * 8
 
 
@@ -130,5 +133,15 @@ def test_corrupt_record_is_detected_by_checksum(tmp_path: Path) -> None:
     db.execute("UPDATE log SET payload = CAST(X'00' || substr(payload, 2) AS BLOB) WHERE idx = 3")
     db.commit()
     db.close()
+    store = open_store(tmp_path)
     with pytest.raises(StorageError, match="corrupt log record at index 3"):
-        open_store(tmp_path).load()
+        store.load()
+    store.close()
+
+
+def test_a_data_dir_is_used_by_one_process_at_a_time(tmp_path: Path) -> None:
+    first = open_store(tmp_path)
+    with pytest.raises(StorageError, match="in use by another running node process"):
+        open_store(tmp_path)
+    first.close()
+    open_store(tmp_path).close()  # released on close (and when the process dies)

@@ -1,0 +1,88 @@
+"""A real driver (one-node replica, SQLite) behind the client API: requests that used to kill a
+node now fail alone, and the node keeps serving."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from quorapay.api import schema as api
+from quorapay.config import ClusterConfig, default_cluster, load_config, render
+from quorapay.core.inputs import LeadershipGranted
+from quorapay.core.replica import Replica
+from quorapay.core.types import Epoch
+from quorapay.node.client_api import ClientApi
+from quorapay.node.loop import Driver, Failure, LocalQuery, Reply
+from quorapay.node.storage import Store
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[ClientApi, trio.MemorySendChannel]]:
+    path = tmp_path / "cluster.toml"
+    path.write_text(render(default_cluster(nodes=1)))
+    config: ClusterConfig = load_config(path)
+    me = config.nodes[0]
+    store = Store(me.data_dir / "node.db", cluster=config.name, node_id=me.id)
+    replica = Replica(node_id=me.id, members=config.node_ids, timing=config.timing.core())
+    driver = Driver(replica=replica, ledger=store.load().ledger, store=store,
+                    send=lambda _: None, relinquish=lambda *_: None)
+    inputs_send, inputs = trio.open_memory_channel(100)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(driver.run, inputs)
+        await inputs_send.send(LeadershipGranted(epoch=Epoch(1)))
+        with trio.fail_after(10):
+            while True:  # each LocalQuery is answered after the previous batch drained
+                reply: Reply = Reply()
+                await inputs_send.send(LocalQuery(query=lambda d: d.replica.serving, reply=reply))
+                if await reply.wait():
+                    break
+        yield ClientApi(config, inputs_send, status=lambda: None,  # type: ignore[arg-type,return-value]
+                        zk_leader=lambda: None), inputs_send
+        nursery.cancel_scope.cancel()
+    store.close()
+
+
+async def ask(server: ClientApi, request: api.Request | str) -> api.Response:
+    with trio.fail_after(10):
+        return await server.handle(request if isinstance(request, str) else api.encode(request))
+
+
+async def test_writes_and_reads_go_through_the_driver(served) -> None:
+    server, _ = served
+    created = await ask(server, api.CreateAccounts(accounts=[
+        api.AccountSpec(id="bank", allow_negative=True), api.AccountSpec(id="alice")]))
+    assert [r.status for r in created.results or []] == ["ok", "ok"]
+    paid = await ask(server, api.SubmitTransfers(transfers=[
+        api.TransferSpec(id="t1", debit="bank", credit="alice", amount=250)]))
+    assert paid.results is not None and paid.results[0].status == "ok"
+    balances = await ask(server, api.GetBalances(accounts=["alice"]))
+    assert balances.balances is not None and balances.balances[0].balance == 250
+
+
+@pytest.mark.parametrize("upto", [-1, 999_999])
+async def test_a_digest_beyond_the_log_is_invalid_and_the_node_keeps_serving(
+        served, upto: int) -> None:
+    server, _ = served
+    response = await ask(server, api.Digest(upto=upto))
+    assert response.error is not None and response.error.code is api.ErrorCode.INVALID_REQUEST
+    assert (await ask(server, api.Barrier())).index is not None
+
+
+async def test_deeply_nested_json_is_invalid_and_the_node_keeps_serving(served) -> None:
+    server, _ = served
+    response = await ask(server, '{"op": "x", "y": ' + "[" * 5000 + "]" * 5000 + "}")
+    assert response.error is not None and response.error.code is api.ErrorCode.INVALID_REQUEST
+    assert (await ask(server, api.Barrier())).index is not None
+
+
+async def test_a_query_that_raises_fails_alone(served) -> None:
+    server, inputs = served
+    reply: Reply = Reply()
+    await inputs.send(LocalQuery(query=lambda driver: 1 / 0, reply=reply))
+    with trio.fail_after(10):
+        failure = await reply.wait()
+    assert isinstance(failure, Failure) and failure.code is api.ErrorCode.INTERNAL
+    assert (await ask(server, api.Barrier())).index is not None

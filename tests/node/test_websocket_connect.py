@@ -1,0 +1,54 @@
+"""Client websockets fail fast and cleanly: no hang, no leaked socket, nothing escapes."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+from trio_websocket import HandshakeError
+
+from quorapay.websocket import connect
+
+
+async def serve_raw(respond: bytes | None, *, task_status: trio.TaskStatus[int]) -> None:
+    """A TCP server that answers every connection with `respond` (None: close at once)."""
+
+    async def handle(stream: trio.SocketStream) -> None:
+        async with stream:
+            if respond is not None:
+                await stream.receive_some(4096)
+                await stream.send_all(respond)
+                await trio.sleep_forever()
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    task_status.started(listeners[0].socket.getsockname()[1])
+    await trio.serve_listeners(handle, listeners)
+
+
+async def test_an_answer_that_is_not_a_websocket_upgrade_is_refused_at_once() -> None:
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_raw, b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhi")
+        with trio.fail_after(3), pytest.raises(HandshakeError, match="ConnectionRejected"):
+            await connect(nursery, f"ws://127.0.0.1:{port}/", timeout=10,
+                          max_message_size=2**20)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_connection_closed_during_the_handshake_fails_within_the_timeout() -> None:
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_raw, None)  # a node dying mid-handshake
+        with trio.fail_after(3), pytest.raises(HandshakeError):
+            await connect(nursery, f"ws://127.0.0.1:{port}/", timeout=0.5,
+                          max_message_size=2**20)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_silent_server_times_out() -> None:
+    async with trio.open_nursery() as nursery:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")  # never accepts
+        port = listeners[0].socket.getsockname()[1]
+        with trio.fail_after(5), pytest.raises(HandshakeError, match="timed out"):
+            await connect(nursery, f"ws://127.0.0.1:{port}/", timeout=0.5,
+                          max_message_size=2**20)
+        for listener in listeners:
+            await listener.aclose()
+        nursery.cancel_scope.cancel()
