@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 import trio
@@ -174,7 +175,7 @@ class Driver:
                     self._reads[self._next_token] = item
                     self.replica.step(ReadRequested(read=self._next_token))
                 case LocalQuery(query=query, reply=reply):
-                    reply.set(_answer(lambda: query(self)))
+                    reply.set(_answer(partial(query, self)))
                 case _:
                     self.replica.step(item)
         self._propose(writes)
@@ -262,10 +263,11 @@ class Driver:
                 still_held.append((index, reads))
                 continue
             for read in reads:
-                query = read.query
-                read.reply.set(_answer(lambda: ReadResult(index=self.applied_index,
-                                                          value=query(self.ledger))))
+                read.reply.set(_answer(partial(self._read, read.query)))
         self._held_reads = still_held
+
+    def _read(self, query: Callable[[Ledger], Any]) -> ReadResult:
+        return ReadResult(index=self.applied_index, value=query(self.ledger))
 
 
 def stage(ready: Ready, ledger: Ledger) -> tuple[WriteBatch, list[tuple[LogEntry, list[Result]]]]:
