@@ -7,24 +7,14 @@ codes here are the stable contract documented in docs/01-api/.
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 import msgspec
+
+from quorapay.core.node_state import ErrorCode
+
+__all__ = ["ErrorCode"]  # defined in the core, part of this contract
 
 API_VERSION = 1
 MAX_BATCH = 1000  # commands per request
-
-
-class ErrorCode(StrEnum):
-    NOT_LEADER = "NOT_LEADER"  # retryable: ask the leader named in `leader`
-    UNAVAILABLE = "UNAVAILABLE"  # retryable: no quorum, leader recovering, ZooKeeper suspended
-    TIMEOUT = "TIMEOUT"  # outcome unknown: retry with the same ids, it is safe
-    INVALID_REQUEST = "INVALID_REQUEST"  # not retryable: malformed or over limits
-    INTERNAL = "INTERNAL"  # not retryable as is: a bug; the node logged it
-
-    @property
-    def retryable(self) -> bool:
-        return self in (ErrorCode.NOT_LEADER, ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT)
 
 
 class LeaderHint(msgspec.Struct, frozen=True, kw_only=True):

@@ -37,7 +37,7 @@ from quorapay.node.loop import (
     DriverInput,
     Failure,
     LocalQuery,
-    ReadResult,
+    ReadValue,
     Reply,
 )
 
@@ -158,7 +158,7 @@ class ClientApi:
         outcome = await self._ask(ClientRead(query=query, reply=Reply()))
         if isinstance(outcome, Failure):
             return api.Response(req=req, error=self._error(outcome))
-        assert isinstance(outcome, ReadResult)
+        assert isinstance(outcome, ReadValue)
         response: api.Response = outcome.value
         return msgspec.structs.replace(response, req=req, index=outcome.index)
 

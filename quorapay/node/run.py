@@ -18,6 +18,7 @@ from quorapay.api.schema import NodeStatus
 from quorapay.config import ClusterConfig, NodeConfig
 from quorapay.core.errors import QuorapayError
 from quorapay.core.inputs import Ticked
+from quorapay.core.node_state import NodeState
 from quorapay.core.replica import Replica
 from quorapay.core.types import NodeId
 from quorapay.node.client_api import ClientApi
@@ -67,7 +68,7 @@ async def run_node(cluster: ClusterConfig, node_id: str) -> None:
     peers = PeerLinks(cluster, me, inputs_send)
     coordination = Coordination(cluster, me, inputs_send,
                                 epoch_floor=lambda: replica.highest_epoch_seen)
-    driver = Driver(replica=replica, ledger=restored.ledger, store=store, send=peers.send,
+    driver = Driver(NodeState(replica, restored.ledger), store, send=peers.send,
                     relinquish=coordination.relinquish)
 
     def status() -> NodeStatus:

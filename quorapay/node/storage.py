@@ -15,7 +15,7 @@ import fcntl
 import sqlite3
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -23,8 +23,8 @@ import msgspec
 import trio
 
 from quorapay.core.errors import QuorapayError
-from quorapay.core.ledger import Account, Delta, Ledger, Status, TransferRecord
-from quorapay.core.ready import Persist
+from quorapay.core.ledger import Account, Ledger, Status, TransferRecord
+from quorapay.core.node_state import WriteBatch
 from quorapay.core.types import (
     AccountId,
     Cents,
@@ -64,19 +64,6 @@ class Restored:
     log: list[LogEntry]
     applied_index: LogIndex
     ledger: Ledger
-
-
-@dataclass(slots=True, kw_only=True)
-class WriteBatch:
-    """One transaction: the Ready's persist work plus the ledger rows of the entries applied."""
-
-    persist: Persist | None = None
-    delta: Delta = field(default_factory=Delta)
-    applied_index: LogIndex | None = None
-
-    @property
-    def empty(self) -> bool:
-        return self.persist is None and self.applied_index is None
 
 
 def _lock(path: Path) -> IO[str]:

@@ -12,6 +12,7 @@ import trio
 from quorapay.api import schema as api
 from quorapay.config import ClusterConfig, default_cluster, load_config, render
 from quorapay.core.inputs import LeadershipGranted
+from quorapay.core.node_state import NodeState
 from quorapay.core.replica import Replica
 from quorapay.core.types import Epoch
 from quorapay.node.client_api import ClientApi
@@ -27,7 +28,7 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[ClientApi, trio.MemorySe
     me = config.nodes[0]
     store = Store(me.data_dir / "node.db", cluster=config.name, node_id=me.id)
     replica = Replica(node_id=me.id, members=config.node_ids, timing=config.timing.core())
-    driver = Driver(replica=replica, ledger=store.load().ledger, store=store,
+    driver = Driver(NodeState(replica, store.load().ledger), store,
                     send=lambda _: None, relinquish=lambda *_: None)
     inputs_send, inputs = trio.open_memory_channel(100)
     async with trio.open_nursery() as nursery:

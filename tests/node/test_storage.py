@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 
 from quorapay.core.inputs import CommandsProposed, LeadershipGranted
+from quorapay.core.node_state import stage
 from quorapay.core.replica import Replica
 from quorapay.core.timing import Timing
 from quorapay.core.types import Epoch, NodeId
-from quorapay.node.loop import stage
 from quorapay.node.storage import StorageError, Store
 from tests.core.harness import account, transfer
 

@@ -1,0 +1,288 @@
+"""Everything one node decides, without doing any I/O: its replica, its ledger, and the client
+requests waiting on them. The trio node driver and the simulator both run this same code.
+
+Use it as the node does:
+
+    state.step(input) / state.submit(writes) / state.read(read)   # a batch of inputs, then
+    while (work := state.next_work()) is not None:
+        make work.batch durable (one transaction, fsync)           # 1. BEFORE anything below
+        effects = state.finish(work)
+        send effects.messages                                      # 2. only AFTER 1
+        deliver effects.answers; relinquish effects.relinquish     # 3.
+
+`next_work` applies committed entries to the in-memory ledger when it stages them; a node that
+crashes before the batch is durable loses that memory with it and recovers from its disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from quorapay.core.inputs import CommandsProposed, Input, ReadRequested
+from quorapay.core.ledger import Delta, Ledger, Result
+from quorapay.core.ready import (
+    LeadershipEnded,
+    Outcome,
+    Outgoing,
+    Persist,
+    ProposalAccepted,
+    ProposalRejected,
+    ReadsConfirmed,
+    ReadsRejected,
+    Ready,
+    Unavailable,
+)
+from quorapay.core.replica import Replica
+from quorapay.core.types import Command, Epoch, LogEntry, LogIndex, NodeId
+
+MAX_COMMANDS_PER_ENTRY = 2000
+K = TypeVar("K")  # the driver's handle for one client request (a reply slot, a simulated op)
+
+
+class ErrorCode(StrEnum):
+    """Why a request got no ledger outcome. The client API's error codes."""
+
+    NOT_LEADER = "NOT_LEADER"  # retryable: ask the leader
+    UNAVAILABLE = "UNAVAILABLE"  # retryable: no quorum, leader recovering, ZooKeeper suspended
+    TIMEOUT = "TIMEOUT"  # outcome unknown: retry with the same ids, it is safe
+    INVALID_REQUEST = "INVALID_REQUEST"  # not retryable: malformed or over limits
+    INTERNAL = "INTERNAL"  # not retryable as is: a bug; the node logged it
+
+    @property
+    def retryable(self) -> bool:
+        return self in (ErrorCode.NOT_LEADER, ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Failure:
+    """A request that got no ledger outcome."""
+
+    code: ErrorCode
+    message: str
+    leader: NodeId | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Committed:
+    """A write's outcome: the entry that carried it and one result per command."""
+
+    index: LogIndex
+    results: list[Result]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadValue:
+    """A linearizable read's value, computed from the ledger after applying `index`."""
+
+    index: LogIndex
+    value: Any
+
+
+Answer = Committed | ReadValue | Failure
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Write(Generic[K]):
+    key: K
+    commands: tuple[Command, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Read(Generic[K]):
+    """A linearizable read: `query` runs on the ledger once leadership is confirmed."""
+
+    key: K
+    query: Callable[[Ledger], Any]
+
+
+@dataclass(slots=True, kw_only=True)
+class WriteBatch:
+    """One transaction: the Ready's persist work plus the ledger rows of the entries applied."""
+
+    persist: Persist | None = None
+    delta: Delta = field(default_factory=Delta)
+    applied_index: LogIndex | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.persist is None and self.applied_index is None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Work:
+    """A Ready, staged: `batch` MUST be durable before `NodeState.finish(work)`."""
+
+    ready: Ready
+    batch: WriteBatch
+    applied: list[tuple[LogEntry, list[Result]]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Effects(Generic[K]):
+    """What a finished Work asks of the driver, in this order."""
+
+    messages: tuple[Outgoing, ...]  # 1. send
+    answers: list[tuple[K, Answer]]  # 2. answer clients
+    relinquish: list[LeadershipEnded]  # 3. give up these ZooKeeper leaderships
+    ended: list[LeadershipEnded]  # every leadership that ended (for logs and observers)
+
+
+@dataclass(frozen=True, slots=True)
+class _Part(Generic[K]):
+    """Commands[offset : offset + count] of an entry belong to this client write."""
+
+    key: K
+    offset: int
+    count: int
+
+
+_UNAVAILABLE = {
+    Unavailable.NOT_LEADER: (ErrorCode.NOT_LEADER, "this node is not the leader"),
+    Unavailable.RECOVERING: (ErrorCode.UNAVAILABLE, "a new leader is taking over and has not "
+                             "yet reached a majority of nodes to recover the log"),
+    Unavailable.SUSPENDED: (ErrorCode.UNAVAILABLE, "the leader lost its ZooKeeper connection; "
+                            "writes are paused"),
+    Unavailable.NO_QUORUM: (ErrorCode.UNAVAILABLE, "no quorum of nodes is reachable"),
+}
+
+
+def unavailable(reason: Unavailable, leader: NodeId | None) -> Failure:
+    code, message = _UNAVAILABLE[reason]
+    return Failure(code=code, message=message, leader=leader)
+
+
+def unknown(why: str) -> Failure:
+    return Failure(code=ErrorCode.TIMEOUT,
+                   message=f"outcome unknown: {why}; retry with the same ids, it is safe")
+
+
+def stage(ready: Ready, ledger: Ledger) -> tuple[WriteBatch, list[tuple[LogEntry, list[Result]]]]:
+    """Apply the Ready's committed entries to the ledger; return the one transaction to write."""
+    delta = Delta()
+    applied = [(entry, ledger.apply(entry, delta)) for entry in ready.committed]
+    batch = WriteBatch(persist=ready.persist, delta=delta,
+                       applied_index=ready.committed[-1].index if ready.committed else None)
+    return batch, applied
+
+
+class NodeState(Generic[K]):
+    def __init__(self, replica: Replica, ledger: Ledger) -> None:
+        self.replica = replica
+        self.ledger = ledger
+        self.applied_index = replica.applied_index  # durable: advanced only in finish()
+        self._next_token = 0
+        self._proposed: dict[int, list[_Part[K]]] = {}
+        self._awaiting: dict[LogIndex, tuple[Epoch, list[_Part[K]]]] = {}
+        self._reads: dict[int, Read[K]] = {}
+        self._held_reads: list[tuple[LogIndex, list[Read[K]]]] = []
+        self._work: Work | None = None
+
+    # ------------------------------------------------------------------ inputs
+
+    def step(self, event: Input) -> None:
+        self.replica.step(event)
+
+    def submit(self, writes: Sequence[Write[K]]) -> None:
+        """Propose a batch of client writes as few entries as the size bound allows."""
+        commands: list[Command] = []
+        parts: list[_Part[K]] = []
+        for write in writes:
+            if commands and len(commands) + len(write.commands) > MAX_COMMANDS_PER_ENTRY:
+                self._propose(commands, parts)
+                commands, parts = [], []
+            parts.append(_Part(write.key, len(commands), len(write.commands)))
+            commands.extend(write.commands)
+        if parts:
+            self._propose(commands, parts)
+
+    def _propose(self, commands: list[Command], parts: list[_Part[K]]) -> None:
+        self._next_token += 1
+        self._proposed[self._next_token] = parts
+        self.replica.step(CommandsProposed(proposal=self._next_token, commands=tuple(commands)))
+
+    def read(self, read: Read[K]) -> None:
+        self._next_token += 1
+        self._reads[self._next_token] = read
+        self.replica.step(ReadRequested(read=self._next_token))
+
+    # ------------------------------------------------------------------ the Ready contract
+
+    def next_work(self) -> Work | None:
+        """The next Ready, staged; None when the replica has nothing to do."""
+        if not self.replica.has_ready():
+            return None
+        ready = self.replica.ready()
+        for outcome in ready.outcomes:
+            if isinstance(outcome, ProposalAccepted):
+                self._awaiting[outcome.index] = (outcome.epoch,
+                                                 self._proposed.pop(outcome.proposal))
+        batch, applied = stage(ready, self.ledger)
+        self._work = Work(ready=ready, batch=batch, applied=applied)
+        return self._work
+
+    def finish(self, work: Work) -> Effects[K]:
+        """`work.batch` is durable: advance, and say what to send and whom to answer."""
+        assert work is self._work, "finish() takes the Work that next_work() returned"
+        self._work = None
+        ready = work.ready
+        if ready.committed:
+            self.applied_index = ready.committed[-1].index
+        answers: list[tuple[K, Answer]] = []
+        for entry, results in work.applied:
+            answers += self._answer_writes(entry, results)
+        ended: list[LeadershipEnded] = []
+        for outcome in ready.outcomes:
+            answers += self._on_outcome(outcome, ended)
+        answers += self._serve_held_reads()
+        self.replica.advance(ready)
+        return Effects(messages=ready.messages, answers=answers,
+                       relinquish=[e for e in ended if e.relinquish], ended=ended)
+
+    def _answer_writes(self, entry: LogEntry, results: list[Result]) -> list[tuple[K, Answer]]:
+        awaiting = self._awaiting.pop(entry.index, None)
+        if awaiting is None:
+            return []
+        epoch, parts = awaiting
+        if entry.epoch != epoch:  # another leader's entry took this index: ours never committed
+            return [(p.key, unknown("the entry was replaced after a leader change"))
+                    for p in parts]
+        return [(p.key, Committed(index=entry.index, results=results[p.offset:p.offset + p.count]))
+                for p in parts]
+
+    def _on_outcome(self, outcome: Outcome, ended: list[LeadershipEnded]
+                    ) -> list[tuple[K, Answer]]:
+        match outcome:
+            case ProposalRejected(proposal=token, reason=reason, leader=leader):
+                return [(p.key, unavailable(reason, leader))
+                        for p in self._proposed.pop(token, [])]
+            case ReadsConfirmed(reads=tokens, index=index):
+                self._held_reads.append((index, [self._reads.pop(t) for t in tokens]))
+            case ReadsRejected(reads=tokens, reason=reason, leader=leader):
+                return [(self._reads.pop(t).key, unavailable(reason, leader)) for t in tokens]
+            case LeadershipEnded(reason=reason):
+                ended.append(outcome)
+                waiting = [(p.key, unknown(f"leadership ended ({reason})"))
+                           for _, parts in self._awaiting.values() for p in parts]
+                self._awaiting.clear()
+                return waiting  # type: ignore[return-value]
+        return []
+
+    def _serve_held_reads(self) -> list[tuple[K, Answer]]:
+        answers: list[tuple[K, Answer]] = []
+        still_held = []
+        for index, reads in self._held_reads:
+            if index > self.applied_index:
+                still_held.append((index, reads))
+                continue
+            answers += [(read.key, self._serve(read)) for read in reads]
+        self._held_reads = still_held
+        return answers
+
+    def _serve(self, read: Read[K]) -> Answer:
+        try:
+            return ReadValue(index=self.applied_index, value=read.query(self.ledger))
+        except Exception:  # a bug in one query fails that request, not the node
+            return Failure(code=ErrorCode.INTERNAL, message="internal error serving a read")
