@@ -1,16 +1,10 @@
-"""ZooKeeper coordination of one node: membership, election, epochs, session states.
+"""Runs the sans-IO Coordinator against a real ZooKeeper, through kazoo.
 
-kazoo runs its own threads. Everything it reports -- call completions, watches, connection
-states -- crosses into trio through the trio token with `run_sync_soon`, which never blocks
-kazoo's thread; no kazoo call ever blocks the event loop. The election rules themselves are the
-pure functions of `quorapay.core.election`.
-
-What the replica hears: LeadershipGranted(E) once this node leads the election and has advanced
-the epoch counter to E (atomically with creating the `leader` znode); CoordinationSuspended /
-CoordinationResumed as the connection drops and returns with the same session; and
-LeadershipRevoked when the session is LOST. When the replica gives leadership up (no majority,
-newer epoch seen), `relinquish` deletes this node's leader and candidate znodes and rejoins the
-election at the back of the queue.
+kazoo runs its own threads. Everything it reports -- connection states, operation completions,
+watch notifications -- crosses into trio through the trio token with `run_sync_soon`, which never
+blocks kazoo's thread; no kazoo call blocks the event loop (every operation uses kazoo's async
+API). All decisions are `quorapay.core.coordinator`'s; this module only performs its requests and
+hands its replica inputs to the driver.
 """
 
 from __future__ import annotations
@@ -19,85 +13,86 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, assert_never
 
 import trio
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import (
     BadVersionError,
+    ConnectionClosedError,
     ConnectionLoss,
     KazooException,
     NodeExistsError,
     NoNodeError,
     SessionExpiredError,
 )
+from kazoo.protocol.states import WatchedEvent, ZnodeStat
 from kazoo.retry import KazooRetry
 
 from quorapay.config import ClusterConfig, NodeConfig
-from quorapay.core.election import (
-    candidate_prefix,
-    next_epoch,
-    own_candidate,
-    predecessor,
-)
-from quorapay.core.inputs import (
-    CoordinationResumed,
-    CoordinationSuspended,
-    LeadershipGranted,
-    LeadershipRevoked,
+from quorapay.core.coordinator import (
+    ClaimEpoch,
+    ConnectionResumed,
+    ConnectionSuspended,
+    Coordinator,
+    Create,
+    Delete,
+    EnsurePath,
+    EpochSeen,
+    Event,
+    Exists,
+    Get,
+    GetChildren,
+    RelinquishRequested,
+    Replied,
+    Request,
+    SessionExpired,
+    SessionStarted,
+    Stat,
+    WatchFired,
+    ZkError,
 )
 from quorapay.core.types import Epoch
-from quorapay.node import znodes
-from quorapay.node.znodes import EpochRecord, Layout, LeaderInfo, MemberInfo
+from quorapay.core.znodes import LeaderInfo
 
 log = logging.getLogger(__name__)
-_RETRY_DELAY = 0.1
 _WAIT_LOG_INTERVAL = 5.0
+_ERRORS: tuple[tuple[type[Exception], ZkError], ...] = (
+    (NoNodeError, ZkError.NO_NODE),
+    (NodeExistsError, ZkError.NODE_EXISTS),
+    (BadVersionError, ZkError.BAD_VERSION),
+    (SessionExpiredError, ZkError.SESSION_EXPIRED),
+    (ConnectionLoss, ZkError.CONNECTION_LOSS),
+    (ConnectionClosedError, ZkError.CONNECTION_LOSS),
+)
 
 
 class Coordination:
     def __init__(self, cluster: ClusterConfig, node: NodeConfig,
                  inputs: trio.MemorySendChannel[Any], epoch_floor: Callable[[], Epoch]) -> None:
         self._cluster = cluster
-        self._node = node
-        self._inputs = inputs  # the driver's input channel (Input items only)
+        self._inputs = inputs  # the driver's input channel (replica inputs only)
         self._epoch_floor = epoch_floor
-        self._layout = Layout(cluster.name)
-        self._states_send, self._states = trio.open_memory_channel[str](float("inf"))
-        # relinquish requests from the driver: rare, must never be dropped or block it
-        self._relinquish_send, self._relinquish = trio.open_memory_channel[Epoch](float("inf"))
-        self._connected = trio.Event()
+        self.coordinator = Coordinator(cluster=cluster.name, node=node.id,
+                                       peer_url=node.peer_url, client_url=node.client_url)
+        # kazoo's reports and the driver's requests: rare, must never be dropped or block
+        self._events_send, self._events = trio.open_memory_channel[Event](float("inf"))
         self._token: trio.lowlevel.TrioToken | None = None
         self._zk: KazooClient | None = None
-        self.state = "CONNECTING"
-        self.zk_leader: LeaderInfo | None = None
-        self.granted: Epoch | None = None
-        self._session_scope: trio.CancelScope | None = None
+        self._session = 0
+        self._connected = trio.Event()
+
+    @property
+    def state(self) -> str:
+        return self.coordinator.state.value
+
+    @property
+    def zk_leader(self) -> LeaderInfo | None:
+        return self.coordinator.zk_leader
 
     def relinquish(self, epoch: Epoch, reason: str) -> None:
         """Called by the driver: give up the leadership of `epoch` (ignored if already gone)."""
-        self._relinquish_send.send_nowait(epoch)
-
-    # ------------------------------------------------------------------ bridge
-
-    def _soon(self, fn: Callable[..., object], *args: object) -> None:
-        """Run fn(*args) in trio, from any thread, without blocking (kazoo's threads)."""
-        assert self._token is not None
-        with contextlib.suppress(trio.RunFinishedError):  # the node is shutting down
-            self._token.run_sync_soon(fn, *args)
-
-    def _on_state(self, state: str) -> None:  # kazoo thread: must not block
-        self._soon(self._states_send.send_nowait, state)
-
-    async def _call(self, async_result: Any) -> Any:
-        done = trio.Event()
-        async_result.rawlink(lambda _: self._soon(done.set))
-        await done.wait()
-        return async_result.get_nowait()  # returns the value or raises kazoo's exception
-
-    def _watch(self) -> tuple[trio.Event, Callable[[object], None]]:
-        fired = trio.Event()
-        return fired, lambda _event: self._soon(fired.set)
+        self._events_send.send_nowait(RelinquishRequested(epoch=epoch))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -114,12 +109,22 @@ class Coordination:
         task_status.started()
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._track_states, nursery)
                 nursery.start_soon(self._report_while_connecting)
-                await self._run_sessions()
+                async for event in self._events:
+                    await self._step(event)
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(_stop, zk)
+
+    async def _step(self, event: Event) -> None:
+        self.coordinator.step(EpochSeen(epoch=self._epoch_floor()))
+        if isinstance(event, SessionStarted | ConnectionResumed):
+            self._connected.set()
+        for output in self.coordinator.step(event):
+            if isinstance(output, Request):
+                self._perform(output)
+            else:
+                await self._inputs.send(output)
 
     async def _report_while_connecting(self) -> None:
         while not self._connected.is_set():
@@ -129,190 +134,105 @@ class Coordination:
                 log.warning("cannot reach ZooKeeper at %s yet; still trying",
                             self._cluster.zookeeper.connect_string)
 
-    async def _track_states(self, nursery: trio.Nursery) -> None:
-        async for state in self._states:
-            previous, self.state = self.state, state
-            log.info("ZooKeeper connection %s -> %s", previous, state)
-            if state == KazooState.CONNECTED:
-                self._connected.set()
-                await self._inputs.send(CoordinationResumed())
-            elif state == KazooState.SUSPENDED:
-                self._connected = trio.Event()
-                await self._inputs.send(CoordinationSuspended())
-            elif state == KazooState.LOST:
-                self._connected = trio.Event()
-                self.granted = None
-                self.zk_leader = None
-                await self._inputs.send(LeadershipRevoked())
-                if self._session_scope is not None:
-                    self._session_scope.cancel()
+    # ------------------------------------------------------------------ from kazoo's threads
 
-    async def _run_sessions(self) -> None:
-        """One pass per ZooKeeper session; a LOST session cancels its pass."""
-        while True:
-            await self._connected.wait()
-            with trio.CancelScope() as scope:
-                self._session_scope = scope
-                token = uuid.uuid4().hex[:12]  # one per session: finds our own candidate znode
-                while True:
-                    interrupted = expired = False
-                    try:
-                        await self._run_session(token)
-                    except* ConnectionLoss:
-                        interrupted = True
-                    except* SessionExpiredError:
-                        expired = True
-                    if expired:
-                        await trio.sleep_forever()  # LOST arrives and cancels this pass
-                    if interrupted:
-                        log.info("ZooKeeper connection lost mid-call; resuming the session")
-                        await trio.sleep(_RETRY_DELAY)
-                        await self._connected.wait()
+    def _soon(self, fn: Callable[..., object], *args: object) -> None:
+        """Run fn(*args) in trio, from any thread, without blocking (kazoo's threads)."""
+        assert self._token is not None
+        with contextlib.suppress(trio.RunFinishedError):  # the node is shutting down
+            self._token.run_sync_soon(fn, *args)
 
-    async def _run_session(self, token: str) -> None:
-        await self._ensure_layout()
-        await self._register_member()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._watch_leader)
-            await self._stand_for_election(candidate_prefix(self._node.id, token))
+    def _on_state(self, state: str) -> None:  # kazoo thread: must not block
+        session = self._zk.client_id[0] if self._zk is not None and self._zk.client_id else 0
+        self._soon(self._on_state_in_trio, state, session)
 
-    # ------------------------------------------------------------------ znodes
+    def _on_state_in_trio(self, state: str, session: int) -> None:
+        log.info("ZooKeeper connection %s -> %s", self.coordinator.state.value, state)
+        if state == KazooState.CONNECTED:
+            if session != self._session:
+                self._session = session
+                event: Event = SessionStarted(session=session, token=uuid.uuid4().hex[:12])
+            else:
+                event = ConnectionResumed()
+        elif state == KazooState.SUSPENDED:
+            event = ConnectionSuspended()
+        else:
+            event = SessionExpired()
+        self._events_send.send_nowait(event)
 
-    async def _ensure_layout(self) -> None:
-        zk = self._kazoo()
-        for path in (self._layout.members, self._layout.election):
-            await self._call(zk.ensure_path_async(path))
-        with contextlib.suppress(NodeExistsError):
-            await self._call(zk.create_async(self._layout.epoch,
-                                             znodes.encode(EpochRecord(epoch=Epoch(0)))))
+    def _on_watch(self, event: WatchedEvent) -> None:  # kazoo thread: must not block
+        if event.path:
+            self._soon(self._events_send.send_nowait, WatchFired(path=event.path))
 
-    async def _register_member(self) -> None:
-        zk = self._kazoo()
-        path = self._layout.member(self._node.id)
-        info = znodes.encode(MemberInfo(node=self._node.id, peer_url=self._node.peer_url,
-                                        client_url=self._node.client_url))
-        while True:
-            try:
-                await self._call(zk.create_async(path, info, ephemeral=True))
-                return
-            except NodeExistsError:
-                _, stat = await self._call(zk.get_async(path))
-                if stat.owner_session_id == zk.client_id[0]:
-                    return
-                # left by our previous process, whose session has not expired yet
-                with contextlib.suppress(NoNodeError):
-                    await self._call(zk.delete_async(path))
+    # ------------------------------------------------------------------ performing requests
 
-    async def _watch_leader(self) -> None:
-        zk = self._kazoo()
-        while True:
-            fired, callback = self._watch()
-            try:
-                data, _ = await self._call(zk.get_async(self._layout.leader, watch=callback))
-                self.zk_leader = znodes.decode_leader(data)
-            except NoNodeError:
-                self.zk_leader = None
-                if await self._call(zk.exists_async(self._layout.leader, watch=callback)):
-                    continue
-            except (ConnectionLoss, SessionExpiredError):
-                await trio.sleep(_RETRY_DELAY)
-                await self._connected.wait()
-                continue
-            await fired.wait()
+    def _perform(self, request: Request) -> None:
+        zk = self._zk
+        assert zk is not None
+        op = request.op
+        watch = self._on_watch if getattr(op, "watch", False) else None
+        match op:
+            case EnsurePath(path=path):
+                pending = zk.ensure_path_async(path)
+            case Create(path=path, data=data, ephemeral=ephemeral, sequential=sequential):
+                pending = zk.create_async(path, data, ephemeral=ephemeral, sequence=sequential)
+            case Get(path=path):
+                pending = zk.get_async(path, watch=watch)
+            case GetChildren(path=path):
+                pending = zk.get_children_async(path)
+            case Exists(path=path):
+                pending = zk.exists_async(path, watch=watch)
+            case Delete(path=path, version=version):
+                pending = zk.delete_async(path, version=version)
+            case ClaimEpoch():
+                txn = zk.transaction()
+                txn.set_data(op.epoch_path, op.epoch_data, version=op.epoch_version)
+                txn.create(op.leader_path, op.leader_data, ephemeral=True)
+                pending = txn.commit_async()
+            case _:
+                assert_never(op)
+        pending.rawlink(lambda result: self._soon(self._complete, request, result))
 
-    # ------------------------------------------------------------------ election
-
-    async def _join(self, prefix: str) -> str:
-        """Our candidate znode: found if a lost reply already created it, else created."""
-        zk = self._kazoo()
-        children = await self._call(zk.get_children_async(self._layout.election))
-        mine = own_candidate(children, prefix)
-        if mine is None:
-            path = await self._call(zk.create_async(f"{self._layout.election}/{prefix}",
-                                                    ephemeral=True, sequence=True))
-            mine = path.rsplit("/", 1)[1]
-        return str(mine)
-
-    async def _stand_for_election(self, prefix: str) -> None:
-        zk = self._kazoo()
-        while True:
-            mine = await self._join(prefix)
-            children = await self._call(zk.get_children_async(self._layout.election))
-            if mine not in children:
-                continue
-            ahead = predecessor(children, mine)
-            if ahead is None:
-                await self._lead(mine)
-                continue
-            fired, callback = self._watch()
-            if await self._call(zk.exists_async(f"{self._layout.election}/{ahead}",
-                                                watch=callback)):
-                log.info("waiting in the election behind %s", ahead)
-                await fired.wait()
-
-    async def _lead(self, mine: str) -> None:
-        epoch = await self._claim_epoch()
-        self.granted = epoch
-        log.info("won the election: leading epoch %d", epoch)
-        await self._inputs.send(LeadershipGranted(epoch=epoch))
-        async for requested in self._relinquish:
-            if requested == epoch:
-                break
-        log.warning("giving up leadership of epoch %d and rejoining the election", epoch)
-        self.granted = None
-        await self._delete_own(self._layout.leader)
-        await self._delete_own(f"{self._layout.election}/{mine}")
-
-    async def _claim_epoch(self) -> Epoch:
-        """Advance the epoch counter by compare-and-set, atomically with the leader znode."""
-        zk = self._kazoo()
-        while True:
-            data, stat = await self._call(zk.get_async(self._layout.epoch))
-            epoch = next_epoch(znodes.decode_epoch(data).epoch, self._epoch_floor())
-            info = LeaderInfo(node=self._node.id, epoch=epoch, peer_url=self._node.peer_url,
-                              client_url=self._node.client_url)
-            txn = zk.transaction()
-            txn.set_data(self._layout.epoch, znodes.encode(EpochRecord(epoch=epoch)),
-                         version=stat.version)
-            txn.create(self._layout.leader, znodes.encode(info), ephemeral=True)
-            results = await self._call(txn.commit_async())
-            if not any(isinstance(r, Exception) for r in results):
-                return epoch
-            if isinstance(results[0], BadVersionError):
-                continue
-            if isinstance(results[1], NodeExistsError):
-                existing = await self._existing_leader()
-                if existing is not None:
-                    return existing
-                continue
-            raise results[0] if isinstance(results[0], Exception) else results[1]
-
-    async def _existing_leader(self) -> Epoch | None:
-        """If the leader znode is ours (a lost reply), our epoch; else wait for it to go."""
-        zk = self._kazoo()
-        fired, callback = self._watch()
+    def _complete(self, request: Request, result: Any) -> None:
         try:
-            data, stat = await self._call(zk.get_async(self._layout.leader, watch=callback))
-        except NoNodeError:
+            value = _translate(request, result.get_nowait())
+            reply = Replied(id=request.id, value=value)
+        except KazooException as exc:
+            reply = Replied(id=request.id, error=_error_of(exc))
+        self._events_send.send_nowait(reply)
+
+
+def _translate(request: Request, value: Any) -> Any:
+    """kazoo's result -> the coordinator's: Stat instead of ZnodeStat, tuples, None."""
+    match request.op:
+        case Get():
+            data, stat = value
+            return data, _stat(stat)
+        case Exists():
+            return None if value is None else _stat(value)
+        case GetChildren():
+            return tuple(value)
+        case Create():
+            return value
+        case ClaimEpoch():
+            failures = [r for r in value if isinstance(r, Exception)]
+            if failures:  # the transaction did nothing; name the operation that failed
+                decisive = [f for f in failures if isinstance(f, BadVersionError | NodeExistsError)]
+                raise (decisive or failures)[0]
             return None
-        if stat.owner_session_id == zk.client_id[0]:
-            return znodes.decode_leader(data).epoch
-        log.info("the previous leader's znode is still there; waiting for it to go")
-        await fired.wait()
-        return None
+    return None
 
-    async def _delete_own(self, path: str) -> None:
-        zk = self._kazoo()
-        try:
-            _, stat = await self._call(zk.get_async(path))
-            if stat.owner_session_id == zk.client_id[0]:
-                await self._call(zk.delete_async(path, version=stat.version))
-        except (NoNodeError, BadVersionError):
-            pass
 
-    def _kazoo(self) -> KazooClient:
-        assert self._zk is not None
-        return self._zk
+def _stat(stat: ZnodeStat) -> Stat:
+    return Stat(version=stat.version, owner=stat.ephemeralOwner)
+
+
+def _error_of(exc: KazooException) -> ZkError:
+    for kind, error in _ERRORS:
+        if isinstance(exc, kind):
+            return error
+    log.error("unexpected ZooKeeper error %r; treating it as a lost connection", exc)
+    return ZkError.CONNECTION_LOSS
 
 
 def _stop(zk: KazooClient) -> None:

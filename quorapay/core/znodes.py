@@ -1,4 +1,4 @@
-"""The znode layout under /quorapay/<cluster>/ and the typed contents of each znode."""
+"""The znode layout under /quorapay/<cluster>/ and the typed contents of each znode (JSON)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,480 @@
+"""ZooKeeper coordination of one node, as a sans-IO state machine.
+
+The coordinator decides which ZooKeeper operations to perform and what they mean for the replica;
+its driver performs them (kazoo in a node, a simulated ZooKeeper in the simulator) and feeds back
+replies, watch notifications and session events. Outputs are ZooKeeper `Request`s and replica
+inputs: LeadershipGranted, LeadershipRevoked, CoordinationSuspended, CoordinationResumed.
+
+Theory of operation
+-------------------
+Two fibers run per ZooKeeper session, each a generator that yields an operation and receives its
+result (or has a ZkFailure thrown in): the election fiber and the leader-watch fiber.
+
+Election (per session, with a fresh random `token` from the driver):
+  1. ensure members/ and election/ exist and the epoch znode exists; register members/<node>.
+  2. join: list election/; adopt a child with our `<node>__<token>__` prefix (a create whose
+     reply was lost to a connection loss) or create one, ephemeral and sequential.
+  3. evaluate: if ours is the lowest sequence, lead; else watch only the predecessor and go to 3
+     when it changes.
+  4. lead: read `epoch` (value e, version v) and, in one transaction, set it to
+     E = max(e, highest epoch seen) + 1 if still at version v, and create the ephemeral `leader`
+     znode. Grant E. Keep it until the replica asks to relinquish E; then delete our leader and
+     candidate znodes (only if this session owns them) and go to 2, at the back of the queue.
+
+Session events: SUSPENDED -> CoordinationSuspended (the leader stops committing); CONNECTED with
+the same session -> CoordinationResumed, and fibers that lost their connection mid-operation
+restart their procedure (idempotent: step 2 finds our own candidate, step 4 our own leader
+znode); LOST -> LeadershipRevoked, the fibers end, and a new session starts them afresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, assert_never
+
+from quorapay.core import znodes
+from quorapay.core.election import candidate_prefix, next_epoch, own_candidate, predecessor
+from quorapay.core.inputs import (
+    CoordinationResumed,
+    CoordinationSuspended,
+    Input,
+    LeadershipGranted,
+    LeadershipRevoked,
+)
+from quorapay.core.types import Epoch, NodeId
+from quorapay.core.znodes import EpochRecord, Layout, LeaderInfo, MemberInfo
+
+# ---------------------------------------------------------------------------- operations
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnsurePath:
+    """Create the persistent znode and its parents if missing. Result: None."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Create:
+    """Result: the created path (with the sequence suffix when `sequential`)."""
+
+    path: str
+    data: bytes = b""
+    ephemeral: bool = False
+    sequential: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Get:
+    """Result: (data, Stat). With `watch`, WatchFired(path) when the znode changes or goes."""
+
+    path: str
+    watch: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetChildren:
+    """Result: a tuple of child names."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Exists:
+    """Result: Stat or None. With `watch`, WatchFired(path) when it is created, changes or goes."""
+
+    path: str
+    watch: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delete:
+    """Result: None. version -1 deletes any version."""
+
+    path: str
+    version: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimEpoch:
+    """One transaction: set `epoch_path` to `epoch_data` if still at `epoch_version`, and
+    create the ephemeral `leader_path`. Result: None. Fails with BAD_VERSION (the epoch moved)
+    or NODE_EXISTS (a leader znode exists); then nothing changed."""
+
+    epoch_path: str
+    epoch_version: int
+    epoch_data: bytes
+    leader_path: str
+    leader_data: bytes
+
+
+ZkOp = EnsurePath | Create | Get | GetChildren | Exists | Delete | ClaimEpoch
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stat:
+    version: int
+    owner: int  # the session owning an ephemeral znode; 0 for a persistent one
+
+
+class ZkError(StrEnum):
+    NO_NODE = "no_node"
+    NODE_EXISTS = "node_exists"
+    BAD_VERSION = "bad_version"
+    CONNECTION_LOSS = "connection_loss"  # the reply was lost: the operation may have happened
+    SESSION_EXPIRED = "session_expired"
+
+
+# ---------------------------------------------------------------------------- inputs, outputs
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Request:
+    """Perform `op` and answer with Replied(id=...)."""
+
+    id: int
+    op: ZkOp
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Replied:
+    id: int
+    value: Any = None
+    error: ZkError | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionStarted:
+    """CONNECTED with a new session. `token` must be fresh randomness from the driver."""
+
+    session: int
+    token: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionSuspended:
+    """SUSPENDED: the connection dropped; the session may still be alive."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionResumed:
+    """CONNECTED again with the same session."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionExpired:
+    """LOST: the session is gone, and with it every ephemeral znode it owned."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WatchFired:
+    path: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RelinquishRequested:
+    """The replica gave up leading `epoch` (LeadershipEnded with relinquish)."""
+
+    epoch: Epoch
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EpochSeen:
+    """The replica has seen `epoch`: the next claim must go above it."""
+
+    epoch: Epoch
+
+
+Event = (SessionStarted | ConnectionSuspended | ConnectionResumed | SessionExpired | Replied
+         | WatchFired | RelinquishRequested | EpochSeen)
+Output = Request | Input
+
+
+class SessionState(StrEnum):
+    CONNECTING = "CONNECTING"
+    CONNECTED = "CONNECTED"
+    SUSPENDED = "SUSPENDED"
+    LOST = "LOST"
+
+
+# ---------------------------------------------------------------------------- fiber plumbing
+
+
+class ZkFailure(Exception):
+    """An operation failed; thrown into the fiber that asked for it."""
+
+    def __init__(self, error: ZkError) -> None:
+        super().__init__(error.value)
+        self.error = error
+
+
+@dataclass(frozen=True, slots=True)
+class _WaitWatch:
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class _WaitRelinquish:
+    epoch: Epoch
+
+
+@dataclass(frozen=True, slots=True)
+class _WaitConnected:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _WaitSessionEnd:
+    pass
+
+
+_Wait = _WaitWatch | _WaitRelinquish | _WaitConnected | _WaitSessionEnd
+Fiber = Generator[ZkOp | _Wait, Any, None]
+
+
+def _expect(failure: ZkFailure, *errors: ZkError) -> None:
+    """Re-raise `failure` unless it is one of `errors`."""
+    if failure.error not in errors:
+        raise failure
+
+
+class Coordinator:
+    def __init__(self, *, cluster: str, node: NodeId, peer_url: str, client_url: str) -> None:
+        self._layout = Layout(cluster)
+        self._node = node
+        self._member = znodes.encode(MemberInfo(node=node, peer_url=peer_url,
+                                                client_url=client_url))
+        self._peer_url, self._client_url = peer_url, client_url
+        self.state = SessionState.CONNECTING
+        self.granted: Epoch | None = None
+        self.zk_leader: LeaderInfo | None = None
+        self._session = 0
+        self._token = ""
+        self._floor = Epoch(0)
+        self._next_id = 0
+        self._fibers: list[tuple[Fiber, Any]] = []  # (fiber, what it waits for)
+        self._fired: set[str] = set()
+        self._relinquished: set[Epoch] = set()
+        self._out: list[Output] = []
+
+    # ------------------------------------------------------------------ the driver contract
+
+    def step(self, event: Event) -> list[Output]:
+        match event:
+            case SessionStarted(session=session, token=token):
+                self._start_session(session, token)
+            case ConnectionSuspended():
+                self.state = SessionState.SUSPENDED
+                self._out.append(CoordinationSuspended())
+            case ConnectionResumed():
+                self.state = SessionState.CONNECTED
+                self._out.append(CoordinationResumed())
+                self._wake(lambda waiting: isinstance(waiting, _WaitConnected), None)
+            case SessionExpired():
+                self._end_session()
+            case Replied(id=request_id, value=value, error=error):
+                self._wake(lambda waiting: waiting == request_id,
+                           ZkFailure(error) if error is not None else value)
+            case WatchFired(path=path):
+                if not self._wake(lambda waiting: waiting == _WaitWatch(path), None, every=True):
+                    self._fired.add(path)
+            case RelinquishRequested(epoch=epoch):
+                self._relinquished.add(epoch)
+                self._wake(lambda waiting: waiting == _WaitRelinquish(epoch), None)
+            case EpochSeen(epoch=epoch):
+                self._floor = max(self._floor, epoch)
+            case _:
+                assert_never(event)
+        out, self._out = self._out, []
+        return out
+
+    def _start_session(self, session: int, token: str) -> None:
+        if self._session and self.state is not SessionState.LOST:
+            self._end_session()  # a new session means the old one is gone, reported or not
+        self._end_fibers()
+        self._session, self._token = session, token
+        self.state = SessionState.CONNECTED
+        self._out.append(CoordinationResumed())
+        for fiber in (self._run_election(), self._run_leader_watch()):
+            self._advance(fiber, None)
+
+    def _end_session(self) -> None:
+        self.state = SessionState.LOST
+        self._end_fibers()
+        self.granted = None
+        self.zk_leader = None
+        self._out.append(LeadershipRevoked())
+
+    def _end_fibers(self) -> None:
+        for fiber, _ in self._fibers:
+            fiber.close()
+        self._fibers = []
+        self._fired.clear()
+
+    # ------------------------------------------------------------------ the scheduler
+
+    def _wake(self, matches: Any, value: Any, *, every: bool = False) -> bool:
+        """Resume the first fiber (or `every` fiber) whose wait `matches`. True if any was."""
+        woken = [entry for entry in self._fibers if matches(entry[1])]
+        if not every:
+            woken = woken[:1]
+        for entry in woken:
+            self._fibers.remove(entry)
+            self._advance(entry[0], value)
+        return bool(woken)
+
+    def _advance(self, fiber: Fiber, value: Any) -> None:
+        """Run `fiber` until it waits for something that has not happened yet."""
+        try:
+            while True:
+                step = fiber.throw(value) if isinstance(value, ZkFailure) else fiber.send(value)
+                value = None
+                if isinstance(step, _Wait):
+                    if not self._happened(step):
+                        self._fibers.append((fiber, step))
+                        return
+                else:
+                    self._next_id += 1
+                    self._out.append(Request(id=self._next_id, op=step))
+                    self._fibers.append((fiber, self._next_id))
+                    return
+        except StopIteration:
+            return
+
+    def _happened(self, wait: _Wait) -> bool:
+        """Whether what a fiber wants to wait for has already happened (consuming a watch)."""
+        match wait:
+            case _WaitWatch(path=path) if path in self._fired:
+                self._fired.discard(path)
+                return True
+            case _WaitRelinquish(epoch=epoch):
+                return epoch in self._relinquished
+            case _WaitConnected():
+                return self.state is SessionState.CONNECTED
+        return False
+
+    def _resilient(self, procedure: Any) -> Fiber:
+        """Run `procedure()` for this session; after a connection loss, wait and start over."""
+        while True:
+            try:
+                yield from procedure()
+            except ZkFailure as failure:
+                if failure.error is ZkError.SESSION_EXPIRED:
+                    yield _WaitSessionEnd()  # LOST is on its way and ends this fiber
+                _expect(failure, ZkError.CONNECTION_LOSS)
+                yield _WaitConnected()
+
+    # ------------------------------------------------------------------ the election fiber
+
+    def _run_election(self) -> Fiber:
+        yield from self._resilient(self._stand_for_election)
+
+    def _stand_for_election(self) -> Fiber:
+        layout = self._layout
+        yield EnsurePath(path=layout.members)
+        yield EnsurePath(path=layout.election)
+        try:
+            yield Create(path=layout.epoch, data=znodes.encode(EpochRecord(epoch=Epoch(0))))
+        except ZkFailure as failure:
+            _expect(failure, ZkError.NODE_EXISTS)
+        yield from self._register_member()
+        prefix = candidate_prefix(self._node, self._token)
+        while True:
+            mine = yield from self._join(prefix)
+            children = yield GetChildren(path=layout.election)
+            if mine not in children:
+                continue
+            ahead = predecessor(children, mine)
+            if ahead is None:
+                yield from self._lead(mine)
+                continue
+            if (yield Exists(path=f"{layout.election}/{ahead}", watch=True)) is not None:
+                yield _WaitWatch(f"{layout.election}/{ahead}")
+
+    def _register_member(self) -> Fiber:
+        path = self._layout.member(self._node)
+        while True:
+            try:
+                yield Create(path=path, data=self._member, ephemeral=True)
+                return
+            except ZkFailure as failure:
+                _expect(failure, ZkError.NODE_EXISTS)
+            try:
+                _, stat = yield Get(path=path)
+                if stat.owner == self._session:
+                    return
+                yield Delete(path=path, version=-1)  # our previous process's, not yet expired
+            except ZkFailure as failure:
+                _expect(failure, ZkError.NO_NODE)
+
+    def _join(self, prefix: str) -> Generator[ZkOp, Any, str]:
+        children = yield GetChildren(path=self._layout.election)
+        mine = own_candidate(children, prefix)
+        if mine is None:
+            created = yield Create(path=f"{self._layout.election}/{prefix}", ephemeral=True,
+                                   sequential=True)
+            mine = str(created).rsplit("/", 1)[1]
+        return mine
+
+    def _lead(self, mine: str) -> Fiber:
+        epoch = yield from self._claim()
+        if epoch != self.granted:  # a rerun after a connection loss finds its own grant
+            self.granted = epoch
+            self._out.append(LeadershipGranted(epoch=epoch))
+        yield _WaitRelinquish(epoch)
+        self.granted = None
+        yield from self._delete_own(self._layout.leader)
+        yield from self._delete_own(f"{self._layout.election}/{mine}")
+
+    def _claim(self) -> Generator[ZkOp | _Wait, Any, Epoch]:
+        layout = self._layout
+        while True:
+            data, stat = yield Get(path=layout.epoch)
+            epoch = next_epoch(znodes.decode_epoch(data).epoch, self._floor)
+            info = LeaderInfo(node=self._node, epoch=epoch, peer_url=self._peer_url,
+                              client_url=self._client_url)
+            try:
+                yield ClaimEpoch(epoch_path=layout.epoch, epoch_version=stat.version,
+                                 epoch_data=znodes.encode(EpochRecord(epoch=epoch)),
+                                 leader_path=layout.leader, leader_data=znodes.encode(info))
+                return epoch
+            except ZkFailure as failure:
+                _expect(failure, ZkError.BAD_VERSION, ZkError.NODE_EXISTS)
+                if failure.error is ZkError.BAD_VERSION:
+                    continue
+            try:  # a leader znode exists: ours from a lost reply, or the last leader's
+                data, stat = yield Get(path=layout.leader, watch=True)
+            except ZkFailure as failure:
+                _expect(failure, ZkError.NO_NODE)
+                continue
+            if stat.owner == self._session:
+                return znodes.decode_leader(data).epoch
+            yield _WaitWatch(layout.leader)
+
+    def _delete_own(self, path: str) -> Fiber:
+        try:
+            _, stat = yield Get(path=path)
+            if stat.owner == self._session:
+                yield Delete(path=path, version=stat.version)
+        except ZkFailure as failure:
+            _expect(failure, ZkError.NO_NODE, ZkError.BAD_VERSION)
+
+    # ------------------------------------------------------------------ the leader-watch fiber
+
+    def _run_leader_watch(self) -> Fiber:
+        yield from self._resilient(self._watch_leader)
+
+    def _watch_leader(self) -> Fiber:
+        path = self._layout.leader
+        while True:
+            try:
+                data, _ = yield Get(path=path, watch=True)
+                self.zk_leader = znodes.decode_leader(data)
+            except ZkFailure as failure:
+                _expect(failure, ZkError.NO_NODE)
+                self.zk_leader = None
+                if (yield Exists(path=path, watch=True)) is not None:
+                    continue
+            yield _WaitWatch(path)

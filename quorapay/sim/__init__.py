@@ -1,0 +1,1 @@
+"""Deterministic simulation: the real core, coordinator and ledger in a simulated world."""
