@@ -271,7 +271,7 @@ class Coordinator:
             case ConnectionResumed():
                 self.state = SessionState.CONNECTED
                 self._out.append(CoordinationResumed())
-                self._wake(lambda waiting: isinstance(waiting, _WaitConnected), None)
+                self._wake(lambda waiting: isinstance(waiting, _WaitConnected), None, every=True)
             case SessionExpired():
                 self._end_session()
             case Replied(id=request_id, value=value, error=error):
@@ -282,7 +282,7 @@ class Coordinator:
                     self._fired.add(path)
             case RelinquishRequested(epoch=epoch):
                 self._relinquished.add(epoch)
-                self._wake(lambda waiting: waiting == _WaitRelinquish(epoch), None)
+                self._wake(lambda waiting: waiting == _WaitRelinquish(epoch), None, every=True)
             case EpochSeen(epoch=epoch):
                 self._floor = max(self._floor, epoch)
             case _:

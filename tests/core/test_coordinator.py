@@ -213,3 +213,19 @@ def test_a_member_znode_left_by_an_earlier_process_is_replaced() -> None:
     world.run()
     (_, stat), _, _ = world.zk.execute(world.sessions["n1"], Get(path="/quorapay/t/members/n1"))
     assert stat.owner == world.sessions["n1"] != old_session
+
+
+def test_every_fiber_that_lost_its_connection_carries_on_when_it_returns() -> None:
+    # Found by the simulator (seed 85): both fibers waited for the connection; only one woke,
+    # and the election fiber never stood again -- no leader, for ever.
+    world = started("n1", "n2")
+    world.connected.discard("n1")
+    world.feed("n1", ConnectionSuspended())
+    world.relinquish("n1", 1)  # the election fiber's next request fails: connection lost
+    world.feed("n1", WatchFired(path="/quorapay/t/leader"))  # ... and the leader watcher's
+    world.run()
+    world.reconnect("n1")
+    world.run()
+    fibers = world.coordinators["n1"]._fibers
+    assert not [w for _, w in fibers if type(w).__name__ == "_WaitConnected"]
+    assert world.grants("n2") == [2]

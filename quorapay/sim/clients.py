@@ -1,0 +1,164 @@
+"""Simulated clients: transfers between funded accounts and linearizable reads.
+
+A client does one operation at a time. It sends it to the node it believes leads, follows
+NOT_LEADER hints, and retries everything else -- UNAVAILABLE, TIMEOUT, silence -- with the same
+request, hence the same transfer ids, until it gets a definitive answer. The first client also
+opens and funds the accounts before anyone transfers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from quorapay.core.node_state import Committed, ErrorCode, Failure, ReadValue
+from quorapay.core.types import AccountId, Cents, Command, CreateAccount, Transfer, TransferId
+from quorapay.sim.invariants import Checker
+from quorapay.sim.network import Network
+from quorapay.sim.world import World
+
+if TYPE_CHECKING:
+    from quorapay.sim.node import SimNode
+
+ANSWER_TIMEOUT = 1.5
+BACKOFF = 0.05
+THINK = (0.001, 0.05)
+ISSUER = "bank"
+
+
+@dataclass(slots=True)
+class _Op:
+    number: int
+    commands: tuple[Command, ...] | None  # None for a read
+    accounts: tuple[str, ...] = ()
+    attempt: int = 0
+    floor: int = 0  # reads: the highest index acknowledged before this read began
+    barrier: bool = False
+
+
+@dataclass(slots=True)
+class ClientStats:
+    writes: int = 0
+    reads: int = 0
+    retries: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+class SimClient:
+    def __init__(self, world: World, network: Network, name: str, nodes: list[SimNode],
+                 checker: Checker, accounts: list[str], *, opens_accounts: bool) -> None:
+        self.name = name
+        self.network = network
+        self._world, self._network, self._nodes = world, network, nodes
+        self._checker = checker
+        self._accounts = accounts
+        self._setup = self._setup_ops() if opens_accounts else []
+        self._op: _Op | None = None
+        self._count = 0
+        self._leader: str | None = None
+        self.stopped = False
+        self.stats = ClientStats()
+        self.barrier_index: int | None = None
+        for node in nodes:
+            node.clients[name] = self.on_answer
+
+    def _setup_ops(self) -> list[tuple[Command, ...]]:
+        opened = tuple(CreateAccount(id=AccountId(a), currency="USD", allow_negative=a == ISSUER)
+                       for a in [ISSUER, *self._accounts])
+        funded = tuple(Transfer(id=TransferId(f"fund-{a}"), debit=AccountId(ISSUER),
+                                credit=AccountId(a), amount=Cents(1000), currency="USD")
+                       for a in self._accounts)
+        return [opened, funded]
+
+    def start(self, delay: float) -> None:
+        self._world.at(delay, self._next)
+
+    @property
+    def idle(self) -> bool:
+        """No operation waiting for an answer."""
+        return self._op is None
+
+    def barrier(self) -> None:
+        """After the faults: commit an empty entry, to show writes commit again."""
+        self.stopped = True
+        self._count += 1
+        self._op = _Op(number=self._count, commands=(), barrier=True)
+        self._send()
+
+    # ------------------------------------------------------------------ operations
+
+    def _next(self) -> None:
+        if self.stopped:
+            return
+        self._count += 1
+        if self._setup:
+            self._op = _Op(number=self._count, commands=self._setup.pop(0))
+        elif self._world.rng.random() < 0.8:
+            debit, credit = self._world.rng.sample(self._accounts, 2)
+            transfer = Transfer(id=TransferId(f"{self.name}-{self._count}"),
+                                debit=AccountId(debit), credit=AccountId(credit),
+                                amount=Cents(self._world.rng.randint(1, 300)), currency="USD")
+            self._op = _Op(number=self._count, commands=(transfer,))
+        else:
+            accounts = tuple(self._world.rng.sample(self._accounts, 2))
+            self._op = _Op(number=self._count, commands=None, accounts=accounts,
+                           floor=self._checker.highest_acknowledged)
+        self._send()
+
+    def _send(self) -> None:
+        from quorapay.sim.node import ClientRequest
+
+        op = self._op
+        assert op is not None
+        op.attempt += 1
+        if op.attempt > 1:
+            self.stats.retries += 1
+        up = [n for n in self._nodes if n.id == self._leader] or self._nodes
+        target = self._world.rng.choice(up)
+        request = ClientRequest(client=self.name, op=op.number, attempt=op.attempt,
+                                commands=op.commands, accounts=op.accounts)
+        self._network.send(self.name, target.id, target.process.call, target.process.incarnation,
+                           target.deliver, request)
+        self._world.at(ANSWER_TIMEOUT, self._silence, op.number, op.attempt)
+
+    def _silence(self, number: int, attempt: int) -> None:
+        op = self._op
+        if op is not None and (op.number, op.attempt) == (number, attempt):
+            self._leader = None
+            self._send()
+
+    def on_answer(self, number: int, attempt: int, node: str,
+                  answer: Committed | ReadValue | Failure) -> None:
+        op = self._op
+        if op is None or (op.number, op.attempt) != (number, attempt):
+            return  # an answer to an attempt we gave up on
+        if isinstance(answer, Failure):
+            self._leader = answer.leader if answer.code is ErrorCode.NOT_LEADER else None
+            delay = 0.0 if answer.code is ErrorCode.NOT_LEADER and answer.leader else BACKOFF
+            self._world.at(delay, self._retry, number, attempt)
+            return
+        self._leader = node
+        self._op = None
+        if isinstance(answer, Committed):
+            self._record_write(op, answer)
+        else:
+            self.stats.reads += 1
+            self._checker.read(self.name, answer.index, op.floor)
+        self._world.at(self._world.rng.uniform(*THINK), self._next)
+
+    def _retry(self, number: int, attempt: int) -> None:
+        op = self._op
+        if op is not None and (op.number, op.attempt) == (number, attempt):
+            self._send()
+
+    def _record_write(self, op: _Op, answer: Committed) -> None:
+        if op.barrier:
+            self.barrier_index = answer.index
+            return
+        self.stats.writes += 1
+        assert op.commands is not None
+        for command, result in zip(op.commands, answer.results, strict=True):
+            self.stats.outcomes[result.status.value] = (
+                self.stats.outcomes.get(result.status.value, 0) + 1)
+            if isinstance(command, Transfer):
+                self._checker.acknowledge(command, result.status.value, result.index)

@@ -1,0 +1,147 @@
+"""The nemesis: faults injected at random times, each undone after a random while.
+
+| fault | what happens |
+|---|---|
+| kill | a node process dies (memory and unfsynced writes lost) and restarts later |
+| pause | a node stops (SIGSTOP) and resumes later, possibly past its session timeout |
+| partition | the nodes split into two groups that cannot talk |
+| zk | a node is cut from ZooKeeper |
+| net | peer links drop, duplicate and delay messages |
+| clock | a node's clock runs fast or slow: its timers fire early or late |
+| disk | a node's fsync becomes slow |
+
+At most a minority of nodes is killed or paused at once, so the cluster can make progress between
+faults; `stop` undoes everything at the end of the fault phase.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+from quorapay.sim.network import Network, between
+from quorapay.sim.node import FSYNC, SimNode
+from quorapay.sim.world import World
+from quorapay.sim.zk_service import ZK
+
+FAULTS = ("kill", "pause", "partition", "zk", "net", "clock", "disk")
+INTERVAL = (0.2, 2.0)  # seconds between two faults
+DURATION = (0.3, 5.0)  # how long one lasts
+
+
+class Nemesis:
+    def __init__(self, world: World, network: Network, nodes: list[SimNode],
+                 kinds: tuple[str, ...]) -> None:
+        unknown = set(kinds) - set(FAULTS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds: {', '.join(sorted(unknown))}")
+        self._world, self._network, self._nodes = world, network, nodes
+        self._kinds = kinds
+        self.injected: Counter[str] = Counter()
+        self._undo: list[Callable[[], None]] = []
+        self._stopped = False
+
+    def start(self, delay: float) -> None:
+        if self._kinds:
+            self._world.at(delay, self._inject)
+
+    def stop(self) -> None:
+        """Undo every fault still in effect: heal, resume, restart, reset."""
+        self._stopped = True
+        for undo in self._undo:
+            undo()
+        self._undo.clear()
+        self._network.heal()
+        for node in self._nodes:
+            node.rate, node.fsync = 1.0, FSYNC
+            node.process.resume()
+            if not node.up:
+                node.start()
+
+    def _inject(self) -> None:
+        if self._stopped:
+            return
+        kind = self._world.rng.choice(self._kinds)
+        if getattr(self, f"_{kind}")():
+            self.injected[kind] += 1
+        self._world.at(self._world.rng.uniform(*INTERVAL), self._inject)
+
+    def _later(self, undo: Callable[[], None]) -> None:
+        """Undo after a random duration (or at stop, whichever comes first)."""
+        self._undo.append(undo)
+
+        def run() -> None:
+            if undo in self._undo:
+                self._undo.remove(undo)
+                undo()
+        self._world.at(self._world.rng.uniform(*DURATION), run)
+
+    def _victim(self) -> SimNode | None:
+        """A node that may be killed or paused without stopping a majority."""
+        down = [n for n in self._nodes if not n.up or n.process.paused]
+        if len(down) >= (len(self._nodes) - 1) // 2:
+            return None
+        candidates = [n for n in self._nodes if n.up and not n.process.paused]
+        return self._world.rng.choice(candidates)
+
+    # ------------------------------------------------------------------ the faults
+
+    def _kill(self) -> bool:
+        node = self._victim()
+        if node is None:
+            return False
+        node.crash()
+        self._later(lambda: None if node.up else node.start())
+        return True
+
+    def _pause(self) -> bool:
+        node = self._victim()
+        if node is None:
+            return False
+        node.process.pause()
+        self._later(node.process.resume)
+        return True
+
+    def _partition(self) -> bool:
+        ids = [n.id for n in self._nodes]
+        self._world.rng.shuffle(ids)
+        split = self._world.rng.randint(1, len(ids) - 1)
+        cut = self._network.cut(between(ids[:split], ids[split:]))
+        self._later(lambda: self._network.restore(cut))
+        return True
+
+    def _zk(self) -> bool:
+        node = self._world.rng.choice(self._nodes)
+        cut = self._network.cut(between([node.id], [ZK]))
+        self._later(lambda: self._network.restore(cut))
+        return True
+
+    def _net(self) -> bool:
+        rng, network = self._world.rng, self._network
+        network.drop_rate = rng.uniform(0, 0.3)
+        network.duplicate_rate = rng.uniform(0, 0.2)
+        network.extra_delay = rng.uniform(0, 0.05)
+
+        def undo() -> None:
+            network.drop_rate = network.duplicate_rate = network.extra_delay = 0.0
+        self._later(undo)
+        return True
+
+    def _clock(self) -> bool:
+        node = self._world.rng.choice(self._nodes)
+        node.rate = self._world.rng.choice([0.5, 0.8, 1.25, 2.0])
+
+        def undo() -> None:
+            node.rate = 1.0
+        self._later(undo)
+        return True
+
+    def _disk(self) -> bool:
+        node = self._world.rng.choice(self._nodes)
+        slow = self._world.rng.uniform(0.02, 0.3)
+        node.fsync = (slow / 2, slow)
+
+        def undo() -> None:
+            node.fsync = FSYNC
+        self._later(undo)
+        return True

@@ -1,0 +1,136 @@
+"""Running simulations: one seed, or many across processes, and the command that replays one.
+
+A run has three phases. Fault phase: clients transfer and read while the nemesis injects faults,
+for `steps` events. Then every fault is undone; the first client commits a barrier entry, and the
+run waits for every node to apply it -- within `recovery_bound` simulated seconds, or the
+"commits again after faults" invariant is broken. Last, every acknowledged transfer must be on
+every node, as acknowledged.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from quorapay.core.timing import Timing
+from quorapay.core.types import NodeId
+from quorapay.sim.clients import SimClient
+from quorapay.sim.faults import FAULTS, Nemesis
+from quorapay.sim.invariants import Checker
+from quorapay.sim.network import Network
+from quorapay.sim.node import Setting, SimNode, Variant
+from quorapay.sim.world import World
+from quorapay.sim.zk_service import ZK, SimZooKeeper
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Options:
+    nodes: int = 3
+    clients: int = 3
+    accounts: int = 6
+    steps: int = 20_000  # events in the fault phase
+    faults: tuple[str, ...] = FAULTS
+    recovery_bound: float = 30.0  # simulated seconds for a write to commit after the faults
+    setting: Setting = field(default_factory=lambda: Setting(
+        timing=Timing(heartbeat_ticks=2, retransmit_ticks=4, election_timeout_ticks=40),
+        tick=0.05, session_timeout=2.0))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SeedResult:
+    seed: int
+    steps: int
+    simulated_seconds: float
+    faults: dict[str, int]
+    commits: int  # log indexes committed (applied somewhere)
+    acknowledged: int  # transfers acknowledged to clients
+    violations: tuple[str, ...]
+    trace_hash: str
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+def run_seed(seed: int, options: Options = Options(), variant: Variant = Variant()
+             ) -> SeedResult:
+    world = World(seed)
+    ids = [NodeId(f"n{i}") for i in range(1, options.nodes + 1)]
+    network = Network(world, set(ids))
+    zookeeper = SimZooKeeper(world, network)
+    checker = Checker(world)
+    nodes = [SimNode(world, network, zookeeper, node_id, tuple(ids), options.setting, variant,
+                     checker) for node_id in ids]
+    for node in nodes:
+        node.peers = {n.id: n for n in nodes}
+    accounts = [f"a{i}" for i in range(1, options.accounts + 1)]
+    clients = [SimClient(world, network, f"c{i}", nodes, checker, accounts,
+                         opens_accounts=i == 1) for i in range(1, options.clients + 1)]
+    nemesis = Nemesis(world, network, nodes, options.faults)
+    for node in nodes:
+        node.start()
+    for position, client in enumerate(clients):
+        client.start(0.5 + (0.0 if position == 0 else 1.0))
+    nemesis.start(2.0)
+    while world.steps < options.steps and not checker.violations and world.step():
+        pass
+    if not checker.violations:
+        _recover(world, nodes, clients, nemesis, checker, options.recovery_bound)
+    if not checker.violations:
+        checker.final(nodes)
+    return SeedResult(seed=seed, steps=world.steps, simulated_seconds=round(world.now, 3),
+                      faults=dict(nemesis.injected), commits=checker.commits,
+                      acknowledged=len(checker.acknowledged),
+                      violations=tuple(str(v) for v in checker.violations),
+                      trace_hash=world.trace_hash)
+
+
+def _recover(world: World, nodes: list[SimNode], clients: list[SimClient], nemesis: Nemesis,
+             checker: Checker, bound: float) -> None:
+    """Undo the faults. Every client finishes what it was doing; a barrier commits; and every
+    node applies everything acknowledged -- all within `bound` seconds."""
+    nemesis.stop()
+    for client in clients:
+        client.stopped = True
+    probe = SimClient(world, clients[0].network, "probe", nodes, checker, [],
+                      opens_accounts=False)
+    probe.barrier()
+    deadline = world.now + bound
+    while world.now < deadline and not checker.violations:
+        if probe.barrier_index is not None and all(c.idle for c in clients):
+            target = max(probe.barrier_index, checker.highest_acknowledged)
+            if all(n.state is not None and n.state.applied_index >= target for n in nodes):
+                return
+        if not world.step():
+            break
+    if not checker.violations:
+        checker.violation("commits again after faults",
+                          f"no write committed on every node within {bound:g}s of the last fault")
+
+
+# ---------------------------------------------------------------------------- many seeds
+
+def run_seeds(seeds: list[int], options: Options, workers: int) -> Iterator[SeedResult]:
+    """Results in seed order, computed by `workers` processes."""
+    if workers <= 1 or len(seeds) <= 1:
+        for seed in seeds:
+            yield run_seed(seed, options)
+        return
+    context = multiprocessing.get_context("fork")
+    with context.Pool(workers) as pool:
+        yield from pool.imap(_run_one, [(seed, options) for seed in seeds], chunksize=4)
+
+
+def _run_one(job: tuple[int, Options]) -> SeedResult:
+    seed, options = job
+    return run_seed(seed, options)
+
+
+def replay_command(seed: int, options: Options) -> str:
+    faults = ",".join(options.faults) if options.faults else "none"
+    return (f"quorapay sim --seed {seed} --steps {options.steps} --nodes {options.nodes} "
+            f"--faults {faults}")
+
+
+__all__ = ["FAULTS", "ZK", "Options", "SeedResult", "replay_command", "run_seed", "run_seeds"]
