@@ -28,7 +28,8 @@ class SimDisk:
 
     def write(self, batch: WriteBatch) -> None:
         """Make `batch` durable. Raises IntegrityError (and writes nothing) on a duplicate."""
-        duplicates = [r.transfer.id for r in batch.delta.transfers if r.transfer.id in self._transfers]
+        duplicates = [r.transfer.id for r in batch.delta.transfers
+                      if r.transfer.id in self._transfers]
         if duplicates:
             raise IntegrityError(f"transfer {duplicates[0]} recorded twice")
         if batch.persist is not None:

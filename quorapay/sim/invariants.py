@@ -11,7 +11,7 @@
 | reads are not stale | a read reflects every write acknowledged before it began |
 | acknowledged transfers applied | every acknowledged transfer is on every replica, as acknowledged |
 | commits again after faults | once faults stop, a write commits within the bound |
-| nodes do not crash | no node raises (a core LocalError is a broken invariant of the protocol) |
+| nodes do not crash | no node raises (a core LocalError is a broken protocol invariant) |
 """
 
 from __future__ import annotations
