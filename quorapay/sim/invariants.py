@@ -9,7 +9,7 @@
 | money conserved | the balances of each currency sum to zero on every replica |
 | no transfer applied twice | no replica records a transfer id twice (the database would refuse) |
 | reads are not stale | a read reflects every write acknowledged before it began |
-| acknowledged transfers applied | every acknowledged transfer is on every replica, as acknowledged |
+| acknowledged transfers applied | every acknowledged transfer is on every replica as told |
 | commits again after faults | once faults stop, a write commits within the bound |
 | nodes do not crash | no node raises (a core LocalError is a broken protocol invariant) |
 """
