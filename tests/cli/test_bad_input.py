@@ -160,3 +160,13 @@ def test_a_node_whose_port_is_taken_exits_with_one_line(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert f"peer port {port} on 127.0.0.1 is already in use (node n1)" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_sim_runs_a_seed_and_rejects_unknown_faults() -> None:
+    code, output = invoke("sim", "--seed", "5", "--steps", "2000", "--workers", "1")
+    assert code == 0
+    assert "violations: 0 seed(s)" in output
+    assert "trace hash: " in output
+    code, output = invoke("sim", "--seeds", "2", "--faults", "kill,meteor")
+    assert code == 2
+    assert "unknown fault(s) meteor" in output

@@ -1,0 +1,93 @@
+"""`quorapay sim`: seeded simulations of the real core under faults; a failing seed replays."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from dataclasses import replace
+
+import click
+
+from quorapay.cli.context import emit, json_option
+from quorapay.cli.main import Failed, cli
+from quorapay.sim.run import FAULTS, Options, SeedResult, replay_command, run_seeds
+
+
+def _faults(value: str) -> tuple[str, ...]:
+    if value in ("", "none"):
+        return ()
+    if value == "all":
+        return FAULTS
+    kinds = tuple(k.strip() for k in value.split(",") if k.strip())
+    unknown = sorted(set(kinds) - set(FAULTS))
+    if unknown:
+        raise click.BadParameter(f"unknown fault(s) {', '.join(unknown)}; choose from "
+                                 f"{', '.join(FAULTS)}, all or none")
+    return kinds
+
+
+@cli.command()
+@click.option("--seeds", default=1000, show_default=True, type=click.IntRange(1),
+              help="How many seeds to run (1, 2, ... or from --first).")
+@click.option("--seed", type=int, help="Run (replay) just this seed, and show its trace hash.")
+@click.option("--first", default=1, show_default=True, help="The first seed of a --seeds run.")
+@click.option("--steps", default=Options().steps, show_default=True, type=click.IntRange(100),
+              help="Events in the fault phase of each seed.")
+@click.option("--nodes", default=3, show_default=True, type=click.IntRange(1, 9))
+@click.option("--faults", "faults", default="all", show_default=True,
+              help=f"Comma-separated fault kinds ({', '.join(FAULTS)}), all or none.")
+@click.option("--workers", default=os.cpu_count() or 1, show_default=True,
+              type=click.IntRange(1, 64), help="Processes running seeds in parallel.")
+@json_option
+def sim(seeds: int, seed: int | None, first: int, steps: int, nodes: int, faults: str,
+        workers: int, as_json: bool) -> None:
+    """Simulate the real replication core under seeded faults and check every invariant."""
+    options = replace(Options(), steps=steps, nodes=nodes, faults=_faults(faults))
+    chosen = [seed] if seed is not None else list(range(first, first + seeds))
+    started = time.monotonic()
+    results: list[SeedResult] = []
+    failing: list[SeedResult] = []
+    for result in run_seeds(chosen, options, workers):
+        results.append(result)
+        if not result.ok:
+            failing.append(result)
+            if not as_json:
+                click.echo(f"seed {result.seed}: {result.violations[0]}", err=True)
+    summary = _summary(results, failing, options, time.monotonic() - started)
+    lines = [f"{summary['seeds']} seed(s), {summary['steps']} steps, "
+             f"{summary['simulated_seconds']:.0f} simulated seconds in "
+             f"{summary['wall_seconds']:.1f}s",
+             f"faults injected: {_counts(summary['faults'])}",
+             f"commits: {summary['commits']}, acknowledged transfers: "
+             f"{summary['acknowledged']}",
+             f"violations: {len(failing)} seed(s)"]
+    if seed is not None:
+        lines.append(f"trace hash: {results[0].trace_hash}")
+    lines += [f"replay: {replay_command(r.seed, options)}" for r in failing[:10]]
+    emit(as_json, summary, "\n".join(lines))
+    if failing:
+        raise Failed(f"{len(failing)} seed(s) broke an invariant")
+
+
+def _summary(results: list[SeedResult], failing: list[SeedResult], options: Options,
+             wall: float) -> dict[str, object]:
+    faults: Counter[str] = Counter()
+    for result in results:
+        faults.update(result.faults)
+    return {
+        "seeds": len(results), "steps": sum(r.steps for r in results),
+        "simulated_seconds": round(sum(r.simulated_seconds for r in results), 3),
+        "wall_seconds": round(wall, 3), "faults": dict(sorted(faults.items())),
+        "commits": sum(r.commits for r in results),
+        "acknowledged": sum(r.acknowledged for r in results),
+        "violations": [{"seed": r.seed, "violations": list(r.violations),
+                        "trace_hash": r.trace_hash,
+                        "replay": replay_command(r.seed, options)} for r in failing],
+        "trace_hashes": {r.seed: r.trace_hash for r in results} if len(results) == 1 else None,
+    }
+
+
+def _counts(counts: object) -> str:
+    assert isinstance(counts, dict)
+    return ", ".join(f"{kind} {n}" for kind, n in counts.items()) or "none"
