@@ -86,8 +86,8 @@ class SimNode:
 
     def start(self) -> None:
         self.process.start()
-        ledger = self._variant.ledger(self.disk.ledger().accounts.values(),
-                                      self.disk.ledger().transfers.values())
+        restored = self.disk.ledger()
+        ledger = self._variant.ledger(restored.accounts.values(), restored.transfers.values())
         replica = self._variant.replica(
             node_id=self.id, members=self._members, timing=self._setting.timing,
             promised_epoch=self.disk.promised, log=list(self.disk.log),
