@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +23,16 @@ _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _HOST = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 _KEYS = {
-    "": {"cluster", "zookeeper", "timing", "nodes"},
+    "": {"cluster", "zookeeper", "timing", "nodes", "chaos"},
     "cluster": {"name", "run_dir"},
-    "zookeeper": {"mode", "port", "hosts", "session_timeout"},
+    "zookeeper": {"mode", "port", "hosts", "servers", "session_timeout"},
     "timing": {"tick", "heartbeat_interval", "election_timeout", "request_timeout"},
-    "node": {"id", "host", "peer_port", "client_port", "data_dir"},
+    "chaos": {"proxies"},
+    "node": {"id", "host", "peer_port", "client_port", "data_dir", "listen_client_port",
+             "routes"},
 }
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list",
-               bool: "true or false"}
+               bool: "true or false", dict: "a table"}
 
 
 class ConfigError(QuorapayError):
@@ -39,11 +41,21 @@ class ConfigError(QuorapayError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodeConfig:
+    """A node: where it listens, and how it reaches the others.
+
+    `client_port` is the address clients are given (in NOT_LEADER hints); the node listens on
+    `listen_client_port` when it is set (behind a proxy, say), else on `client_port`. `routes`
+    maps a peer id to the ws:// url to dial it at, and "zookeeper" to a connect string; by
+    default a peer is dialed at its own `peer_url` and ZooKeeper at the cluster's servers.
+    """
+
     id: NodeId
     host: str
     peer_port: int
     client_port: int
     data_dir: Path
+    listen_client_port: int | None = None
+    routes: dict[str, str] = field(default_factory=dict)
 
     @property
     def peer_url(self) -> str:
@@ -53,19 +65,34 @@ class NodeConfig:
     def client_url(self) -> str:
         return f"ws://{self.host}:{self.client_port}/"
 
+    @property
+    def bind_client_port(self) -> int:
+        return self.listen_client_port or self.client_port
+
+    def route_to(self, peer: NodeConfig) -> str:
+        return self.routes.get(peer.id, peer.peer_url)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ZooKeeperConfig:
     """Either a local server that `quorapay up` starts on `port`, or external `hosts`."""
 
     mode: str  # "local" | "external"
-    port: int
+    port: int  # local mode: the first server's client port; server i listens on port + i - 1
     hosts: tuple[str, ...]
     session_timeout: float
+    servers: int = 1  # local mode: 1 (standalone) or 3 (an ensemble)
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        """Local mode: every server's client port."""
+        return tuple(self.port + i for i in range(self.servers))
 
     @property
     def connect_string(self) -> str:
-        return ",".join(self.hosts) if self.mode == "external" else f"127.0.0.1:{self.port}"
+        if self.mode == "external":
+            return ",".join(self.hosts)
+        return ",".join(f"127.0.0.1:{port}" for port in self.ports)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,6 +117,7 @@ class ClusterConfig:
     nodes: tuple[NodeConfig, ...]
     zookeeper: ZooKeeperConfig
     timing: TimingConfig
+    proxies: bool = True  # local mode: every link goes through the chaos proxy
 
     def node(self, node_id: str) -> NodeConfig:
         for node in self.nodes:
@@ -144,17 +172,19 @@ class _Parser:
         run_dir = self._path(self._get(cluster, "cluster.run_dir", str, ".quorapay/run"))
         zookeeper = self._zookeeper(self._table(self.raw, "zookeeper"))
         timing = self._timing(self._table(self.raw, "timing"))
+        chaos = self._table(self.raw, "chaos")
+        proxies = self._get(chaos, "chaos.proxies", bool, True)
         nodes = self._nodes()
         if zookeeper.mode == "local":
             for node in nodes:
-                if node.host in ("127.0.0.1", "localhost") and zookeeper.port in (
-                        node.peer_port, node.client_port):
-                    self.problems.append(f"zookeeper.port {zookeeper.port} is also a port of "
+                clash = set(zookeeper.ports) & {node.peer_port, node.client_port}
+                if node.host in ("127.0.0.1", "localhost") and clash:
+                    self.problems.append(f"zookeeper port {min(clash)} is also a port of "
                                          f"node {node.id}")
         if self.problems:
             raise ConfigError(f"{self.path}: {'; '.join(self.problems)}")
         return ClusterConfig(path=self.path, name=name, run_dir=run_dir, nodes=nodes,
-                             zookeeper=zookeeper, timing=timing)
+                             zookeeper=zookeeper, timing=timing, proxies=proxies)
 
     def _zookeeper(self, table: dict[str, Any]) -> ZooKeeperConfig:
         self._known(table, "zookeeper", "zookeeper")
@@ -165,15 +195,21 @@ class _Parser:
         if mode == "external" and not hosts:
             self.problems.append('zookeeper.hosts must list "host:port" servers in external mode')
         for host in hosts:
-            name, _, port = str(host).rpartition(":")
-            if not isinstance(host, str) or not _HOST.fullmatch(name) or not port.isdigit() \
-                    or not 1 <= int(port) <= 65535:
+            name, _, number = str(host).rpartition(":")
+            if not isinstance(host, str) or not _HOST.fullmatch(name) or not number.isdigit() \
+                    or not 1 <= int(number) <= 65535:
                 self.problems.append(f"zookeeper.hosts entry {host!r} is not \"host:port\"")
         session = self._get(table, "zookeeper.session_timeout", float, 4.0)
         if not 2.0 <= session <= 60.0:
             self.problems.append("zookeeper.session_timeout must be between 2 and 60 seconds")
-        return ZooKeeperConfig(mode=mode, port=self._port(table, "zookeeper.port", 21810),
-                               hosts=tuple(str(h) for h in hosts), session_timeout=session)
+        servers = self._get(table, "zookeeper.servers", int, 1)
+        if servers not in (1, 3):
+            self.problems.append("zookeeper.servers must be 1 (standalone) or 3 (an ensemble)")
+        port = self._port(table, "zookeeper.port", 21810)
+        if port + servers - 1 > 65535:
+            self.problems.append("zookeeper.port leaves no room for every server's port")
+        return ZooKeeperConfig(mode=mode, port=port, hosts=tuple(str(h) for h in hosts),
+                               session_timeout=session, servers=servers)
 
     def _timing(self, table: dict[str, Any]) -> TimingConfig:
         self._known(table, "timing", "timing")
@@ -214,13 +250,20 @@ class _Parser:
         host = self._get(table, f"{where}.host", str, "127.0.0.1")
         if not _HOST.fullmatch(host):
             self.problems.append(f"{where}.host {host!r} is not a host name or IPv4 address")
+        routes = self._get(table, f"{where}.routes", dict, {})
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in routes.items()):
+            self.problems.append(f"{where}.routes must map names to address strings")
+        listen = table.get("listen_client_port")
         return NodeConfig(
             id=NodeId(node_id),
             host=host,
             peer_port=self._port(table, f"{where}.peer_port", 7101 + position),
             client_port=self._port(table, f"{where}.client_port", 7201 + position),
             data_dir=self._path(self._get(table, f"{where}.data_dir", str,
-                                          f".quorapay/data/{node_id}")))
+                                          f".quorapay/data/{node_id}")),
+            listen_client_port=None if listen is None else self._port(
+                table, f"{where}.listen_client_port", 0),
+            routes={str(k): str(v) for k, v in routes.items()})
 
     # ---------------------------------------------------------------- typed access
 

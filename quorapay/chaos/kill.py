@@ -8,14 +8,10 @@ from dataclasses import dataclass
 
 import trio
 
+from quorapay.chaos.network import ChaosError
 from quorapay.client import Client
 from quorapay.cluster import supervisor
 from quorapay.config import ClusterConfig
-from quorapay.core.errors import QuorapayError
-
-
-class ChaosError(QuorapayError):
-    """The fault cannot be injected as asked."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,8 +1,9 @@
-"""Start, stop and observe a local cluster: ZooKeeper (in local mode) plus one process per node.
+"""Start, stop and observe a local cluster: ZooKeeper servers (in local mode), the chaos proxy
+that carries every link (`quorapay.cluster.runtime`), and one process per node.
 
 `up` is idempotent: it starts whatever part of the cluster is not running -- this is how a
 killed node comes back -- and returns once a leader serves. Pids and logs live under the run
-directory; a node is stopped by its pid, never by name.
+directory; a process is stopped by its pid, never by name.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from dataclasses import dataclass, field
 import trio
 
 from quorapay.api import schema as api
+from quorapay.chaos.links import Plan
 from quorapay.client import ClientError, node_request
-from quorapay.cluster import zookeeper
+from quorapay.cluster import runtime, zookeeper
 from quorapay.cluster.processes import Tracked
 from quorapay.config import ClusterConfig, NodeConfig
 from quorapay.core.errors import QuorapayError
@@ -28,12 +30,24 @@ class ClusterError(QuorapayError):
 def node_process(cluster: ClusterConfig, node: NodeConfig) -> Tracked:
     return Tracked(name=node.id, pid_file=cluster.run_dir / "pids" / f"{node.id}.pid",
                    log_file=cluster.run_dir / "logs" / f"{node.id}.log",
-                   marker=f"--config {cluster.path.resolve()} node run --node {node.id} ")
+                   marker=f"--config {runtime.node_config_path(cluster)} node run "
+                          f"--node {node.id} ")
 
 
 def node_argv(cluster: ClusterConfig, node: NodeConfig) -> list[str]:
-    return [sys.executable, "-m", "quorapay", "--config", str(cluster.path.resolve()), "node",
-            "run", "--node", node.id]
+    return [sys.executable, "-m", "quorapay", "--config", str(runtime.node_config_path(cluster)),
+            "node", "run", "--node", node.id]
+
+
+def proxy_process(cluster: ClusterConfig) -> Tracked:
+    return Tracked(name="proxy", pid_file=cluster.run_dir / "pids" / "proxy.pid",
+                   log_file=cluster.run_dir / "logs" / "proxy.log",
+                   marker=f"--config {cluster.path.resolve()} chaos proxy-run ")
+
+
+def proxy_argv(cluster: ClusterConfig) -> list[str]:
+    return [sys.executable, "-m", "quorapay", "--config", str(cluster.path.resolve()), "chaos",
+            "proxy-run"]
 
 
 @dataclass(slots=True)
@@ -48,8 +62,19 @@ async def up(cluster: ClusterConfig, *, timeout: float = 60.0) -> UpReport:
     report = UpReport()
     stopped = [n for n in cluster.nodes if node_process(cluster, n).pid() is None]
     report.already_running = [n.id for n in cluster.nodes if n not in stopped]
-    _check_ports(stopped)  # before anything starts: a failed `up` leaves nothing behind
+    proxy_needed = runtime.proxied(cluster) and proxy_process(cluster).pid() is None
+    fresh = not runtime.plan_path(cluster).exists()
+    plan = runtime.ensure_plan(cluster) if runtime.proxied(cluster) else None
+    try:  # before anything starts: a failed `up` leaves nothing behind
+        _check_ports(cluster, stopped, plan, proxy_needed)
+    except ClusterError:
+        if fresh:
+            runtime.forget_plan(cluster)
+        raise
     _ensure_zookeeper(cluster, report)
+    if proxy_needed:
+        proxy_process(cluster).start(proxy_argv(cluster))
+        report.started.append("proxy")
     for node in stopped:
         node_process(cluster, node).start(node_argv(cluster, node))
         report.started.append(node.id)
@@ -58,13 +83,21 @@ async def up(cluster: ClusterConfig, *, timeout: float = 60.0) -> UpReport:
     return report
 
 
-def _check_ports(nodes: list[NodeConfig]) -> None:
-    problems = []
+def _check_ports(cluster: ClusterConfig, nodes: list[NodeConfig], plan: Plan | None,
+                 proxy_needed: bool) -> None:
+    wanted: list[tuple[str, int, str]] = []  # (host, port, whose)
     for node in nodes:
-        for port, what in ((node.peer_port, "peer"), (node.client_port, "client")):
-            taken = zookeeper.port_problem(port, node.host)
-            if taken:
-                problems.append(f"{node.id}'s {what} port {port} on {node.host} {taken}")
+        if plan is None:
+            wanted += [(node.host, node.peer_port, f"{node.id}'s peer port"),
+                       (node.host, node.client_port, f"{node.id}'s client port")]
+        else:
+            wanted += [("127.0.0.1", plan.peer_ports[node.id], f"{node.id}'s peer port"),
+                       ("127.0.0.1", plan.client_ports[node.id], f"{node.id}'s client port")]
+    if plan is not None and proxy_needed:
+        wanted += [("127.0.0.1", link.listen_port, f"the proxy's port for {link.name}")
+                   for link in plan.links]
+    problems = [f"{whose} {port} on {host} {taken}" for host, port, whose in wanted
+                if (taken := zookeeper.port_problem(port, host))]
     if problems:
         raise ClusterError(f"cannot start: {'; '.join(problems)}")
 
@@ -74,10 +107,10 @@ def _ensure_zookeeper(cluster: ClusterConfig, report: UpReport) -> None:
         if not zookeeper.reachable(cluster.zookeeper.hosts):
             raise ClusterError(f"ZooKeeper unreachable at {cluster.zookeeper.connect_string}")
         return
-    if zookeeper.start(cluster) is not None:
-        report.started.append("zookeeper")
-    else:
-        report.already_running.append("zookeeper")
+    started = zookeeper.start(cluster)
+    for server in zookeeper.servers(cluster):
+        name = "zookeeper" if cluster.zookeeper.servers == 1 else f"zookeeper {server}"
+        (report.started if server in started else report.already_running).append(name)
 
 
 async def wait_for_leader(cluster: ClusterConfig, *, timeout: float) -> api.NodeStatus:
@@ -130,8 +163,12 @@ def current_leader(found: dict[str, api.NodeStatus | str]) -> api.NodeStatus | N
 
 
 def down(cluster: ClusterConfig) -> list[str]:
-    """Stop every node, then ZooKeeper (in local mode). Returns what was stopped."""
+    """Stop every node, the proxy, then ZooKeeper (in local mode). Returns what was stopped."""
     stopped: list[str] = [node.id for node in cluster.nodes if node_process(cluster, node).stop()]
-    if cluster.zookeeper.mode == "local" and zookeeper.stop(cluster):
-        stopped.append("zookeeper")
+    if proxy_process(cluster).stop(grace=5):
+        stopped.append("proxy")
+    if cluster.zookeeper.mode == "local":
+        stopped += ["zookeeper" if cluster.zookeeper.servers == 1 else f"zookeeper {s}"
+                    for s in zookeeper.stop(cluster)]
+    runtime.forget_plan(cluster)
     return stopped

@@ -19,16 +19,18 @@ from quorapay.config import ClusterConfig
 from quorapay.core.errors import QuorapayError
 
 DEBIAN_JAR = Path("/usr/share/java/zookeeper.jar")
-MAIN_CLASS = "org.apache.zookeeper.server.ZooKeeperServerMain"
+STANDALONE_MAIN = "org.apache.zookeeper.server.ZooKeeperServerMain"
+QUORUM_MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+TICK_MS = 500
 
 
 class ZooKeeperError(QuorapayError):
     """ZooKeeper cannot be found, started or reached."""
 
 
-def tracked(cluster: ClusterConfig) -> Tracked:
-    home = cluster.run_dir / "zookeeper"
-    return Tracked(name="zookeeper", pid_file=home / "zookeeper.pid",
+def tracked(cluster: ClusterConfig, server: int = 1) -> Tracked:
+    home = cluster.run_dir / "zookeeper" / f"s{server}"
+    return Tracked(name=f"zookeeper {server}", pid_file=home / "zookeeper.pid",
                    log_file=home / "zookeeper.log", marker=str(home / "zoo.cfg"))
 
 
@@ -45,15 +47,24 @@ def classpath() -> str:
                          "ZOOKEEPER_HOME to a ZooKeeper release")
 
 
-def start(cluster: ClusterConfig, *, timeout: float = 30.0) -> int | None:
-    """Start the local server unless it is running; wait until it serves. Returns a new pid."""
-    process = tracked(cluster)
-    if process.pid() is not None:
-        wait_serving(cluster, timeout=timeout)
-        return None
-    port = cluster.zookeeper.port
-    if answers_ruok(port):
-        return None  # a server of someone else's is there: use it
+def servers(cluster: ClusterConfig) -> range:
+    return range(1, cluster.zookeeper.servers + 1)
+
+
+def start(cluster: ClusterConfig, *, timeout: float = 30.0) -> list[int]:
+    """Start every local server that is not running; wait until all serve. Returns those
+    started."""
+    started = [server for server in servers(cluster) if start_server(cluster, server)]
+    wait_serving(cluster, timeout=timeout)
+    return started
+
+
+def start_server(cluster: ClusterConfig, server: int) -> bool:
+    """Start one server unless it runs. False if it was running (or someone else's serves)."""
+    process = tracked(cluster, server)
+    port = cluster.zookeeper.ports[server - 1]
+    if process.pid() is not None or answers_ruok(port):
+        return False
     problem = port_problem(port)
     if problem:
         raise ZooKeeperError(f"ZooKeeper port {port} on 127.0.0.1 {problem}")
@@ -61,31 +72,67 @@ def start(cluster: ClusterConfig, *, timeout: float = 30.0) -> int | None:
     if java is None:
         raise ZooKeeperError("java not found: install a Java runtime (apt-get install zookeeper "
                              "brings one)")
-    home = cluster.run_dir / "zookeeper"
-    config = home / "zoo.cfg"
+    home = process.pid_file.parent
     (home / "data").mkdir(parents=True, exist_ok=True)
-    config.write_text(
-        f"tickTime=500\ndataDir={home / 'data'}\nclientPort={port}\n"
-        "clientPortAddress=127.0.0.1\nmaxClientCnxns=200\nadmin.enableServer=false\n"
-        "minSessionTimeout=1000\nmaxSessionTimeout=60000\n"
-        "4lw.commands.whitelist=ruok,srvr,stat\n")
-    pid = process.start([java, "-Xmx256m", "-cp", classpath(), MAIN_CLASS, str(config)])
-    try:
-        wait_serving(cluster, timeout=timeout)
-    except ZooKeeperError:
-        process.stop(grace=2)
-        raise
-    return pid
+    config = home / "zoo.cfg"
+    config.write_text(_server_config(cluster, server, home))
+    main = STANDALONE_MAIN
+    if cluster.zookeeper.servers > 1:
+        (home / "data" / "myid").write_text(f"{server}\n")
+        main = QUORUM_MAIN
+    process.start([java, "-Xmx256m", "-cp", classpath(), main, str(config)])
+    return True
+
+
+def _server_config(cluster: ClusterConfig, server: int, home: Path) -> str:
+    zk = cluster.zookeeper
+    lines = [f"tickTime={TICK_MS}", f"dataDir={home / 'data'}",
+             f"clientPort={zk.ports[server - 1]}", "clientPortAddress=127.0.0.1",
+             "maxClientCnxns=200", "admin.enableServer=false",
+             f"minSessionTimeout={2 * TICK_MS}", "maxSessionTimeout=60000",
+             "4lw.commands.whitelist=ruok,srvr,stat"]
+    if zk.servers > 1:
+        lines += ["initLimit=10", "syncLimit=5"]
+        lines += [f"server.{i}=127.0.0.1:{quorum_port(cluster, i)}:{election_port(cluster, i)}"
+                  for i in servers(cluster)]
+    return "\n".join(lines) + "\n"
+
+
+def quorum_port(cluster: ClusterConfig, server: int) -> int:
+    return cluster.zookeeper.port + 1000 + server
+
+
+def election_port(cluster: ClusterConfig, server: int) -> int:
+    return cluster.zookeeper.port + 2000 + server
 
 
 def wait_serving(cluster: ClusterConfig, *, timeout: float) -> None:
+    """Until every running local server serves requests (an ensemble: has a quorum)."""
     deadline = time.monotonic() + timeout
-    while not answers_ruok(cluster.zookeeper.port):
-        if time.monotonic() > deadline:
-            raise ZooKeeperError(f"ZooKeeper did not start serving on 127.0.0.1:"
-                                 f"{cluster.zookeeper.port} within {timeout:g}s (see "
-                                 f"{tracked(cluster).log_file})")
-        time.sleep(0.1)
+    for server in servers(cluster):
+        if tracked(cluster, server).pid() is None and not answers_ruok(
+                cluster.zookeeper.ports[server - 1]):
+            continue
+        while not serving(cluster.zookeeper.ports[server - 1]):
+            if time.monotonic() > deadline:
+                raise ZooKeeperError(
+                    f"ZooKeeper server {server} did not start serving on 127.0.0.1:"
+                    f"{cluster.zookeeper.ports[server - 1]} within {timeout:g}s (see "
+                    f"{tracked(cluster, server).log_file})")
+            time.sleep(0.1)
+
+
+def serving(port: int, host: str = "127.0.0.1") -> bool:
+    """True if the server on `port` serves requests (standalone, leader or follower)."""
+    try:
+        with socket.create_connection((host, port), timeout=1.0) as sock:
+            sock.sendall(b"srvr")
+            reply = b""
+            while chunk := sock.recv(4096):
+                reply += chunk
+    except OSError:
+        return False
+    return b"Mode:" in reply
 
 
 def answers_ruok(port: int, host: str = "127.0.0.1") -> bool:
@@ -122,5 +169,10 @@ def port_problem(port: int, host: str = "127.0.0.1") -> str:
     return ""
 
 
-def stop(cluster: ClusterConfig) -> bool:
-    return tracked(cluster).stop(grace=10)
+def stop(cluster: ClusterConfig) -> list[int]:
+    """Stop every local server; return those that were running."""
+    return [server for server in servers(cluster) if stop_server(cluster, server)]
+
+
+def stop_server(cluster: ClusterConfig, server: int, *, grace: float = 10.0) -> bool:
+    return tracked(cluster, server).stop(grace=grace)

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Any, assert_never
 
 import trio
@@ -71,6 +72,7 @@ class Coordination:
     def __init__(self, cluster: ClusterConfig, node: NodeConfig,
                  inputs: trio.MemorySendChannel[Any], epoch_floor: Callable[[], Epoch]) -> None:
         self._cluster = cluster
+        self._hosts = node.routes.get("zookeeper", cluster.zookeeper.connect_string)
         self._inputs = inputs  # the driver's input channel (replica inputs only)
         self._epoch_floor = epoch_floor
         self.coordinator = Coordinator(cluster=cluster.name, node=node.id,
@@ -99,7 +101,7 @@ class Coordination:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Connect, then keep this node in the election until cancelled."""
         self._token = trio.lowlevel.current_trio_token()
-        zk = KazooClient(hosts=self._cluster.zookeeper.connect_string,
+        zk = KazooClient(hosts=self._hosts,
                          timeout=self._cluster.zookeeper.session_timeout,
                          connection_retry=KazooRetry(max_tries=-1, delay=0.1, max_delay=1.0),
                          logger=logging.getLogger("kazoo.client"))
@@ -131,8 +133,7 @@ class Coordination:
             with trio.move_on_after(_WAIT_LOG_INTERVAL):
                 await self._connected.wait()
             if not self._connected.is_set():
-                log.warning("cannot reach ZooKeeper at %s yet; still trying",
-                            self._cluster.zookeeper.connect_string)
+                log.warning("cannot reach ZooKeeper at %s yet; still trying", self._hosts)
 
     # ------------------------------------------------------------------ from kazoo's threads
 
@@ -160,9 +161,11 @@ class Coordination:
             event = SessionExpired()
         self._events_send.send_nowait(event)
 
-    def _on_watch(self, event: WatchedEvent) -> None:  # kazoo thread: must not block
-        if event.path:
-            self._soon(self._events_send.send_nowait, WatchFired(path=event.path))
+    def _on_watch(self, path: str, event: WatchedEvent) -> None:  # kazoo thread: must not block
+        # Any event ends the watch, including kazoo's NONE event (no path) on a connection loss:
+        # kazoo drops its watches then and does not re-register them when it reconnects (kazoo
+        # issue #151), so the coordinator must look again -- which re-registers the watch.
+        self._soon(self._events_send.send_nowait, WatchFired(path=path))
 
     # ------------------------------------------------------------------ performing requests
 
@@ -170,7 +173,8 @@ class Coordination:
         zk = self._zk
         assert zk is not None
         op = request.op
-        watch = self._on_watch if getattr(op, "watch", False) else None
+        watch = partial(self._on_watch, op.path) if isinstance(op, Get | Exists) and op.watch \
+            else None
         match op:
             case EnsurePath(path=path):
                 pending = zk.ensure_path_async(path)

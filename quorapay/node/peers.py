@@ -125,7 +125,7 @@ class PeerLinks:
     async def _dial(self, peer: NodeConfig, linked: list[bool]) -> None:
         """One connection to a peer, from dial to hang-up. Appends to `linked` once up."""
         async with trio.open_nursery() as nursery:
-            link = await connect(nursery, peer.peer_url, timeout=HELLO_TIMEOUT,
+            link = await connect(nursery, self._me.route_to(peer), timeout=HELLO_TIMEOUT,
                                  max_message_size=MAX_FRAME_BYTES)
             ws = link.ws
             try:

@@ -56,7 +56,7 @@ async def tick_forever(inputs: trio.MemorySendChannel[Any], seconds_per_tick: fl
 async def run_node(cluster: ClusterConfig, node_id: str) -> None:
     me = cluster.node(node_id)
     peer_listeners = await bind(me, me.peer_port, "peer")  # before touching the data dir
-    client_listeners = await bind(me, me.client_port, "client")
+    client_listeners = await bind(me, me.bind_client_port, "client")
     store = Store(me.data_dir / "node.db", cluster=cluster.name, node_id=me.id)
     restored = store.load()
     replica = Replica(node_id=me.id, members=cluster.node_ids, timing=cluster.timing.core(),

@@ -3,13 +3,16 @@
 One session at a time. The client pings the server every third of the session timeout and
 counts the connection lost when it has heard nothing for two thirds of it: it reports SUSPENDED
 and fails every request still waiting with a connection loss (the request may or may not have
-happened). Requests and replies belong to one connection: the server drops requests of a
-connection the client gave up on, and the client ignores their replies. Watch notifications
-belong to the session, as with ZooKeeper's client library, which re-arms watches when it
-reconnects: one missed while disconnected arrives once the link is back. The client then tries to
-reconnect; only the server can say whether the session expired meanwhile, so a client cut off (or
-paused) past its timeout learns that it lost its session -- and its leadership -- late. That is
-the zombie every fencing rule is for.
+happened). Requests, replies and watches belong to one connection: the server drops requests of
+a connection the client gave up on, and the client ignores their replies and notifications.
+
+Like kazoo -- which, unlike ZooKeeper's C and Java clients, does not re-register watches when it
+reconnects -- the client ends every watch when its connection is lost: it reports each one as
+fired (kazoo's NONE event, which the node's adapter turns into WatchFired) and forgets it.
+
+It then tries to reconnect; only the server can say whether the session expired meanwhile, so a
+client cut off (or paused) past its timeout learns that it lost its session -- and its
+leadership -- late. That is the zombie every fencing rule is for.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from quorapay.core.coordinator import (
     ConnectionResumed,
     ConnectionSuspended,
     Event,
+    Exists,
+    Get,
     Replied,
     Request,
     SessionExpired,
@@ -53,6 +58,7 @@ class SimZkClient:
         self.connected = False
         self._last_contact = 0.0
         self._waiting: dict[int, Request] = {}
+        self._watching: set[str] = set()  # paths watched on the current connection
 
     def start(self) -> None:
         self._send(self._service.open_session, self, self._timeout)
@@ -77,6 +83,8 @@ class SimZkClient:
                                    Replied(id=request.id, error=ZkError.CONNECTION_LOSS))
             return
         self._waiting[request.id] = request
+        if isinstance(request.op, Get | Exists) and request.op.watch:
+            self._watching.add(request.op.path)
         self._send(self._service.request, self, self.session, self.connection, request)
 
     def replied(self, connection: int, request_id: int, value: Any, error: ZkError | None
@@ -85,8 +93,9 @@ class SimZkClient:
             self._last_contact = self._world.now
             self._emit(Replied(id=request_id, value=value, error=error))
 
-    def watch_fired(self, session: int, path: str) -> None:
-        if session == self.session:
+    def watch_fired(self, connection: int, path: str) -> None:
+        if connection == self.connection and path in self._watching:
+            self._watching.discard(path)
             self._emit(WatchFired(path=path))
 
     # ------------------------------------------------------------------ the session
@@ -119,6 +128,9 @@ class SimZkClient:
         for request_id in sorted(self._waiting):
             self._emit(Replied(id=request_id, error=ZkError.CONNECTION_LOSS))
         self._waiting.clear()
+        for path in sorted(self._watching):  # kazoo's NONE event: the watch is gone
+            self._emit(WatchFired(path=path))
+        self._watching.clear()
         self._process.schedule(RECONNECT_INTERVAL, self._try_reconnect, self.session)
 
     def _try_reconnect(self, session: int) -> None:

@@ -33,9 +33,9 @@ class SimZooKeeper:
     def _notify(self, fired: Fired) -> None:
         for session, path in fired:
             client = self._clients.get(session)
-            if client is not None:
-                self._network.send(ZK, client.endpoint, client.receive, client.watch_fired, session,
-                                   path)
+            if client is not None:  # on the connection the client has now (if it is one)
+                self._network.send(ZK, client.endpoint, client.receive, client.watch_fired,
+                                   client.connection, path)
 
     # ------------------------------------------------------------------ what clients send
 

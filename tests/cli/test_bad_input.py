@@ -86,7 +86,7 @@ peer_port = 70000
     ('[zookeeper]\nmode = "external"\nhosts = ["garbage"]\n[[nodes]]\nid = "n1"\n',
      "zookeeper.hosts entry 'garbage' is not \"host:port\""),
     ('[zookeeper]\nport = 7101\n[[nodes]]\nid = "n1"\npeer_port = 7101\n',
-     "zookeeper.port 7101 is also a port of node n1"),
+     "zookeeper port 7101 is also a port of node n1"),
 ])
 def test_cluster_file_mistakes_are_named(tmp_path: Path, text: str, problem: str) -> None:
     code, output = invoke("-c", str(write(tmp_path / "c.toml", text)), "status")
