@@ -10,6 +10,7 @@ from __future__ import annotations
 import msgspec
 
 from quorapay.core.node_state import ErrorCode
+from quorapay.core.types import LogEntry
 
 __all__ = ["ErrorCode"]  # defined in the core, part of this contract
 
@@ -97,8 +98,15 @@ class LocalTransfers(_Request, frozen=True, tag="local_transfers"):
     ids: list[str]
 
 
+class Entries(_Request, frozen=True, tag="entries"):
+    """This node's applied log entries `first`..`last` (at most 1000), for replay by checkers."""
+
+    first: int
+    last: int
+
+
 Request = (CreateAccounts | SubmitTransfers | Barrier | GetBalances | GetTransfers | Status
-           | Digest | EntryDigests | LocalTransfers)
+           | Digest | EntryDigests | LocalTransfers | Entries)
 
 
 # ---------------------------------------------------------------------------- responses
@@ -158,12 +166,14 @@ class Response(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     req: int
     error: Error | None = None
     results: list[CommandResult] | None = None  # create_accounts, submit_transfers
-    index: int | None = None  # barrier: the committed index; reads: the index they reflect
+    index: int | None = None  # writes: the entry that carried them; reads: the index they reflect
+    epoch: int | None = None  # writes: that entry's epoch; reads: the confirming leader's epoch
     balances: list[Balance] | None = None
     transfers: list[TransferRecord] | None = None
     status: NodeStatus | None = None
     digest: DigestInfo | None = None
     entry_digests: list[str] | None = None
+    entries: list[LogEntry] | None = None
 
 
 _request_decoder = msgspec.json.Decoder(Request)

@@ -70,6 +70,7 @@ class Committed:
     """A write's outcome: the entry that carried it and one result per command."""
 
     index: LogIndex
+    epoch: Epoch  # the epoch of that entry: of the leader that committed it
     results: list[Result]
 
 
@@ -78,6 +79,7 @@ class ReadValue:
     """A linearizable read's value, computed from the ledger after applying `index`."""
 
     index: LogIndex
+    epoch: Epoch  # the epoch of the leader that confirmed it
     value: Any
 
 
@@ -249,8 +251,8 @@ class NodeState(Generic[K]):
         if entry.epoch != epoch:  # another leader's entry took this index: ours never committed
             return [(p.key, unknown("the entry was replaced after a leader change"))
                     for p in parts]
-        return [(p.key, Committed(index=entry.index, results=results[p.offset:p.offset + p.count]))
-                for p in parts]
+        return [(p.key, Committed(index=entry.index, epoch=entry.epoch,
+                                  results=results[p.offset:p.offset + p.count])) for p in parts]
 
     def _on_outcome(self, outcome: Outcome, ended: list[LeadershipEnded]
                     ) -> list[tuple[K, Answer]]:
@@ -283,6 +285,7 @@ class NodeState(Generic[K]):
 
     def _serve(self, read: Read[K]) -> Answer:
         try:
-            return ReadValue(index=self.applied_index, value=read.query(self.ledger))
+            return ReadValue(index=self.applied_index, epoch=self.replica.epoch,
+                             value=read.query(self.ledger))
         except Exception:  # a bug in one query fails that request, not the node
             return Failure(code=ErrorCode.INTERNAL, message="internal error serving a read")

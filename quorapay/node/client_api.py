@@ -131,6 +131,11 @@ class ClientApi:
                 if not 1 <= first <= last or last - first >= MAX_DIGEST_RANGE:
                     raise _Invalid(f"need 1 <= first <= last, at most {MAX_DIGEST_RANGE} entries")
                 return await self._local(request.req, lambda d: _entry_digests(d, first, last))
+            case api.Entries(first=first, last=last):
+                if not 1 <= first <= last or last - first >= api.MAX_BATCH:
+                    raise _Invalid(f"need 1 <= first <= last, at most {api.MAX_BATCH} entries")
+                return await self._local(request.req, lambda d: api.Response(
+                    req=0, entries=list(d.replica.log.slice(first, min(last, d.applied_index)))))
             case api.LocalTransfers(ids=ids):
                 _bounded(ids)
                 return await self._local(
@@ -152,7 +157,8 @@ class ClientApi:
         results = [api.CommandResult(id=c.id, status="invalid", detail=problems[i])
                    if problems[i] else _result(next(decided)) for i, c in enumerate(commands)]
         return api.Response(req=req, results=results,
-                            index=outcome.index if outcome is not None else None)
+                            index=outcome.index if outcome is not None else None,
+                            epoch=outcome.epoch if outcome is not None else None)
 
     async def _read(self, req: int, query: Callable[[Ledger], api.Response]) -> api.Response:
         outcome = await self._ask(ClientRead(query=query, reply=Reply()))
@@ -160,7 +166,8 @@ class ClientApi:
             return api.Response(req=req, error=self._error(outcome))
         assert isinstance(outcome, ReadValue)
         response: api.Response = outcome.value
-        return msgspec.structs.replace(response, req=req, index=outcome.index)
+        return msgspec.structs.replace(response, req=req, index=outcome.index,
+                                       epoch=outcome.epoch)
 
     async def _local(self, req: int, query: Callable[[Driver], api.Response]) -> api.Response:
         outcome = await self._ask(LocalQuery(query=query, reply=Reply()))

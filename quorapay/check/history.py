@@ -1,0 +1,81 @@
+"""The history of a test run: every operation's invocation and completion, and every fault.
+
+Operations follow Jepsen: a client `invoke`s an operation, which completes `ok`, `fail`
+(definitively not done) or `info` (outcome unknown). Transfers carry their id and body; reads
+carry the balances they saw; completions carry the log index and epoch the server reported.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+
+
+class TransferBody(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    debit: str
+    credit: str
+    amount: int
+    currency: str = "USD"
+
+
+class Invoke(msgspec.Struct, frozen=True, kw_only=True, tag="invoke"):
+    process: int
+    op: int
+    f: str  # "transfer" | "read"
+    time: float
+    transfer: TransferBody | None = None
+
+
+class Ok(msgspec.Struct, frozen=True, kw_only=True, tag="ok"):
+    process: int
+    op: int
+    f: str
+    time: float
+    index: int
+    epoch: int
+    status: str | None = None  # transfers: "ok"
+    balances: dict[str, int] | None = None  # reads
+
+
+class Fail(msgspec.Struct, frozen=True, kw_only=True, tag="fail"):
+    """Definitively not applied as ok: a ledger outcome (insufficient_funds ...) or refusal."""
+
+    process: int
+    op: int
+    f: str
+    time: float
+    status: str  # a ledger status, or "unavailable" (no server ever took it)
+    index: int | None = None
+    epoch: int | None = None
+
+
+class Info(msgspec.Struct, frozen=True, kw_only=True, tag="info"):
+    """The outcome is unknown (a timeout, a lost connection)."""
+
+    process: int
+    op: int
+    f: str
+    time: float
+    error: str
+
+
+class Nemesis(msgspec.Struct, frozen=True, kw_only=True, tag="nemesis"):
+    time: float
+    fault: str
+    phase: str  # "start" | "stop"
+    detail: str = ""
+
+
+Event = Invoke | Ok | Fail | Info | Nemesis
+_decoder = msgspec.json.Decoder(Event)
+_encoder = msgspec.json.Encoder()
+
+
+def encode(event: Event) -> bytes:
+    return _encoder.encode(event) + b"\n"
+
+
+def read_history(path: Path) -> list[Event]:
+    return [_decoder.decode(line) for line in path.read_bytes().splitlines() if line.strip()]
