@@ -118,25 +118,46 @@ def completion(kind: type, **fields: Any) -> tuple[int, Event]:
     raise AssertionError(kind)
 
 
+def with_read(**fields: Any) -> list[Event]:
+    """The history, with its read (the last event) changed."""
+    events = history()
+    return [*events[:-1], msgspec.structs.replace(events[-1], **fields)]
+
+
+def on_every_node(log: list[LogEntry]) -> dict[str, list[LogEntry]]:
+    return {n: list(log) for n in ("n1", "n2", "n3")}
+
+
+def digest_of(node: str, **fields: Any) -> dict[str, DigestInfo]:
+    digests = evidence().digests
+    return {**digests, node: msgspec.structs.replace(digests[node], **fields)}
+
+
+FORKED = [*LOG[:4], entry(5, 3, EpochStart(leader=NodeId("n3")))]
+TWO_LEADERS = [*LOG[:4], entry(5, 1, EpochStart(leader=NodeId("n3"))), LOG[5]]
+
+
 @pytest.mark.parametrize(("name", "change"), [
-    ("committed logs agree",
-     lambda: {"logs": {"n1": list(LOG), "n2": [*LOG[:4], entry(5, 3, EpochStart(leader=NodeId("n3")))], "n3": list(LOG)}}),
-    ("ledgers converge", lambda: {"digests": {**evidence().digests, "n2": msgspec.structs.replace(
-        evidence().digests["n2"], stored_state_digest="x" * 64, state_digest="x" * 64)}}),
-    ("no transfer applied twice", lambda: {"digests": {**evidence().digests,
-                                                       "n3": msgspec.structs.replace(
-        evidence().digests["n3"], stored_state_digest="y" * 64)}}),
-    ("one leader per epoch", lambda: {"logs": {n: [*LOG[:4], entry(5, 1, EpochStart(leader=NodeId("n3"))), LOG[5]] for n in ("n1", "n2", "n3")}}),
+    ("committed logs agree", lambda: {"logs": {**on_every_node(LOG), "n2": FORKED}}),
+    ("ledgers converge",
+     lambda: {"digests": digest_of("n2", stored_state_digest="x" * 64, state_digest="x" * 64)}),
+    ("no transfer applied twice",
+     lambda: {"digests": digest_of("n3", stored_state_digest="y" * 64)}),
+    ("one leader per epoch", lambda: {"logs": on_every_node(TWO_LEADERS)}),
     ("acknowledged transfers applied once",
      lambda: {"history": with_event(*completion(Ok, index=3))}),
     ("failed transfers not applied", lambda: {"history": with_event(
         2, Fail(process=1, op=1, f="transfer", time=1.5, status="unavailable"))}),
     ("replay reproduces every result",
      lambda: {"history": with_event(*completion(Fail, status="account_not_found"))}),
-    ("reads match the replayed state", lambda: {"history": [*history()[:-1], msgspec.structs.replace(history()[-1], balances={"a": 46, "b": 54, "bank": -100})]}),
-    ("no stale reads", lambda: {"history": [*history()[:-1], msgspec.structs.replace(history()[-1], index=4, balances={"a": 70, "b": 30, "bank": -100})]}),
-    ("money conserved", lambda: {"history": [*history()[:-1], msgspec.structs.replace(history()[-1], balances={"a": 45, "b": 55, "bank": -99})]}),
-    ("no forbidden negative balance", lambda: {"history": [*history()[:-1], msgspec.structs.replace(history()[-1], balances={"a": -5, "b": 105, "bank": -100})]}),
+    ("reads match the replayed state",
+     lambda: {"history": with_read(balances={"a": 46, "b": 54, "bank": -100})}),
+    ("no stale reads",
+     lambda: {"history": with_read(index=4, balances={"a": 70, "b": 30, "bank": -100})}),
+    ("money conserved",
+     lambda: {"history": with_read(balances={"a": 45, "b": 55, "bank": -99})}),
+    ("no forbidden negative balance",
+     lambda: {"history": with_read(balances={"a": -5, "b": 105, "bank": -100})}),
 ])
 def test_each_broken_invariant_is_named(name: str, change: Any) -> None:
     assert name in failed_checks(evidence(**change()))
