@@ -189,17 +189,19 @@ def _transfer_checks(replay: _Replay, invokes: dict[tuple[int, int], Invoke],
             if not decisions or decisions[0] != (done.index, Status.OK.value):
                 acknowledged.append(f"transfer {tid} was acknowledged ok at index {done.index} "
                                     f"but the log decides it {decisions or 'never'}")
-            told = replay.told.get((done.index, tid))
+            answered = done.entry or done.index
+            told = replay.told.get((answered, tid))
             if told != done.status:
-                results.append(f"transfer {tid} was told {done.status} at index {done.index}; "
+                results.append(f"transfer {tid} was told {done.status} at index {answered}; "
                                f"the replay says {told}")
         elif isinstance(done, Fail):
             if decisions and decisions[0][1] == Status.OK.value:
                 failed.append(f"transfer {tid} failed ({done.status}) but was applied at index "
                               f"{decisions[0][0]}")
-            if done.index is not None and replay.told.get((done.index, tid)) != done.status:
-                results.append(f"transfer {tid} was told {done.status} at index {done.index}; "
-                               f"the replay says {replay.told.get((done.index, tid))}")
+            told_at = done.entry or done.index
+            if told_at is not None and replay.told.get((told_at, tid)) != done.status:
+                results.append(f"transfer {tid} was told {done.status} at index {told_at}; "
+                               f"the replay says {replay.told.get((told_at, tid))}")
     return [Check(name="acknowledged transfers applied once", problems=tuple(acknowledged)),
             Check(name="failed transfers not applied", problems=tuple(failed)),
             Check(name="replay reproduces every result", problems=tuple(results))]
@@ -252,12 +254,12 @@ def _negative_reads(replay: _Replay, completions: list[Ok | Fail | Info]) -> lis
 def _epochs_match(log: list[LogEntry], completions: list[Ok | Fail | Info]) -> list[str]:
     problems = []
     for done in completions:
-        if isinstance(done, Ok) and 1 <= done.index <= len(log) and done.f == "transfer":
-            entry = log[done.index - 1]
-            if entry.epoch != done.epoch:
-                problems.append(f"op {done.op} of process {done.process} was told index "
-                                f"{done.index} in epoch {done.epoch}; that entry is of epoch "
-                                f"{entry.epoch}")
+        if isinstance(done, Ok) and done.f == "transfer":
+            answered = done.entry or done.index
+            if 1 <= answered <= len(log) and log[answered - 1].epoch != done.epoch:
+                problems.append(f"op {done.op} of process {done.process} was answered by "
+                                f"index {answered} in epoch {done.epoch}; that entry is of "
+                                f"epoch {log[answered - 1].epoch}")
     return problems
 
 

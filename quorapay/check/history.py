@@ -33,10 +33,11 @@ class Ok(msgspec.Struct, frozen=True, kw_only=True, tag="ok"):
     op: int
     f: str
     time: float
-    index: int
-    epoch: int
+    index: int  # transfers: the entry that decided it; reads: the index the read reflects
+    epoch: int  # transfers: the epoch of the entry that answered; reads: the leader's
     status: str | None = None  # transfers: "ok"
     balances: dict[str, int] | None = None  # reads
+    entry: int | None = None  # transfers: the entry that answered (a retry: a later one)
 
 
 class Fail(msgspec.Struct, frozen=True, kw_only=True, tag="fail"):
@@ -47,8 +48,9 @@ class Fail(msgspec.Struct, frozen=True, kw_only=True, tag="fail"):
     f: str
     time: float
     status: str  # a ledger status, or "unavailable" (no server ever took it)
-    index: int | None = None
+    index: int | None = None  # the entry that decided it (for a ledger status)
     epoch: int | None = None
+    entry: int | None = None  # the entry that answered
 
 
 class Info(msgspec.Struct, frozen=True, kw_only=True, tag="info"):

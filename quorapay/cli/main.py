@@ -45,4 +45,13 @@ def main() -> None:
 
 
 # The command modules attach themselves to `cli`; importing them here makes `cli` complete.
-from quorapay.cli import chaos, cluster, ledger, node, sim, verify, workload  # noqa: E402, F401
+from quorapay.cli import (  # noqa: E402, F401
+    chaos,
+    check,
+    cluster,
+    ledger,
+    node,
+    sim,
+    verify,
+    workload,
+)

@@ -39,7 +39,7 @@ def load_acknowledged(path: Path) -> list[Acknowledged]:
 
 async def collect(cluster: ClusterConfig, *, settle: float,
                   acknowledged: list[Acknowledged]) -> Evidence:
-    found = await _settled_statuses(cluster, settle)
+    found = await settled_statuses(cluster, settle)
     reachable = {n: s for n, s in found.items() if isinstance(s, api.NodeStatus)}
     unreachable = {n: s for n, s in found.items() if isinstance(s, str)}
     common = min((s.applied_index for s in reachable.values()), default=0)
@@ -63,7 +63,7 @@ async def collect(cluster: ClusterConfig, *, settle: float,
     return evidence
 
 
-async def _settled_statuses(cluster: ClusterConfig, settle: float
+async def settled_statuses(cluster: ClusterConfig, settle: float
                             ) -> dict[str, api.NodeStatus | str]:
     """Statuses once every reachable node has applied the same index (or `settle` passed)."""
     deadline = time.monotonic() + settle

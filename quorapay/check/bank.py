@@ -1,0 +1,240 @@
+"""`quorapay check bank`: transfers and reads from concurrent clients under a nemesis, then heal,
+converge, collect every node's committed log, and check the history against it.
+
+Results go to a directory: `history.jsonl` (every invoke/ok/fail/info and fault), the node logs,
+and `report.json` / `report.txt`.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import trio
+
+from quorapay.api import schema as api
+from quorapay.api.schema import AccountSpec, TransferSpec
+from quorapay.check.checker import BankReport, Evidence, check_bank
+from quorapay.check.history import Event, Fail, Info, Invoke, Ok, TransferBody, encode
+from quorapay.check.nemesis import BankNemesis, undo_everything
+from quorapay.client import Client, ClientError, node_request
+from quorapay.cluster import supervisor
+from quorapay.config import ClusterConfig
+from quorapay.core.errors import QuorapayError
+from quorapay.core.types import LogEntry
+from quorapay.verify.collect import settled_statuses
+
+ISSUER = "bank"
+FUNDING = 1000
+READ_SHARE = 0.2
+OP_DEADLINE = 10.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BankOptions:
+    seconds: float = 60.0
+    clients: int = 5
+    accounts: int = 8
+    nemesis: tuple[str, ...] = ("kill", "pause", "partition", "zk")
+    seed: int = 1
+    results: Path | None = None
+    liveness_bound: float = 30.0
+    fault_interval: tuple[float, float] = (2.0, 5.0)
+    fault_duration: tuple[float, float] = (2.0, 8.0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BankOutcome:
+    report: BankReport
+    results: Path
+
+
+class _History:
+    def __init__(self, path: Path) -> None:
+        self.events: list[Event] = []
+        self._file = open(path, "wb")  # noqa: SIM115  (closed in close())
+        self._started = time.monotonic()
+
+    def now(self) -> float:
+        return round(time.monotonic() - self._started, 6)
+
+    def record(self, event: Event) -> None:
+        self.events.append(event)
+        self._file.write(encode(event))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+async def run_bank(cluster: ClusterConfig, options: BankOptions) -> BankOutcome:
+    results = options.results or (cluster.run_dir.parent / "results"
+                                  / time.strftime("bank-%Y%m%d-%H%M%S"))
+    results.mkdir(parents=True, exist_ok=True)
+    history = _History(results / "history.jsonl")
+    rng = random.Random(options.seed)
+    accounts = [f"acct-{i}" for i in range(1, options.accounts + 1)]
+    urls = [n.client_url for n in cluster.nodes]
+    try:
+        await _setup(urls, accounts)
+        stop_at = history.now() + options.seconds
+        nemesis = BankNemesis(cluster, options.nemesis, random.Random(rng.random()),
+                              history.record, history.now, interval=options.fault_interval,
+                              duration=options.fault_duration)
+        async with trio.open_nursery() as nursery:
+            for process in range(1, options.clients + 1):
+                nursery.start_soon(_client, process, urls, accounts,
+                                   random.Random(rng.random()), history, stop_at)
+            nursery.start_soon(nemesis.run, stop_at)
+        undo_everything(cluster)
+        liveness = await _liveness(urls, options.liveness_bound)
+        evidence = await _collect(cluster, history.events, liveness, options)
+    finally:
+        history.close()
+    report = check_bank(evidence)
+    _save(results, report, cluster)
+    return BankOutcome(report=report, results=results)
+
+
+async def _setup(urls: list[str], accounts: list[str]) -> None:
+    async with Client(urls, deadline=60) as client:
+        opened = await client.create_accounts(
+            [AccountSpec(id=ISSUER, allow_negative=True)] + [AccountSpec(id=a) for a in accounts])
+        funded = await client.submit_transfers([
+            TransferSpec(id=f"fund-{a}", debit=ISSUER, credit=a, amount=FUNDING)
+            for a in accounts])
+    failed = [r for r in opened + funded if r.status != "ok"]
+    if failed:
+        raise QuorapayError(f"cannot set up the bank test: {failed[0].id}: {failed[0].status} "
+                            "(use a fresh cluster: `quorapay down`, remove .quorapay, `up`)")
+
+
+async def _client(process: int, urls: list[str], accounts: list[str], rng: random.Random,
+                  history: _History, stop_at: float) -> None:
+    op = 0
+    async with Client(urls, deadline=OP_DEADLINE) as client:
+        while history.now() < stop_at:
+            op += 1
+            if rng.random() < READ_SHARE:
+                await _read(client, process, op, [ISSUER, *accounts], history)
+            else:
+                debit, credit = rng.sample(accounts, 2)
+                body = TransferBody(id=f"p{process}-{op}", debit=debit, credit=credit,
+                                    amount=rng.randint(1, 300))
+                await _transfer(client, process, op, body, history)
+
+
+async def _transfer(client: Client, process: int, op: int, body: TransferBody,
+                    history: _History) -> None:
+    history.record(Invoke(process=process, op=op, f="transfer", time=history.now(),
+                          transfer=body))
+    spec = TransferSpec(id=body.id, debit=body.debit, credit=body.credit, amount=body.amount)
+    try:
+        response = await client.request(api.SubmitTransfers(transfers=[spec]))
+    except ClientError as exc:
+        _failed(history, process, op, "transfer", exc)
+        return
+    result = (response.results or [])[0]
+    if result.status == "ok":
+        history.record(Ok(process=process, op=op, f="transfer", time=history.now(),
+                          index=result.index or 0, epoch=response.epoch or 0, status="ok",
+                          entry=response.index))
+    else:
+        history.record(Fail(process=process, op=op, f="transfer", time=history.now(),
+                            status=result.status, index=result.index, epoch=response.epoch,
+                            entry=response.index))
+
+
+async def _read(client: Client, process: int, op: int, accounts: list[str],
+                history: _History) -> None:
+    history.record(Invoke(process=process, op=op, f="read", time=history.now()))
+    try:
+        response = await client.request(api.GetBalances(accounts=accounts))
+    except ClientError as exc:
+        _failed(history, process, op, "read", exc)
+        return
+    history.record(Ok(process=process, op=op, f="read", time=history.now(),
+                      index=response.index or 0, epoch=response.epoch or 0,
+                      balances={b.account: b.balance for b in response.balances or []}))
+
+
+def _failed(history: _History, process: int, op: int, f: str, exc: ClientError) -> None:
+    if exc.code == "TIMEOUT":
+        history.record(Info(process=process, op=op, f=f, time=history.now(), error=str(exc)))
+    else:
+        history.record(Fail(process=process, op=op, f=f, time=history.now(),
+                            status=str(exc.code).lower()))
+
+
+async def _liveness(urls: list[str], bound: float) -> float | None:
+    """Seconds from now until a write commits, or None if none does within `bound`."""
+    started = time.monotonic()
+    try:
+        async with Client(urls, deadline=bound) as client:
+            await client.barrier()
+    except ClientError:
+        return None
+    return round(time.monotonic() - started, 3)
+
+
+async def _collect(cluster: ClusterConfig, events: list[Event], liveness: float | None,
+                   options: BankOptions) -> Evidence:
+    found = await settled_statuses(cluster, 30.0)
+    evidence = Evidence(history=events, logs={}, liveness=liveness,
+                        liveness_bound=options.liveness_bound,
+                        nemesis_requested=bool(options.nemesis))
+    for node_id, status in found.items():
+        if isinstance(status, str):
+            evidence.unreachable[node_id] = status
+            continue
+        url = cluster.node(node_id).client_url
+        try:
+            evidence.logs[node_id] = await _entries(url, status.applied_index)
+            digest = (await node_request(url, api.Digest(), timeout=30)).digest
+            assert digest is not None
+            evidence.digests[node_id] = digest
+        except ClientError as exc:
+            evidence.unreachable[node_id] = str(exc)
+    return evidence
+
+
+async def _entries(url: str, last: int) -> list[LogEntry]:
+    entries: list[LogEntry] = []
+    for first in range(1, last + 1, api.MAX_BATCH):
+        response = await node_request(url, api.Entries(
+            first=first, last=min(first + api.MAX_BATCH - 1, last)), timeout=30)
+        entries += response.entries or []
+    return entries
+
+
+def _save(results: Path, report: BankReport, cluster: ClusterConfig) -> None:
+    (results / "report.json").write_bytes(msgspec.json.encode(report))
+    (results / "report.txt").write_text(describe(report) + "\n")
+    logs = results / "logs"
+    logs.mkdir(exist_ok=True)
+    for node in cluster.nodes:
+        source = supervisor.node_process(cluster, node).log_file
+        if source.exists():
+            shutil.copy(source, logs / source.name)
+
+
+def describe(report: BankReport) -> str:
+    stats = report.stats
+    lines = [f"{report.verdict.value.upper()}" + (f": {report.reason}" if report.reason else ""),
+             f"operations: {stats['invoked']} invoked, {stats['ok']} ok, {stats['fail']} fail, "
+             f"{stats['info']} unknown; {stats['acknowledged_transfers']} transfers "
+             f"acknowledged, {stats['reads']} reads; {stats['faults']} faults injected",
+             f"liveness: {report.liveness}"]
+    for check in report.checks:
+        mark = "ok" if check.ok else "BROKEN"
+        lines.append(f"  {mark:6} {check.name}")
+        lines += [f"         - {problem}" for problem in check.problems[:5]]
+    return "\n".join(lines)
+
+
+def as_json(outcome: BankOutcome) -> dict[str, Any]:
+    return {"results": str(outcome.results), **msgspec.to_builtins(outcome.report)}
