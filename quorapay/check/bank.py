@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import shutil
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,21 @@ OP_DEADLINE = 10.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Stage:
+    """What a scenario gets: the cluster, the clock and recorder of the history, the clients'
+    urls, and the time the workload stops."""
+
+    cluster: ClusterConfig
+    record: Callable[[Event], None]
+    now: Callable[[], float]
+    urls: list[str]
+    stop_at: float
+
+
+Scenario = Callable[[Stage], Awaitable[dict[str, float]]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BankOptions:
     seconds: float = 60.0
     clients: int = 5
@@ -46,12 +62,14 @@ class BankOptions:
     liveness_bound: float = 30.0
     fault_interval: tuple[float, float] = (2.0, 5.0)
     fault_duration: tuple[float, float] = (2.0, 8.0)
+    scenario: Scenario | None = None  # scripted faults instead of the random nemesis
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BankOutcome:
     report: BankReport
     results: Path
+    measurements: dict[str, float]
 
 
 class _History:
@@ -77,19 +95,27 @@ async def run_bank(cluster: ClusterConfig, options: BankOptions) -> BankOutcome:
     results.mkdir(parents=True, exist_ok=True)
     history = _History(results / "history.jsonl")
     rng = random.Random(options.seed)
+    run_id = results.name  # transfer ids are unique per run: runs can share a cluster
     accounts = [f"acct-{i}" for i in range(1, options.accounts + 1)]
     urls = [n.client_url for n in cluster.nodes]
     try:
         await _setup(urls, accounts)
         stop_at = history.now() + options.seconds
-        nemesis = BankNemesis(cluster, options.nemesis, random.Random(rng.random()),
-                              history.record, history.now, interval=options.fault_interval,
-                              duration=options.fault_duration)
+        measurements: dict[str, float] = {}
         async with trio.open_nursery() as nursery:
             for process in range(1, options.clients + 1):
-                nursery.start_soon(_client, process, urls, accounts,
+                nursery.start_soon(_client, f"{run_id}-p{process}", process, urls, accounts,
                                    random.Random(rng.random()), history, stop_at)
-            nursery.start_soon(nemesis.run, stop_at)
+            if options.scenario is not None:
+                stage = Stage(cluster=cluster, record=history.record, now=history.now,
+                              urls=urls, stop_at=stop_at)
+                measurements = await options.scenario(stage)
+            else:
+                nemesis = BankNemesis(cluster, options.nemesis, random.Random(rng.random()),
+                                      history.record, history.now,
+                                      interval=options.fault_interval,
+                                      duration=options.fault_duration)
+                await nemesis.run(stop_at)
         undo_everything(cluster)
         liveness = await _liveness(urls, options.liveness_bound)
         evidence = await _collect(cluster, history.events, liveness, options)
@@ -97,7 +123,7 @@ async def run_bank(cluster: ClusterConfig, options: BankOptions) -> BankOutcome:
         history.close()
     report = check_bank(evidence)
     _save(results, report, cluster)
-    return BankOutcome(report=report, results=results)
+    return BankOutcome(report=report, results=results, measurements=measurements)
 
 
 async def _setup(urls: list[str], accounts: list[str]) -> None:
@@ -113,8 +139,8 @@ async def _setup(urls: list[str], accounts: list[str]) -> None:
                             "(use a fresh cluster: `quorapay down`, remove .quorapay, `up`)")
 
 
-async def _client(process: int, urls: list[str], accounts: list[str], rng: random.Random,
-                  history: _History, stop_at: float) -> None:
+async def _client(prefix: str, process: int, urls: list[str], accounts: list[str],
+                  rng: random.Random, history: _History, stop_at: float) -> None:
     op = 0
     async with Client(urls, deadline=OP_DEADLINE) as client:
         while history.now() < stop_at:
@@ -123,7 +149,7 @@ async def _client(process: int, urls: list[str], accounts: list[str], rng: rando
                 await _read(client, process, op, [ISSUER, *accounts], history)
             else:
                 debit, credit = rng.sample(accounts, 2)
-                body = TransferBody(id=f"p{process}-{op}", debit=debit, credit=credit,
+                body = TransferBody(id=f"{prefix}-{op}", debit=debit, credit=credit,
                                     amount=rng.randint(1, 300))
                 await _transfer(client, process, op, body, history)
 
@@ -237,4 +263,5 @@ def describe(report: BankReport) -> str:
 
 
 def as_json(outcome: BankOutcome) -> dict[str, Any]:
-    return {"results": str(outcome.results), **msgspec.to_builtins(outcome.report)}
+    return {"results": str(outcome.results), "measurements": outcome.measurements,
+            **msgspec.to_builtins(outcome.report)}

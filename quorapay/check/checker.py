@@ -115,6 +115,7 @@ class _Replay:
     def __init__(self, log: list[LogEntry]) -> None:
         self.ledger = Ledger()
         self.decided: dict[str, list[tuple[int, str]]] = {}  # id -> [(index, status)] (new)
+        self.bodies: dict[str, Transfer] = {}  # id -> the body it was decided with
         self.told: dict[tuple[int, str], str] = {}  # (index, id) -> the result given there
         self.leaders: dict[int, str] = {}
         self.leader_problems: list[str] = []
@@ -147,6 +148,7 @@ class _Replay:
         for record in delta.transfers:
             self.decided.setdefault(record.transfer.id, []).append(
                 (entry.index, record.status.value))
+            self.bodies[record.transfer.id] = record.transfer
         totals = self.ledger.totals()
         if any(totals.values()) and not self.money_problems:
             self.money_problems.append(f"after index {entry.index} balances sum to {totals}")
@@ -184,7 +186,11 @@ def _transfer_checks(replay: _Replay, invokes: dict[tuple[int, int], Invoke],
         if invoked is None or invoked.transfer is None:
             continue
         tid = invoked.transfer.id
-        decisions = replay.decided.get(tid, [])
+        sent = invoked.transfer
+        decided = replay.bodies.get(tid)
+        same = decided is not None and (decided.debit, decided.credit, decided.amount) == (
+            sent.debit, sent.credit, sent.amount)
+        decisions = replay.decided.get(tid, []) if same else []  # of this body, not another's
         if isinstance(done, Ok):
             if not decisions or decisions[0] != (done.index, Status.OK.value):
                 acknowledged.append(f"transfer {tid} was acknowledged ok at index {done.index} "

@@ -174,3 +174,12 @@ def test_too_few_operations_or_no_fault_is_inconclusive() -> None:
     assert check_bank(evidence(history=few)).verdict is Verdict.INCONCLUSIVE
     calm = [e for e in history() if not isinstance(e, Nemesis)]
     assert check_bank(evidence(history=calm)).verdict is Verdict.INCONCLUSIVE
+
+
+def test_an_id_conflict_is_not_a_failed_transfer_applied() -> None:
+    # Another body under an existing id fails with id_conflict: that body was never applied.
+    events = history()
+    other = TransferBody(id="t1", debit="a", credit="b", amount=31)
+    events += [Invoke(process=3, op=1, f="transfer", time=90.0, transfer=other),
+               Fail(process=3, op=1, f="transfer", time=90.5, status="id_conflict")]
+    assert check_bank(evidence(history=events)).verdict is Verdict.VALID

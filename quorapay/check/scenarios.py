@@ -1,0 +1,346 @@
+"""The failure matrix: scripted faults injected into a running bank test, with the outcome each
+must have and the recovery time measured. `tests/integration/test_failure_matrix.py` runs every
+row against real processes and checks the history; `quorapay.check.matrix` renders the table.
+
+Times are on the history's clock; faults start a few seconds into the workload, so that the
+cluster is busy when they strike.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from quorapay.api import schema as api
+from quorapay.chaos import network, processes
+from quorapay.chaos.links import Faults, read_faults, read_plan, write_faults
+from quorapay.check.bank import Scenario, Stage
+from quorapay.check.history import Nemesis
+from quorapay.client import Client, ClientError
+from quorapay.cluster import runtime, supervisor, zookeeper
+from quorapay.config import NodeConfig
+
+START = 3.0  # seconds into the workload before the fault
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Row:
+    name: str
+    how: str  # how the fault is injected
+    expected: str  # what must happen
+    scenario: Scenario
+    zookeeper_servers: int = 1
+    seconds: float = 20.0  # of workload
+
+
+# ---------------------------------------------------------------------------- helpers
+
+async def _at(stage: Stage, moment: float) -> None:
+    await trio.sleep(max(0.0, moment - stage.now()))
+
+
+def _mark(stage: Stage, fault: str, phase: str, detail: str) -> None:
+    stage.record(Nemesis(time=stage.now(), fault=fault, phase=phase, detail=detail))
+
+
+async def _leader(stage: Stage) -> NodeConfig:
+    return await processes.resolve(stage.cluster, "leader")
+
+
+async def _write_time(stage: Stage, deadline: float = 30.0) -> float:
+    """Seconds until a write (a barrier) commits, from now."""
+    started = time.monotonic()
+    async with Client(stage.urls, deadline=deadline) as client:
+        await client.barrier()
+    return round(time.monotonic() - started, 3)
+
+
+async def _caught_up(stage: Stage, node: NodeConfig, deadline: float = 30.0) -> float:
+    """Seconds until `node` has applied everything the leader had committed when asked."""
+    started = time.monotonic()
+    leader = await _leader(stage)
+    target = (await supervisor.statuses(stage.cluster))[leader.id]
+    assert isinstance(target, api.NodeStatus)
+    with trio.fail_after(deadline):
+        while True:
+            status = (await supervisor.statuses(stage.cluster))[node.id]
+            if isinstance(status, api.NodeStatus) and status.applied_index >= target.commit_index:
+                return round(time.monotonic() - started, 3)
+            await trio.sleep(0.1)
+
+
+def _faults(stage: Stage, change: Callable[..., tuple[Faults, list[str]]]) -> None:
+    cluster = stage.cluster
+    path = runtime.faults_path(cluster)
+    faults, _ = change(read_faults(path), read_plan(runtime.plan_path(cluster)))
+    write_faults(path, faults)
+
+
+def _heal(stage: Stage) -> None:
+    write_faults(runtime.faults_path(stage.cluster), Faults())
+
+
+def _nodes(stage: Stage) -> list[str]:
+    return [n.id for n in stage.cluster.nodes]
+
+
+async def _a_follower(stage: Stage) -> NodeConfig:
+    leader = await _leader(stage)
+    return next(n for n in stage.cluster.nodes if n.id != leader.id)
+
+
+# ---------------------------------------------------------------------------- the rows
+
+async def leader_kill(stage: Stage) -> dict[str, float]:
+    await _at(stage, START)
+    leader = await _leader(stage)
+    processes.kill(stage.cluster, leader)
+    _mark(stage, "kill", "start", f"kill -9 leader {leader.id}")
+    recovery = await _write_time(stage)
+    await trio.sleep(2)
+    processes.restart(stage.cluster, leader)
+    _mark(stage, "kill", "stop", f"restarted {leader.id}")
+    return {"recovery": recovery, "catch_up": await _caught_up(stage, leader)}
+
+
+async def follower_kill(stage: Stage) -> dict[str, float]:
+    await _at(stage, START)
+    follower = await _a_follower(stage)
+    processes.kill(stage.cluster, follower)
+    _mark(stage, "kill", "start", f"kill -9 follower {follower.id}")
+    recovery = await _write_time(stage)
+    await trio.sleep(4)
+    processes.restart(stage.cluster, follower)
+    _mark(stage, "kill", "stop", f"restarted {follower.id}")
+    return {"recovery": recovery, "catch_up": await _caught_up(stage, follower)}
+
+
+async def slow_follower(stage: Stage) -> dict[str, float]:
+    await _at(stage, START)
+    leader, follower = await _leader(stage), await _a_follower(stage)
+    _faults(stage, lambda f, p: network.delay(f, p, leader.id, follower.id, 300, 100))
+    _mark(stage, "delay", "start", f"{leader.id}>{follower.id} 300ms ±100ms")
+    recovery = await _write_time(stage)
+    await trio.sleep(6)
+    _heal(stage)
+    _mark(stage, "delay", "stop", "healed")
+    return {"recovery": recovery, "catch_up": await _caught_up(stage, follower)}
+
+
+async def leader_cut_from_followers(stage: Stage) -> dict[str, float]:
+    await _at(stage, START)
+    leader = await _leader(stage)
+    _faults(stage, lambda f, p: network.partition(f, p, _nodes(stage), [[leader.id]]))
+    _mark(stage, "partition", "start", f"leader {leader.id} cut from the followers")
+    started = time.monotonic()
+    stepped_down = None
+    with trio.fail_after(30):
+        while stepped_down is None:
+            status = (await supervisor.statuses(stage.cluster))[leader.id]
+            if isinstance(status, api.NodeStatus) and status.role != "leader":
+                stepped_down = round(time.monotonic() - started, 3)
+            await trio.sleep(0.05)
+    recovery = await _write_time(stage)
+    await trio.sleep(2)
+    _heal(stage)
+    _mark(stage, "partition", "stop", "healed")
+    return {"stepped_down": stepped_down, "recovery": round(recovery + stepped_down, 3)}
+
+
+async def leader_cut_from_zookeeper(stage: Stage) -> dict[str, float]:
+    await _at(stage, START)
+    leader = await _leader(stage)
+    _faults(stage, lambda f, p: network.cut(f, p, [[leader.id], ["zk"]]))
+    _mark(stage, "zk", "start", f"leader {leader.id} cut from ZooKeeper")
+    started = time.monotonic()
+    with trio.fail_after(60):  # a write must commit again -- through another leader
+        while (await _leader(stage)).id == leader.id:  # noqa: ASYNC110  (another process)
+            await trio.sleep(0.1)
+        await _write_time(stage)
+    recovery = round(time.monotonic() - started, 3)
+    await trio.sleep(2)
+    _heal(stage)
+    _mark(stage, "zk", "stop", "healed")
+    return {"recovery": recovery}
+
+
+async def zombie_leader(stage: Stage) -> dict[str, float]:
+    await _at(stage, START)
+    leader = await _leader(stage)
+    processes.pause(stage.cluster, leader)
+    _mark(stage, "pause", "start", f"SIGSTOP leader {leader.id} past its session timeout")
+    recovery = await _write_time(stage, deadline=60)
+    await trio.sleep(max(0.0, stage.cluster.zookeeper.session_timeout + 2 - recovery))
+    processes.resume(stage.cluster, leader)
+    _mark(stage, "pause", "stop", f"SIGCONT {leader.id}: a zombie until it learns")
+    return {"recovery": recovery, "catch_up": await _caught_up(stage, leader)}
+
+
+async def minority_partition(stage: Stage) -> dict[str, float]:
+    await _at(stage, START)
+    follower = await _a_follower(stage)
+    _faults(stage, lambda f, p: network.partition(f, p, _nodes(stage), [[follower.id]]))
+    _mark(stage, "partition", "start", f"follower {follower.id} alone in a minority")
+    recovery = await _write_time(stage)
+    await trio.sleep(5)
+    _heal(stage)
+    _mark(stage, "partition", "stop", "healed")
+    return {"recovery": recovery, "catch_up": await _caught_up(stage, follower)}
+
+
+async def flaky_links(stage: Stage) -> dict[str, float]:
+    await _at(stage, START)
+    nodes = _nodes(stage)
+    for a in nodes:
+        for b in nodes:
+            if a < b:
+                _faults(stage, lambda f, p, a=a, b=b: network.delay(f, p, a, b, 20, 40))
+                _faults(stage, lambda f, p, a=a, b=b: network.delay(f, p, b, a, 20, 40))
+                _faults(stage, lambda f, p, a=a, b=b: network.drop(f, p, a, b, 0.02))
+    _mark(stage, "net", "start", "every peer link: 20ms ±40ms, 2% of chunks kill the connection")
+    recovery = await _write_time(stage)
+    await trio.sleep(8)
+    _heal(stage)
+    _mark(stage, "net", "stop", "healed")
+    return {"recovery": recovery}
+
+
+async def one_zookeeper_server_lost(stage: Stage) -> dict[str, float]:
+    await _at(stage, START)
+    processes.zk_kill(stage.cluster, 1)
+    _mark(stage, "zk", "start", "kill -9 ZooKeeper server 1 of 3")
+    recovery = await _write_time(stage)
+    await trio.sleep(6)
+    processes.zk_restart(stage.cluster, 1)
+    _mark(stage, "zk", "stop", "restarted server 1")
+    return {"recovery": recovery}
+
+
+async def all_of_zookeeper_lost(stage: Stage) -> dict[str, float]:
+    await _at(stage, START)
+    for server in zookeeper.servers(stage.cluster):
+        processes.zk_kill(stage.cluster, server)
+    _mark(stage, "zk", "start", "kill -9 every ZooKeeper server")
+    refused = 0.0
+    try:  # writes must stop: the leader is suspended
+        await _write_time(stage, deadline=6)
+    except ClientError:
+        refused = 1.0
+    for server in zookeeper.servers(stage.cluster):
+        processes.zk_restart(stage.cluster, server)
+    _mark(stage, "zk", "stop", "restarted ZooKeeper")
+    return {"writes_refused": refused, "recovery": await _write_time(stage, deadline=60)}
+
+
+async def all_nodes_killed(stage: Stage) -> dict[str, float]:
+    await _at(stage, START)
+    for node in stage.cluster.nodes:
+        processes.kill(stage.cluster, node)
+    _mark(stage, "kill", "start", "kill -9 every node")
+    await trio.sleep(1)
+    for node in stage.cluster.nodes:
+        processes.restart(stage.cluster, node)
+    _mark(stage, "kill", "stop", "restarted every node")
+    return {"recovery": await _write_time(stage, deadline=60)}
+
+
+async def corrupt_tail(stage: Stage) -> dict[str, float]:
+    await _at(stage, START)
+    follower = await _a_follower(stage)
+    processes.kill(stage.cluster, follower)
+    _mark(stage, "disk", "start", f"kill -9 {follower.id}, then corrupt its last log record")
+    database = follower.data_dir / "node.db"
+    backup = follower.data_dir.with_name(follower.data_dir.name + ".backup")
+    await trio.sleep(0.5)
+    shutil.copytree(follower.data_dir, backup, dirs_exist_ok=True)
+    with sqlite3.connect(database) as db:
+        db.execute("UPDATE log SET payload = CAST(X'00' || substr(payload, 2) AS BLOB) "
+                   "WHERE idx = (SELECT max(idx) FROM log)")
+    process = supervisor.node_process(stage.cluster, follower)
+    process.start(supervisor.node_argv(stage.cluster, follower))
+    with trio.fail_after(30):
+        while process.pid() is not None:  # noqa: ASYNC110  (another process)
+            await trio.sleep(0.1)
+    refused = float("corrupt log record" in process.log_file.read_text())
+    recovery = await _write_time(stage)
+    shutil.rmtree(follower.data_dir)
+    backup.rename(follower.data_dir)  # the operator restores the node's disk
+    processes.restart(stage.cluster, follower)
+    _mark(stage, "disk", "stop", f"restored {follower.id}'s data dir and restarted it")
+    return {"refused_to_start": refused, "recovery": recovery,
+            "catch_up": await _caught_up(stage, follower)}
+
+
+async def retries_across_failover(stage: Stage) -> dict[str, float]:
+    await _at(stage, START)
+    leader = await _leader(stage)
+    async with trio.open_nursery() as nursery:
+        retried = 0
+
+        async def send(client_number: int) -> None:
+            nonlocal retried
+            async with Client(stage.urls, deadline=60) as client:
+                transfers = [api.TransferSpec(id=f"retry-{client_number}-{i}", debit="acct-1",
+                                              credit="acct-2", amount=1) for i in range(20)]
+                results = await client.submit_transfers(transfers)
+                retried += sum(1 for r in results if r.status == "ok")
+        for number in range(8):
+            nursery.start_soon(send, number)
+        await trio.sleep(0.05)
+        processes.kill(stage.cluster, leader)
+        _mark(stage, "kill", "start", f"kill -9 leader {leader.id} with requests in flight")
+    recovery = await _write_time(stage)
+    processes.restart(stage.cluster, leader)
+    _mark(stage, "kill", "stop", f"restarted {leader.id}")
+    return {"recovery": recovery, "acknowledged_retries": float(retried)}
+
+
+ROWS = (
+    Row(name="leader kill -9 under load", how="`chaos kill leader`",
+        expected="a new leader commits within session timeout + 2 s; nothing acknowledged lost",
+        scenario=leader_kill),
+    Row(name="follower kill and restart", how="`chaos kill` a follower, `chaos restart` 4 s later",
+        expected="writes go on; the follower catches up", scenario=follower_kill),
+    Row(name="follower behind a slow link", how="`chaos delay LEADER FOLLOWER 300ms --jitter "
+        "100ms` for 6 s", expected="writes go on at the majority's pace; the follower catches "
+        "up after healing", scenario=slow_follower),
+    Row(name="leader cut from followers, not from ZooKeeper", how="`chaos isolate LEADER`",
+        expected="the leader gives up leadership within the election timeout (2 s); another "
+        "node leads", scenario=leader_cut_from_followers),
+    Row(name="leader cut from ZooKeeper, not from followers", how="`chaos isolate-zk LEADER`",
+        expected="the leader stops committing when suspended and steps down when its session "
+        "expires; another node leads", scenario=leader_cut_from_zookeeper),
+    Row(name="leader paused past its session timeout", how="`chaos pause leader`, resumed "
+        "after session timeout + 2 s", expected="another node leads; the resumed zombie commits "
+        "nothing (fenced by epoch) and catches up", scenario=zombie_leader),
+    Row(name="minority partition", how="`chaos isolate FOLLOWER` for 5 s",
+        expected="the majority goes on; the minority catches up", scenario=minority_partition),
+    Row(name="delayed messages, lost connections", how="every peer link: `chaos delay` 20 ms "
+        "±40 ms and `chaos drop` 0.02 for 8 s", expected="writes go on (retransmissions, "
+        "duplicates ignored)", scenario=flaky_links),
+    Row(name="one of three ZooKeeper servers lost", how="`chaos zk kill 1` for 6 s",
+        expected="service goes on", scenario=one_zookeeper_server_lost, zookeeper_servers=3),
+    Row(name="all of ZooKeeper lost", how="`chaos zk kill` every server, then restart",
+        expected="writes stop, nothing diverges, service resumes when ZooKeeper is back",
+        scenario=all_of_zookeeper_lost),
+    Row(name="all nodes killed and restarted", how="`chaos kill` every node, restart 1 s later",
+        expected="nothing acknowledged is lost; service resumes", scenario=all_nodes_killed),
+    Row(name="corrupt record at the tail of a log", how="kill a follower, overwrite its last "
+        "record's first byte, restart it", expected="detected by checksum: the node refuses "
+        "to start with a clear error; restored, it catches up", scenario=corrupt_tail),
+    Row(name="client retries across failover", how="8 clients with 20 transfers in flight; "
+        "`chaos kill leader`", expected="each retried id is applied exactly once",
+        scenario=retries_across_failover),
+)
+
+
+def by_name(name: str) -> Row:
+    return next(row for row in ROWS if row.name == name)
+
+
+__all__ = ["ROWS", "Row", "by_name"]
