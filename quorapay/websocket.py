@@ -4,9 +4,9 @@
 server closes the TCP connection during the handshake (a node being killed, say) it waits
 forever, and the stream it opened is never closed; and a websocket aborted by its peer is never
 closed either; and a rejected upgrade raises in the reader task, in the caller's nursery. Here
-we open the TCP stream ourselves, run each connection's reader in a nursery of its own, bound
-the handshake, and close the stream on any failure and on every close. (A connection closed
-during the handshake still costs the whole `timeout`: trio-websocket gives no signal for it.)
+we open the TCP stream ourselves, watch it for end-of-stream during the handshake, run each
+connection's reader in a nursery of its own, bound the handshake, and close the stream on any
+failure and on every close.
 """
 
 from __future__ import annotations
@@ -68,6 +68,57 @@ _CONNECTION_FAILURES = (HandshakeError, ConnectionClosed, OSError, trio.BrokenRe
                         trio.ClosedResourceError)
 
 
+class _WatchedStream(trio.abc.Stream):
+    """A stream that says when the peer closed it (trio-websocket's handshake does not)."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self._stream = stream
+        self.ended = trio.Event()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self._stream.send_eof()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        try:
+            data = await self._stream.receive_some(max_bytes)
+        except BaseException:
+            self.ended.set()
+            raise
+        if not data:
+            self.ended.set()
+        return data
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+async def _handshake(nursery: trio.Nursery, stream: _WatchedStream, host: str, path: str,
+                     max_message_size: int) -> WebSocketConnection:
+    """The handshake, or HandshakeError as soon as the peer closes the connection."""
+    connection: WebSocketConnection | None = None
+    async with trio.open_nursery() as race:
+        async def handshake() -> None:
+            nonlocal connection
+            connection = await wrap_client_stream(nursery, stream, host, path,  # type: ignore[arg-type]
+                                                  max_message_size=max_message_size)
+            race.cancel_scope.cancel()
+
+        async def closed() -> None:
+            await stream.ended.wait()
+            race.cancel_scope.cancel()
+        race.start_soon(handshake)
+        race.start_soon(closed)
+    if connection is None:
+        raise HandshakeError(f"{host} closed the connection during the handshake")
+    return connection
+
+
 async def _run_connection(stream: trio.SocketStream, host: str, path: str,
                           max_message_size: int, *,
                           task_status: trio.TaskStatus[WebSocketConnection]) -> None:
@@ -76,8 +127,7 @@ async def _run_connection(stream: trio.SocketStream, host: str, path: str,
     started = False
     try:
         async with trio.open_nursery() as inner:
-            ws = await wrap_client_stream(inner, stream, host, path,
-                                          max_message_size=max_message_size)
+            ws = await _handshake(inner, _WatchedStream(stream), host, path, max_message_size)
             task_status.started(ws)
             started = True
     except BaseExceptionGroup as group:

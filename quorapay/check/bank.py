@@ -46,6 +46,7 @@ class Stage:
     now: Callable[[], float]
     urls: list[str]
     stop_at: float
+    first_ack_after: Callable[[float], Awaitable[float]]  # seconds from a moment to an ack
 
 
 Scenario = Callable[[Stage], Awaitable[dict[str, float]]]
@@ -77,6 +78,8 @@ class _History:
         self.events: list[Event] = []
         self._file = open(path, "wb")  # noqa: SIM115  (closed in close())
         self._started = time.monotonic()
+        self._acked = trio.Event()  # set (and replaced) whenever a transfer is acknowledged
+        self.last_ack = -1.0
 
     def now(self) -> float:
         return round(time.monotonic() - self._started, 6)
@@ -84,6 +87,16 @@ class _History:
     def record(self, event: Event) -> None:
         self.events.append(event)
         self._file.write(encode(event))
+        if isinstance(event, Ok) and event.f == "transfer":
+            self.last_ack = event.time
+            self._acked.set()
+            self._acked = trio.Event()
+
+    async def first_ack_after(self, moment: float) -> float:
+        """Seconds from `moment` until a client was told a transfer is ok."""
+        while self.last_ack <= moment:
+            await self._acked.wait()
+        return round(self.last_ack - moment, 3)
 
     def close(self) -> None:
         self._file.close()
@@ -108,7 +121,8 @@ async def run_bank(cluster: ClusterConfig, options: BankOptions) -> BankOutcome:
                                    random.Random(rng.random()), history, stop_at)
             if options.scenario is not None:
                 stage = Stage(cluster=cluster, record=history.record, now=history.now,
-                              urls=urls, stop_at=stop_at)
+                              urls=urls, stop_at=stop_at,
+                              first_ack_after=history.first_ack_after)
                 measurements = await options.scenario(stage)
             else:
                 nemesis = BankNemesis(cluster, options.nemesis, random.Random(rng.random()),

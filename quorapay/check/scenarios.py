@@ -52,8 +52,14 @@ async def _leader(stage: Stage) -> NodeConfig:
     return await processes.resolve(stage.cluster, "leader")
 
 
+async def _recovery(stage: Stage, since: float, deadline: float = 60.0) -> float:
+    """Seconds from `since` until a client was told a transfer is ok: writes commit again."""
+    with trio.fail_after(deadline):
+        return await stage.first_ack_after(since)
+
+
 async def _write_time(stage: Stage, deadline: float = 30.0) -> float:
-    """Seconds until a write (a barrier) commits, from now."""
+    """Seconds until a write (a barrier) commits, from now (when clients may be idle)."""
     started = time.monotonic()
     async with Client(stage.urls, deadline=deadline) as client:
         await client.barrier()
@@ -101,7 +107,7 @@ async def leader_kill(stage: Stage) -> dict[str, float]:
     leader = await _leader(stage)
     processes.kill(stage.cluster, leader)
     _mark(stage, "kill", "start", f"kill -9 leader {leader.id}")
-    recovery = await _write_time(stage)
+    recovery = await _recovery(stage, stage.now())
     await trio.sleep(2)
     processes.restart(stage.cluster, leader)
     _mark(stage, "kill", "stop", f"restarted {leader.id}")
@@ -113,7 +119,7 @@ async def follower_kill(stage: Stage) -> dict[str, float]:
     follower = await _a_follower(stage)
     processes.kill(stage.cluster, follower)
     _mark(stage, "kill", "start", f"kill -9 follower {follower.id}")
-    recovery = await _write_time(stage)
+    recovery = await _recovery(stage, stage.now())
     await trio.sleep(4)
     processes.restart(stage.cluster, follower)
     _mark(stage, "kill", "stop", f"restarted {follower.id}")
@@ -125,7 +131,7 @@ async def slow_follower(stage: Stage) -> dict[str, float]:
     leader, follower = await _leader(stage), await _a_follower(stage)
     _faults(stage, lambda f, p: network.delay(f, p, leader.id, follower.id, 300, 100))
     _mark(stage, "delay", "start", f"{leader.id}>{follower.id} 300ms ±100ms")
-    recovery = await _write_time(stage)
+    recovery = await _recovery(stage, stage.now())
     await trio.sleep(6)
     _heal(stage)
     _mark(stage, "delay", "stop", "healed")
@@ -137,6 +143,7 @@ async def leader_cut_from_followers(stage: Stage) -> dict[str, float]:
     leader = await _leader(stage)
     _faults(stage, lambda f, p: network.partition(f, p, _nodes(stage), [[leader.id]]))
     _mark(stage, "partition", "start", f"leader {leader.id} cut from the followers")
+    cut_at = stage.now()
     started = time.monotonic()
     stepped_down = None
     with trio.fail_after(30):
@@ -145,11 +152,11 @@ async def leader_cut_from_followers(stage: Stage) -> dict[str, float]:
             if isinstance(status, api.NodeStatus) and status.role != "leader":
                 stepped_down = round(time.monotonic() - started, 3)
             await trio.sleep(0.05)
-    recovery = await _write_time(stage)
+    recovery = await _recovery(stage, cut_at)
     await trio.sleep(2)
     _heal(stage)
     _mark(stage, "partition", "stop", "healed")
-    return {"stepped_down": stepped_down, "recovery": round(recovery + stepped_down, 3)}
+    return {"stepped_down": stepped_down, "recovery": recovery}
 
 
 async def leader_cut_from_zookeeper(stage: Stage) -> dict[str, float]:
@@ -157,12 +164,12 @@ async def leader_cut_from_zookeeper(stage: Stage) -> dict[str, float]:
     leader = await _leader(stage)
     _faults(stage, lambda f, p: network.cut(f, p, [[leader.id], ["zk"]]))
     _mark(stage, "zk", "start", f"leader {leader.id} cut from ZooKeeper")
-    started = time.monotonic()
+    cut_at = stage.now()
     with trio.fail_after(60):  # a write must commit again -- through another leader
         while (await _leader(stage)).id == leader.id:  # noqa: ASYNC110  (another process)
             await trio.sleep(0.1)
-        await _write_time(stage)
-    recovery = round(time.monotonic() - started, 3)
+        changed_at = stage.now()
+    recovery = round(changed_at - cut_at + await _recovery(stage, changed_at), 3)
     await trio.sleep(2)
     _heal(stage)
     _mark(stage, "zk", "stop", "healed")
@@ -174,7 +181,7 @@ async def zombie_leader(stage: Stage) -> dict[str, float]:
     leader = await _leader(stage)
     processes.pause(stage.cluster, leader)
     _mark(stage, "pause", "start", f"SIGSTOP leader {leader.id} past its session timeout")
-    recovery = await _write_time(stage, deadline=60)
+    recovery = await _recovery(stage, stage.now())
     await trio.sleep(max(0.0, stage.cluster.zookeeper.session_timeout + 2 - recovery))
     processes.resume(stage.cluster, leader)
     _mark(stage, "pause", "stop", f"SIGCONT {leader.id}: a zombie until it learns")
@@ -186,7 +193,7 @@ async def minority_partition(stage: Stage) -> dict[str, float]:
     follower = await _a_follower(stage)
     _faults(stage, lambda f, p: network.partition(f, p, _nodes(stage), [[follower.id]]))
     _mark(stage, "partition", "start", f"follower {follower.id} alone in a minority")
-    recovery = await _write_time(stage)
+    recovery = await _recovery(stage, stage.now())
     await trio.sleep(5)
     _heal(stage)
     _mark(stage, "partition", "stop", "healed")
@@ -203,7 +210,7 @@ async def flaky_links(stage: Stage) -> dict[str, float]:
                 _faults(stage, lambda f, p, a=a, b=b: network.delay(f, p, b, a, 20, 40))
                 _faults(stage, lambda f, p, a=a, b=b: network.drop(f, p, a, b, 0.02))
     _mark(stage, "net", "start", "every peer link: 20ms ±40ms, 2% of chunks kill the connection")
-    recovery = await _write_time(stage)
+    recovery = await _recovery(stage, stage.now())
     await trio.sleep(8)
     _heal(stage)
     _mark(stage, "net", "stop", "healed")
@@ -214,7 +221,7 @@ async def one_zookeeper_server_lost(stage: Stage) -> dict[str, float]:
     await _at(stage, START)
     processes.zk_kill(stage.cluster, 1)
     _mark(stage, "zk", "start", "kill -9 ZooKeeper server 1 of 3")
-    recovery = await _write_time(stage)
+    recovery = await _recovery(stage, stage.now())
     await trio.sleep(6)
     processes.zk_restart(stage.cluster, 1)
     _mark(stage, "zk", "stop", "restarted server 1")
@@ -234,7 +241,7 @@ async def all_of_zookeeper_lost(stage: Stage) -> dict[str, float]:
     for server in zookeeper.servers(stage.cluster):
         processes.zk_restart(stage.cluster, server)
     _mark(stage, "zk", "stop", "restarted ZooKeeper")
-    return {"writes_refused": refused, "recovery": await _write_time(stage, deadline=60)}
+    return {"writes_refused": refused, "recovery": await _recovery(stage, stage.now())}
 
 
 async def all_nodes_killed(stage: Stage) -> dict[str, float]:
@@ -246,7 +253,7 @@ async def all_nodes_killed(stage: Stage) -> dict[str, float]:
     for node in stage.cluster.nodes:
         processes.restart(stage.cluster, node)
     _mark(stage, "kill", "stop", "restarted every node")
-    return {"recovery": await _write_time(stage, deadline=60)}
+    return {"recovery": await _recovery(stage, stage.now())}
 
 
 async def corrupt_tail(stage: Stage) -> dict[str, float]:
@@ -267,7 +274,7 @@ async def corrupt_tail(stage: Stage) -> dict[str, float]:
         while process.pid() is not None:  # noqa: ASYNC110  (another process)
             await trio.sleep(0.1)
     refused = float("corrupt log record" in process.log_file.read_text())
-    recovery = await _write_time(stage)
+    recovery = await _recovery(stage, stage.now())
     shutil.rmtree(follower.data_dir)
     backup.rename(follower.data_dir)  # the operator restores the node's disk
     processes.restart(stage.cluster, follower)
@@ -293,8 +300,9 @@ async def retries_across_failover(stage: Stage) -> dict[str, float]:
             nursery.start_soon(send, number)
         await trio.sleep(0.05)
         processes.kill(stage.cluster, leader)
+        killed_at = stage.now()
         _mark(stage, "kill", "start", f"kill -9 leader {leader.id} with requests in flight")
-    recovery = await _write_time(stage)
+    recovery = await _recovery(stage, killed_at)
     processes.restart(stage.cluster, leader)
     _mark(stage, "kill", "stop", f"restarted {leader.id}")
     return {"recovery": recovery, "acknowledged_retries": float(retried)}

@@ -9,13 +9,13 @@ and the nodes run with a generated cluster file that says all of this (`runtime.
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
 from quorapay.chaos.links import LinkPlan, Plan, read_plan, write_plan
+from quorapay.cluster.ports import free_ports
 from quorapay.config import ClusterConfig, NodeConfig, load_config
 
 CLIENT = "client"
@@ -75,7 +75,7 @@ def forget_plan(cluster: ClusterConfig) -> None:
 
 def _new_plan(cluster: ClusterConfig) -> Plan:
     ids: list[str] = [n.id for n in cluster.nodes]
-    free = _free_ports(2 * len(ids) + len(ids) * (len(ids) - 1) // 2
+    free = free_ports(2 * len(ids) + len(ids) * (len(ids) - 1) // 2
                        + len(ids) * cluster.zookeeper.servers)
     peer_ports = {i: free.pop() for i in ids}
     client_ports = {i: free.pop() for i in ids}
@@ -118,17 +118,3 @@ def _runtime_node(cluster: ClusterConfig, plan: Plan, node: NodeConfig) -> dict[
             "client_port": node.client_port,
             "listen_client_port": plan.client_ports[node.id],
             "data_dir": str(node.data_dir), "routes": routes}
-
-
-def _free_ports(count: int) -> list[int]:
-    """Ports nothing listens on now (kept open together, so they differ)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()

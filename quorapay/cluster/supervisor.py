@@ -123,6 +123,10 @@ async def wait_for_leader(cluster: ClusterConfig, *, timeout: float) -> api.Node
                 crashed = _tail(process)
                 if crashed:
                     raise ClusterError(f"node {node.id} exited: {crashed}")
+        proxy = proxy_process(cluster)
+        if runtime.proxied(cluster) and proxy.pid() is None and proxy.log_file.exists():
+            why = _tail(proxy) or f"see {proxy.log_file}"
+            raise ClusterError(f"the chaos proxy exited: {why}")
         for status in (await statuses(cluster)).values():
             if isinstance(status, api.NodeStatus) and status.serving:
                 return status
@@ -132,9 +136,9 @@ async def wait_for_leader(cluster: ClusterConfig, *, timeout: float) -> api.Node
 
 
 def _tail(process: Tracked) -> str:
-    """The node's last error line, if its log ends with one."""
+    """The process's last error line, if its log ends with one."""
     lines = process.log_file.read_text(errors="replace").strip().splitlines()
-    return lines[-1] if lines and "error" in lines[-1].lower() else ""
+    return lines[-1].strip(" |") if lines and "error" in lines[-1].lower() else ""
 
 
 async def statuses(cluster: ClusterConfig, *, timeout: float = 2.0

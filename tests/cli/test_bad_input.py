@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from quorapay.cli.main import cli
+from quorapay.cluster.ports import free_ports
 from quorapay.config import default_cluster, render
 
 
@@ -38,9 +39,7 @@ def local_config(tmp_path: Path, **changes: object) -> Path:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def test_missing_cluster_file_says_how_to_make_one(tmp_path: Path) -> None:

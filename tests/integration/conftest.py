@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,15 +9,15 @@ from pathlib import Path
 import pytest
 
 from quorapay.cluster import supervisor, zookeeper
+from quorapay.cluster.ports import free_ports
 from quorapay.config import ClusterConfig, default_cluster, load_config, render
 
 SESSION_TIMEOUT = 2.0
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port below the ephemeral range (see quorapay.cluster.ports)."""
+    return free_ports(1)[0]
 
 
 def write_cluster(path: Path, *, name: str, zk_port: int, nodes: int = 3,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 import trio
 from trio_websocket import ConnectionClosed
 
+from quorapay.cluster.ports import free_ports
 from quorapay.config import ClusterConfig, default_cluster, load_config, render
 from quorapay.core.inputs import MessageReceived
 from quorapay.core.messages import PROTOCOL_VERSION, Frame, Hello, Prepare, encode
@@ -18,9 +18,7 @@ from quorapay.websocket import ClientWebsocket, connect
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
 
 
 @pytest.fixture

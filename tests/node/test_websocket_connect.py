@@ -33,11 +33,11 @@ async def test_an_answer_that_is_not_a_websocket_upgrade_is_refused_at_once() ->
         nursery.cancel_scope.cancel()
 
 
-async def test_a_connection_closed_during_the_handshake_fails_within_the_timeout() -> None:
+async def test_a_connection_closed_during_the_handshake_fails_at_once() -> None:
     async with trio.open_nursery() as nursery:
-        port = await nursery.start(serve_raw, None)  # a node dying mid-handshake
-        with trio.fail_after(3), pytest.raises(HandshakeError):
-            await connect(nursery, f"ws://127.0.0.1:{port}/", timeout=0.5,
+        port = await nursery.start(serve_raw, None)  # a node dying mid-handshake, or a proxy
+        with trio.fail_after(1), pytest.raises(HandshakeError, match="closed the connection"):
+            await connect(nursery, f"ws://127.0.0.1:{port}/", timeout=10,
                           max_message_size=2**20)
         nursery.cancel_scope.cancel()
 
