@@ -65,12 +65,15 @@ class Client:
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> bool | None:
-        await self._close()
         assert self._nursery is not None
-        self._nursery.cancel_scope.cancel()
-        # The nursery only runs our websocket tasks: never wrap the caller's own exception
-        # in an exception group; let it propagate unchanged.
-        await self._nursery_manager.__aexit__(None, None, None)
+        try:
+            with trio.CancelScope(shield=True):  # bounded: a polite second, then the socket
+                await self._close()
+        finally:
+            self._nursery.cancel_scope.cancel()
+            # The nursery only runs our websocket tasks: never wrap the caller's own exception
+            # in an exception group; let it propagate unchanged.
+            await self._nursery_manager.__aexit__(None, None, None)
         return None
 
     # ------------------------------------------------------------------ operations

@@ -52,6 +52,12 @@ async def _leader(stage: Stage) -> NodeConfig:
     return await processes.resolve(stage.cluster, "leader")
 
 
+async def _leader_id(stage: Stage) -> str | None:
+    """The serving leader now, or None during a handover."""
+    leader = supervisor.current_leader(await supervisor.statuses(stage.cluster))
+    return None if leader is None else leader.node
+
+
 async def _recovery(stage: Stage, since: float, deadline: float = 60.0) -> float:
     """Seconds from `since` until a client was told a transfer is ok: writes commit again."""
     with trio.fail_after(deadline):
@@ -166,7 +172,7 @@ async def leader_cut_from_zookeeper(stage: Stage) -> dict[str, float]:
     _mark(stage, "zk", "start", f"leader {leader.id} cut from ZooKeeper")
     cut_at = stage.now()
     with trio.fail_after(60):  # a write must commit again -- through another leader
-        while (await _leader(stage)).id == leader.id:  # noqa: ASYNC110  (another process)
+        while (await _leader_id(stage)) in (leader.id, None):  # noqa: ASYNC110  (another process)
             await trio.sleep(0.1)
         changed_at = stage.now()
     recovery = round(changed_at - cut_at + await _recovery(stage, changed_at), 3)
