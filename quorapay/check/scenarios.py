@@ -48,8 +48,12 @@ def _mark(stage: Stage, fault: str, phase: str, detail: str) -> None:
     stage.record(Nemesis(time=stage.now(), fault=fault, phase=phase, detail=detail))
 
 
-async def _leader(stage: Stage) -> NodeConfig:
-    return await processes.resolve(stage.cluster, "leader")
+async def _leader(stage: Stage, deadline: float = 30.0) -> NodeConfig:
+    """The serving leader, waiting for one through a handover (or a slow status)."""
+    with trio.fail_after(deadline):
+        while (leader := await _leader_id(stage)) is None:  # noqa: ASYNC110  (another process)
+            await trio.sleep(0.1)
+    return stage.cluster.node(leader)
 
 
 async def _leader_id(stage: Stage) -> str | None:
@@ -75,13 +79,16 @@ async def _write_time(stage: Stage, deadline: float = 30.0) -> float:
 async def _caught_up(stage: Stage, node: NodeConfig, deadline: float = 30.0) -> float:
     """Seconds until `node` has applied everything the leader had committed when asked."""
     started = time.monotonic()
-    leader = await _leader(stage)
-    target = (await supervisor.statuses(stage.cluster))[leader.id]
-    assert isinstance(target, api.NodeStatus)
     with trio.fail_after(deadline):
+        target = None
         while True:
-            status = (await supervisor.statuses(stage.cluster))[node.id]
-            if isinstance(status, api.NodeStatus) and status.applied_index >= target.commit_index:
+            found = await supervisor.statuses(stage.cluster)
+            if target is None:
+                leader = supervisor.current_leader(found)
+                target = None if leader is None else leader.commit_index
+            status = found[node.id]
+            if target is not None and isinstance(status, api.NodeStatus) \
+                    and status.applied_index >= target:
                 return round(time.monotonic() - started, 3)
             await trio.sleep(0.1)
 
