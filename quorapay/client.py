@@ -13,6 +13,7 @@ same ids.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Sequence
 from types import TracebackType
 
@@ -26,6 +27,7 @@ from quorapay.core.errors import QuorapayError
 from quorapay.websocket import ClientWebsocket, connect
 
 RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)
+SUSPICION = 5.0  # seconds a node that failed to answer is tried only when all others fail too
 
 
 class ClientError(QuorapayError):
@@ -42,7 +44,7 @@ class ClientError(QuorapayError):
 
 class Client:
     def __init__(self, urls: Sequence[str], *, deadline: float = 30.0,
-                 attempt_timeout: float = 10.0, connect_timeout: float = 2.0) -> None:
+                 attempt_timeout: float = 6.0, connect_timeout: float = 2.0) -> None:
         if not urls:
             raise ValueError("a client needs at least one node url")
         self._urls = list(urls)
@@ -56,6 +58,8 @@ class Client:
         self._ws: ClientWebsocket | None = None
         self._req = 0
         self._answered = False  # did any node ever answer this client?
+        self._awaiting_write = False  # a write went out and its answer has not come back
+        self._suspects: dict[str, float] = {}  # url -> when it last failed to answer
         self._nursery_manager = trio.open_nursery()
         self._nursery: trio.Nursery | None = None
 
@@ -108,7 +112,8 @@ class Client:
         unknown = False
         last: api.Error | None = None
         attempts = 0
-        with trio.move_on_after(self._deadline):
+        self._awaiting_write = False
+        with trio.move_on_after(self._deadline) as deadline:
             while True:
                 response, lost = await self._attempt(request)
                 unknown = unknown or lost
@@ -121,12 +126,18 @@ class Client:
                     if not last.retryable:
                         raise ClientError(last)
                     if last.code is api.ErrorCode.NOT_LEADER and last.leader is not None \
-                            and last.leader.url != self._url:
+                            and last.leader.url != self._url \
+                            and not self._suspected(last.leader.url):
                         await self._switch(last.leader.url)
                         continue
                 await self._switch(None)
                 await trio.sleep(RETRY_DELAYS[min(attempts, len(RETRY_DELAYS) - 1)])
                 attempts += 1
+        if deadline.cancelled_caught:
+            # The deadline may have cut an attempt short after its write was sent: then the
+            # outcome is unknown. And a connection that did not answer in time is not reused.
+            unknown = unknown or self._awaiting_write
+            await self._switch(None)
         code = api.ErrorCode.TIMEOUT if unknown else api.ErrorCode.UNAVAILABLE
         if not self._answered:
             raise ClientError(api.error(code, (
@@ -148,20 +159,38 @@ class Client:
                 await ws.send_message(api.encode(msgspec.structs.replace(request, req=self._req))
                                       .decode())
                 sent = True
+                self._awaiting_write = _is_write(request)
                 while True:
                     response = api.decode_response(await ws.get_message())
                     self._answered = True
                     if response.req == self._req:
+                        self._awaiting_write = False
+                        if self._url is not None:
+                            self._suspects.pop(self._url, None)
                         return response, False
         except (OSError, HandshakeError, ConnectionClosed, trio.TooSlowError,
                 msgspec.DecodeError):
+            if self._url is not None:
+                self._suspects[self._url] = time.monotonic()
             await self._close()
             return None, sent and _is_write(request)
+
+    def _suspected(self, url: str) -> bool:
+        failed = self._suspects.get(url)
+        return failed is not None and time.monotonic() - failed < SUSPICION
+
+    def _next_url(self) -> str:
+        """The next node in turn, passing over those that just failed (unless all did)."""
+        for _ in range(len(self._urls)):
+            url = next(self._rotation)
+            if not self._suspected(url):
+                return url
+        return next(self._rotation)
 
     async def _connection(self) -> WebSocketConnection:
         if self._ws is None:
             if self._url is None:
-                self._url = next(self._rotation)
+                self._url = self._next_url()
             assert self._nursery is not None
             self._ws = await connect(self._nursery, self._url, timeout=self._connect_timeout,
                                      max_message_size=64 * 2**20)

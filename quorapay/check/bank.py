@@ -7,6 +7,7 @@ and `report.json` / `report.txt`.
 
 from __future__ import annotations
 
+import itertools
 import random
 import shutil
 import time
@@ -33,7 +34,7 @@ from quorapay.verify.collect import settled_statuses
 ISSUER = "bank"
 FUNDING = 1000
 READ_SHARE = 0.2
-OP_DEADLINE = 10.0
+OP_DEADLINE = 30.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,6 +48,7 @@ class Stage:
     urls: list[str]
     stop_at: float
     first_ack_after: Callable[[float], Awaitable[float]]  # seconds from a moment to an ack
+    stall: Callable[[float, float], float]  # the longest time without an ack in a window
 
 
 Scenario = Callable[[Stage], Awaitable[dict[str, float]]]
@@ -80,6 +82,7 @@ class _History:
         self._started = time.monotonic()
         self._acked = trio.Event()  # set (and replaced) whenever a transfer is acknowledged
         self.last_ack = -1.0
+        self._ack_times: list[float] = []
 
     def now(self) -> float:
         return round(time.monotonic() - self._started, 6)
@@ -89,8 +92,17 @@ class _History:
         self._file.write(encode(event))
         if isinstance(event, Ok) and event.f == "transfer":
             self.last_ack = event.time
+            self._ack_times.append(event.time)
             self._acked.set()
             self._acked = trio.Event()
+
+    def stall(self, since: float, until: float) -> float:
+        """The longest time within [since, until] in which no client was told a transfer is ok,
+        counting from `since`: what clients saw of an outage that began then."""
+        moments = [since, *(t for t in self._ack_times if since < t <= until)]
+        if len(moments) == 1:
+            return round(until - since, 3)
+        return round(max(b - a for a, b in itertools.pairwise(moments)), 3)
 
     async def first_ack_after(self, moment: float) -> float:
         """Seconds from `moment` until a client was told a transfer is ok."""
@@ -122,7 +134,7 @@ async def run_bank(cluster: ClusterConfig, options: BankOptions) -> BankOutcome:
             if options.scenario is not None:
                 stage = Stage(cluster=cluster, record=history.record, now=history.now,
                               urls=urls, stop_at=stop_at,
-                              first_ack_after=history.first_ack_after)
+                              first_ack_after=history.first_ack_after, stall=history.stall)
                 measurements = await options.scenario(stage)
             else:
                 nemesis = BankNemesis(cluster, options.nemesis, random.Random(rng.random()),

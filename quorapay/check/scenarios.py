@@ -63,9 +63,12 @@ async def _leader_id(stage: Stage) -> str | None:
 
 
 async def _recovery(stage: Stage, since: float, deadline: float = 60.0) -> float:
-    """Seconds from `since` until a client was told a transfer is ok: writes commit again."""
+    """Wait until writes are acknowledged again, then return the recovery time: the longest
+    stretch without any acknowledged transfer, from `since` (the fault) until now."""
     with trio.fail_after(deadline):
-        return await stage.first_ack_after(since)
+        await stage.first_ack_after(since)
+        await stage.first_ack_after(stage.now() + 1.0)  # let the stall, if any, end for sure
+    return stage.stall(since, stage.now())
 
 
 async def _write_time(stage: Stage, deadline: float = 30.0) -> float:

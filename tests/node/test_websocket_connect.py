@@ -52,3 +52,27 @@ async def test_a_silent_server_times_out() -> None:
         for listener in listeners:
             await listener.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def test_a_write_cut_short_by_the_deadline_is_unknown_and_its_connection_dropped() -> None:
+    # A node that accepts and never answers (paused): the write went out, so its outcome is
+    # unknown -- TIMEOUT, never UNAVAILABLE -- and the next request must not reuse the link.
+    from quorapay.api import schema as api
+    from quorapay.client import Client, ClientError
+    from trio_websocket import serve_websocket
+
+    async def accept_and_ignore(request):  # noqa: ANN001, ANN202
+        ws = await request.accept()
+        await trio.sleep_forever()
+        await ws.aclose()
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_websocket, accept_and_ignore, "127.0.0.1", 0, None)
+        url = f"ws://127.0.0.1:{server.port}/"
+        async with Client([url], deadline=1.0, attempt_timeout=10.0) as client:
+            with trio.fail_after(5), pytest.raises(ClientError) as failure:
+                await client.submit_transfers([api.TransferSpec(id="t", debit="a", credit="b",
+                                                                amount=1)])
+            assert failure.value.code is api.ErrorCode.TIMEOUT
+            assert client._ws is None  # dropped, not reused
+        nursery.cancel_scope.cancel()
