@@ -1,7 +1,10 @@
-"""The replica's view of the replicated log: contiguous entries from index 1.
+"""The replica's view of the replicated log: contiguous entries after a start point.
 
-Index 0 is a sentinel with epoch 0, so (prev_index=0, prev_epoch=0) always matches. Pure
-bookkeeping: persistence is the driver's job, told through `Ready.persist`.
+The log holds the entries `start + 1 .. last`. Everything at or below `start` was compacted away
+(it is committed and applied, its effect kept in the ledger's state); `start` itself still has a
+known epoch, so (prev_index=start, prev_epoch) can be checked. A fresh log starts at 0, a
+sentinel with epoch 0, so (0, 0) always matches. Pure bookkeeping: persistence is the driver's
+job, told through `Ready.persist`.
 """
 
 from __future__ import annotations
@@ -14,39 +17,63 @@ from quorapay.core.types import Epoch, LogEntry, LogIndex
 
 
 class Log:
-    def __init__(self, entries: Iterable[LogEntry] = ()) -> None:
+    def __init__(self, entries: Iterable[LogEntry] = (), *, start: LogIndex = LogIndex(0),
+                 start_epoch: Epoch = Epoch(0)) -> None:
+        self._start = start
+        self._start_epoch = start_epoch
         self._entries: list[LogEntry] = []
         for entry in entries:
             self.append(entry)
 
     @property
+    def start(self) -> LogIndex:
+        """The compaction point: entries up to here are gone (committed and applied)."""
+        return self._start
+
+    @property
+    def start_epoch(self) -> Epoch:
+        return self._start_epoch
+
+    @property
     def last_index(self) -> LogIndex:
-        return LogIndex(len(self._entries))
+        return LogIndex(self._start + len(self._entries))
 
     @property
     def last_epoch(self) -> Epoch:
-        return self._entries[-1].epoch if self._entries else Epoch(0)
+        return self._entries[-1].epoch if self._entries else self._start_epoch
+
+    def holds(self, index: int) -> bool:
+        """Whether the entry itself is here (not compacted, not past the end)."""
+        return self._start < index <= self.last_index
 
     def epoch_at(self, index: int) -> Epoch | None:
-        """The epoch of the entry at `index`, 0 for the sentinel, None past the end."""
-        if index == 0:
-            return Epoch(0)
-        if 1 <= index <= len(self._entries):
-            return self._entries[index - 1].epoch
+        """The epoch of the entry at `index` (also at the start point); None if unknown."""
+        if index == self._start:
+            return self._start_epoch
+        if self.holds(index):
+            return self._entries[index - self._start - 1].epoch
         return None
 
     def entry(self, index: int) -> LogEntry:
-        return self._entries[index - 1]
+        if not self.holds(index):
+            raise LocalError(f"no entry {index} here (log holds {self._start + 1}.."
+                             f"{self.last_index})")
+        return self._entries[index - self._start - 1]
 
     def slice(self, first: int, last: int) -> tuple[LogEntry, ...]:
-        """Entries first..last inclusive (clipped to the log)."""
-        return tuple(self._entries[max(first, 1) - 1 : max(last, 0)])
+        """The entries held in first..last inclusive."""
+        low = max(first, self._start + 1) - self._start - 1
+        high = max(last - self._start, 0)
+        return tuple(self._entries[low:high])
 
     def take(self, first: int, max_weight: int) -> tuple[LogEntry, ...]:
         """Entries from `first` up to about `max_weight` commands; at least one if any exist."""
+        if first <= self._start:
+            raise LocalError(f"entries from {first} were compacted (log starts after "
+                             f"{self._start})")
         taken: list[LogEntry] = []
         weight = 0
-        for entry in self._entries[max(first, 1) - 1 :]:
+        for entry in self._entries[first - self._start - 1:]:
             if taken and weight + entry.weight > max_weight:
                 break
             taken.append(entry)
@@ -54,29 +81,50 @@ class Log:
         return tuple(taken)
 
     def append(self, entry: LogEntry) -> None:
-        if entry.index != len(self._entries) + 1:
-            raise LocalError(f"append at {entry.index} but the log ends at {len(self._entries)}")
-        if self._entries and entry.epoch < self._entries[-1].epoch:
+        if entry.index != self.last_index + 1:
+            raise LocalError(f"append at {entry.index} but the log ends at {self.last_index}")
+        if entry.epoch < self.last_epoch:
             raise LocalError(f"entry {entry.index} has epoch {entry.epoch} below its predecessor")
         self._entries.append(entry)
 
     def truncate_after(self, index: int) -> None:
-        del self._entries[index:]
+        if index < self._start:
+            raise LocalError(f"cannot truncate after {index}: compacted up to {self._start}")
+        del self._entries[index - self._start:]
+
+    def compact(self, upto: LogIndex) -> None:
+        """Forget the entries up to `upto` (which the caller has applied)."""
+        if not self._start <= upto <= self.last_index:
+            raise LocalError(f"cannot compact up to {upto}: log is {self._start}.."
+                             f"{self.last_index}")
+        epoch = self.epoch_at(upto)
+        assert epoch is not None
+        del self._entries[:upto - self._start]
+        self._start, self._start_epoch = upto, epoch
+
+    def reset(self, start: LogIndex, start_epoch: Epoch) -> None:
+        """Replace everything with an empty log starting after a snapshot at `start`."""
+        self._entries = []
+        self._start, self._start_epoch = start, start_epoch
 
     def first_index_of_run(self, index: int) -> LogIndex:
-        """The first index of the run of same-epoch entries that contains `index`."""
+        """The first index (not below the start) of the run of same-epoch entries at `index`."""
         epoch = self.epoch_at(index)
         if epoch is None:
             raise LocalError(f"no entry at {index}")
+        if index == self._start:
+            return LogIndex(index)
         # epochs never decrease along a log, so the run starts where that epoch first appears
-        return LogIndex(bisect_left(self._entries, epoch, hi=index, key=_epoch_of) + 1)
+        position = bisect_left(self._entries, epoch, hi=index - self._start, key=_epoch_of)
+        return LogIndex(self._start + position + 1)
 
     def last_index_of_epoch(self, epoch: Epoch, upto: int) -> LogIndex | None:
-        """The largest index <= upto whose entry has `epoch`, if any."""
-        position = bisect_right(self._entries, epoch, hi=min(upto, len(self._entries)),
+        """The largest held index <= upto whose entry has `epoch`, if any."""
+        position = bisect_right(self._entries, epoch,
+                                hi=max(0, min(upto, self.last_index) - self._start),
                                 key=_epoch_of)
         if position and self._entries[position - 1].epoch == epoch:
-            return LogIndex(position)
+            return LogIndex(self._start + position)
         return None
 
 
