@@ -14,20 +14,24 @@ from typing import Any
 
 import tomli_w
 
+from quorapay.core.compaction import CompactionPolicy
 from quorapay.core.errors import QuorapayError
 from quorapay.core.timing import Timing
 from quorapay.core.types import NodeId
 
 DEFAULT_PATH = Path("cluster.toml")
+DEFAULT_COMPACT_EVERY = 100_000  # entries applied above the retained tail before compacting
+DEFAULT_COMPACT_RETAIN = 10_000  # applied entries kept for followers that lag a little
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _HOST = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 _KEYS = {
-    "": {"cluster", "zookeeper", "timing", "nodes", "chaos"},
+    "": {"cluster", "zookeeper", "timing", "storage", "nodes", "chaos"},
     "cluster": {"name", "run_dir"},
     "zookeeper": {"mode", "port", "hosts", "servers", "session_timeout"},
     "timing": {"tick", "heartbeat_interval", "election_timeout", "request_timeout"},
     "chaos": {"proxies"},
+    "storage": {"compact_every", "compact_retain"},
     "node": {"id", "host", "peer_port", "client_port", "data_dir", "listen_client_port",
              "routes"},
 }
@@ -104,9 +108,22 @@ class TimingConfig:
 
     def core(self) -> Timing:
         heartbeat = max(1, round(self.heartbeat_interval / self.tick))
+        election = max(2 * heartbeat + 1, round(self.election_timeout / self.tick))
         return Timing(heartbeat_ticks=heartbeat, retransmit_ticks=2 * heartbeat,
-                      election_timeout_ticks=max(2 * heartbeat + 1,
-                                                 round(self.election_timeout / self.tick)))
+                      election_timeout_ticks=election, snapshot_retry_ticks=election)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StorageConfig:
+    """Log compaction: see `CompactionPolicy`. compact_every = 0 keeps the whole log."""
+
+    compact_every: int = DEFAULT_COMPACT_EVERY
+    compact_retain: int = DEFAULT_COMPACT_RETAIN
+
+    def compaction(self) -> CompactionPolicy | None:
+        if self.compact_every == 0:
+            return None
+        return CompactionPolicy(every=self.compact_every, retain=self.compact_retain)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,6 +135,7 @@ class ClusterConfig:
     zookeeper: ZooKeeperConfig
     timing: TimingConfig
     proxies: bool = True  # local mode: every link goes through the chaos proxy
+    storage: StorageConfig = StorageConfig()
 
     def node(self, node_id: str) -> NodeConfig:
         for node in self.nodes:
@@ -174,6 +192,7 @@ class _Parser:
         timing = self._timing(self._table(self.raw, "timing"))
         chaos = self._table(self.raw, "chaos")
         proxies = self._get(chaos, "chaos.proxies", bool, True)
+        storage = self._storage(self._table(self.raw, "storage"))
         nodes = self._nodes()
         if zookeeper.mode == "local":
             for node in nodes:
@@ -184,7 +203,8 @@ class _Parser:
         if self.problems:
             raise ConfigError(f"{self.path}: {'; '.join(self.problems)}")
         return ClusterConfig(path=self.path, name=name, run_dir=run_dir, nodes=nodes,
-                             zookeeper=zookeeper, timing=timing, proxies=proxies)
+                             zookeeper=zookeeper, timing=timing, proxies=proxies,
+                             storage=storage)
 
     def _zookeeper(self, table: dict[str, Any]) -> ZooKeeperConfig:
         self._known(table, "zookeeper", "zookeeper")
@@ -226,6 +246,16 @@ class _Parser:
             self.problems.append("timing.request_timeout must be positive")
         return TimingConfig(tick=tick, heartbeat_interval=heartbeat, election_timeout=election,
                             request_timeout=request)
+
+    def _storage(self, table: dict[str, Any]) -> StorageConfig:
+        self._known(table, "storage", "storage")
+        every = self._get(table, "storage.compact_every", int, DEFAULT_COMPACT_EVERY)
+        retain = self._get(table, "storage.compact_retain", int, DEFAULT_COMPACT_RETAIN)
+        if every < 0:
+            self.problems.append("storage.compact_every must be 0 (never compact) or positive")
+        if retain < 0:
+            self.problems.append("storage.compact_retain must not be negative")
+        return StorageConfig(compact_every=max(every, 0), compact_retain=max(retain, 0))
 
     def _nodes(self) -> tuple[NodeConfig, ...]:
         raw_nodes = self.raw.get("nodes")
@@ -320,6 +350,8 @@ def default_cluster(*, nodes: int = 3, name: str = "quorapay-local", base_port: 
                       "session_timeout": 4.0},
         "timing": {"tick": 0.05, "heartbeat_interval": 0.1, "election_timeout": 2.0,
                    "request_timeout": 5.0},
+        "storage": {"compact_every": DEFAULT_COMPACT_EVERY,
+                    "compact_retain": DEFAULT_COMPACT_RETAIN},
         "nodes": [{"id": f"n{i}", "host": "127.0.0.1", "peer_port": base_port + i,
                    "client_port": base_port + 100 + i, "data_dir": f".quorapay/data/n{i}"}
                   for i in range(1, nodes + 1)],
@@ -330,5 +362,5 @@ def render(document: dict[str, Any]) -> str:
     header = ("# Quorapay cluster file: one [[nodes]] entry per node process.\n"
               "# zookeeper.mode = \"local\": `quorapay up` runs a ZooKeeper server on port;\n"
               "# \"external\": nodes use zookeeper.hosts. Times are in seconds; relative paths\n"
-              "# are relative to this file.\n\n")
+              "# are relative to this file. storage.compact_every = 0 keeps the whole log.\n\n")
     return header + tomli_w.dumps(document)

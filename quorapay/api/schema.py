@@ -80,9 +80,11 @@ class Status(_Request, frozen=True, tag="status"):
 
 
 class Digest(_Request, frozen=True, tag="digest"):
-    """Hashes of this node's committed log and ledger state at `upto` (default: applied)."""
+    """Hashes of this node's committed log after `after` up to `upto` (default: applied), and
+    of its ledger state at `upto`. `after` must not be below the node's log start."""
 
     upto: int | None = None
+    after: int | None = None  # default: the node's log start
 
 
 class EntryDigests(_Request, frozen=True, tag="entry_digests"):
@@ -147,6 +149,7 @@ class NodeStatus(msgspec.Struct, frozen=True, kw_only=True):
     last_index: int
     commit_index: int
     applied_index: int
+    log_start: int  # the log was compacted up to here: entries after it are held
     zookeeper: str  # CONNECTED | SUSPENDED | LOST | CONNECTING
     zookeeper_leader: str | None
 
@@ -154,10 +157,12 @@ class NodeStatus(msgspec.Struct, frozen=True, kw_only=True):
 class DigestInfo(msgspec.Struct, frozen=True, kw_only=True):
     node: str
     index: int  # the digests describe the state after applying entries 1..index
+    after: int = 0  # the log digest covers entries after+1..index
+    log_start: int = 0  # the node's log was compacted up to here
     log_digest: str
-    state_digest: str  # of the ledger replayed from the log up to index
+    state_digest: str | None  # of the ledger replayed from the log; None once it is compacted
     stored_state_digest: str | None  # of the live ledger, when index is the applied index
-    totals: dict[str, int]  # sum of balances per currency in the replayed state
+    totals: dict[str, int] | None  # sum of balances per currency: replayed, else live state
 
 
 class Response(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -244,6 +244,9 @@ async def _collect(cluster: ClusterConfig, events: list[Event], liveness: float 
             evidence.unreachable[node_id] = status
             continue
         url = cluster.node(node_id).client_url
+        if status.log_start > 0:
+            evidence.compacted[node_id] = status.log_start
+            continue
         try:
             evidence.logs[node_id] = await _entries(url, status.applied_index)
             digest = (await node_request(url, api.Digest(), timeout=30)).digest

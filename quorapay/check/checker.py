@@ -55,6 +55,7 @@ class Evidence:
     logs: dict[str, list[LogEntry]]  # each reachable node's applied log
     digests: dict[str, DigestInfo] = field(default_factory=dict)  # each node, at its applied
     unreachable: dict[str, str] = field(default_factory=dict)
+    compacted: dict[str, int] = field(default_factory=dict)  # node -> log start, if above 0
     liveness: float | None = None  # seconds from healing until a write succeeded
     liveness_bound: float = 30.0
     nemesis_requested: bool = True
@@ -80,6 +81,13 @@ class BankReport:
 
 
 def check_bank(evidence: Evidence) -> BankReport:
+    if evidence.compacted:
+        where = ", ".join(f"{n} up to {i}" for n, i in sorted(evidence.compacted.items()))
+        return BankReport(
+            verdict=Verdict.UNKNOWN, checks=(), liveness=_liveness(evidence),
+            stats=_stats(evidence.history),
+            reason=f"logs were compacted ({where}) and the checker replays whole logs: run "
+                   f"it with storage.compact_every = 0 or above the entries a run writes")
     invokes = {(e.process, e.op): e for e in evidence.history if isinstance(e, Invoke)}
     completions = [e for e in evidence.history if isinstance(e, Ok | Fail | Info)]
     stats = _stats(evidence.history)
@@ -234,11 +242,11 @@ def _logs_agree(logs: dict[str, list[LogEntry]]) -> list[str]:
 
 def _converged(evidence: Evidence) -> list[str]:
     problems = [f"{node} could not be read: {why}" for node, why in evidence.unreachable.items()]
-    states = {d.stored_state_digest or d.state_digest for d in evidence.digests.values()}
-    if len(states) > 1:
+    states = {n: d.stored_state_digest or d.state_digest or "?"
+              for n, d in evidence.digests.items()}
+    if len(set(states.values())) > 1:
         problems.append("the nodes' ledgers differ: "
-                        + ", ".join(f"{n} {(d.stored_state_digest or d.state_digest)[:12]}"
-                                    for n, d in sorted(evidence.digests.items())))
+                        + ", ".join(f"{n} {digest[:12]}" for n, digest in sorted(states.items())))
     return problems
 
 

@@ -39,11 +39,14 @@ def _faults(value: str) -> tuple[str, ...]:
               help=f"Comma-separated fault kinds ({', '.join(FAULTS)}), all or none.")
 @click.option("--workers", default=os.cpu_count() or 1, show_default=True,
               type=click.IntRange(1, 64), help="Processes running seeds in parallel.")
+@click.option("--compaction/--no-compaction", default=True, show_default=True,
+              help="Let two seeds in three compact their logs aggressively (snapshots).")
 @json_option
 def sim(seeds: int, seed: int | None, first: int, steps: int, nodes: int, faults: str,
-        workers: int, as_json: bool) -> None:
+        workers: int, compaction: bool, as_json: bool) -> None:
     """Simulate the real replication core under seeded faults and check every invariant."""
-    options = replace(Options(), steps=steps, nodes=nodes, faults=_faults(faults))
+    options = replace(Options(), steps=steps, nodes=nodes, faults=_faults(faults),
+                      compaction=compaction)
     chosen = [seed] if seed is not None else list(range(first, first + seeds))
     started = time.monotonic()
     results: list[SeedResult] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from quorapay.core.messages import Message
-from quorapay.core.types import Command, Epoch, NodeId
+from quorapay.core.types import Command, Epoch, LogIndex, NodeId
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,6 +50,14 @@ class CommandsProposed:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CompactionRequested:
+    """The driver wants the log forgotten up to `upto` (at most the applied index): the
+    ledger's state already holds its effect."""
+
+    upto: LogIndex
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReadRequested:
     """A client wants a linearizable read; `read` is the driver's token."""
 
@@ -65,4 +73,5 @@ Input = (
     | CoordinationResumed
     | CommandsProposed
     | ReadRequested
+    | CompactionRequested
 )

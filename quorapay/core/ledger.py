@@ -19,8 +19,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import assert_never
 
+import msgspec
+
 from quorapay.core.types import (
     AccountId,
+    Cents,
     Command,
     Commands,
     CreateAccount,
@@ -76,6 +79,31 @@ class Result:
     detail: str = ""
 
 
+class AccountRow(msgspec.Struct, frozen=True, array_like=True):
+    id: AccountId
+    currency: str
+    allow_negative: bool
+    balance: int
+    index: LogIndex
+
+
+class TransferRow(msgspec.Struct, frozen=True, array_like=True):
+    id: TransferId
+    debit: AccountId
+    credit: AccountId
+    amount: Cents
+    currency: str
+    status: Status
+    index: LogIndex
+
+
+class LedgerState(msgspec.Struct, frozen=True, kw_only=True):
+    """The whole ledger as data: what a snapshot carries."""
+
+    accounts: tuple[AccountRow, ...]
+    transfers: tuple[TransferRow, ...]
+
+
 @dataclass(slots=True, kw_only=True)
 class Delta:
     """Rows changed by applying entries; written with the applied index in one transaction."""
@@ -115,6 +143,29 @@ class Ledger:
     ) -> None:
         self._accounts = {a.id: a for a in accounts}
         self._transfers = {r.transfer.id: r for r in transfers}
+
+    @classmethod
+    def from_state(cls, state: LedgerState) -> Ledger:
+        return cls([Account(id=a.id, currency=a.currency, allow_negative=a.allow_negative,
+                            balance=a.balance, index=a.index) for a in state.accounts],
+                   [TransferRecord(transfer=Transfer(id=t.id, debit=t.debit, credit=t.credit,
+                                                     amount=t.amount, currency=t.currency),
+                                   status=t.status, index=t.index) for t in state.transfers])
+
+    def export(self) -> LedgerState:
+        return LedgerState(
+            accounts=tuple(AccountRow(a.id, a.currency, a.allow_negative, a.balance, a.index)
+                           for a in sorted(self._accounts.values(), key=lambda a: a.id)),
+            transfers=tuple(TransferRow(r.transfer.id, r.transfer.debit, r.transfer.credit,
+                                        r.transfer.amount, r.transfer.currency, r.status,
+                                        r.index)
+                            for r in sorted(self._transfers.values(),
+                                            key=lambda r: r.transfer.id)))
+
+    def replace(self, state: LedgerState) -> None:
+        """Become exactly `state` (a snapshot installed)."""
+        other = Ledger.from_state(state)
+        self._accounts, self._transfers = other._accounts, other._transfers
 
     @property
     def accounts(self) -> Mapping[AccountId, Account]:

@@ -11,9 +11,10 @@ from enum import StrEnum
 
 import msgspec
 
+from quorapay.core.ledger import LedgerState
 from quorapay.core.types import Epoch, LogEntry, LogIndex, NodeId
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
 class Prepare(msgspec.Struct, frozen=True, kw_only=True, tag="prepare"):
@@ -23,11 +24,13 @@ class Prepare(msgspec.Struct, frozen=True, kw_only=True, tag="prepare"):
 
 
 class Promise(msgspec.Struct, frozen=True, kw_only=True, tag="promise"):
-    """Reply to Prepare, sent only AFTER the promise is durable. Reports the last log entry."""
+    """Reply to Prepare, sent only AFTER the promise is durable. Reports the last log entry,
+    and the compaction point (entries up to it can only be had as a snapshot)."""
 
     epoch: Epoch
     last_index: LogIndex
     last_epoch: Epoch
+    log_start: LogIndex = LogIndex(0)
 
 
 class Fetch(msgspec.Struct, frozen=True, kw_only=True, tag="fetch"):
@@ -83,6 +86,17 @@ class AppendNack(msgspec.Struct, frozen=True, kw_only=True, tag="append_nack"):
     seq: int
 
 
+class InstallSnapshot(msgspec.Struct, frozen=True, kw_only=True, tag="install_snapshot"):
+    """The sender's whole ledger after applying `index` (an entry of `last_epoch`): for a node
+    that needs entries the sender has compacted. Sent by a leader to a follower, or by a fetch
+    source to the recovering leader of `epoch`."""
+
+    epoch: Epoch
+    index: LogIndex
+    last_epoch: Epoch
+    state: LedgerState
+
+
 class RefusalReason(StrEnum):
     STALE_EPOCH = "stale_epoch"
 
@@ -95,7 +109,8 @@ class Refused(msgspec.Struct, frozen=True, kw_only=True, tag="refused"):
     reason: RefusalReason = RefusalReason.STALE_EPOCH
 
 
-Message = Prepare | Promise | Fetch | FetchReply | Append | AppendAck | AppendNack | Refused
+Message = (Prepare | Promise | Fetch | FetchReply | Append | AppendAck | AppendNack | Refused
+           | InstallSnapshot)
 
 
 class Hello(msgspec.Struct, frozen=True, kw_only=True, tag="hello"):

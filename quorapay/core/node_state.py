@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
-from quorapay.core.inputs import CommandsProposed, Input, ReadRequested
+from quorapay.core.compaction import CompactionPolicy
+from quorapay.core.inputs import CommandsProposed, CompactionRequested, Input, ReadRequested
 from quorapay.core.ledger import Delta, Ledger, Result
+from quorapay.core.messages import InstallSnapshot
 from quorapay.core.ready import (
     LeadershipEnded,
     Outcome,
@@ -162,18 +164,25 @@ def unknown(why: str) -> Failure:
 
 
 def stage(ready: Ready, ledger: Ledger) -> tuple[WriteBatch, list[tuple[LogEntry, list[Result]]]]:
-    """Apply the Ready's committed entries to the ledger; return the one transaction to write."""
+    """Install the Ready's snapshot, if any, then apply its committed entries to the ledger;
+    return the one transaction to write."""
+    install = ready.persist.install if ready.persist is not None else None
+    if install is not None:
+        ledger.replace(install.state)
     delta = Delta()
     applied = [(entry, ledger.apply(entry, delta)) for entry in ready.committed]
-    batch = WriteBatch(persist=ready.persist, delta=delta,
-                       applied_index=ready.committed[-1].index if ready.committed else None)
-    return batch, applied
+    applied_index = ready.committed[-1].index if ready.committed else None
+    if applied_index is None and install is not None:
+        applied_index = install.index
+    return WriteBatch(persist=ready.persist, delta=delta, applied_index=applied_index), applied
 
 
 class NodeState(Generic[K]):
-    def __init__(self, replica: Replica, ledger: Ledger) -> None:
+    def __init__(self, replica: Replica, ledger: Ledger, *,
+                 compaction: CompactionPolicy | None = None) -> None:
         self.replica = replica
         self.ledger = ledger
+        self.compaction = compaction
         self.applied_index = replica.applied_index  # durable: advanced only in finish()
         self._next_token = 0
         self._proposed: dict[int, list[_Part[K]]] = {}
@@ -230,8 +239,8 @@ class NodeState(Generic[K]):
         assert work is self._work, "finish() takes the Work that next_work() returned"
         self._work = None
         ready = work.ready
-        if ready.committed:
-            self.applied_index = ready.committed[-1].index
+        if work.batch.applied_index is not None:
+            self.applied_index = work.batch.applied_index
         answers: list[tuple[K, Answer]] = []
         for entry, results in work.applied:
             answers += self._answer_writes(entry, results)
@@ -239,9 +248,31 @@ class NodeState(Generic[K]):
         for outcome in ready.outcomes:
             answers += self._on_outcome(outcome, ended)
         answers += self._serve_held_reads()
+        messages = ready.messages + self._snapshot_messages(ready)
         self.replica.advance(ready)
-        return Effects(messages=ready.messages, answers=answers,
+        self._maybe_compact()
+        return Effects(messages=messages, answers=answers,
                        relinquish=[e for e in ended if e.relinquish], ended=ended)
+
+    def _snapshot_messages(self, ready: Ready) -> tuple[Outgoing, ...]:
+        """The ledger as of the applied index, for each peer that needs a snapshot."""
+        if not ready.snapshots:
+            return ()
+        state = self.ledger.export()
+        messages = []
+        for wanted in ready.snapshots:
+            assert wanted.index == self.applied_index, "a snapshot is of the applied state"
+            messages.append(Outgoing(to=wanted.to, message=InstallSnapshot(
+                epoch=wanted.epoch, index=wanted.index, last_epoch=wanted.last_epoch,
+                state=state)))
+        return tuple(messages)
+
+    def _maybe_compact(self) -> None:
+        if self.compaction is None:
+            return
+        upto = self.compaction.upto(self.replica.log.start, self.applied_index)
+        if upto is not None:
+            self.replica.step(CompactionRequested(upto=upto))
 
     def _answer_writes(self, entry: LogEntry, results: list[Result]) -> list[tuple[K, Answer]]:
         awaiting = self._awaiting.pop(entry.index, None)

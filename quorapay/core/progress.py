@@ -24,12 +24,18 @@ class Progress:
     # and ignore rejections of anything but the latest probe, until one is acknowledged.
     probing: bool = True
     probe_prev: int = -1
+    # The entries it needs were compacted: a snapshot of this index is on its way (sent at
+    # tick snapshot_sent); nothing else is sent until it is acknowledged or the retry is due.
+    snapshot_index: LogIndex | None = None
+    snapshot_sent: int = 0
 
     def acknowledge(self, match_index: LogIndex, now: int) -> None:
         if match_index > self.match_index:
             self.match_index = match_index
             self.last_progress = now
             self.probing = False
+        if self.snapshot_index is not None and self.match_index >= self.snapshot_index:
+            self.snapshot_index = None
         self.next_index = LogIndex(max(self.next_index, self.match_index + 1))
         while self.inflight and self.inflight[0] <= self.match_index:
             self.inflight.popleft()

@@ -10,23 +10,41 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from quorapay.core.messages import Message
+from quorapay.core.messages import InstallSnapshot, Message
 from quorapay.core.types import Epoch, LogEntry, LogIndex, NodeId
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Persist:
-    """Make the log equal to: the durable entries up to `keep_upto`, then `entries`."""
+    """Make the log equal to: the durable entries up to `keep_upto`, then `entries`.
+
+    With `install`, first replace everything -- log, ledger, applied index -- by the snapshot;
+    with `compact_upto`, forget the log up to there (its effect is in the ledger already).
+    """
 
     keep_upto: LogIndex  # delete every durable entry above this index
     entries: tuple[LogEntry, ...]  # then append these, in order
     promised_epoch: Epoch | None  # and, in the same transaction, raise the promised epoch
+    install: InstallSnapshot | None = None
+    compact_upto: LogIndex | None = None
+    compact_epoch: Epoch | None = None  # the epoch of the entry at compact_upto
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Outgoing:
     to: NodeId
     message: Message
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnapshotWanted:
+    """Send `to` an InstallSnapshot of the ledger after applying `index` (the applied index
+    once this Ready is handled), in `epoch`."""
+
+    to: NodeId
+    epoch: Epoch
+    index: LogIndex
+    last_epoch: Epoch  # the epoch of the entry at `index`
 
 
 class Unavailable(StrEnum):
@@ -93,3 +111,4 @@ class Ready:
     messages: tuple[Outgoing, ...]  # 2. send only AFTER step 1 is durable
     committed: tuple[LogEntry, ...]  # 3. apply in index order, exactly once (may share 1's txn)
     outcomes: tuple[Outcome, ...]  # 4. AFTER 3: answer clients, act on leadership changes
+    snapshots: tuple[SnapshotWanted, ...] = ()  # 2'. AFTER 3: send, like the messages

@@ -20,6 +20,7 @@ class Tail:
 
     last_epoch: Epoch
     last_index: LogIndex
+    log_start: LogIndex = LogIndex(0)  # the promiser compacted its log up to here
 
 
 @dataclass(slots=True, kw_only=True)

@@ -27,6 +27,14 @@ when one arrives. Append entries after a successful consistency check, truncatin
 conflicting entry (an entry that conflicts with the leader's is never committed), and
 acknowledge only what will be durable before the reply is sent (the Ready contract).
 
+Compaction and snapshots: on request the log forgets applied entries (their effect is in the
+ledger). A leader that must send a follower entries it no longer holds asks its driver to send an
+InstallSnapshot of the ledger instead, then replicates from the snapshot's index; a follower
+installs a snapshot above its commit index (replacing its log and ledger) and acknowledges it. A
+recovering leader fetching from a source that compacted past what it asked for installs the
+source's snapshot the same way, then fetches the rest. Entries at or below a node's compaction
+point are committed, so they match every leader's.
+
 Invariants kept: the promised epoch never decreases; a node answers at most one leader per
 epoch; epochs never decrease along a log; an entry at or below the commit index is never
 truncated (LocalError if it would be: that is a bug, not a runtime condition); committed entries
@@ -42,6 +50,7 @@ from typing import assert_never
 from quorapay.core.errors import LocalError
 from quorapay.core.inputs import (
     CommandsProposed,
+    CompactionRequested,
     CoordinationResumed,
     CoordinationSuspended,
     Input,
@@ -58,6 +67,7 @@ from quorapay.core.messages import (
     AppendNack,
     Fetch,
     FetchReply,
+    InstallSnapshot,
     Message,
     Prepare,
     Promise,
@@ -74,6 +84,7 @@ from quorapay.core.ready import (
     ReadsConfirmed,
     ReadsRejected,
     Ready,
+    SnapshotWanted,
     Unavailable,
 )
 from quorapay.core.recovery import Fetching, Recovery, Tail
@@ -107,6 +118,8 @@ class Replica:
         promised_epoch: Epoch = Epoch(0),
         log: Sequence[LogEntry] = (),
         applied_index: LogIndex = LogIndex(0),
+        snapshot_index: LogIndex = LogIndex(0),
+        snapshot_epoch: Epoch = Epoch(0),
     ) -> None:
         if node_id not in members or len(set(members)) != len(members):
             raise LocalError("members must be distinct and include this node")
@@ -114,15 +127,17 @@ class Replica:
         self._peers = tuple(m for m in members if m != node_id)
         self._quorum = len(members) // 2 + 1
         self._timing = timing
-        self._log = Log(log)
-        if applied_index > self._log.last_index:
-            raise LocalError(f"applied index {applied_index} beyond the log end "
-                             f"{self._log.last_index}")
+        self._log = Log(log, start=snapshot_index, start_epoch=snapshot_epoch)
+        if not snapshot_index <= applied_index <= self._log.last_index:
+            raise LocalError(f"applied index {applied_index} outside the log "
+                             f"{snapshot_index}..{self._log.last_index}")
         # durability: what the driver has made durable, as of the last advance()
         self._disk_last = self._log.last_index
         self._durable_upto = self._log.last_index  # disk and memory agree up to here
         self._durable_promise = promised_epoch
         self._promised = promised_epoch
+        self._install: InstallSnapshot | None = None  # a snapshot to make durable
+        self._compaction: LogIndex | None = None  # a compaction to make durable
         # commit and apply: everything applied was committed, so it is the safe restart point
         self._commit = applied_index
         self._handed_out = applied_index
@@ -143,6 +158,7 @@ class Replica:
         self._read_round_needed = False
         self._commit_notice = False
         # output
+        self._snapshot_requests: list[tuple[NodeId, Epoch]] = []
         self._outbox: list[Outgoing] = []
         self._outcomes: list[Outcome] = []
         self._dirty = False
@@ -210,6 +226,8 @@ class Replica:
                 self._on_proposed(proposal, commands)
             case ReadRequested(read=read):
                 self._on_read(read)
+            case CompactionRequested(upto=upto):
+                self._on_compaction(upto)
             case _:
                 assert_never(event)
         self._dirty = True
@@ -217,6 +235,7 @@ class Replica:
     def has_ready(self) -> bool:
         return bool(self._dirty or self._outbox or self._outcomes or self._commit_notice
                     or self._read_round_needed or self._persist_needed()
+                    or self._snapshot_requests
                     or self._commit > self._handed_out)
 
     def ready(self) -> Ready:
@@ -230,13 +249,18 @@ class Replica:
                 keep_upto=self._durable_upto,
                 entries=self._log.slice(self._durable_upto + 1, self._log.last_index),
                 promised_epoch=self._promised if self._promised != self._durable_promise else None,
+                install=self._install,
+                compact_upto=self._compaction,
+                compact_epoch=self._log.start_epoch if self._compaction is not None else None,
             )
-        last_committed = min(self._commit, self._handed_out + self._timing.max_apply_batch)
+        last_committed = LogIndex(min(self._commit,
+                                      self._handed_out + self._timing.max_apply_batch))
         ready = Ready(
             persist=persist,
             messages=tuple(self._outbox),
             committed=self._log.slice(self._handed_out + 1, last_committed),
             outcomes=tuple(self._outcomes),
+            snapshots=self._snapshots_at(last_committed),
         )
         self._outbox.clear()
         self._outcomes.clear()
@@ -252,6 +276,8 @@ class Replica:
         if ready.persist is not None:
             self._disk_last = self._durable_upto = self._log.last_index
             self._durable_promise = self._promised
+            self._install = None
+            self._compaction = None
         if ready.committed:
             self._handed_out = ready.committed[-1].index
         if self.role is Role.RECOVERING:
@@ -315,6 +341,13 @@ class Replica:
                                   payload=Commands(commands=commands)))
         self._outcomes.append(ProposalAccepted(proposal=proposal, index=index, epoch=self._epoch))
 
+    def _on_compaction(self, upto: LogIndex) -> None:
+        """Forget applied entries: the ledger on disk holds their effect."""
+        upto = LogIndex(min(upto, self._handed_out, self._durable_upto))
+        if upto > self._log.start:
+            self._log.compact(upto)
+            self._compaction = upto
+
     def _on_read(self, read: int) -> None:
         refusal = self._refusal()
         if refusal is not None:
@@ -336,7 +369,8 @@ class Replica:
     # ----------------------------------------------------------------- messages
 
     def _on_message(self, sender: NodeId, message: Message) -> None:
-        if message.epoch < self._promised and isinstance(message, Prepare | Append | Fetch):
+        if message.epoch < self._promised and isinstance(
+                message, Prepare | Append | Fetch | InstallSnapshot):
             self._send(sender, Refused(epoch=message.epoch, promised_epoch=self._promised))
             return
         match message:
@@ -346,6 +380,11 @@ class Replica:
                 self._on_append(sender, message)
             case Fetch(epoch=epoch, from_index=from_index):
                 self._on_fetch(sender, epoch, from_index)
+            case InstallSnapshot():
+                if self.role is Role.RECOVERING and message.epoch == self._epoch:
+                    self._on_fetched_snapshot(sender, message)
+                elif self._follow(sender, message.epoch):
+                    self._on_install(sender, message)
             case Promise() | FetchReply() | AppendAck() | AppendNack():
                 if message.epoch == self._epoch and self.role is not Role.FOLLOWER:
                     self._on_reply(sender, message)
@@ -371,13 +410,38 @@ class Replica:
     def _on_prepare(self, sender: NodeId, epoch: Epoch) -> None:
         if self._follow(sender, epoch):
             self._send(sender, Promise(epoch=epoch, last_index=self._log.last_index,
-                                       last_epoch=self._log.last_epoch))
+                                       last_epoch=self._log.last_epoch,
+                                       log_start=self._log.start))
 
     def _on_fetch(self, sender: NodeId, epoch: Epoch, from_index: LogIndex) -> None:
-        if self._follow(sender, epoch):
+        if not self._follow(sender, epoch):
+            return
+        if from_index <= self._log.start:  # compacted: the ledger's state stands in for them
+            self._snapshot_requests.append((sender, epoch))
+        else:
             entries = self._log.take(from_index, self._timing.max_append_weight)
             self._send(sender, FetchReply(epoch=epoch, from_index=from_index, entries=entries,
                                           last_index=self._log.last_index))
+
+    def _on_install(self, sender: NodeId, snapshot: InstallSnapshot) -> None:
+        """A leader's snapshot: everything up to its index is committed."""
+        if snapshot.index > self._commit and \
+                self._log.epoch_at(snapshot.index) != snapshot.last_epoch:
+            self._install_snapshot(snapshot)
+        # Either we installed it or we hold entries up to its index that match it (same index
+        # and epoch: the same prefix); in both cases they are committed.
+        self._verified = max(self._verified, snapshot.index)
+        self._commit = max(self._commit, snapshot.index)
+        self._send(sender, AppendAck(epoch=snapshot.epoch, match_index=snapshot.index, seq=0))
+
+    def _install_snapshot(self, snapshot: InstallSnapshot) -> None:
+        """Replace log and ledger by the snapshot; entries after its index are dropped."""
+        self._log.reset(snapshot.index, snapshot.last_epoch)
+        self._outbox = [o for o in self._outbox
+                        if not _describes_beyond(o.message, snapshot.index)]
+        self._commit = self._handed_out = self._durable_upto = snapshot.index
+        self._install = snapshot
+        self._compaction = None
 
     def _on_append(self, sender: NodeId, append: Append) -> None:
         if not self._follow(sender, append.epoch):
@@ -385,11 +449,16 @@ class Replica:
         if not _contiguous(append.prev_index, append.entries) or any(
                 e.epoch > append.epoch for e in append.entries):
             return  # malformed: ignore; the leader will retransmit
-        if self._log.epoch_at(append.prev_index) != append.prev_epoch:
+        prev_index, entries = append.prev_index, append.entries
+        if prev_index < self._log.start:
+            # Our log up to its start is committed, so equal to the leader's: skip that part.
+            prev_index = self._log.start
+            entries = tuple(e for e in entries if e.index > prev_index)
+        elif self._log.epoch_at(prev_index) != append.prev_epoch:
             self._send(sender, self._mismatch(append))
             return
-        self._merge(append.entries)
-        match_index = LogIndex(append.prev_index + len(append.entries))
+        self._merge(entries)
+        match_index = LogIndex(prev_index + len(entries))
         self._verified = max(self._verified, match_index)
         self._commit = max(self._commit, min(append.commit, self._verified))
         self._send(sender, AppendAck(epoch=append.epoch, match_index=match_index, seq=append.seq))
@@ -430,10 +499,10 @@ class Replica:
         progress = self._progress[sender]
         progress.last_heard = self._now
         match message:
-            case Promise(last_index=last_index, last_epoch=last_epoch):
+            case Promise(last_index=last_index, last_epoch=last_epoch, log_start=log_start):
                 if self._recovery is not None:
-                    self._recovery.promises[sender] = Tail(last_epoch=last_epoch,
-                                                           last_index=last_index)
+                    self._recovery.promises[sender] = Tail(
+                        last_epoch=last_epoch, last_index=last_index, log_start=log_start)
                     self._maybe_finish_promises()
             case FetchReply():
                 self._on_fetch_reply(sender, message)
@@ -450,6 +519,8 @@ class Replica:
                     self._maybe_confirm_reads()
 
     def _on_nack(self, progress: Progress, nack: AppendNack) -> None:
+        if progress.snapshot_index is not None:
+            return  # a heartbeat's rejection, while the snapshot that settles it is on its way
         if nack.prev_index <= progress.match_index:
             return  # a stale reply to a message sent before the follower caught up
         if progress.probing and nack.prev_index != progress.probe_prev:
@@ -518,6 +589,23 @@ class Replica:
         elif reply.entries:
             self._send(sender, Fetch(epoch=self._epoch, from_index=fetching.next_index))
 
+    def _on_fetched_snapshot(self, sender: NodeId, snapshot: InstallSnapshot) -> None:
+        """The fetch source compacted what we asked for and sent its ledger instead."""
+        fetching = self._recovery.fetching if self._recovery is not None else None
+        if fetching is None or sender != fetching.source \
+                or not fetching.next_index <= snapshot.index <= fetching.target.last_index:
+            return
+        if self._log.epoch_at(snapshot.index) != snapshot.last_epoch:
+            self._install_snapshot(snapshot)
+        self._commit = max(self._commit, snapshot.index)  # the source had applied it
+        fetching.next_index = LogIndex(snapshot.index + 1)
+        fetching.last_progress = self._now
+        fetching.retries = 0
+        if fetching.next_index > fetching.target.last_index:
+            self._adopt(fetching.target)
+        else:
+            self._send(sender, Fetch(epoch=self._epoch, from_index=fetching.next_index))
+
     def _tick_recovery(self) -> None:
         recovery = self._recovery
         assert recovery is not None
@@ -527,7 +615,10 @@ class Replica:
             for peer in self._peers:
                 self._send(peer, Prepare(epoch=self._epoch))
         fetching = recovery.fetching
-        if fetching is None or self._now - fetching.last_progress < self._timing.retransmit_ticks:
+        patience = (self._timing.snapshot_retry_ticks
+                    if fetching is not None and fetching.next_index <= fetching.target.log_start
+                    else self._timing.retransmit_ticks)  # a snapshot takes longer to arrive
+        if fetching is None or self._now - fetching.last_progress < patience:
             return
         fetching.retries += 1
         fetching.last_progress = self._now
@@ -560,13 +651,42 @@ class Replica:
             self._maybe_confirm_reads()  # a one-node cluster confirms at once
         for peer, progress in self._progress.items():
             sent = False
-            while (progress.next_index <= self._log.last_index
+            if progress.next_index <= self._log.start:
+                sent = self._maybe_send_snapshot(peer, progress)
+            else:
+                progress.snapshot_index = None  # it acknowledged a point we hold: entries again
+            while (progress.next_index > self._log.start
+                   and progress.next_index <= self._log.last_index
                    and len(progress.inflight) < progress.window(self._timing.max_inflight)):
                 self._send_entries(peer, progress)
                 sent = True
-            if self._commit_notice and not sent:
+            if self._commit_notice and not sent and progress.snapshot_index is None:
                 self._send(peer, self._heartbeat(progress))
         self._commit_notice = False
+
+    def _maybe_send_snapshot(self, peer: NodeId, progress: Progress) -> bool:
+        """The entries this follower needs were compacted: have a snapshot sent instead."""
+        waiting = progress.snapshot_index is not None and (
+            self._now - progress.snapshot_sent < self._timing.snapshot_retry_ticks)
+        if waiting:
+            return False
+        self._snapshot_requests.append((peer, self._epoch))
+        progress.snapshot_index = self._log.start  # refined to the snapshot's index in ready()
+        progress.snapshot_sent = self._now
+        progress.inflight.clear()
+        return True
+
+    def _snapshots_at(self, index: LogIndex) -> tuple[SnapshotWanted, ...]:
+        """The snapshots asked for in this batch, all of the ledger as of `index`."""
+        wanted = tuple(SnapshotWanted(to=to, epoch=epoch, index=index,
+                                      last_epoch=self._epoch_at(index))
+                       for to, epoch in self._snapshot_requests)
+        self._snapshot_requests.clear()
+        for snapshot in wanted:
+            progress = self._progress.get(snapshot.to)
+            if progress is not None and progress.snapshot_index is not None:
+                progress.snapshot_index = index
+        return wanted
 
     def _send_entries(self, peer: NodeId, progress: Progress) -> None:
         prev = progress.next_index - 1
@@ -589,8 +709,10 @@ class Replica:
 
     def _heartbeat(self, progress: Progress) -> Append:
         # prev = match: known to be on the follower, so a heartbeat never fails the check
-        return Append(epoch=self._epoch, prev_index=progress.match_index,
-                      prev_epoch=self._epoch_at(progress.match_index), entries=(),
+        # (unless that entry is compacted here: then the start, which a follower may lack)
+        prev = max(progress.match_index, self._log.start)
+        return Append(epoch=self._epoch, prev_index=prev, prev_epoch=self._epoch_at(prev),
+                      entries=(),
                       commit=self._commit, seq=self._hb_seq)
 
     def _maybe_confirm_reads(self) -> None:
@@ -616,6 +738,7 @@ class Replica:
                                               relinquish=relinquish))
         self.role = Role.FOLLOWER
         self.leader = None
+        self._snapshot_requests = [r for r in self._snapshot_requests if r[1] != self._epoch]
         self._epoch = Epoch(0)
         self._recovery = None
         self._progress = {}
@@ -637,7 +760,8 @@ class Replica:
     def _persist_needed(self) -> bool:
         return (self._durable_upto != self._disk_last
                 or self._log.last_index != self._durable_upto
-                or self._promised != self._durable_promise)
+                or self._promised != self._durable_promise
+                or self._install is not None or self._compaction is not None)
 
     def _epoch_at(self, index: int) -> Epoch:
         epoch = self._log.epoch_at(index)

@@ -15,10 +15,13 @@ class Timing:
     max_append_weight: int = 2048  # about this many commands per Append or FetchReply
     max_inflight: int = 16  # unacknowledged Appends per follower
     max_apply_batch: int = 4096  # committed entries handed out per Ready
+    snapshot_retry_ticks: int = 20  # resend an unacknowledged snapshot after this long
 
     def __post_init__(self) -> None:
         if not 0 < self.heartbeat_ticks <= self.retransmit_ticks < self.election_timeout_ticks:
             raise LocalError(
                 "need 0 < heartbeat_ticks <= retransmit_ticks < election_timeout_ticks")
+        if self.snapshot_retry_ticks < self.retransmit_ticks:
+            raise LocalError("need snapshot_retry_ticks >= retransmit_ticks")
         if min(self.max_append_weight, self.max_inflight, self.max_apply_batch) < 1:
             raise LocalError("batch limits must be positive")

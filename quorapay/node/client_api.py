@@ -125,8 +125,8 @@ class ClientApi:
                     req=0, transfers=_transfers(ledger, ids)))
             case api.Status():
                 return api.Response(req=request.req, status=self._status())
-            case api.Digest(upto=upto):
-                return await self._local(request.req, lambda d: _digest(d, upto))
+            case api.Digest(upto=upto, after=after):
+                return await self._local(request.req, lambda d: _digest(d, upto, after))
             case api.EntryDigests(first=first, last=last):
                 if not 1 <= first <= last or last - first >= MAX_DIGEST_RANGE:
                     raise _Invalid(f"need 1 <= first <= last, at most {MAX_DIGEST_RANGE} entries")
@@ -134,8 +134,7 @@ class ClientApi:
             case api.Entries(first=first, last=last):
                 if not 1 <= first <= last or last - first >= api.MAX_BATCH:
                     raise _Invalid(f"need 1 <= first <= last, at most {api.MAX_BATCH} entries")
-                return await self._local(request.req, lambda d: api.Response(
-                    req=0, entries=list(d.replica.log.slice(first, min(last, d.applied_index)))))
+                return await self._local(request.req, lambda d: _entries(d, first, last))
             case api.LocalTransfers(ids=ids):
                 _bounded(ids)
                 return await self._local(
@@ -246,22 +245,44 @@ def _transfers(ledger: Ledger, ids: list[str]) -> list[api.TransferRecord]:
     return found
 
 
-def _digest(driver: Driver, upto: int | None) -> api.Response:
+def _digest(driver: Driver, upto: int | None, after: int | None) -> api.Response:
     applied = driver.applied_index
+    start = driver.replica.log.start
     index = applied if upto is None else upto
-    if not 0 <= index <= applied:
+    after = start if after is None else after
+    if not start <= after <= index <= applied:
         return api.Response(req=0, error=api.error(
             api.ErrorCode.INVALID_REQUEST,
-            f"upto must be between 0 and the applied index {applied}"))
-    entries = driver.replica.log.slice(1, index)
-    replayed = replay(entries)
+            f"need log start {start} <= after <= upto <= applied index {applied}"))
+    entries = driver.replica.log.slice(after + 1, index)
+    live = driver.ledger if index == applied else None
+    replayed = replay(entries) if start == 0 and after == 0 else None
+    state = replayed if replayed is not None else live
     return api.Response(req=0, digest=api.DigestInfo(
-        node=driver.replica.node_id, index=index, log_digest=log_digest(entries),
-        state_digest=replayed.digest(),
-        stored_state_digest=driver.ledger.digest() if index == applied else None,
-        totals=replayed.totals()))
+        node=driver.replica.node_id, index=index, after=after, log_start=start,
+        log_digest=log_digest(entries),
+        state_digest=replayed.digest() if replayed is not None else None,
+        stored_state_digest=live.digest() if live is not None else None,
+        totals=state.totals() if state is not None else None))
+
+
+def _compacted(driver: Driver, first: int) -> api.Response | None:
+    """The error for asking entries from `first` if some were compacted away, else None."""
+    start = driver.replica.log.start
+    if first > start:
+        return None
+    return api.Response(req=0, error=api.error(
+        api.ErrorCode.INVALID_REQUEST,
+        f"entries up to {start} were compacted on node {driver.replica.node_id} "
+        f"(storage.compact_every = 0 keeps the whole log)"))
+
+
+def _entries(driver: Driver, first: int, last: int) -> api.Response:
+    entries = driver.replica.log.slice(first, min(last, driver.applied_index))
+    return _compacted(driver, first) or api.Response(req=0, entries=list(entries))
 
 
 def _entry_digests(driver: Driver, first: int, last: int) -> api.Response:
     entries = driver.replica.log.slice(first, min(last, driver.applied_index))
-    return api.Response(req=0, entry_digests=[entry_digest(e) for e in entries])
+    return _compacted(driver, first) or api.Response(
+        req=0, entry_digests=[entry_digest(e) for e in entries])

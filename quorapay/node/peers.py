@@ -34,6 +34,7 @@ from quorapay.core.messages import (
     FetchReply,
     Frame,
     Hello,
+    InstallSnapshot,
     Message,
     decode_frame,
     decode_hello,
@@ -201,9 +202,14 @@ class PeerLinks:
                         break
                     batch.append(message)
                     weight += _weight(message)
+                frame = encode(Frame(version=PROTOCOL_VERSION, messages=tuple(batch)))
+                if len(frame) > MAX_FRAME_BYTES:  # the peer would close the link on it
+                    log.error("dropping a %d-byte frame to %s: over the %d-byte limit (a "
+                              "snapshot of a ledger this large cannot be sent)", len(frame),
+                              ws.remote, MAX_FRAME_BYTES)
+                    continue
                 try:
-                    await ws.send_message(encode(Frame(version=PROTOCOL_VERSION,
-                                                       messages=tuple(batch))))
+                    await ws.send_message(frame)
                 except ConnectionClosed:
                     break
         link.cancel()  # replaced or closed: end the reader too
@@ -212,6 +218,8 @@ class PeerLinks:
 def _weight(message: Message) -> int:
     if isinstance(message, Append | FetchReply):
         return 1 + sum(e.weight for e in message.entries)
+    if isinstance(message, InstallSnapshot):
+        return 1 + len(message.state.accounts) + len(message.state.transfers)
     return 1
 
 

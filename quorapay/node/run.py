@@ -61,14 +61,19 @@ async def run_node(cluster: ClusterConfig, node_id: str) -> None:
     restored = store.load()
     replica = Replica(node_id=me.id, members=cluster.node_ids, timing=cluster.timing.core(),
                       promised_epoch=restored.promised_epoch, log=restored.log,
-                      applied_index=restored.applied_index)
-    log.info("node %s recovered: promised epoch %d, log %d entries, applied %d", me.id,
-             restored.promised_epoch, len(restored.log), restored.applied_index)
+                      applied_index=restored.applied_index,
+                      snapshot_index=restored.snapshot_index,
+                      snapshot_epoch=restored.snapshot_epoch)
+    log.info("node %s recovered: promised epoch %d, log %d..%d, applied %d", me.id,
+             restored.promised_epoch, restored.snapshot_index + 1, replica.last_index,
+             restored.applied_index)
     inputs_send, inputs = trio.open_memory_channel[DriverInput](INPUT_BUFFER)
     peers = PeerLinks(cluster, me, inputs_send)
     coordination = Coordination(cluster, me, inputs_send,
                                 epoch_floor=lambda: replica.highest_epoch_seen)
-    driver = Driver(NodeState(replica, restored.ledger), store, send=peers.send,
+    state: NodeState[Any] = NodeState(replica, restored.ledger,
+                                      compaction=cluster.storage.compaction())
+    driver = Driver(state, store, send=peers.send,
                     relinquish=coordination.relinquish)
 
     def status() -> NodeStatus:
@@ -78,7 +83,8 @@ async def run_node(cluster: ClusterConfig, node_id: str) -> None:
             epoch=replica.promised_epoch, leader=replica.leader or (
                 zk_leader.node if zk_leader else None),
             last_index=replica.last_index, commit_index=replica.commit_index,
-            applied_index=driver.applied_index, zookeeper=coordination.state,
+            applied_index=driver.applied_index, log_start=replica.log.start,
+            zookeeper=coordination.state,
             zookeeper_leader=zk_leader.node if zk_leader else None)
 
     def zk_leader() -> NodeId | None:

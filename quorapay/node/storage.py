@@ -7,6 +7,10 @@ transaction, so a crash at any point leaves the state of the previous batch.
 
 Each log record carries a CRC32 of (index, epoch, payload); a mismatch on load is reported as a
 corrupt record and the node refuses to start rather than apply it.
+
+Compaction deletes log records up to a point and records it (`snapshot_index`, `snapshot_epoch`):
+the ledger tables, kept at the applied index, hold their effect. Installing a snapshot replaces
+the ledger tables, the log and those markers in the same one transaction.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ import msgspec
 import trio
 
 from quorapay.core.errors import QuorapayError
-from quorapay.core.ledger import Account, Ledger, Status, TransferRecord
+from quorapay.core.ledger import Account, Ledger, LedgerState, Status, TransferRecord
 from quorapay.core.node_state import WriteBatch
+from quorapay.core.ready import Persist
 from quorapay.core.types import (
     AccountId,
     Cents,
@@ -36,7 +41,7 @@ from quorapay.core.types import (
     TransferId,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: snapshot_index / snapshot_epoch (compaction); 1 is upgraded in place
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS log (
@@ -61,9 +66,11 @@ class Restored:
     """Everything a node recovers from its disk at start."""
 
     promised_epoch: Epoch
-    log: list[LogEntry]
+    log: list[LogEntry]  # the entries after snapshot_index
     applied_index: LogIndex
     ledger: Ledger
+    snapshot_index: LogIndex = LogIndex(0)  # the log was compacted up to here
+    snapshot_epoch: Epoch = Epoch(0)  # the epoch of the entry at snapshot_index
 
 
 def _lock(path: Path) -> IO[str]:
@@ -114,8 +121,16 @@ class Store:
         if not meta:
             self._db.executemany("INSERT INTO meta VALUES (?, ?)", [
                 ("schema_version", SCHEMA_VERSION), ("cluster", cluster), ("node_id", node_id),
-                ("promised_epoch", 0), ("applied_index", 0)])
+                ("promised_epoch", 0), ("applied_index", 0), ("snapshot_index", 0),
+                ("snapshot_epoch", 0)])
             return
+        if meta.get("schema_version") == 1:  # never compacted: the markers start at zero
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", [
+                ("snapshot_index", 0), ("snapshot_epoch", 0)])
+            self._set_meta("schema_version", SCHEMA_VERSION)
+            self._db.execute("COMMIT")
+            meta["schema_version"] = SCHEMA_VERSION
         if meta.get("schema_version") != SCHEMA_VERSION:
             raise StorageError(f"{self.path}: schema version {meta.get('schema_version')}, "
                                f"this build reads {SCHEMA_VERSION}")
@@ -131,16 +146,19 @@ class Store:
 
     def load(self) -> Restored:
         meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        start = LogIndex(meta["snapshot_index"])
         log = [self._decode(*row) for row in
                self._db.execute("SELECT idx, epoch, payload, crc FROM log ORDER BY idx")]
-        for position, entry in enumerate(log, start=1):
+        for position, entry in enumerate(log, start=start + 1):
             if entry.index != position:
                 raise StorageError(f"{self.path}: log has a gap before index {entry.index}")
         applied = LogIndex(meta["applied_index"])
-        if applied > len(log):
-            raise StorageError(f"{self.path}: applied index {applied} beyond the log ({len(log)})")
+        if not start <= applied <= start + len(log):
+            raise StorageError(f"{self.path}: applied index {applied} outside the log "
+                               f"({start}..{start + len(log)})")
         return Restored(promised_epoch=Epoch(meta["promised_epoch"]), log=log,
-                        applied_index=applied, ledger=self._load_ledger())
+                        applied_index=applied, ledger=self._load_ledger(),
+                        snapshot_index=start, snapshot_epoch=Epoch(meta["snapshot_epoch"]))
 
     def _decode(self, index: int, epoch: int, payload: bytes, crc: int) -> LogEntry:
         if record_crc(index, epoch, payload) != crc:
@@ -181,6 +199,8 @@ class Store:
         """The statements of one batch, yielding after each (tests crash between any two)."""
         if batch.persist is not None:
             persist = batch.persist
+            if persist.install is not None:
+                yield from self._install_steps(persist)
             self._db.execute("DELETE FROM log WHERE idx > ?", (persist.keep_upto,))
             yield "truncate"
             rows = []
@@ -206,6 +226,34 @@ class Store:
             yield "transfers"
             self._set_meta("applied_index", batch.applied_index)
             yield "applied"
+        if batch.persist is not None and batch.persist.compact_upto is not None:
+            self._db.execute("DELETE FROM log WHERE idx <= ?", (batch.persist.compact_upto,))
+            self._set_meta("snapshot_index", batch.persist.compact_upto)
+            self._set_meta("snapshot_epoch", batch.persist.compact_epoch or 0)
+            yield "compact"
+
+    def _install_steps(self, persist: Persist) -> Iterator[str]:
+        """Replace log, ledger and markers by a snapshot (the rest of the batch follows it)."""
+        snapshot = persist.install
+        assert snapshot is not None
+        self._db.execute("DELETE FROM log")
+        self._db.execute("DELETE FROM accounts")
+        self._db.execute("DELETE FROM transfers")
+        yield "install-clear"
+        self._write_state(snapshot.state)
+        yield "install-ledger"
+        self._set_meta("snapshot_index", snapshot.index)
+        self._set_meta("snapshot_epoch", snapshot.last_epoch)
+        self._set_meta("applied_index", snapshot.index)
+        yield "install-markers"
+
+    def _write_state(self, state: LedgerState) -> None:
+        self._db.executemany("INSERT INTO accounts VALUES (?, ?, ?, ?, ?)",
+                             [(a.id, a.currency, int(a.allow_negative), a.balance, a.index)
+                              for a in state.accounts])
+        self._db.executemany("INSERT INTO transfers VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             [(t.id, t.debit, t.credit, t.amount, t.currency, t.status.value,
+                               t.index) for t in state.transfers])
 
     def _set_meta(self, key: str, value: int) -> None:
         self._db.execute("UPDATE meta SET value = ? WHERE key = ?", (value, key))

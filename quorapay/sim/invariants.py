@@ -10,6 +10,7 @@
 | no transfer applied twice | no replica records a transfer id twice (the database would refuse) |
 | reads are not stale | a read reflects every write acknowledged before it began |
 | acknowledged transfers applied | every acknowledged transfer is on every replica as told |
+| ledgers converge | at the end, replicas that applied the same index hold the same ledger |
 | commits again after faults | once faults stop, a write commits within the bound |
 | nodes do not crash | no node raises (a core LocalError is a broken protocol invariant) |
 """
@@ -70,7 +71,8 @@ class Checker:
     # ------------------------------------------------------------------ from nodes
 
     def started(self, node: SimNode) -> None:
-        self._prefixes[node.id] = _prefix_hashes(node.disk.log)
+        # durable() mirrors every disk write, so the list kept across a crash is the disk's
+        self._prefixes.setdefault(node.id, _prefix_hashes(node.disk.log))
         state = node.state
         assert state is not None
         self._last_commit[node.id] = state.replica.commit_index
@@ -84,6 +86,8 @@ class Checker:
         persist = work.batch.persist
         if persist is not None:
             prefix = self._prefixes[node.id]
+            if persist.install is not None:
+                self._installed(node, prefix, persist.install.index, persist.install.last_epoch)
             del prefix[persist.keep_upto:]
             for entry in persist.entries:
                 prefix.append(_chain(prefix[-1] if prefix else "", entry_digest(entry)))
@@ -104,6 +108,16 @@ class Checker:
         if work.applied and any(total != 0 for total in state.ledger.totals().values()):
             self.violation("money conserved",
                            f"{node.id}: balances sum to {state.ledger.totals()}")
+
+    def _installed(self, node: SimNode, prefix: list[str], index: LogIndex, epoch: Epoch
+                   ) -> None:
+        """A snapshot replaced `node`'s log up to (index, epoch): an entry some node held."""
+        at = self._prefix_at.get((index, epoch))
+        if at is None:
+            self.violation("log matching", f"{node.id} installed a snapshot at index {index}, "
+                           f"epoch {epoch}, an entry no node ever held")
+            at = ""
+        prefix[:] = [""] * (index - 1) + [at] if index else []
 
     def finished(self, node: SimNode) -> None:
         """`node` advanced: check who commits in which epoch, and what a new leader holds."""
@@ -126,8 +140,8 @@ class Checker:
         assert state is not None
         replica = state.replica
         for index, (digest, bound) in self._applied.items():
-            if bound >= replica.epoch:
-                continue
+            if bound >= replica.epoch or index <= replica.log.start:
+                continue  # (entries compacted here were applied, or came in a snapshot)
             if index > replica.log.last_index or entry_digest(replica.log.entry(index)) != digest:
                 self.violation("committed entries survive",
                                f"{node.id} serves epoch {replica.epoch} without the entry "
@@ -148,6 +162,7 @@ class Checker:
     # ------------------------------------------------------------------ at the end
 
     def final(self, nodes: list[SimNode]) -> None:
+        self._converged(nodes)
         for ack in self.acknowledged.values():
             for node in nodes:
                 record = node.disk.transfer(ack.transfer.id)
@@ -158,6 +173,20 @@ class Checker:
                                    f"{ack.status} but is "
                                    f"{'missing' if record is None else record.status.value}")
                     return
+
+
+    def _converged(self, nodes: list[SimNode]) -> None:
+        ledgers: dict[int, tuple[NodeId, str]] = {}
+        for node in nodes:
+            if node.state is None:
+                continue
+            digest = node.state.ledger.digest()
+            first = ledgers.setdefault(node.state.applied_index, (node.id, digest))
+            if first[1] != digest:
+                self.violation("ledgers converge",
+                               f"{first[0]} and {node.id} hold different ledgers at applied "
+                               f"index {node.state.applied_index}")
+                return
 
 
 def _chain(previous: str, digest: str) -> str:

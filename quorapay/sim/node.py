@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from quorapay.core.compaction import CompactionPolicy
 from quorapay.core.coordinator import (
     Coordinator,
     EpochSeen,
@@ -23,6 +24,7 @@ from quorapay.core.coordinator import (
 from quorapay.core.inputs import Input, MessageReceived, Ticked
 from quorapay.core.ledger import Ledger
 from quorapay.core.node_state import Answer, NodeState, Read, Work, Write
+from quorapay.core.ready import Outgoing
 from quorapay.core.replica import Replica
 from quorapay.core.timing import Timing
 from quorapay.core.types import AccountId, Command, NodeId
@@ -64,6 +66,7 @@ class Setting:
     timing: Timing
     tick: float
     session_timeout: float
+    compaction: CompactionPolicy | None = None
 
 
 class SimNode:
@@ -91,8 +94,9 @@ class SimNode:
         replica = self._variant.replica(
             node_id=self.id, members=self._members, timing=self._setting.timing,
             promised_epoch=self.disk.promised, log=list(self.disk.log),
-            applied_index=self.disk.applied_index)
-        self.state = NodeState(replica, ledger)
+            applied_index=self.disk.applied_index, snapshot_index=self.disk.log_start,
+            snapshot_epoch=self.disk.log_start_epoch)
+        self.state = NodeState(replica, ledger, compaction=self._setting.compaction)
         self.coordinator = Coordinator(cluster="sim", node=self.id, peer_url=f"sim://{self.id}",
                                        client_url=f"sim://{self.id}")
         self.zk = SimZkClient(self._world, self._network, self._zookeeper, self.process,
@@ -167,7 +171,7 @@ class SimNode:
             if not work.batch.empty:
                 self._busy = True
                 if self._variant.send_before_durable:
-                    self._send(work)
+                    self._send(work.ready.messages)
                 low, high = self.fsync
                 self.process.schedule(self._world.rng.uniform(low, high),
                                       self._guarded(self._durable), work)
@@ -192,15 +196,16 @@ class SimNode:
         state = self._state()
         effects = state.finish(work)
         self._checker.finished(self)
-        if work.batch.empty or not self._variant.send_before_durable:
-            self._send(work)
+        early = 0 if work.batch.empty or not self._variant.send_before_durable \
+            else len(work.ready.messages)
+        self._send(effects.messages[early:])  # snapshots are made only now, whatever the bug
         for (client, op, attempt), answer in effects.answers:
             self._answer(client, op, attempt, answer)
         for ended in effects.relinquish:
             self._on_zk_event(RelinquishRequested(epoch=ended.epoch))
 
-    def _send(self, work: Work) -> None:
-        for outgoing in work.ready.messages:
+    def _send(self, messages: tuple[Outgoing, ...]) -> None:
+        for outgoing in messages:
             self.send_to(self.peers[outgoing.to],
                          MessageReceived(sender=self.id, message=outgoing.message))
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from quorapay.core.compaction import CompactionPolicy
 from quorapay.core.timing import Timing
 from quorapay.core.types import NodeId
 from quorapay.sim.clients import SimClient
@@ -32,6 +33,7 @@ class Options:
     steps: int = 20_000  # events in the fault phase
     faults: tuple[str, ...] = FAULTS
     recovery_bound: float = 30.0  # simulated seconds for a write to commit after the faults
+    compaction: bool = True  # two seeds in three compact their logs (see compaction_for)
     setting: Setting = field(default_factory=lambda: Setting(
         timing=Timing(heartbeat_ticks=2, retransmit_ticks=4, election_timeout_ticks=40),
         tick=0.05, session_timeout=2.0))
@@ -53,8 +55,18 @@ class SeedResult:
         return not self.violations
 
 
+def compaction_for(seed: int) -> CompactionPolicy | None:
+    """Aggressive compaction, so that lagging nodes and recovering leaders need snapshots."""
+    if seed % 3 == 0:
+        return None
+    return CompactionPolicy(every=4 + seed % 29, retain=seed % 4)
+
+
 def run_seed(seed: int, options: Options = Options(), variant: Variant = Variant()
              ) -> SeedResult:
+    if options.compaction and options.setting.compaction is None:
+        options = replace(options, setting=replace(options.setting,
+                                                   compaction=compaction_for(seed)))
     world = World(seed)
     ids = [NodeId(f"n{i}") for i in range(1, options.nodes + 1)]
     network = Network(world, set(ids))
@@ -130,7 +142,7 @@ def _run_one(job: tuple[int, Options]) -> SeedResult:
 def replay_command(seed: int, options: Options) -> str:
     faults = ",".join(options.faults) if options.faults else "none"
     return (f"quorapay sim --seed {seed} --steps {options.steps} --nodes {options.nodes} "
-            f"--faults {faults}")
+            f"--faults {faults}" + ("" if options.compaction else " --no-compaction"))
 
 
 __all__ = ["FAULTS", "ZK", "Options", "SeedResult", "replay_command", "run_seed", "run_seeds"]

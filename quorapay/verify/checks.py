@@ -40,6 +40,7 @@ class Evidence:
     unreachable: dict[str, str]  # node -> why
     common_index: int
     at_common: dict[str, DigestInfo]  # every node's digests at the common index
+    log_after: int = 0  # logs are compared after this index (the highest compaction point)
     at_applied: dict[str, DigestInfo]  # every node's digests at its own applied index
     entry_digests: dict[str, list[str]] = field(default_factory=dict)  # only if logs differ
     acknowledged: list[Acknowledged] = field(default_factory=list)
@@ -98,26 +99,29 @@ def _logs_match(e: Evidence) -> list[str]:
     findings = []
     for node in sorted(n for n, d in digests.items() if d != good):
         first = first_divergence(e.entry_digests, node, good_nodes=[
-            n for n, d in digests.items() if d == good])
+            n for n, d in digests.items() if d == good], after=e.log_after)
         where = f" first divergent index {first}" if first else ""
         findings.append(f"{node}: committed log differs from the majority;{where}")
     return findings
 
 
 def first_divergence(entry_digests: dict[str, list[str]], node: str, *,
-                     good_nodes: list[str]) -> int | None:
-    """The first index at which `node`'s entries differ from a node of the majority."""
+                     good_nodes: list[str], after: int = 0) -> int | None:
+    """The first index at which `node`'s entries differ from a node of the majority (the
+    digests are of the entries after+1, after+2, ...)."""
     if node not in entry_digests or not good_nodes or good_nodes[0] not in entry_digests:
         return None
     theirs, ours = entry_digests[node], entry_digests[good_nodes[0]]
-    for index, (a, b) in enumerate(zip(theirs, ours, strict=False), start=1):
+    for index, (a, b) in enumerate(zip(theirs, ours, strict=False), start=after + 1):
         if a != b:
             return index
-    return min(len(theirs), len(ours)) + 1 if len(theirs) != len(ours) else None
+    return after + min(len(theirs), len(ours)) + 1 if len(theirs) != len(ours) else None
 
 
 def _states_match(e: Evidence) -> list[str]:
-    digests = {n: d.state_digest for n, d in e.at_common.items()}
+    # replayed from the log, or (once logs are compacted) the live ledger at that index
+    digests = {n: digest for n, d in e.at_common.items()
+               if (digest := d.state_digest or d.stored_state_digest) is not None}
     if len(set(digests.values())) <= 1:
         return []
     good = _reference(digests)
@@ -128,13 +132,14 @@ def _states_match(e: Evidence) -> list[str]:
 def _stored_matches_replay(e: Evidence) -> list[str]:
     return [f"{node}: live ledger at applied index {d.index} differs from the replay of its log"
             for node, d in sorted(e.at_applied.items())
-            if d.stored_state_digest is not None and d.stored_state_digest != d.state_digest]
+            if d.stored_state_digest is not None and d.state_digest is not None
+            and d.stored_state_digest != d.state_digest]
 
 
 def _conserved(e: Evidence) -> list[str]:
     return [f"{node}: money not conserved at index {d.index}: totals {d.totals}"
             for node, d in sorted(e.at_applied.items())
-            if any(total != 0 for total in d.totals.values())]
+            if d.totals is not None and any(total != 0 for total in d.totals.values())]
 
 
 def _converged(e: Evidence) -> list[str]:

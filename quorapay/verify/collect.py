@@ -43,13 +43,19 @@ async def collect(cluster: ClusterConfig, *, settle: float,
     reachable = {n: s for n, s in found.items() if isinstance(s, api.NodeStatus)}
     unreachable = {n: s for n, s in found.items() if isinstance(s, str)}
     common = min((s.applied_index for s in reachable.values()), default=0)
+    for node_id, status in list(reachable.items()):
+        if status.log_start > common:  # it has no log to compare at the common index
+            unreachable[node_id] = (f"its log is compacted up to {status.log_start}, past the "
+                                    f"common index {common}; verify again once nodes converge")
+            del reachable[node_id]
+    after = max((s.log_start for s in reachable.values()), default=0)
     evidence = Evidence(statuses=reachable, unreachable=unreachable, common_index=common,
-                        at_common={}, at_applied={}, acknowledged=acknowledged)
+                        log_after=after, at_common={}, at_applied={}, acknowledged=acknowledged)
     for node_id in reachable:
         url = cluster.node(node_id).client_url
         try:
-            evidence.at_common[node_id] = await _digest(url, common)
-            evidence.at_applied[node_id] = await _digest(url, None)
+            evidence.at_common[node_id] = await _digest(url, common, after)
+            evidence.at_applied[node_id] = await _digest(url, None, None)
             if acknowledged:
                 evidence.found[node_id] = await _local_transfers(url, acknowledged)
         except ClientError as exc:
@@ -59,7 +65,7 @@ async def collect(cluster: ClusterConfig, *, settle: float,
     if len({d.log_digest for d in evidence.at_common.values()}) > 1:
         for node_id in evidence.at_common:
             evidence.entry_digests[node_id] = await _entry_digests(
-                cluster.node(node_id).client_url, common)
+                cluster.node(node_id).client_url, after, common)
     return evidence
 
 
@@ -77,15 +83,15 @@ async def settled_statuses(cluster: ClusterConfig, settle: float
         await trio.sleep(0.2)
 
 
-async def _digest(url: str, upto: int | None) -> api.DigestInfo:
-    response = await node_request(url, api.Digest(upto=upto), timeout=30.0)
+async def _digest(url: str, upto: int | None, after: int | None) -> api.DigestInfo:
+    response = await node_request(url, api.Digest(upto=upto, after=after), timeout=30.0)
     assert response.digest is not None
     return response.digest
 
 
-async def _entry_digests(url: str, upto: int) -> list[str]:
+async def _entry_digests(url: str, after: int, upto: int) -> list[str]:
     digests: list[str] = []
-    for first in range(1, upto + 1, PAGE):
+    for first in range(after + 1, upto + 1, PAGE):
         response = await node_request(url, api.EntryDigests(
             first=first, last=min(first + PAGE - 1, upto)), timeout=30.0)
         digests.extend(response.entry_digests or [])

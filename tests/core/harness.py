@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from quorapay.core.inputs import (
     CommandsProposed,
+    CompactionRequested,
     Input,
     LeadershipGranted,
     LeadershipRevoked,
@@ -20,9 +21,9 @@ from quorapay.core.inputs import (
     ReadRequested,
     Ticked,
 )
-from quorapay.core.ledger import Delta, Ledger, Result
-from quorapay.core.messages import Message
-from quorapay.core.ready import Outcome, ProposalAccepted
+from quorapay.core.ledger import Delta, Ledger, LedgerState, Result
+from quorapay.core.messages import InstallSnapshot, Message
+from quorapay.core.ready import Outcome, Persist, ProposalAccepted
 from quorapay.core.replica import Replica, Role
 from quorapay.core.timing import Timing
 from quorapay.core.types import (
@@ -42,8 +43,16 @@ from quorapay.core.types import (
 @dataclass
 class Disk:
     promised: Epoch = Epoch(0)
-    log: list[LogEntry] = field(default_factory=list)
-    applied: list[LogEntry] = field(default_factory=list)  # entries applied, in order
+    log: list[LogEntry] = field(default_factory=list)  # the entries after `start`
+    start: LogIndex = LogIndex(0)  # compacted up to here
+    start_epoch: Epoch = Epoch(0)
+    base_index: LogIndex = LogIndex(0)  # the installed snapshot's index, and its ledger
+    base: LedgerState = field(default_factory=lambda: LedgerState(accounts=(), transfers=()))
+    applied: list[LogEntry] = field(default_factory=list)  # entries applied after the base
+
+    @property
+    def applied_index(self) -> LogIndex:
+        return LogIndex(self.base_index + len(self.applied))
 
 
 @dataclass
@@ -83,8 +92,9 @@ class ReplicaCluster:
     def _boot(self, node_id: NodeId, disk: Disk) -> Node:
         replica = Replica(node_id=node_id, members=self.ids, timing=self.timing,
                           promised_epoch=disk.promised, log=list(disk.log),
-                          applied_index=LogIndex(len(disk.applied)))
-        ledger = Ledger()
+                          applied_index=disk.applied_index, snapshot_index=disk.start,
+                          snapshot_epoch=disk.start_epoch)
+        ledger = Ledger.from_state(disk.base)
         for entry in disk.applied:
             ledger.apply(entry, Delta())
         return Node(id=node_id, replica=replica, disk=disk, ledger=ledger)
@@ -137,6 +147,9 @@ class ReplicaCluster:
         self._proposal += count
         self.step(node_id, *(ReadRequested(read=t) for t in tokens))
         return tokens
+
+    def compact(self, node_id: str, upto: int) -> None:
+        self.step(node_id, CompactionRequested(upto=LogIndex(upto)))
 
     def tick(self, n: int = 1, only: tuple[str, ...] | None = None) -> None:
         for _ in range(n):
@@ -199,21 +212,39 @@ class ReplicaCluster:
                 return
             ready = replica.ready()
             if ready.persist is not None:
-                p = ready.persist
-                del node.disk.log[p.keep_upto:]
-                node.disk.log.extend(p.entries)
-                if p.promised_epoch is not None:
-                    node.disk.promised = p.promised_epoch
+                self._persist(node, ready.persist)
             for out in ready.messages:
                 self.network.append(InFlight(src=node.id, dst=out.to, message=out.message))
             for entry in ready.committed:
-                assert entry.index == len(node.disk.applied) + 1, "applied out of order"
+                assert entry.index == node.disk.applied_index + 1, "applied out of order"
                 node.results[entry.index] = node.ledger.apply(entry, Delta())
                 self.commit_epoch.setdefault(entry.index, replica.promised_epoch)
                 node.disk.applied.append(entry)
+            for wanted in ready.snapshots:
+                assert wanted.index == node.disk.applied_index, "a snapshot of the applied state"
+                self.network.append(InFlight(src=node.id, dst=wanted.to, message=InstallSnapshot(
+                    epoch=wanted.epoch, index=wanted.index, last_epoch=wanted.last_epoch,
+                    state=node.ledger.export())))
             node.outcomes.extend(ready.outcomes)
             replica.advance(ready)
         raise AssertionError(f"{node.id} still has work after 1000 Readies")
+
+    @staticmethod
+    def _persist(node: Node, p: Persist) -> None:
+        disk = node.disk
+        if p.install is not None:
+            disk.log, disk.start, disk.start_epoch = [], p.install.index, p.install.last_epoch
+            disk.base_index, disk.base, disk.applied = p.install.index, p.install.state, []
+            node.ledger = Ledger.from_state(p.install.state)
+        del disk.log[max(0, p.keep_upto - disk.start):]
+        disk.log.extend(p.entries)
+        if p.promised_epoch is not None:
+            disk.promised = p.promised_epoch
+        if p.compact_upto is not None:
+            assert p.compact_epoch is not None
+            assert p.compact_upto <= disk.applied_index, "compacted entries not yet applied"
+            del disk.log[:p.compact_upto - disk.start]
+            disk.start, disk.start_epoch = p.compact_upto, p.compact_epoch
 
     # ---------------------------------------------------------------- observations
     def leaders(self) -> list[NodeId]:
@@ -229,17 +260,20 @@ class ReplicaCluster:
         return {i: [(e.index, e.epoch) for e in n.disk.log] for i, n in self.nodes.items()}
 
     def check_safety(self) -> None:
-        """Applied sequences are prefixes of one another; durable logs match where epochs match."""
-        applied = sorted((n.disk.applied for n in self.nodes.values()), key=len)
-        longest = applied[-1]
-        for seq in applied:
-            assert seq == longest[: len(seq)], "two nodes applied different entries"
-        logs = [n.disk.log for n in self.nodes.values()]
+        """Nodes applied the same entry at every index; durable logs match where epochs match."""
+        applied: dict[LogIndex, LogEntry] = {}
+        for node in self.nodes.values():
+            for entry in node.disk.applied:
+                assert applied.setdefault(entry.index, entry) == entry, \
+                    f"two nodes applied different entries at {entry.index}"
+        logs = [{e.index: e for e in n.disk.log} for n in self.nodes.values()]
         for a in logs:
             for b in logs:
-                for i in range(min(len(a), len(b)) - 1, -1, -1):
+                common = sorted(set(a) & set(b), reverse=True)
+                for i in common:
                     if a[i].epoch == b[i].epoch:
-                        assert a[: i + 1] == b[: i + 1], f"log matching broken at {i + 1}"
+                        assert all(a[j] == b[j] for j in common if j <= i), \
+                            f"log matching broken at {i}"
                         break
 
 

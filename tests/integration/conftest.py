@@ -21,8 +21,10 @@ def free_port() -> int:
 
 
 def write_cluster(path: Path, *, name: str, zk_port: int, nodes: int = 3,
-                  mode: str = "external") -> ClusterConfig:
+                  mode: str = "external", storage: dict[str, int] | None = None
+                  ) -> ClusterConfig:
     document = default_cluster(nodes=nodes, name=name, zookeeper_port=zk_port)
+    document["storage"].update(storage or {})
     document["zookeeper"].update(mode=mode, hosts=[f"127.0.0.1:{zk_port}"],
                                  session_timeout=SESSION_TIMEOUT)
     for node in document["nodes"]:
@@ -45,8 +47,19 @@ def zk_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 @pytest.fixture
 def cluster(zk_port: int, tmp_path: Path) -> Iterator[ClusterConfig]:
-    config = write_cluster(tmp_path / "cluster.toml", name=f"it-{uuid.uuid4().hex[:10]}",
-                           zk_port=zk_port)
+    yield from _stopped_after(write_cluster(
+        tmp_path / "cluster.toml", name=f"it-{uuid.uuid4().hex[:10]}", zk_port=zk_port))
+
+
+@pytest.fixture
+def compacting_cluster(zk_port: int, tmp_path: Path) -> Iterator[ClusterConfig]:
+    """A cluster whose nodes compact their logs every few entries."""
+    yield from _stopped_after(write_cluster(
+        tmp_path / "cluster.toml", name=f"it-{uuid.uuid4().hex[:10]}", zk_port=zk_port,
+        storage={"compact_every": 20, "compact_retain": 5}))
+
+
+def _stopped_after(config: ClusterConfig) -> Iterator[ClusterConfig]:
     yield config
     supervisor.down(config)
     for node in config.nodes:

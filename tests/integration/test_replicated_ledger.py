@@ -7,6 +7,7 @@ import time
 import pytest
 import trio
 
+from quorapay.api import schema as api
 from quorapay.api.schema import TransferSpec
 from quorapay.chaos.kill import kill_leader
 from quorapay.client import Client, ClientError
@@ -126,3 +127,26 @@ async def test_leader_kill_under_load_fails_over_and_loses_nothing(cluster: Clus
     result = await verified(cluster, told)
     assert result.verdict is Verdict.VALID, result.findings
     assert time.monotonic() - started < 30
+
+
+async def test_a_node_behind_the_compacted_log_catches_up_from_a_snapshot(
+        compacting_cluster: ClusterConfig) -> None:
+    cluster = compacting_cluster
+    await supervisor.up(cluster)
+    current = await leader(cluster)
+    follower = next(n.id for n in cluster.nodes if n.id != current.node)
+    async with Client(urls(cluster)) as client:
+        await setup_accounts(client, 4)
+        kill(cluster, follower)
+        specs = transfers("compacted", 80)
+        for i in range(0, len(specs), 2):  # 40 entries: past compact_every + compact_retain
+            results = await client.submit_transfers(specs[i:i + 2])
+            assert [r.status for r in results] == ["ok", "ok"]
+    statuses = await supervisor.statuses(cluster)
+    assert all(s.log_start > 0 for s in statuses.values() if isinstance(s, api.NodeStatus))
+    await supervisor.up(cluster)  # the follower returns needing entries nobody holds
+    result = await verified(cluster, acknowledged(specs))
+    assert result.verdict is Verdict.VALID, result.findings
+    caught_up = (await supervisor.statuses(cluster))[follower]
+    # it had applied only the accounts before it died: a log starting later was installed
+    assert isinstance(caught_up, api.NodeStatus) and caught_up.log_start > 5

@@ -11,10 +11,10 @@ import trio
 
 from quorapay.api import schema as api
 from quorapay.config import ClusterConfig, default_cluster, load_config, render
-from quorapay.core.inputs import LeadershipGranted
+from quorapay.core.inputs import CompactionRequested, LeadershipGranted
 from quorapay.core.node_state import NodeState
 from quorapay.core.replica import Replica
-from quorapay.core.types import Epoch
+from quorapay.core.types import Epoch, LogIndex
 from quorapay.node.client_api import ClientApi
 from quorapay.node.loop import Driver, Failure, LocalQuery, Reply
 from quorapay.node.storage import Store
@@ -87,3 +87,21 @@ async def test_a_query_that_raises_fails_alone(served) -> None:
         failure = await reply.wait()
     assert isinstance(failure, Failure) and failure.code is api.ErrorCode.INTERNAL
     assert (await ask(server, api.Barrier())).index is not None
+
+
+async def test_after_compaction_digests_cover_the_held_log_and_old_entries_are_refused(
+        served) -> None:
+    server, inputs = served
+    for i in range(4):
+        await ask(server, api.CreateAccounts(accounts=[api.AccountSpec(id=f"a{i}")]))
+    await inputs.send(CompactionRequested(upto=LogIndex(3)))
+    whole = await ask(server, api.Digest())
+    assert whole.digest is not None and whole.digest.log_start == 3
+    assert whole.digest.after == 3 and whole.digest.state_digest is None  # no replay from 1
+    assert whole.digest.stored_state_digest is not None and whole.digest.totals == {"USD": 0}
+    for refused in (api.Entries(first=1, last=5), api.EntryDigests(first=3, last=5),
+                    api.Digest(after=0)):
+        response = await ask(server, refused)
+        assert response.error is not None and response.error.code is api.ErrorCode.INVALID_REQUEST
+    held = await ask(server, api.Entries(first=4, last=5))
+    assert [e.index for e in held.entries or []] == [4, 5]

@@ -5,11 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from quorapay.core.inputs import CommandsProposed, LeadershipGranted
-from quorapay.core.node_state import stage
+from quorapay.core.inputs import CommandsProposed, CompactionRequested, LeadershipGranted
+from quorapay.core.ledger import Delta, Ledger
+from quorapay.core.messages import InstallSnapshot
+from quorapay.core.node_state import WriteBatch, stage
+from quorapay.core.ready import Persist
 from quorapay.core.replica import Replica
 from quorapay.core.timing import Timing
-from quorapay.core.types import Epoch, NodeId
+from quorapay.core.types import Commands, Epoch, LogEntry, LogIndex, NodeId
 from quorapay.node.storage import StorageError, Store
 from tests.core.harness import account, transfer
 
@@ -23,7 +26,9 @@ def open_store(path: Path) -> Store:
 def boot(store: Store) -> tuple[Replica, object]:
     restored = store.load()
     replica = Replica(node_id=ME, members=[ME], timing=Timing(), log=restored.log,
-                      promised_epoch=restored.promised_epoch, applied_index=restored.applied_index)
+                      promised_epoch=restored.promised_epoch, applied_index=restored.applied_index,
+                      snapshot_index=restored.snapshot_index,
+                      snapshot_epoch=restored.snapshot_epoch)
     return replica, restored.ledger
 
 
@@ -35,6 +40,8 @@ def workload() -> list:
     for i in range(6):
         inputs.append([CommandsProposed(proposal=10 + i, commands=(
             transfer(f"d{i}", "bank", "alice", 100), transfer(f"t{i}", "alice", "bob", 30)))])
+        if i == 3:
+            inputs.append([CompactionRequested(upto=LogIndex(4))])
     return inputs
 
 
@@ -67,7 +74,7 @@ def run(store: Store, replica: Replica, ledger, inputs, *,
 def snapshot(store: Store) -> tuple:
     r = store.load()
     return (r.promised_epoch, [(e.index, e.epoch, e.payload) for e in r.log], r.applied_index,
-            r.ledger.digest())
+            r.ledger.digest(), r.snapshot_index, r.snapshot_epoch)
 
 
 def outcomes(store: Store) -> tuple[dict, dict]:
@@ -87,6 +94,7 @@ def test_round_trip_and_replay_equivalence(tmp_path: Path) -> None:
     assert restored.ledger.digest() == ledger.digest()
     assert restored.ledger.accounts["bob"].balance == 6 * 30
     assert restored.ledger.totals() == {"USD": 0}
+    assert restored.snapshot_index == 4 and restored.log[0].index == 5  # compacted up to 4
 
 
 def test_a_crash_between_any_two_steps_recovers_a_committed_state(tmp_path: Path) -> None:
@@ -98,7 +106,7 @@ def test_a_crash_between_any_two_steps_recovers_a_committed_state(tmp_path: Path
     final_ledger = outcomes(reference)
     crashes = 0
     for write in range(1, len(states)):
-        for step in range(7):
+        for step in range(8):
             path = tmp_path / f"w{write}s{step}"
             store = open_store(path)
             replica, ledger = boot(store)
@@ -115,8 +123,67 @@ def test_a_crash_between_any_two_steps_recovers_a_committed_state(tmp_path: Path
             assert outcomes(recovered) == final_ledger
             recovered.close()
     reference.close()
-    assert crashes >= 7 * 8
+    assert crashes >= 8 * 8
 
+
+def installed(store: Store, index: int, epoch: int) -> WriteBatch:
+    """A batch installing another node's ledger at (index, epoch), then one entry after it."""
+    other = Ledger()
+    other.apply(LogEntry(index=LogIndex(1), epoch=Epoch(epoch), payload=Commands(commands=(
+        account("carol", issuer=True), account("dave")))), Delta())
+    other.apply(LogEntry(index=LogIndex(2), epoch=Epoch(epoch), payload=Commands(commands=(
+        transfer("x1", "carol", "dave", 7),))), Delta())
+    snapshot = InstallSnapshot(epoch=Epoch(epoch), index=LogIndex(index),
+                               last_epoch=Epoch(epoch), state=other.export())
+    after = LogEntry(index=LogIndex(index + 1), epoch=Epoch(epoch),
+                     payload=Commands(commands=()))
+    return WriteBatch(persist=Persist(keep_upto=LogIndex(index), entries=(after,),
+                                      promised_epoch=Epoch(epoch), install=snapshot),
+                      applied_index=LogIndex(index))
+
+
+def test_installing_a_snapshot_replaces_log_and_ledger_at_once(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    replica, ledger = boot(store)
+    run(store, replica, ledger, workload())
+    before = snapshot(store)
+    batch = installed(store, 50, 3)
+    for step in range(5):  # a crash inside the install leaves the old state whole
+        store._db.execute("BEGIN IMMEDIATE")
+        steps = store.write_steps(batch)
+        for _ in range(step):
+            next(steps, None)
+        store._db.execute("ROLLBACK")
+        assert snapshot(store) == before
+    store.write(batch)
+    store.close()
+    store = open_store(tmp_path)
+    restored = store.load()
+    assert (restored.snapshot_index, restored.snapshot_epoch) == (50, 3)
+    assert [e.index for e in restored.log] == [51]
+    assert restored.applied_index == 50 and restored.promised_epoch == 3
+    assert set(restored.ledger.accounts) == {"carol", "dave"}
+    assert restored.ledger.accounts["dave"].balance == 7
+    replica, _ = boot(store)  # and a replica starts from it
+    assert replica.log.start == 50 and replica.last_index == 51
+    store.close()
+
+
+def test_a_version_1_data_dir_is_upgraded_in_place(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    replica, ledger = boot(store)
+    run(store, replica, ledger, workload()[:4])
+    store.close()
+    db = sqlite3.connect(tmp_path / "node.db")
+    db.execute("DELETE FROM meta WHERE key IN ('snapshot_index', 'snapshot_epoch')")
+    db.execute("UPDATE meta SET value = 1 WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    store = open_store(tmp_path)
+    restored = store.load()
+    assert restored.snapshot_index == 0 and restored.log[0].index == 1
+    assert restored.ledger.accounts["bank"].balance == -200
+    store.close()
 
 def test_data_dir_of_another_node_is_refused(tmp_path: Path) -> None:
     open_store(tmp_path).close()
@@ -130,11 +197,11 @@ def test_corrupt_record_is_detected_by_checksum(tmp_path: Path) -> None:
     run(store, replica, ledger, workload())
     store.close()
     db = sqlite3.connect(tmp_path / "node.db")
-    db.execute("UPDATE log SET payload = CAST(X'00' || substr(payload, 2) AS BLOB) WHERE idx = 3")
+    db.execute("UPDATE log SET payload = CAST(X'00' || substr(payload, 2) AS BLOB) WHERE idx = 6")
     db.commit()
     db.close()
     store = open_store(tmp_path)
-    with pytest.raises(StorageError, match="corrupt log record at index 3"):
+    with pytest.raises(StorageError, match="corrupt log record at index 6"):
         store.load()
     store.close()
 

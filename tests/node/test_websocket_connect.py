@@ -57,11 +57,12 @@ async def test_a_silent_server_times_out() -> None:
 async def test_a_write_cut_short_by_the_deadline_is_unknown_and_its_connection_dropped() -> None:
     # A node that accepts and never answers (paused): the write went out, so its outcome is
     # unknown -- TIMEOUT, never UNAVAILABLE -- and the next request must not reuse the link.
-    from quorapay.api import schema as api
-    from quorapay.client import Client, ClientError
     from trio_websocket import serve_websocket
 
-    async def accept_and_ignore(request):  # noqa: ANN001, ANN202
+    from quorapay.api import schema as api
+    from quorapay.client import Client, ClientError
+
+    async def accept_and_ignore(request):
         ws = await request.accept()
         await trio.sleep_forever()
         await ws.aclose()

@@ -1,0 +1,209 @@
+"""Compaction and snapshots: a node forgets applied entries; whoever needs them gets the ledger.
+
+Three ways a snapshot is needed: a follower behind the leader's compaction point, a follower
+whose conflicting tail hides behind it, and a recovering leader whose fetch source compacted
+what it asked for. In every case the ledgers converge and no applied entry differs.
+"""
+
+from quorapay.core.inputs import MessageReceived
+from quorapay.core.messages import Append, AppendAck, InstallSnapshot
+from quorapay.core.replica import Role
+from quorapay.core.types import Epoch, LogIndex, NodeId
+from tests.core.harness import InFlight, ReplicaCluster, account, transfer
+
+
+def elect(cluster: ReplicaCluster, node: str = "n1", epoch: int = 1) -> None:
+    cluster.grant(node, epoch)
+    cluster.stabilize()
+    assert cluster[node].serving
+
+
+def pay(cluster: ReplicaCluster, leader: str, count: int, prefix: str = "t") -> None:
+    """Open accounts once, then `count` transfers as separate entries."""
+    if "bank" not in cluster.nodes[NodeId(leader)].ledger.accounts:
+        cluster.propose(leader, account("bank", issuer=True), account("alice"))
+    for i in range(count):
+        cluster.propose(leader, transfer(f"{prefix}{i}", "bank", "alice", 1))
+        cluster.deliver_all()
+
+
+def converged(cluster: ReplicaCluster, *nodes: str) -> None:
+    digests = {n: cluster.nodes[NodeId(n)].ledger.digest() for n in nodes}
+    applied = {n: cluster[n].applied_index for n in nodes}
+    assert len(set(applied.values())) == 1, applied
+    assert len(set(digests.values())) == 1, digests
+    cluster.check_safety()
+
+
+def snapshots_sent(cluster: ReplicaCluster, sent: list[InFlight]) -> int:
+    return sum(isinstance(m.message, InstallSnapshot) for m in sent)
+
+
+def deliver_recording(cluster: ReplicaCluster, ticks: int = 10) -> list[InFlight]:
+    """stabilize(), keeping what was delivered."""
+    seen: list[InFlight] = []
+    for round_ in range(ticks + 1):
+        if round_:
+            cluster.tick()
+        while (msg := cluster.deliver_one()) is not None:
+            seen.append(msg)
+    return seen
+
+
+def test_compaction_forgets_applied_entries_and_a_restart_keeps_the_ledger() -> None:
+    cluster = ReplicaCluster()
+    elect(cluster)
+    pay(cluster, "n1", 5)
+    cluster.stabilize()
+    before = cluster.nodes[NodeId("n1")].ledger.digest()
+    applied = cluster["n1"].applied_index
+    cluster.compact("n1", 4)
+    assert cluster["n1"].log.start == 4
+    assert cluster.nodes[NodeId("n1")].disk.log[0].index == 5
+    cluster.compact("n1", 10_000)  # never past the applied index
+    assert cluster["n1"].log.start == applied
+    cluster.crash("n1")
+    cluster.restart("n1")
+    assert cluster["n1"].log.start == applied and cluster["n1"].applied_index == applied
+    assert cluster.nodes[NodeId("n1")].ledger.digest() == before
+
+
+def test_a_follower_behind_the_compaction_point_catches_up_from_a_snapshot() -> None:
+    cluster = ReplicaCluster()
+    elect(cluster)
+    cluster.crash("n3")
+    pay(cluster, "n1", 8)
+    cluster.stabilize()
+    for node in ("n1", "n2"):
+        cluster.compact(node, cluster[node].applied_index)
+    cluster.restart("n3")
+    sent = deliver_recording(cluster)
+    assert snapshots_sent(cluster, sent) >= 1
+    assert cluster.nodes[NodeId("n3")].disk.base_index > 0  # it installed, not replayed
+    pay(cluster, "n1", 3, prefix="after")
+    cluster.stabilize()
+    converged(cluster, "n1", "n2", "n3")
+    assert cluster.nodes[NodeId("n3")].ledger.accounts["alice"].balance == 11
+
+
+def test_a_lost_snapshot_is_sent_again() -> None:
+    cluster = ReplicaCluster()
+    elect(cluster)
+    cluster.crash("n3")
+    pay(cluster, "n1", 4)
+    cluster.stabilize()
+    cluster.compact("n1", cluster["n1"].applied_index)
+    cluster.restart("n3")
+    lost: list[InFlight] = []
+
+    def drop_first_snapshot(msg: InFlight) -> bool:
+        if isinstance(msg.message, InstallSnapshot) and not lost:
+            lost.append(msg)
+            return True
+        return False
+
+    for _ in range(cluster.timing.snapshot_retry_ticks + 5):
+        cluster.tick()
+        cluster.deliver_all(drop=drop_first_snapshot)
+    assert lost, "a snapshot was sent"
+    cluster.stabilize()
+    converged(cluster, "n1", "n2", "n3")
+
+
+def test_a_conflicting_tail_behind_the_compaction_point_is_replaced() -> None:
+    cluster = ReplicaCluster()
+    elect(cluster)
+    pay(cluster, "n1", 2)
+    cluster.stabilize()
+    cluster.isolate("n1")  # n1 keeps leading epoch 1 for a while: its new entries never commit
+    pay(cluster, "n1", 3, prefix="lost")
+    cluster.crash("n1")
+    cluster.heal()
+    elect(cluster, "n2", 2)
+    pay(cluster, "n2", 6, prefix="new")
+    cluster.stabilize()
+    for node in ("n2", "n3"):
+        cluster.compact(node, cluster[node].applied_index)
+    cluster.restart("n1")
+    cluster.stabilize(ticks=20)
+    converged(cluster, "n1", "n2", "n3")
+    assert cluster.nodes[NodeId("n1")].disk.base_index > 0  # installed over its stale tail
+    ledger = cluster.nodes[NodeId("n1")].ledger
+    assert not any(str(t).startswith("lost") for t in ledger.transfers)
+    assert ledger.accounts["alice"].balance == 8
+
+
+def test_a_recovering_leader_installs_its_fetch_sources_snapshot() -> None:
+    cluster = ReplicaCluster()
+    elect(cluster)
+    cluster.crash("n3")
+    pay(cluster, "n1", 6)
+    cluster.stabilize()
+    cluster.crash("n1")
+    cluster.compact("n2", cluster["n2"].applied_index)
+    cluster.restart("n3")  # behind by everything; n2, the only other live node, compacted
+    cluster.grant("n3", 2)
+    sent = deliver_recording(cluster, ticks=5)
+    assert any(isinstance(m.message, InstallSnapshot) and m.src == "n2" for m in sent)
+    assert cluster["n3"].role is Role.LEADER and cluster["n3"].serving
+    pay(cluster, "n3", 2, prefix="new")
+    cluster.restart("n1")
+    cluster.stabilize(ticks=20)
+    converged(cluster, "n1", "n2", "n3")
+    assert cluster.nodes[NodeId("n3")].ledger.accounts["alice"].balance == 8
+
+
+def test_an_append_below_the_compaction_point_is_acknowledged_from_the_start() -> None:
+    cluster = ReplicaCluster()
+    elect(cluster)
+    pay(cluster, "n1", 5)
+    cluster.stabilize()
+    cluster.compact("n2", cluster["n2"].applied_index)
+    start = cluster["n2"].log.start
+    leader_log = cluster["n1"].log
+    cluster.network.clear()
+    cluster.step("n2", MessageReceived(sender=NodeId("n1"), message=Append(
+        epoch=Epoch(1), prev_index=LogIndex(1), prev_epoch=Epoch(1),
+        entries=leader_log.slice(2, start), commit=cluster["n1"].commit_index, seq=0)))
+    replies = [m.message for m in cluster.network if m.dst == "n1"]
+    assert replies == [AppendAck(epoch=Epoch(1), match_index=start, seq=0)]
+
+
+def test_compaction_policy_keeps_a_tail_and_waits_for_enough_entries() -> None:
+    from quorapay.core.compaction import CompactionPolicy
+    policy = CompactionPolicy(every=10, retain=3)
+    assert policy.upto(LogIndex(0), LogIndex(12)) is None
+    assert policy.upto(LogIndex(0), LogIndex(13)) == 10
+    assert policy.upto(LogIndex(10), LogIndex(22)) is None
+
+
+def test_a_follower_that_turns_out_to_hold_the_start_point_is_replicated_to_again() -> None:
+    # Regression (sim seed 103): the leader asked for a snapshot, the follower acknowledged a
+    # heartbeat at the compaction point (below the snapshot's index) and entries flowed again;
+    # when those were lost, the pending snapshot kept retransmission off for good.
+    cluster = ReplicaCluster()
+    elect(cluster)
+    pay(cluster, "n1", 2)
+    cluster.stabilize()
+    for i in range(3):  # n3 gets these entries but its acknowledgements are lost
+        cluster.propose("n1", transfer(f"unacked{i}", "bank", "alice", 1))
+        cluster.deliver_all(drop=lambda m: m.src == "n3")
+    for i in range(2):  # these never reach n3
+        cluster.propose("n1", transfer(f"missed{i}", "bank", "alice", 1))
+        cluster.deliver_all(drop=lambda m: "n3" in (m.src, m.dst))
+    cluster.compact("n1", cluster["n1"].applied_index - 2)  # n3's last entry: the start point
+
+    def catch_up(msg: InFlight) -> bool:
+        return msg.dst == "n3" and (isinstance(msg.message, InstallSnapshot) or (
+            isinstance(msg.message, Append) and bool(msg.message.entries)))
+
+    for _ in range(cluster.timing.retransmit_ticks + 1):  # stall: rewind below the start
+        cluster.tick()
+        cluster.deliver_all(drop=lambda m: m.src == "n3" or catch_up(m))
+    assert cluster["n1"]._progress[NodeId("n3")].snapshot_index is not None
+    for _ in range(cluster.timing.heartbeat_ticks + 1):  # a heartbeat at the start is acked
+        cluster.tick()
+        cluster.deliver_all(drop=catch_up)
+    pay(cluster, "n1", 3, prefix="more")
+    cluster.stabilize(ticks=cluster.timing.snapshot_retry_ticks + 10)
+    converged(cluster, "n1", "n2", "n3")
