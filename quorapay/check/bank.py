@@ -23,12 +23,12 @@ from quorapay.api import schema as api
 from quorapay.api.schema import AccountSpec, TransferSpec
 from quorapay.check.checker import BankReport, Evidence, check_bank
 from quorapay.check.history import Event, Fail, Info, Invoke, Ok, TransferBody, encode
+from quorapay.check.log_tap import LogTap
 from quorapay.check.nemesis import BankNemesis, undo_everything
 from quorapay.client import Client, ClientError, node_request
 from quorapay.cluster import supervisor
 from quorapay.config import ClusterConfig
 from quorapay.core.errors import QuorapayError
-from quorapay.core.types import LogEntry
 from quorapay.verify.collect import settled_statuses
 
 ISSUER = "bank"
@@ -123,28 +123,32 @@ async def run_bank(cluster: ClusterConfig, options: BankOptions) -> BankOutcome:
     run_id = results.name  # transfer ids are unique per run: runs can share a cluster
     accounts = [f"acct-{i}" for i in range(1, options.accounts + 1)]
     urls = [n.client_url for n in cluster.nodes]
+    tap = LogTap(cluster)
     try:
-        await _setup(urls, accounts)
-        stop_at = history.now() + options.seconds
-        measurements: dict[str, float] = {}
-        async with trio.open_nursery() as nursery:
-            for process in range(1, options.clients + 1):
-                nursery.start_soon(_client, f"{run_id}-p{process}", process, urls, accounts,
-                                   random.Random(rng.random()), history, stop_at)
-            if options.scenario is not None:
-                stage = Stage(cluster=cluster, record=history.record, now=history.now,
-                              urls=urls, stop_at=stop_at,
-                              first_ack_after=history.first_ack_after, stall=history.stall)
-                measurements = await options.scenario(stage)
-            else:
-                nemesis = BankNemesis(cluster, options.nemesis, random.Random(rng.random()),
-                                      history.record, history.now,
-                                      interval=options.fault_interval,
-                                      duration=options.fault_duration)
-                await nemesis.run(stop_at)
-        undo_everything(cluster)
-        liveness = await _liveness(urls, options.liveness_bound)
-        evidence = await _collect(cluster, history.events, liveness, options)
+        async with trio.open_nursery() as background:
+            background.start_soon(tap.run)  # reads the logs before compaction forgets them
+            await _setup(urls, accounts)
+            stop_at = history.now() + options.seconds
+            measurements: dict[str, float] = {}
+            async with trio.open_nursery() as nursery:
+                for process in range(1, options.clients + 1):
+                    nursery.start_soon(_client, f"{run_id}-p{process}", process, urls, accounts,
+                                       random.Random(rng.random()), history, stop_at)
+                if options.scenario is not None:
+                    stage = Stage(cluster=cluster, record=history.record, now=history.now,
+                                  urls=urls, stop_at=stop_at,
+                                  first_ack_after=history.first_ack_after, stall=history.stall)
+                    measurements = await options.scenario(stage)
+                else:
+                    nemesis = BankNemesis(cluster, options.nemesis, random.Random(rng.random()),
+                                          history.record, history.now,
+                                          interval=options.fault_interval,
+                                          duration=options.fault_duration)
+                    await nemesis.run(stop_at)
+            undo_everything(cluster)
+            liveness = await _liveness(urls, options.liveness_bound)
+            background.cancel_scope.cancel()
+        evidence = await _collect(cluster, history.events, liveness, options, tap)
     finally:
         history.close()
     report = check_bank(evidence)
@@ -234,7 +238,7 @@ async def _liveness(urls: list[str], bound: float) -> float | None:
 
 
 async def _collect(cluster: ClusterConfig, events: list[Event], liveness: float | None,
-                   options: BankOptions) -> Evidence:
+                   options: BankOptions, tap: LogTap) -> Evidence:
     found = await settled_statuses(cluster, 30.0)
     evidence = Evidence(history=events, logs={}, liveness=liveness,
                         liveness_bound=options.liveness_bound,
@@ -244,11 +248,10 @@ async def _collect(cluster: ClusterConfig, events: list[Event], liveness: float 
             evidence.unreachable[node_id] = status
             continue
         url = cluster.node(node_id).client_url
-        if status.log_start > 0:
-            evidence.compacted[node_id] = status.log_start
-            continue
         try:
-            evidence.logs[node_id] = await _entries(url, status.applied_index)
+            await _read_rest(tap, node_id)
+            evidence.logs[node_id] = tap.logs[node_id]
+            evidence.skipped[node_id] = tap.skipped[node_id]
             digest = (await node_request(url, api.Digest(), timeout=30)).digest
             assert digest is not None
             evidence.digests[node_id] = digest
@@ -257,13 +260,15 @@ async def _collect(cluster: ClusterConfig, events: list[Event], liveness: float 
     return evidence
 
 
-async def _entries(url: str, last: int) -> list[LogEntry]:
-    entries: list[LogEntry] = []
-    for first in range(1, last + 1, api.MAX_BATCH):
-        response = await node_request(url, api.Entries(
-            first=first, last=min(first + api.MAX_BATCH - 1, last)), timeout=30)
-        entries += response.entries or []
-    return entries
+async def _read_rest(tap: LogTap, node_id: str, attempts: int = 3) -> None:
+    """The entries the tap has not read yet (retried: the node may compact meanwhile)."""
+    for attempt in range(attempts):
+        try:
+            await tap.read(node_id, timeout=30)
+            return
+        except ClientError:
+            if attempt == attempts - 1:
+                raise
 
 
 def _save(results: Path, report: BankReport, cluster: ClusterConfig) -> None:

@@ -52,10 +52,10 @@ class Verdict(StrEnum):
 @dataclass(slots=True, kw_only=True)
 class Evidence:
     history: list[Event]
-    logs: dict[str, list[LogEntry]]  # each reachable node's applied log
+    logs: dict[str, list[LogEntry]]  # each reachable node's applied entries, as read (in order)
     digests: dict[str, DigestInfo] = field(default_factory=dict)  # each node, at its applied
     unreachable: dict[str, str] = field(default_factory=dict)
-    compacted: dict[str, int] = field(default_factory=dict)  # node -> log start, if above 0
+    skipped: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # compacted unread
     liveness: float | None = None  # seconds from healing until a write succeeded
     liveness_bound: float = 30.0
     nemesis_requested: bool = True
@@ -81,23 +81,24 @@ class BankReport:
 
 
 def check_bank(evidence: Evidence) -> BankReport:
-    if evidence.compacted:
-        where = ", ".join(f"{n} up to {i}" for n, i in sorted(evidence.compacted.items()))
+    stats = _stats(evidence.history)
+    log, missing = merged(evidence.logs)
+    if missing:
         return BankReport(
-            verdict=Verdict.UNKNOWN, checks=(), liveness=_liveness(evidence),
-            stats=_stats(evidence.history),
-            reason=f"logs were compacted ({where}) and the checker replays whole logs: run "
-                   f"it with storage.compact_every = 0 or above the entries a run writes")
+            verdict=Verdict.UNKNOWN, checks=(), liveness=_liveness(evidence), stats=stats,
+            reason=f"{len(missing)} entries (the first {missing[0]}) were compacted on every "
+                   f"node before the checker could read them; the replay needs every entry "
+                   f"(a larger storage.compact_retain gives the checker time to read them)")
     invokes = {(e.process, e.op): e for e in evidence.history if isinstance(e, Invoke)}
     completions = [e for e in evidence.history if isinstance(e, Ok | Fail | Info)]
-    stats = _stats(evidence.history)
-    log = max(evidence.logs.values(), key=len, default=[])
     replay = _Replay(log)
-    replay.run({c.index for c in completions if isinstance(c, Ok) and c.f == "read"})
+    replay.run({c.index for c in completions if isinstance(c, Ok) and c.f == "read"},
+               {d.index for d in evidence.digests.values()})
     checks = [
         Check(name="committed logs agree", problems=tuple(_logs_agree(evidence.logs))),
         Check(name="ledgers converge", problems=tuple(_converged(evidence))),
-        Check(name="no transfer applied twice", problems=tuple(_self_consistent(evidence))),
+        Check(name="no transfer applied twice",
+              problems=tuple(_self_consistent(evidence, replay))),
         Check(name="one leader per epoch", problems=tuple(
             replay.leader_problems + _epochs_match(log, completions))),
         *_transfer_checks(replay, invokes, completions),
@@ -130,16 +131,22 @@ class _Replay:
         self.money_problems: list[str] = []
         self.negative_problems: list[str] = []
         self.states: dict[int, dict[str, int]] = {}  # index -> balances, where reads need it
+        self.digests: dict[int, str] = {}  # index -> ledger digest, where nodes report one
         self._log = log
 
-    def run(self, read_indexes: set[int]) -> None:
+    def run(self, read_indexes: set[int], digest_indexes: frozenset[int] | set[int] = frozenset()
+            ) -> None:
         if 0 in read_indexes:
             self.states[0] = {}
+        if 0 in digest_indexes:
+            self.digests[0] = self.ledger.digest()
         for entry in self._log:
             self._apply(entry)
             if entry.index in read_indexes:
                 self.states[entry.index] = {a.id: a.balance for a in
                                             self.ledger.accounts.values()}
+            if entry.index in digest_indexes:
+                self.digests[entry.index] = self.ledger.digest()
 
     def _apply(self, entry: LogEntry) -> None:
         if isinstance(entry.payload, EpochStart):
@@ -223,20 +230,36 @@ def _transfer_checks(replay: _Replay, invokes: dict[tuple[int, int], Invoke],
 
 # ---------------------------------------------------------------------------- the rest
 
+def merged(logs: dict[str, list[LogEntry]]) -> tuple[list[LogEntry], list[int]]:
+    """The committed log from every node's entries (the longest log's first), and the indexes
+    no node's entries cover. Whether the nodes agree is `_logs_agree`'s question."""
+    by_index: dict[int, LogEntry] = {}
+    for log in sorted(logs.values(), key=_last_index, reverse=True):
+        for entry in log:
+            by_index.setdefault(entry.index, entry)
+    last = max(by_index, default=0)
+    missing = [i for i in range(1, last + 1) if i not in by_index]
+    return [by_index[i] for i in range(1, last + 1) if i in by_index], missing
+
+
+def _last_index(log: list[LogEntry]) -> int:
+    return log[-1].index if log else 0
+
+
 def _logs_agree(logs: dict[str, list[LogEntry]]) -> list[str]:
     if not logs:
         return ["no node's log could be read"]
-    reference_node, reference = max(logs.items(), key=lambda item: len(item[1]))
+    reference_node, reference = max(logs.items(), key=lambda item: _last_index(item[1]))
+    theirs = {e.index: e for e in reference}
     problems = []
     for node, log in sorted(logs.items()):
-        for position, (ours, theirs) in enumerate(zip(log, reference, strict=False)):
-            if ours != theirs:
-                problems.append(f"{node} and {reference_node} differ at index {position + 1}")
-                break
-        else:
-            if len(log) != len(reference):
-                problems.append(f"{node} applied {len(log)} entries, {reference_node} "
-                                f"{len(reference)}: they did not converge")
+        differs = next((e.index for e in log if e.index in theirs and e != theirs[e.index]),
+                       None)
+        if differs is not None:
+            problems.append(f"{node} and {reference_node} differ at index {differs}")
+        elif _last_index(log) != _last_index(reference):
+            problems.append(f"{node} applied {_last_index(log)} entries, {reference_node} "
+                            f"{_last_index(reference)}: they did not converge")
     return problems
 
 
@@ -250,12 +273,13 @@ def _converged(evidence: Evidence) -> list[str]:
     return problems
 
 
-def _self_consistent(evidence: Evidence) -> list[str]:
-    return [f"{node}: its ledger differs from the replay of its own log (a transfer applied "
-            f"twice, or a balance changed outside the log)"
+def _self_consistent(evidence: Evidence, replay: _Replay) -> list[str]:
+    return [f"{node}: its ledger differs from the replay of the committed log to its applied "
+            f"index {digest.index} (a transfer applied twice, or a balance changed outside the "
+            f"log)"
             for node, digest in sorted(evidence.digests.items())
             if digest.stored_state_digest is not None
-            and digest.stored_state_digest != digest.state_digest]
+            and digest.stored_state_digest != replay.digests.get(digest.index)]
 
 
 def _negative_reads(replay: _Replay, completions: list[Ok | Fail | Info]) -> list[str]:

@@ -46,14 +46,15 @@ def render(results: list[RowResult]) -> str:
         lines.append(f"| {r.name} | {r.how} | {r.expected} | {r.verdict} | "
                      f"{'—' if recovery is None else f'{recovery:.2f} s'} | {others or '—'} | "
                      f"{r.acknowledged} |")
-    lines += ["", "Recovery: from the fault (for restarts and ZooKeeper outages: from the "
-              "undo) until a write committed again. Catch up: from the undo until the node had "
-              "applied everything committed when it came back."]
+    lines += ["", "Recovery: the longest time without an acknowledged transfer, from the fault "
+              "(for restarts and ZooKeeper outages: from the undo) on; clients keep writing "
+              "throughout. Catch up: from the undo until the node had applied everything "
+              "committed when it came back."]
     return "\n".join(lines) + "\n"
 
 
 def _fmt(key: str, value: float) -> str:
-    if key in ("refused_to_start", "writes_refused"):
+    if key in ("refused_to_start", "writes_refused", "snapshot_installed"):
         return "yes" if value else "NO"
     if key == "acknowledged_retries":
         return f"{int(value)}"

@@ -12,7 +12,7 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
@@ -36,6 +36,7 @@ class Row:
     scenario: Scenario
     zookeeper_servers: int = 1
     seconds: float = 20.0  # of workload
+    storage: dict[str, int] = field(default_factory=dict)  # [storage] settings of the cluster
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -272,6 +273,31 @@ async def all_nodes_killed(stage: Stage) -> dict[str, float]:
     return {"recovery": await _recovery(stage, stage.now())}
 
 
+async def behind_compaction(stage: Stage) -> dict[str, float]:
+    await _at(stage, START)
+    follower = await _a_follower(stage)
+    before = (await supervisor.statuses(stage.cluster))[follower.id]
+    assert isinstance(before, api.NodeStatus)
+    processes.kill(stage.cluster, follower)
+    _mark(stage, "kill", "start", f"kill -9 follower {follower.id} at applied index "
+          f"{before.applied_index}")
+    recovery = await _recovery(stage, stage.now())
+    with trio.fail_after(60):  # until every other node compacted past what it holds
+        while True:
+            found = await supervisor.statuses(stage.cluster)
+            others = [s for n, s in found.items() if n != follower.id]
+            if all(isinstance(s, api.NodeStatus) and s.log_start > before.last_index
+                   for s in others):
+                break
+            await trio.sleep(0.2)
+    processes.restart(stage.cluster, follower)
+    _mark(stage, "kill", "stop", f"restarted {follower.id}")
+    catch_up = await _caught_up(stage, follower)
+    after = (await supervisor.statuses(stage.cluster))[follower.id]
+    installed = isinstance(after, api.NodeStatus) and after.log_start > before.last_index
+    return {"recovery": recovery, "catch_up": catch_up, "snapshot_installed": float(installed)}
+
+
 async def corrupt_tail(stage: Stage) -> dict[str, float]:
     await _at(stage, START)
     follower = await _a_follower(stage)
@@ -354,6 +380,11 @@ ROWS = (
         scenario=all_of_zookeeper_lost),
     Row(name="all nodes killed and restarted", how="`chaos kill` every node, restart 1 s later",
         expected="nothing acknowledged is lost; service resumes", scenario=all_nodes_killed),
+    Row(name="follower down while the log is compacted", how="`chaos kill` a follower; "
+        "`chaos restart` it once the others compacted past its log (`compact_every = 500`)",
+        expected="it catches up through a snapshot of the ledger, then the log tail",
+        scenario=behind_compaction, seconds=30.0,
+        storage={"compact_every": 500, "compact_retain": 1000}),
     Row(name="corrupt record at the tail of a log", how="kill a follower, overwrite its last "
         "record's first byte, restart it", expected="detected by checksum: the node refuses "
         "to start with a clear error; restored, it catches up", scenario=corrupt_tail),

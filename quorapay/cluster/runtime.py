@@ -102,6 +102,8 @@ def _runtime_document(cluster: ClusterConfig, plan: Plan) -> dict[str, Any]:
                    "heartbeat_interval": cluster.timing.heartbeat_interval,
                    "election_timeout": cluster.timing.election_timeout,
                    "request_timeout": cluster.timing.request_timeout},
+        "storage": {"compact_every": cluster.storage.compact_every,
+                    "compact_retain": cluster.storage.compact_retain},
         "chaos": {"proxies": True},
         "nodes": [_runtime_node(cluster, plan, node) for node in cluster.nodes],
     }

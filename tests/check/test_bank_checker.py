@@ -183,3 +183,23 @@ def test_an_id_conflict_is_not_a_failed_transfer_applied() -> None:
     events += [Invoke(process=3, op=1, f="transfer", time=90.0, transfer=other),
                Fail(process=3, op=1, f="transfer", time=90.5, status="id_conflict")]
     assert check_bank(evidence(history=events)).verdict is Verdict.VALID
+
+
+def test_entries_a_node_compacted_unread_are_taken_from_another_node() -> None:
+    # n3 installed a snapshot before the tap read its first entries: n1 and n2 cover them.
+    logs = {**on_every_node(LOG), "n3": list(LOG[3:])}
+    report = check_bank(evidence(logs=logs))
+    assert report.verdict is Verdict.VALID, [c for c in report.checks if not c.ok]
+
+
+def test_a_divergent_entry_after_a_gap_is_still_found() -> None:
+    forged = msgspec.structs.replace(LOG[4], epoch=LOG[4].epoch + 7)
+    logs = {**on_every_node(LOG), "n3": [*LOG[3:4], forged, *LOG[5:]]}
+    assert "committed logs agree" in failed_checks(evidence(logs=logs))
+
+
+def test_entries_compacted_on_every_node_unread_make_the_run_unknown() -> None:
+    logs = {n: list(LOG[2:]) for n in ("n1", "n2", "n3")}
+    report = check_bank(evidence(logs=logs))
+    assert report.verdict is Verdict.UNKNOWN
+    assert "compacted on every node" in report.reason and "the first 1" in report.reason

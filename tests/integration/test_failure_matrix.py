@@ -34,6 +34,8 @@ EXPECT: dict[str, Callable[[dict[str, float]], bool]] = {
     "leader paused past its session timeout": lambda m: m["recovery"] <= 6 + 2,
     "all of ZooKeeper lost": lambda m: m["writes_refused"] == 1 and m["recovery"] <= 20,
     "corrupt record at the tail of a log": lambda m: m["refused_to_start"] == 1,
+    "follower down while the log is compacted":
+        lambda m: m["snapshot_installed"] == 1 and m["recovery"] <= 10,
 }
 
 
@@ -56,6 +58,7 @@ def local_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cl
     document["zookeeper"].update(port=zookeeper_port(row.zookeeper_servers),
                                  servers=row.zookeeper_servers, session_timeout=SESSION_TIMEOUT)
     document["timing"]["election_timeout"] = ELECTION_TIMEOUT
+    document["storage"].update(row.storage)
     for node in document["nodes"]:
         node["peer_port"], node["client_port"] = free_port(), free_port()
     (tmp_path / "cluster.toml").write_text(render(document))
