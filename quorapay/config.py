@@ -14,12 +14,14 @@ from typing import Any
 
 import tomli_w
 
+from quorapay.chaos.clocks import ClockFaultError, ClockSkew, parse_drift, parse_offset
 from quorapay.core.compaction import CompactionPolicy
 from quorapay.core.errors import QuorapayError
 from quorapay.core.timing import Timing
 from quorapay.core.types import NodeId
 
 DEFAULT_PATH = Path("cluster.toml")
+CLOCK_PROBE_SECONDS = 0.25  # every node measures every peer's clock this often
 DEFAULT_COMPACT_EVERY = 100_000  # entries applied above the retained tail before compacting
 DEFAULT_COMPACT_RETAIN = 10_000  # applied entries kept for followers that lag a little
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -29,11 +31,12 @@ _KEYS = {
     "": {"cluster", "zookeeper", "timing", "storage", "nodes", "chaos"},
     "cluster": {"name", "run_dir"},
     "zookeeper": {"mode", "port", "hosts", "servers", "session_timeout"},
-    "timing": {"tick", "heartbeat_interval", "election_timeout", "request_timeout"},
+    "timing": {"tick", "heartbeat_interval", "election_timeout", "request_timeout",
+               "max_clock_offset"},
     "chaos": {"proxies"},
     "storage": {"compact_every", "compact_retain"},
     "node": {"id", "host", "peer_port", "client_port", "data_dir", "listen_client_port",
-             "routes"},
+             "routes", "clock_offset", "clock_drift"},
 }
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list",
                bool: "true or false", dict: "a table"}
@@ -60,6 +63,7 @@ class NodeConfig:
     data_dir: Path
     listen_client_port: int | None = None
     routes: dict[str, str] = field(default_factory=dict)
+    clock: ClockSkew = ClockSkew()  # the node's wall clock against the machine's
 
     @property
     def peer_url(self) -> str:
@@ -105,12 +109,15 @@ class TimingConfig:
     heartbeat_interval: float
     election_timeout: float  # a leader without a majority this long gives up leadership
     request_timeout: float  # a client request without an outcome this long gets TIMEOUT
+    max_clock_offset: float = 0.5  # the bound on clock offsets between nodes
 
     def core(self) -> Timing:
         heartbeat = max(1, round(self.heartbeat_interval / self.tick))
         election = max(2 * heartbeat + 1, round(self.election_timeout / self.tick))
         return Timing(heartbeat_ticks=heartbeat, retransmit_ticks=2 * heartbeat,
-                      election_timeout_ticks=election, snapshot_retry_ticks=election)
+                      election_timeout_ticks=election, snapshot_retry_ticks=election,
+                      clock_probe_ticks=max(1, round(CLOCK_PROBE_SECONDS / self.tick)),
+                      max_clock_offset_ms=round(self.max_clock_offset * 1000))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -237,6 +244,9 @@ class _Parser:
         heartbeat = self._get(table, "timing.heartbeat_interval", float, 0.1)
         election = self._get(table, "timing.election_timeout", float, 2.0)
         request = self._get(table, "timing.request_timeout", float, 5.0)
+        max_offset = self._get(table, "timing.max_clock_offset", float, 0.5)
+        if not 0.001 <= max_offset <= 3600:
+            self.problems.append("timing.max_clock_offset must be between 0.001 and 3600 seconds")
         if not 0.005 <= tick <= 1.0:
             self.problems.append("timing.tick must be between 0.005 and 1 second")
         if not tick <= heartbeat < election / 2:
@@ -245,7 +255,7 @@ class _Parser:
         if request <= 0:
             self.problems.append("timing.request_timeout must be positive")
         return TimingConfig(tick=tick, heartbeat_interval=heartbeat, election_timeout=election,
-                            request_timeout=request)
+                            request_timeout=request, max_clock_offset=max_offset)
 
     def _storage(self, table: dict[str, Any]) -> StorageConfig:
         self._known(table, "storage", "storage")
@@ -293,7 +303,18 @@ class _Parser:
                                           f".quorapay/data/{node_id}")),
             listen_client_port=None if listen is None else self._port(
                 table, f"{where}.listen_client_port", 0),
-            routes={str(k): str(v) for k, v in routes.items()})
+            routes={str(k): str(v) for k, v in routes.items()},
+            clock=self._clock(table, where))
+
+    def _clock(self, table: dict[str, Any], where: str) -> ClockSkew:
+        """clock_offset ("+2s", "-500ms" or seconds) and clock_drift ("100ppm" or a number)."""
+        try:
+            offset = parse_offset(str(table.get("clock_offset", 0)))
+            drift = parse_drift(str(table.get("clock_drift", 0)))
+        except ClockFaultError as exc:
+            self.problems.append(f"{where}: {exc}")
+            return ClockSkew()
+        return ClockSkew(offset_ms=offset, drift_ppm=drift)
 
     # ---------------------------------------------------------------- typed access
 
@@ -349,7 +370,7 @@ def default_cluster(*, nodes: int = 3, name: str = "quorapay-local", base_port: 
         "zookeeper": {"mode": "local", "port": zookeeper_port, "hosts": [],
                       "session_timeout": 4.0},
         "timing": {"tick": 0.05, "heartbeat_interval": 0.1, "election_timeout": 2.0,
-                   "request_timeout": 5.0},
+                   "request_timeout": 5.0, "max_clock_offset": 0.5},
         "storage": {"compact_every": DEFAULT_COMPACT_EVERY,
                     "compact_retain": DEFAULT_COMPACT_RETAIN},
         "nodes": [{"id": f"n{i}", "host": "127.0.0.1", "peer_port": base_port + i,
@@ -362,5 +383,7 @@ def render(document: dict[str, Any]) -> str:
     header = ("# Quorapay cluster file: one [[nodes]] entry per node process.\n"
               "# zookeeper.mode = \"local\": `quorapay up` runs a ZooKeeper server on port;\n"
               "# \"external\": nodes use zookeeper.hosts. Times are in seconds; relative paths\n"
-              "# are relative to this file. storage.compact_every = 0 keeps the whole log.\n\n")
+              "# are relative to this file. storage.compact_every = 0 keeps the whole log.\n"
+              "# timing.max_clock_offset bounds how far node clocks may be apart; a node\n"
+              "# entry may skew its clock: clock_offset = \"-1.5s\", clock_drift = \"100ppm\".\n\n")
     return header + tomli_w.dumps(document)

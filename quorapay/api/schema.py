@@ -121,6 +121,8 @@ class CommandResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     status: str
     index: int | None = None
     detail: str | None = None
+    timestamp: str | None = None  # transfers: the deciding entry's timestamp, ISO 8601 UTC
+    logical: int | None = None  # and its logical counter
 
 
 class Balance(msgspec.Struct, frozen=True, kw_only=True):
@@ -138,6 +140,32 @@ class TransferRecord(msgspec.Struct, frozen=True, kw_only=True):
     currency: str
     status: str
     index: int
+    timestamp: str = ""  # the deciding entry's timestamp, ISO 8601 UTC ...
+    logical: int = 0  # ... and its logical counter
+
+
+class PeerClock(msgspec.Struct, frozen=True, kw_only=True):
+    """A peer's wall clock minus this node's, measured: within offset_ms +- error_ms."""
+
+    offset_ms: float
+    error_ms: float  # half the probe's round trip
+
+
+class ClockStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """What a node knows about time."""
+
+    wall: str  # its wall clock, ISO 8601 UTC
+    injected_offset_ms: int  # how far that clock is from the machine's (a fault or config)
+    fault: str  # the clock fault or configured skew in force, described ("" if none)
+    hlc: str  # its hybrid logical clock: wall-clock part, ISO 8601 UTC
+    hlc_logical: int
+    max_offset_ms: int
+    alarm: bool  # off from a majority of the cluster by more than max_offset_ms
+    hlc_ahead: bool  # its HLC is more than max_offset_ms ahead of its wall clock: not standing
+    peers: dict[str, PeerClock]
+    refusing: list[str]  # peers whose messages it refuses now: sent by a clock too far ahead
+    refused: int  # messages refused for that since start
+    unadopted: int  # timestamps too far ahead of its clock, not adopted, since start
 
 
 class NodeStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -152,6 +180,7 @@ class NodeStatus(msgspec.Struct, frozen=True, kw_only=True):
     log_start: int  # the log was compacted up to here: entries after it are held
     zookeeper: str  # CONNECTED | SUSPENDED | LOST | CONNECTING
     zookeeper_leader: str | None
+    clock: ClockStatus | None = None
 
 
 class DigestInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -163,6 +192,9 @@ class DigestInfo(msgspec.Struct, frozen=True, kw_only=True):
     state_digest: str | None  # of the ledger replayed from the log; None once it is compacted
     stored_state_digest: str | None  # of the live ledger, when index is the applied index
     totals: dict[str, int] | None  # sum of balances per currency: replayed, else live state
+    # the first index in after+1..index whose timestamp is not above the one before it (None:
+    # timestamps strictly increase with the index there)
+    unordered_at: int | None = None
 
 
 class Response(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -173,6 +205,8 @@ class Response(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     results: list[CommandResult] | None = None  # create_accounts, submit_transfers
     index: int | None = None  # writes: the entry that carried them; reads: the index they reflect
     epoch: int | None = None  # writes: that entry's epoch; reads: the confirming leader's epoch
+    timestamp: str | None = None  # writes: that entry's timestamp, ISO 8601 UTC ...
+    logical: int | None = None  # ... and its logical counter
     balances: list[Balance] | None = None
     transfers: list[TransferRecord] | None = None
     status: NodeStatus | None = None

@@ -29,6 +29,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import pairwise
 
 from quorapay.api.schema import DigestInfo
 from quorapay.check.history import Event, Fail, Info, Invoke, Nemesis, Ok
@@ -109,6 +110,7 @@ def check_bank(evidence: Evidence) -> BankReport:
               problems=tuple(replay.money_problems + _read_totals(completions))),
         Check(name="no forbidden negative balance",
               problems=tuple(replay.negative_problems + _negative_reads(replay, completions))),
+        Check(name="timestamps increase with the index", problems=tuple(_stamps_increase(log))),
     ]
     liveness = _liveness(evidence)
     verdict, reason = _verdict(evidence, checks, stats, liveness)
@@ -240,6 +242,11 @@ def merged(logs: dict[str, list[LogEntry]]) -> tuple[list[LogEntry], list[int]]:
     last = max(by_index, default=0)
     missing = [i for i in range(1, last + 1) if i not in by_index]
     return [by_index[i] for i in range(1, last + 1) if i in by_index], missing
+
+
+def _stamps_increase(log: list[LogEntry]) -> list[str]:
+    return [f"entry {b.index} has timestamp {b.ts}, not above entry {a.index}'s {a.ts}"
+            for a, b in pairwise(log) if b.index == a.index + 1 and not a.ts < b.ts][:10]
 
 
 def _last_index(log: list[LogEntry]) -> int:

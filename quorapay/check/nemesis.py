@@ -3,7 +3,9 @@
 Kinds: kill (kill -9 a node or the leader; restart it), pause (SIGSTOP, sometimes past the
 session timeout; SIGCONT), partition (isolate the leader, isolate a node, or split the nodes;
 heal), zk (cut a node or the leader from ZooKeeper; or, with an ensemble, kill a ZooKeeper
-server; undo). Every start and stop is written to the history.
+server; undo), skew (set a node's or the leader's wall clock 200 ms to 5 s ahead or behind,
+sometimes drifting; put it back), strobe (make a node's wall clock jump back and forth by up to
+2 s; put it back). Every start and stop is written to the history.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from quorapay.chaos import network, processes
+from quorapay.chaos.clocks import ClockSkew, clear_skews, skew_path, write_skew
 from quorapay.chaos.links import Faults, read_faults, read_plan, write_faults
 from quorapay.chaos.network import ChaosError
 from quorapay.check.history import Event, Nemesis
 from quorapay.cluster import runtime, supervisor, zookeeper
 from quorapay.config import ClusterConfig
 
-KINDS = ("kill", "pause", "partition", "zk")
+KINDS = ("kill", "pause", "partition", "zk", "skew", "strobe")
+SKEWS_MS = (200, 800, 2_000, 5_000)  # within and beyond the default 500 ms bound
 Undo = Callable[[], Awaitable[None]]
 
 
@@ -109,6 +113,26 @@ class BankNemesis:
         self._edit(lambda f, p: network.cut(f, p, [[node], ["zk"]]))
         return f"cut {node} from ZooKeeper", self._heal
 
+    async def _skew(self) -> tuple[str, Undo]:
+        node = await self._target()
+        offset = self._rng.choice(SKEWS_MS) * self._rng.choice((-1, 1))
+        drift = self._rng.choice((0.0, 0.0, 500.0, -500.0))
+        return self._set_clock(node, ClockSkew(offset_ms=offset, drift_ppm=drift))
+
+    async def _strobe(self) -> tuple[str, Undo]:
+        node = await self._target()
+        amplitude = self._rng.choice((300, 1_000, 2_000))
+        return self._set_clock(node, ClockSkew(strobe_ms=amplitude,
+                                               strobe_period_s=self._rng.choice((0.3, 1.0))))
+
+    def _set_clock(self, node: str, skew: ClockSkew) -> tuple[str, Undo]:
+        path = skew_path(self._cluster.run_dir, node)
+        write_skew(path, skew)
+
+        async def undo() -> None:
+            path.unlink(missing_ok=True)
+        return f"{node} wall clock {skew.describe()}", undo
+
     def _edit(self, change: Callable[..., tuple[Faults, list[str]]]) -> None:
         path = runtime.faults_path(self._cluster)
         faults, _ = change(read_faults(path), read_plan(runtime.plan_path(self._cluster)))
@@ -122,6 +146,7 @@ def undo_everything(cluster: ClusterConfig) -> None:
     """At the end of a test: heal the network, resume, restart what is down."""
     if runtime.proxied(cluster) and runtime.plan_path(cluster).exists():
         write_faults(runtime.faults_path(cluster), Faults())
+    clear_skews(cluster.run_dir)
     for node in cluster.nodes:
         if supervisor.node_process(cluster, node).pid() is None:
             processes.restart(cluster, node)

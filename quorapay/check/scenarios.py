@@ -18,6 +18,7 @@ import trio
 
 from quorapay.api import schema as api
 from quorapay.chaos import network, processes
+from quorapay.chaos.clocks import ClockSkew, clear_skews, skew_path, write_skew
 from quorapay.chaos.links import Faults, read_faults, read_plan, write_faults
 from quorapay.check.bank import Scenario, Stage
 from quorapay.check.history import Nemesis
@@ -350,6 +351,42 @@ async def retries_across_failover(stage: Stage) -> dict[str, float]:
     return {"recovery": recovery, "acknowledged_retries": float(retried)}
 
 
+async def leader_clock_skewed(stage: Stage) -> dict[str, float]:
+    await _at(stage, START)
+    leader = await _leader(stage)
+    write_skew(skew_path(stage.cluster.run_dir, leader.id), ClockSkew(offset_ms=2_000))
+    _mark(stage, "skew", "start", f"leader {leader.id} wall clock +2 s")
+    skewed_at = stage.now()
+    started = time.monotonic()
+    stepped_down = None
+    with trio.fail_after(30):
+        while stepped_down is None:
+            status = (await supervisor.statuses(stage.cluster))[leader.id]
+            if isinstance(status, api.NodeStatus) and status.role != "leader" \
+                    and status.clock is not None and status.clock.alarm:
+                stepped_down = round(time.monotonic() - started, 3)
+            await trio.sleep(0.05)
+    recovery = await _recovery(stage, skewed_at)
+    await trio.sleep(4)
+    clear_skews(stage.cluster.run_dir)
+    _mark(stage, "skew", "stop", f"{leader.id} wall clock back")
+    return {"stepped_down": stepped_down, "recovery": recovery,
+            "catch_up": await _caught_up(stage, leader)}
+
+
+async def follower_clock_strobing(stage: Stage) -> dict[str, float]:
+    await _at(stage, START)
+    follower = await _a_follower(stage)
+    write_skew(skew_path(stage.cluster.run_dir, follower.id),
+               ClockSkew(strobe_ms=2_000, strobe_period_s=0.5))
+    _mark(stage, "strobe", "start", f"{follower.id} wall clock jumping ±2 s every 0.5 s")
+    recovery = await _recovery(stage, stage.now())
+    await trio.sleep(6)
+    clear_skews(stage.cluster.run_dir)
+    _mark(stage, "strobe", "stop", f"{follower.id} wall clock back")
+    return {"recovery": recovery, "catch_up": await _caught_up(stage, follower)}
+
+
 ROWS = (
     Row(name="leader kill -9 under load", how="`chaos kill leader`",
         expected="a new leader commits within session timeout + 2 s; nothing acknowledged lost",
@@ -391,6 +428,13 @@ ROWS = (
     Row(name="client retries across failover", how="8 clients with 20 transfers in flight; "
         "`chaos kill leader`", expected="each retried id is applied exactly once",
         scenario=retries_across_failover),
+    Row(name="leader clock skewed beyond the bound", how="`chaos skew LEADER +2s` for 4 s "
+        "after it stepped down (maximum offset 500 ms)", expected="the leader raises a clock "
+        "alarm and steps down; another node leads; timestamps keep increasing with the index",
+        scenario=leader_clock_skewed),
+    Row(name="follower clock strobing", how="`chaos strobe FOLLOWER --amplitude 2s --period "
+        "0.5s` for 6 s", expected="writes go on at the majority's pace; order and timestamps "
+        "unaffected; the follower catches up", scenario=follower_clock_strobing),
 )
 
 

@@ -11,6 +11,7 @@ import click
 import trio
 
 from quorapay.chaos import network, processes
+from quorapay.chaos.clocks import active_skews, clear_skews
 from quorapay.chaos.kill import kill_leader
 from quorapay.chaos.links import Faults, Plan, read_faults, read_plan, write_faults
 from quorapay.chaos.network import ChaosError
@@ -212,18 +213,26 @@ def reset(app: AppContext, source: str, destination: str, as_json: bool) -> None
 @json_option
 @pass_app
 def heal(app: AppContext, as_json: bool) -> None:
-    """Undo every network fault."""
-    _edit(app, "heal",
-          lambda f, p: (Faults(), [line.split(":")[0] for line in network.describe(f)]), as_json)
+    """Undo every network fault and every clock fault."""
+    cluster = app.cluster
+    changed = [f"{node} clock" for node in clear_skews(cluster.run_dir)]
+    if runtime.proxied(cluster) and runtime.plan_path(cluster).exists():
+        path = runtime.faults_path(cluster)
+        changed += [line.split(":")[0] for line in network.describe(read_faults(path))]
+        write_faults(path, Faults())
+    emit(as_json, {"verb": "heal", "changed": changed},
+         f"heal: {', '.join(changed) or 'nothing changed'}")
 
 
 @chaos.command("status")
 @json_option
 @pass_app
 def status(app: AppContext, as_json: bool) -> None:
-    """Every fault in effect: network faults, paused and stopped nodes and ZooKeeper servers."""
+    """Every fault in effect: network and clock faults, paused and stopped nodes, ZooKeeper."""
     cluster = app.cluster
     lines = network.describe(read_faults(runtime.faults_path(cluster)))
+    lines += [f"{node}: wall clock {skew.describe()} (`quorapay chaos heal`)"
+              for node, skew in active_skews(cluster.run_dir).items()]
     for node in cluster.nodes:
         if supervisor.node_process(cluster, node).pid() is None:
             lines.append(f"{node.id}: not running (`quorapay chaos restart {node.id}`)")

@@ -84,3 +84,23 @@ def status(app: AppContext, as_json: bool) -> None:
         else:
             click.echo(f"{node_id:6} {s}")
     click.echo(f"leader: {leader.node} (epoch {leader.epoch})" if leader else "leader: none")
+    clocks = {n: s.clock for n, s in found.items()
+              if isinstance(s, api.NodeStatus) and s.clock is not None}
+    if clocks:
+        click.echo("clocks (each peer's offset from the node, ± half the probe's round trip):")
+        for node_id, clock in clocks.items():
+            click.echo(f"  {node_id:6} {_clock_line(clock)}")
+
+
+def _clock_line(clock: api.ClockStatus) -> str:
+    peers = ", ".join(f"{p} {c.offset_ms:+.0f}±{c.error_ms:.0f} ms"
+                      for p, c in sorted(clock.peers.items())) or "not measured yet"
+    line = (f"wall {clock.wall} ({clock.injected_offset_ms:+d} ms from the machine"
+            f"{'; ' + clock.fault if clock.fault else ''}); peers: {peers}")
+    if clock.alarm:
+        line += f"; ALARM: off from a majority by more than {clock.max_offset_ms} ms"
+    if clock.hlc_ahead:
+        line += "; its timestamps run ahead of its clock: not standing for election"
+    if clock.refusing:
+        line += f"; refusing messages from {', '.join(clock.refusing)}"
+    return line

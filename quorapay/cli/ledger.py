@@ -80,8 +80,13 @@ def _describe_transfer(result: api.CommandResult, entry: int | None,
                  "it; use a new id to try again)" if result.status != "ok" else
                  f" (already applied at index {result.index}; applied once)")
     elif result.index is not None:
-        text += f" (index {result.index})"
+        text += f" (index {result.index}{_at(result.timestamp, result.logical)})"
     return text + (f": {result.detail}" if result.detail else "")
+
+
+def _at(timestamp: str | None, logical: int | None) -> str:
+    """', at 2026-11-27T01:02:03.456Z +0' (the timestamp's wall-clock part and counter)."""
+    return f", at {timestamp} +{logical or 0}" if timestamp else ""
 
 
 @cli.command()
@@ -107,7 +112,8 @@ def transfer(app: AppContext, transfer_ids: tuple[str, ...], as_json: bool) -> N
     response = run(_ask, app, api.GetTransfers(ids=list(transfer_ids)))
     found = {t.id: t for t in response.transfers or []}
     emit(as_json, {"index": response.index, "transfers": list(found.values())}, "\n".join(
-        f"{t.id}: {t.status}, {t.amount} {t.currency} {t.debit} -> {t.credit} (index {t.index})"
+        f"{t.id}: {t.status}, {t.amount} {t.currency} {t.debit} -> {t.credit} "
+        f"(index {t.index}{_at(t.timestamp, t.logical)})"
         if (t := found.get(i)) else f"{i}: not found" for i in transfer_ids))
     if len(found) < len(transfer_ids):
         raise Failed("some transfers were not found")

@@ -101,7 +101,8 @@ def _runtime_document(cluster: ClusterConfig, plan: Plan) -> dict[str, Any]:
         "timing": {"tick": cluster.timing.tick,
                    "heartbeat_interval": cluster.timing.heartbeat_interval,
                    "election_timeout": cluster.timing.election_timeout,
-                   "request_timeout": cluster.timing.request_timeout},
+                   "request_timeout": cluster.timing.request_timeout,
+                   "max_clock_offset": cluster.timing.max_clock_offset},
         "storage": {"compact_every": cluster.storage.compact_every,
                     "compact_retain": cluster.storage.compact_retain},
         "chaos": {"proxies": True},
@@ -119,4 +120,6 @@ def _runtime_node(cluster: ClusterConfig, plan: Plan, node: NodeConfig) -> dict[
     return {"id": node.id, "host": "127.0.0.1", "peer_port": plan.peer_ports[node.id],
             "client_port": node.client_port,
             "listen_client_port": plan.client_ports[node.id],
-            "data_dir": str(node.data_dir), "routes": routes}
+            "data_dir": str(node.data_dir), "routes": routes,
+            "clock_offset": f"{node.clock.offset_ms}ms",
+            "clock_drift": f"{node.clock.drift_ppm}ppm"}

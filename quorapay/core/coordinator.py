@@ -20,6 +20,9 @@ Election (per session, with a fresh random `token` from the driver):
      E = max(e, highest epoch seen) + 1 if still at version v, and create the ephemeral `leader`
      znode. Grant E. Keep it until the replica asks to relinquish E; then delete our leader and
      candidate znodes (only if this session owns them) and go to 2, at the back of the queue.
+  A node the replica declares ineligible (its clock is off from a majority) leaves the queue:
+  a candidate waiting for its predecessor deletes its candidate znode, and it waits before step
+  2 until it is eligible again, then rejoins at the back. (A leader relinquishes first.)
 
 Session events: SUSPENDED -> CoordinationSuspended (the leader stops committing); CONNECTED with
 the same session -> CoordinationResumed, and fibers that lost their connection mid-operation
@@ -181,6 +184,13 @@ class RelinquishRequested:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class EligibilityChanged:
+    """Whether this node may lead (False while its clock is off from a majority)."""
+
+    eligible: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EpochSeen:
     """The replica has seen `epoch`: the next claim must go above it."""
 
@@ -188,7 +198,7 @@ class EpochSeen:
 
 
 Event = (SessionStarted | ConnectionSuspended | ConnectionResumed | SessionExpired | Replied
-         | WatchFired | RelinquishRequested | EpochSeen)
+         | WatchFired | RelinquishRequested | EpochSeen | EligibilityChanged)
 Output = Request | Input
 
 
@@ -221,6 +231,11 @@ class _WaitRelinquish:
 
 
 @dataclass(frozen=True, slots=True)
+class _WaitEligible:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
 class _WaitConnected:
     pass
 
@@ -230,7 +245,7 @@ class _WaitSessionEnd:
     pass
 
 
-_Wait = _WaitWatch | _WaitRelinquish | _WaitConnected | _WaitSessionEnd
+_Wait = _WaitWatch | _WaitRelinquish | _WaitConnected | _WaitSessionEnd | _WaitEligible
 Fiber = Generator[ZkOp | _Wait, Any, None]
 
 
@@ -257,6 +272,7 @@ class Coordinator:
         self._fibers: list[tuple[Fiber, Any]] = []  # (fiber, what it waits for)
         self._fired: set[str] = set()
         self._relinquished: set[Epoch] = set()
+        self.eligible = True
         self._out: list[Output] = []
 
     # ------------------------------------------------------------------ the driver contract
@@ -285,6 +301,13 @@ class Coordinator:
                 self._wake(lambda waiting: waiting == _WaitRelinquish(epoch), None, every=True)
             case EpochSeen(epoch=epoch):
                 self._floor = max(self._floor, epoch)
+            case EligibilityChanged(eligible=eligible):
+                self.eligible = eligible
+                if eligible:
+                    self._wake(lambda waiting: isinstance(waiting, _WaitEligible), None,
+                               every=True)
+                else:  # a candidate waiting in the queue: leave it
+                    self._wake(self._waits_in_queue, None, every=True)
             case _:
                 assert_never(event)
         out, self._out = self._out, []
@@ -353,7 +376,14 @@ class Coordinator:
                 return epoch in self._relinquished
             case _WaitConnected():
                 return self.state is SessionState.CONNECTED
-        return False
+            case _WaitEligible():
+                return self.eligible
+        return not self.eligible and self._waits_in_queue(wait)
+
+    def _waits_in_queue(self, wait: Any) -> bool:
+        """Whether a fiber waiting for `wait` is a candidate watching its predecessor."""
+        return isinstance(wait, _WaitWatch) and wait.path.startswith(
+            f"{self._layout.election}/")
 
     def _resilient(self, procedure: Any) -> Fiber:
         """Run `procedure()` for this session; after a connection loss, wait and start over."""
@@ -382,6 +412,9 @@ class Coordinator:
         yield from self._register_member()
         prefix = candidate_prefix(self._node, self._token)
         while True:
+            if not self.eligible:
+                yield from self._withdraw(prefix)
+                yield _WaitEligible()
             mine = yield from self._join(prefix)
             children = yield GetChildren(path=layout.election)
             if mine not in children:
@@ -408,6 +441,13 @@ class Coordinator:
                 yield Delete(path=path, version=-1)  # our previous process's, not yet expired
             except ZkFailure as failure:
                 _expect(failure, ZkError.NO_NODE)
+
+    def _withdraw(self, prefix: str) -> Fiber:
+        """Leave the election queue: delete our candidate znode, if we have one."""
+        children = yield GetChildren(path=self._layout.election)
+        mine = own_candidate(children, prefix)
+        if mine is not None:
+            yield from self._delete_own(f"{self._layout.election}/{mine}")
 
     def _join(self, prefix: str) -> Generator[ZkOp, Any, str]:
         children = yield GetChildren(path=self._layout.election)

@@ -14,7 +14,7 @@ _encoder = msgspec.msgpack.Encoder()
 
 
 def entry_digest(entry: LogEntry) -> str:
-    """A short hash of one entry: index, epoch and payload."""
+    """A short hash of one entry: index, epoch, payload and timestamp."""
     return hashlib.sha256(_encoder.encode(entry)).hexdigest()[:16]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from quorapay.core.hlc import Timestamp
 from quorapay.core.messages import Message
 from quorapay.core.types import Command, Epoch, LogIndex, NodeId
 
@@ -15,8 +16,21 @@ class Ticked:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MessageReceived:
+    """A peer's message, with the sender's hybrid logical clock and wall clock (ms since the
+    Unix epoch) when it sent it."""
+
     sender: NodeId
     message: Message
+    hlc: Timestamp | None = None  # None: the sender stamps nothing (tests)
+    wall_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClockRead:
+    """The node's wall clock read `wall_ms` (ms since the Unix epoch). Stepped by the driver
+    before each batch of inputs: the core never reads a clock itself."""
+
+    wall_ms: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,6 +80,7 @@ class ReadRequested:
 
 Input = (
     Ticked
+    | ClockRead
     | MessageReceived
     | LeadershipGranted
     | LeadershipRevoked

@@ -21,6 +21,7 @@ from typing import assert_never
 
 import msgspec
 
+from quorapay.core.hlc import ZERO, Timestamp
 from quorapay.core.types import (
     AccountId,
     Cents,
@@ -61,11 +62,13 @@ class Account:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TransferRecord:
-    """A decided transfer: its body, its outcome and the entry that decided it."""
+    """A decided transfer: its body, its outcome and the entry that decided it (its index and
+    timestamp)."""
 
     transfer: Transfer
     status: Status
     index: LogIndex
+    ts: Timestamp = ZERO
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,6 +80,7 @@ class Result:
     status: Status
     index: LogIndex
     detail: str = ""
+    ts: Timestamp | None = None  # transfers: the timestamp of the entry that decided it
 
 
 class AccountRow(msgspec.Struct, frozen=True, array_like=True):
@@ -95,6 +99,8 @@ class TransferRow(msgspec.Struct, frozen=True, array_like=True):
     currency: str
     status: Status
     index: LogIndex
+    wall_ms: int = 0  # the deciding entry's timestamp
+    logical: int = 0
 
 
 class LedgerState(msgspec.Struct, frozen=True, kw_only=True):
@@ -150,7 +156,9 @@ class Ledger:
                             balance=a.balance, index=a.index) for a in state.accounts],
                    [TransferRecord(transfer=Transfer(id=t.id, debit=t.debit, credit=t.credit,
                                                      amount=t.amount, currency=t.currency),
-                                   status=t.status, index=t.index) for t in state.transfers])
+                                   status=t.status, index=t.index,
+                                   ts=Timestamp(t.wall_ms, t.logical))
+                    for t in state.transfers])
 
     def export(self) -> LedgerState:
         return LedgerState(
@@ -158,7 +166,7 @@ class Ledger:
                            for a in sorted(self._accounts.values(), key=lambda a: a.id)),
             transfers=tuple(TransferRow(r.transfer.id, r.transfer.debit, r.transfer.credit,
                                         r.transfer.amount, r.transfer.currency, r.status,
-                                        r.index)
+                                        r.index, r.ts.wall_ms, r.ts.logical)
                             for r in sorted(self._transfers.values(),
                                             key=lambda r: r.transfer.id)))
 
@@ -179,19 +187,21 @@ class Ledger:
         """Apply one committed entry, recording changed rows in `delta`; a result per command."""
         if not isinstance(entry.payload, Commands):
             return []
-        return [self._apply_command(c, entry.index, delta) for c in entry.payload.commands]
+        return [self._apply_command(c, entry.index, entry.ts, delta)
+                for c in entry.payload.commands]
 
-    def _apply_command(self, command: Command, index: LogIndex, delta: Delta) -> Result:
+    def _apply_command(self, command: Command, index: LogIndex, ts: Timestamp, delta: Delta,
+                       ) -> Result:
         problem = validate(command)
         if problem:
             kind = "account" if isinstance(command, CreateAccount) else "transfer"
             return Result(kind=kind, id=command.id, status=Status.INVALID, index=index,
-                          detail=problem)
+                          detail=problem, ts=ts if kind == "transfer" else None)
         match command:
             case CreateAccount():
                 return self._create_account(command, index, delta)
             case Transfer():
-                return self._transfer(command, index, delta)
+                return self._transfer(command, index, ts, delta)
             case _:
                 assert_never(command)
 
@@ -209,16 +219,18 @@ class Ledger:
         delta.accounts[command.id] = account
         return Result(kind="account", id=command.id, status=Status.OK, index=index)
 
-    def _transfer(self, transfer: Transfer, index: LogIndex, delta: Delta) -> Result:
+    def _transfer(self, transfer: Transfer, index: LogIndex, ts: Timestamp, delta: Delta,
+                  ) -> Result:
         previous = self._transfers.get(transfer.id)
         if previous is not None:
             if previous.transfer == transfer:
                 return Result(kind="transfer", id=transfer.id, status=previous.status,
-                              index=previous.index)
+                              index=previous.index, ts=previous.ts)
             return Result(kind="transfer", id=transfer.id, status=Status.ID_CONFLICT,
-                          index=previous.index, detail="transfer id used with a different body")
+                          index=previous.index, detail="transfer id used with a different body",
+                          ts=previous.ts)
         status = self._decide(transfer)
-        record = TransferRecord(transfer=transfer, status=status, index=index)
+        record = TransferRecord(transfer=transfer, status=status, index=index, ts=ts)
         self._transfers[transfer.id] = record
         delta.transfers.append(record)
         if status is Status.OK:
@@ -227,7 +239,7 @@ class Ledger:
             credit.balance += transfer.amount
             delta.accounts[debit.id] = debit
             delta.accounts[credit.id] = credit
-        return Result(kind="transfer", id=transfer.id, status=status, index=index)
+        return Result(kind="transfer", id=transfer.id, status=status, index=index, ts=ts)
 
     def _decide(self, transfer: Transfer) -> Status:
         debit = self._accounts.get(transfer.debit)
@@ -258,6 +270,6 @@ class Ledger:
                      .encode())
         for r in sorted(self._transfers.values(), key=lambda r: r.transfer.id):
             t = r.transfer
-            h.update(f"T|{t.id}|{t.debit}|{t.credit}|{t.amount}|{t.currency}|{r.status}|{r.index}\n"
-                     .encode())
+            h.update(f"T|{t.id}|{t.debit}|{t.credit}|{t.amount}|{t.currency}|{r.status}|{r.index}"
+                     f"|{r.ts.wall_ms}|{r.ts.logical}\n".encode())
         return h.hexdigest()

@@ -13,14 +13,16 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 
 from quorapay.core.errors import LocalError
+from quorapay.core.hlc import ZERO, Timestamp
 from quorapay.core.types import Epoch, LogEntry, LogIndex
 
 
 class Log:
     def __init__(self, entries: Iterable[LogEntry] = (), *, start: LogIndex = LogIndex(0),
-                 start_epoch: Epoch = Epoch(0)) -> None:
+                 start_epoch: Epoch = Epoch(0), start_ts: Timestamp = ZERO) -> None:
         self._start = start
         self._start_epoch = start_epoch
+        self._start_ts = start_ts
         self._entries: list[LogEntry] = []
         for entry in entries:
             self.append(entry)
@@ -33,6 +35,16 @@ class Log:
     @property
     def start_epoch(self) -> Epoch:
         return self._start_epoch
+
+    @property
+    def start_ts(self) -> Timestamp:
+        """The timestamp of the entry at the compaction point."""
+        return self._start_ts
+
+    @property
+    def last_ts(self) -> Timestamp:
+        """The timestamp of the last entry (of the start point if none is held)."""
+        return self._entries[-1].ts if self._entries else self._start_ts
 
     @property
     def last_index(self) -> LogIndex:
@@ -52,6 +64,14 @@ class Log:
             return self._start_epoch
         if self.holds(index):
             return self._entries[index - self._start - 1].epoch
+        return None
+
+    def ts_at(self, index: int) -> Timestamp | None:
+        """The timestamp of the entry at `index` (also at the start point); None if unknown."""
+        if index == self._start:
+            return self._start_ts
+        if self.holds(index):
+            return self._entries[index - self._start - 1].ts
         return None
 
     def entry(self, index: int) -> LogEntry:
@@ -99,13 +119,14 @@ class Log:
                              f"{self.last_index}")
         epoch = self.epoch_at(upto)
         assert epoch is not None
+        ts = self.entry(upto).ts if upto > self._start else self._start_ts
         del self._entries[:upto - self._start]
-        self._start, self._start_epoch = upto, epoch
+        self._start, self._start_epoch, self._start_ts = upto, epoch, ts
 
-    def reset(self, start: LogIndex, start_epoch: Epoch) -> None:
+    def reset(self, start: LogIndex, start_epoch: Epoch, start_ts: Timestamp = ZERO) -> None:
         """Replace everything with an empty log starting after a snapshot at `start`."""
         self._entries = []
-        self._start, self._start_epoch = start, start_epoch
+        self._start, self._start_epoch, self._start_ts = start, start_epoch, start_ts
 
     def first_index_of_run(self, index: int) -> LogIndex:
         """The first index (not below the start) of the run of same-epoch entries at `index`."""

@@ -1,8 +1,9 @@
-"""Peer messages of the replication protocol (version 1), as typed msgspec Structs.
+"""Peer messages of the replication protocol (version 3), as typed msgspec Structs.
 
 Every message carries the sender's epoch. The receiver compares it with the highest epoch it has
 durably promised and refuses anything older. The wire form is msgpack, one `Frame` per websocket
-binary message; decoding validates every field, so a malformed frame raises and is never used.
+binary message, stamped with the sender's hybrid logical clock; decoding validates every field,
+so a malformed frame raises and is never used.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from enum import StrEnum
 
 import msgspec
 
+from quorapay.core.hlc import ZERO, Timestamp
 from quorapay.core.ledger import LedgerState
 from quorapay.core.types import Epoch, LogEntry, LogIndex, NodeId
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3  # 3: hybrid logical clocks, clock probes
 
 
 class Prepare(msgspec.Struct, frozen=True, kw_only=True, tag="prepare"):
@@ -95,6 +97,29 @@ class InstallSnapshot(msgspec.Struct, frozen=True, kw_only=True, tag="install_sn
     index: LogIndex
     last_epoch: Epoch
     state: LedgerState
+    last_ts: Timestamp = ZERO  # the timestamp of the entry at `index`
+
+
+class ClockProbe(msgspec.Struct, frozen=True, kw_only=True, tag="clock_probe"):
+    """Any node -> any peer, every few ticks: my wall clock read `sent_ms` before sending this.
+
+    Not part of replication: accepted whatever the epoch. `epoch` is the sender's promised one.
+    """
+
+    epoch: Epoch
+    sent_ms: int
+
+
+class ClockEcho(msgspec.Struct, frozen=True, kw_only=True, tag="clock_echo"):
+    """The reply to a ClockProbe: my wall clock read `echo_ms` after your probe arrived.
+
+    With the probe's send and the echo's arrival on the prober's clock, the peer's offset lies
+    within [echo_ms - received, echo_ms - probe_ms] (the round trip bounds the error).
+    """
+
+    epoch: Epoch
+    probe_ms: int
+    echo_ms: int
 
 
 class RefusalReason(StrEnum):
@@ -110,7 +135,7 @@ class Refused(msgspec.Struct, frozen=True, kw_only=True, tag="refused"):
 
 
 Message = (Prepare | Promise | Fetch | FetchReply | Append | AppendAck | AppendNack | Refused
-           | InstallSnapshot)
+           | InstallSnapshot | ClockProbe | ClockEcho)
 
 
 class Hello(msgspec.Struct, frozen=True, kw_only=True, tag="hello"):
@@ -122,10 +147,13 @@ class Hello(msgspec.Struct, frozen=True, kw_only=True, tag="hello"):
 
 
 class Frame(msgspec.Struct, frozen=True, kw_only=True):
-    """One websocket message: a batch of messages from one sender, in send order."""
+    """One websocket message: a batch of messages from one sender, in send order, and the
+    sender's hybrid logical clock and wall clock when it sent the last of them."""
 
     version: int
     messages: tuple[Message, ...]
+    hlc: Timestamp = ZERO
+    wall_ms: int = 0  # the sender's wall clock then (ms since the Unix epoch)
 
 
 _encoder = msgspec.msgpack.Encoder()

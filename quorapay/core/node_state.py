@@ -22,10 +22,12 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from quorapay.core.compaction import CompactionPolicy
+from quorapay.core.hlc import ZERO, Timestamp
 from quorapay.core.inputs import CommandsProposed, CompactionRequested, Input, ReadRequested
 from quorapay.core.ledger import Delta, Ledger, Result
 from quorapay.core.messages import InstallSnapshot
 from quorapay.core.ready import (
+    ClockWarning,
     LeadershipEnded,
     Outcome,
     Outgoing,
@@ -74,6 +76,7 @@ class Committed:
     index: LogIndex
     epoch: Epoch  # the epoch of that entry: of the leader that committed it
     results: list[Result]
+    ts: Timestamp = ZERO  # that entry's timestamp
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -132,6 +135,7 @@ class Effects(Generic[K]):
     answers: list[tuple[K, Answer]]  # 2. answer clients
     relinquish: list[LeadershipEnded]  # 3. give up these ZooKeeper leaderships
     ended: list[LeadershipEnded]  # every leadership that ended (for logs and observers)
+    clock_warnings: list[ClockWarning] = field(default_factory=list)  # for the log
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +256,8 @@ class NodeState(Generic[K]):
         self.replica.advance(ready)
         self._maybe_compact()
         return Effects(messages=messages, answers=answers,
-                       relinquish=[e for e in ended if e.relinquish], ended=ended)
+                       relinquish=[e for e in ended if e.relinquish], ended=ended,
+                       clock_warnings=[o for o in ready.outcomes if isinstance(o, ClockWarning)])
 
     def _snapshot_messages(self, ready: Ready) -> tuple[Outgoing, ...]:
         """The ledger as of the applied index, for each peer that needs a snapshot."""
@@ -262,9 +267,10 @@ class NodeState(Generic[K]):
         messages = []
         for wanted in ready.snapshots:
             assert wanted.index == self.applied_index, "a snapshot is of the applied state"
-            messages.append(Outgoing(to=wanted.to, message=InstallSnapshot(
+            messages.append(Outgoing(to=wanted.to, hlc=ready.hlc, wall_ms=ready.wall_ms,
+                                     message=InstallSnapshot(
                 epoch=wanted.epoch, index=wanted.index, last_epoch=wanted.last_epoch,
-                state=state)))
+                last_ts=wanted.last_ts, state=state)))
         return tuple(messages)
 
     def _maybe_compact(self) -> None:
@@ -282,7 +288,7 @@ class NodeState(Generic[K]):
         if entry.epoch != epoch:  # another leader's entry took this index: ours never committed
             return [(p.key, unknown("the entry was replaced after a leader change"))
                     for p in parts]
-        return [(p.key, Committed(index=entry.index, epoch=entry.epoch,
+        return [(p.key, Committed(index=entry.index, epoch=entry.epoch, ts=entry.ts,
                                   results=results[p.offset:p.offset + p.count])) for p in parts]
 
     def _on_outcome(self, outcome: Outcome, ended: list[LeadershipEnded]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from quorapay.core.hlc import ZERO, Timestamp
 from quorapay.core.messages import InstallSnapshot, Message
 from quorapay.core.types import Epoch, LogEntry, LogIndex, NodeId
 
@@ -28,12 +29,15 @@ class Persist:
     install: InstallSnapshot | None = None
     compact_upto: LogIndex | None = None
     compact_epoch: Epoch | None = None  # the epoch of the entry at compact_upto
+    compact_ts: Timestamp | None = None  # and its timestamp
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Outgoing:
     to: NodeId
     message: Message
+    hlc: Timestamp = ZERO  # the sender's hybrid logical clock: stamp the frame with it
+    wall_ms: int = 0  # and its wall clock
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,6 +49,7 @@ class SnapshotWanted:
     epoch: Epoch
     index: LogIndex
     last_epoch: Epoch  # the epoch of the entry at `index`
+    last_ts: Timestamp = ZERO  # and its timestamp
 
 
 class Unavailable(StrEnum):
@@ -100,7 +105,17 @@ class LeadershipEnded:
     relinquish: bool
 
 
-Outcome = ProposalAccepted | ProposalRejected | ReadsConfirmed | ReadsRejected | LeadershipEnded
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClockWarning:
+    """Something about clocks an operator must hear of (the driver logs it): an alarm raised
+    or cleared, timestamps refused from a peer or accepted again."""
+
+    message: str
+    alarm: bool  # True while the condition lasts
+
+
+Outcome = (ProposalAccepted | ProposalRejected | ReadsConfirmed | ReadsRejected | LeadershipEnded
+           | ClockWarning)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,3 +127,5 @@ class Ready:
     committed: tuple[LogEntry, ...]  # 3. apply in index order, exactly once (may share 1's txn)
     outcomes: tuple[Outcome, ...]  # 4. AFTER 3: answer clients, act on leadership changes
     snapshots: tuple[SnapshotWanted, ...] = ()  # 2'. AFTER 3: send, like the messages
+    hlc: Timestamp = ZERO  # the clock when this batch is sent: stamp the snapshots with it
+    wall_ms: int = 0  # the wall clock then

@@ -35,6 +35,17 @@ recovering leader fetching from a source that compacted past what it asked for i
 source's snapshot the same way, then fetches the rest. Entries at or below a node's compaction
 point are committed, so they match every leader's.
 
+Time: the leader stamps every entry with its hybrid logical clock (`core/hlc.py`) as it appends
+it, and a new leader first moves its clock past the last timestamp of the log it adopted, so
+timestamps strictly increase with the index whatever the wall clocks do. Every message carries the
+sender's HLC and wall clock: a message sent by a wall clock more than the maximum offset ahead of
+ours is refused (dropped, and reported once per peer), so a wild leader's entries never commit;
+an HLC more than that ahead is not adopted. Clock probes (`core/clock_sync.py`) measure every
+peer's offset; a node off from a majority raises an alarm, refuses leadership, and steps down if
+it leads; a node whose HLC ran ahead of its own wall clock by more than the bound does not stand
+for election until real time catches up. Nothing about commit order depends on clocks: only the
+timestamps' wall-clock part does.
+
 Invariants kept: the promised epoch never decreases; a node answers at most one leader per
 epoch; epochs never decrease along a log; an entry at or below the commit index is never
 truncated (LocalError if it would be: that is a bug, not a runtime condition); committed entries
@@ -47,8 +58,11 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import assert_never
 
+from quorapay.core.clock_sync import ClockSync, OffsetSample
 from quorapay.core.errors import LocalError
+from quorapay.core.hlc import ZERO, HybridClock, Timestamp
 from quorapay.core.inputs import (
+    ClockRead,
     CommandsProposed,
     CompactionRequested,
     CoordinationResumed,
@@ -65,6 +79,8 @@ from quorapay.core.messages import (
     Append,
     AppendAck,
     AppendNack,
+    ClockEcho,
+    ClockProbe,
     Fetch,
     FetchReply,
     InstallSnapshot,
@@ -75,6 +91,7 @@ from quorapay.core.messages import (
 )
 from quorapay.core.progress import Progress
 from quorapay.core.ready import (
+    ClockWarning,
     LeadershipEnded,
     Outcome,
     Outgoing,
@@ -120,6 +137,7 @@ class Replica:
         applied_index: LogIndex = LogIndex(0),
         snapshot_index: LogIndex = LogIndex(0),
         snapshot_epoch: Epoch = Epoch(0),
+        snapshot_ts: Timestamp = ZERO,
     ) -> None:
         if node_id not in members or len(set(members)) != len(members):
             raise LocalError("members must be distinct and include this node")
@@ -127,7 +145,8 @@ class Replica:
         self._peers = tuple(m for m in members if m != node_id)
         self._quorum = len(members) // 2 + 1
         self._timing = timing
-        self._log = Log(log, start=snapshot_index, start_epoch=snapshot_epoch)
+        self._log = Log(log, start=snapshot_index, start_epoch=snapshot_epoch,
+                        start_ts=snapshot_ts)
         if not snapshot_index <= applied_index <= self._log.last_index:
             raise LocalError(f"applied index {applied_index} outside the log "
                              f"{snapshot_index}..{self._log.last_index}")
@@ -147,6 +166,19 @@ class Replica:
         self.highest_epoch_seen = promised_epoch
         self.suspended = False
         self._now = 0
+        # time: the wall clock as last read by the driver, the HLC, the peers' clock offsets
+        self._wall = 0
+        self._clock = HybridClock(max_offset_ms=timing.max_clock_offset_ms,
+                                  start=self._log.last_ts)
+        self._sync = ClockSync(self._peers, quorum=self._quorum,
+                               max_offset_ms=timing.max_clock_offset_ms,
+                               probe_ticks=timing.clock_probe_ticks)
+        self.clock_alarm = False  # our wall clock is off from a majority
+        self.hlc_ahead = False  # our HLC is ahead of our wall clock by more than the bound
+        self.refused_messages = 0  # dropped: sent by a wall clock too far ahead of ours
+        self.unadopted_timestamps = 0  # HLCs too far ahead of our wall clock, not adopted
+        self._refusing: set[NodeId] = set()
+        self._not_adopting: set[NodeId] = set()
         # leadership state (RECOVERING / LEADER)
         self._epoch = Epoch(0)
         self._recovery: Recovery | None = None
@@ -200,6 +232,28 @@ class Replica:
     def log(self) -> Log:
         return self._log
 
+    @property
+    def hlc(self) -> Timestamp:
+        """The latest hybrid logical clock value this node issued or saw."""
+        return self._clock.last
+
+    @property
+    def wall_ms(self) -> int:
+        return self._wall
+
+    def clock_offsets(self) -> dict[NodeId, OffsetSample]:
+        """Each peer's clock minus ours, as last measured (peers not measured lately omitted)."""
+        return self._sync.offsets(self._now)
+
+    @property
+    def refusing_messages_from(self) -> list[NodeId]:
+        return sorted(self._refusing)
+
+    @property
+    def eligible(self) -> bool:
+        """Whether this node should stand for election (its clocks allow it to lead)."""
+        return not self.clock_alarm and not self.hlc_ahead
+
     # ----------------------------------------------------------------- the driver contract
 
     def step(self, event: Input) -> None:
@@ -209,9 +263,11 @@ class Replica:
         match event:
             case Ticked():
                 self._on_tick()
-            case MessageReceived(sender=sender, message=message):
+            case ClockRead(wall_ms=wall_ms):
+                self._wall = wall_ms
+            case MessageReceived(sender=sender, message=message, hlc=hlc, wall_ms=wall_ms):
                 if sender in self._peers:
-                    self._on_message(sender, message)
+                    self._on_received(sender, message, hlc, wall_ms)
             case LeadershipGranted(epoch=epoch):
                 self._on_granted(epoch)
             case LeadershipRevoked():
@@ -243,6 +299,8 @@ class Replica:
         if self._outstanding is not None:
             raise LocalError("ready() called twice without advance()")
         self._flush()
+        stamp = self._clock.now(self._wall) if self._outbox or self._snapshot_requests \
+            else self._clock.last
         persist = None
         if self._persist_needed():
             persist = Persist(
@@ -252,15 +310,18 @@ class Replica:
                 install=self._install,
                 compact_upto=self._compaction,
                 compact_epoch=self._log.start_epoch if self._compaction is not None else None,
+                compact_ts=self._log.start_ts if self._compaction is not None else None,
             )
         last_committed = LogIndex(min(self._commit,
                                       self._handed_out + self._timing.max_apply_batch))
         ready = Ready(
             persist=persist,
-            messages=tuple(self._outbox),
+            messages=tuple(Outgoing(to=o.to, message=o.message, hlc=stamp, wall_ms=self._wall)
+                           for o in self._outbox),
             committed=self._log.slice(self._handed_out + 1, last_committed),
             outcomes=tuple(self._outcomes),
             snapshots=self._snapshots_at(last_committed),
+            hlc=stamp, wall_ms=self._wall,
         )
         self._outbox.clear()
         self._outcomes.clear()
@@ -289,6 +350,8 @@ class Replica:
 
     def _on_tick(self) -> None:
         self._now += 1
+        if self._sync.due(self._now):
+            self._tick_clock()
         if self.role is Role.FOLLOWER:
             return
         if not self._has_majority_contact():
@@ -311,6 +374,11 @@ class Replica:
     def _on_granted(self, epoch: Epoch) -> None:
         if epoch == self._epoch and self.role is not Role.FOLLOWER:
             return  # the same grant reported again (a coordination retry): nothing changes
+        if self.clock_alarm:
+            self._outcomes.append(LeadershipEnded(
+                epoch=epoch, relinquish=True,
+                reason="this node's clock is off from a majority of the cluster"))
+            return
         if epoch <= self._promised:
             self.highest_epoch_seen = max(self.highest_epoch_seen, self._promised)
             self._outcomes.append(LeadershipEnded(
@@ -338,7 +406,8 @@ class Replica:
             return
         index = LogIndex(self._log.last_index + 1)
         self._log.append(LogEntry(index=index, epoch=self._epoch,
-                                  payload=Commands(commands=commands)))
+                                  payload=Commands(commands=commands),
+                                  ts=self._clock.now(self._wall)))
         self._outcomes.append(ProposalAccepted(proposal=proposal, index=index, epoch=self._epoch))
 
     def _on_compaction(self, upto: LogIndex) -> None:
@@ -366,6 +435,87 @@ class Replica:
             return Unavailable.RECOVERING
         return None
 
+    # ----------------------------------------------------------------- time
+
+    def _tick_clock(self) -> None:
+        for peer, probe in self._sync.probes(self._promised, self._wall):
+            self._send(peer, probe)
+        self._check_hlc_ahead()
+        skewed = self._sync.skewed(self._now)
+        if skewed == self.clock_alarm:
+            return
+        self.clock_alarm = skewed
+        if skewed:
+            off = ", ".join(f"{p} {s.offset_ms:+.0f} ms" for p, s in
+                            self._sync.offsets(self._now).items())
+            self._outcomes.append(ClockWarning(alarm=True, message=(
+                f"clock alarm: this node's clock is more than {self._clock.max_offset_ms} ms "
+                f"from a majority of the cluster (peers: {off}); it will not lead")))
+            if self.role is not Role.FOLLOWER:
+                self._end_leadership("this node's clock is off from a majority of the cluster",
+                                     relinquish=True)
+        else:
+            self._outcomes.append(ClockWarning(alarm=False, message=(
+                "clock alarm cleared: this node's clock is within "
+                f"{self._clock.max_offset_ms} ms of a majority of the cluster")))
+
+    def _check_hlc_ahead(self) -> None:
+        if not self._wall:
+            return  # the driver has not read the wall clock yet
+        ahead = self._clock.last.wall_ms - self._wall
+        if (ahead > self._clock.max_offset_ms) == self.hlc_ahead:
+            return
+        self.hlc_ahead = not self.hlc_ahead
+        self._outcomes.append(ClockWarning(alarm=self.hlc_ahead, message=(
+            f"this node's hybrid logical clock is {ahead} ms ahead of its wall clock (which "
+            "jumped back, or timestamps came from a clock that ran ahead): it will not stand "
+            "for election until real time catches up" if self.hlc_ahead else
+            "this node's hybrid logical clock is back within the maximum offset of its wall "
+            "clock: it stands for election again")))
+
+    def _on_received(self, sender: NodeId, message: Message, hlc: Timestamp | None,
+                     wall_ms: int | None) -> None:
+        """Refuse a sender whose wall clock is too far ahead of ours; advance our HLC past the
+        sender's unless that is too far ahead."""
+        adopted = hlc is None or self._clock.observe(hlc, self._wall)
+        if isinstance(message, ClockProbe):
+            self._send(sender, self._sync.echo(message, self._promised, self._wall))
+            return
+        if isinstance(message, ClockEcho):
+            self._sync.on_echo(sender, message, self._wall, self._now)
+            return
+        max_offset = self._clock.max_offset_ms
+        if wall_ms is not None and wall_ms - self._wall > max_offset:
+            self.refused_messages += 1
+            self._track(self._refusing, sender, True,
+                        f"refusing messages from {sender}: sent by a clock "
+                        f"{wall_ms - self._wall} ms ahead of this node's, beyond the "
+                        f"{max_offset} ms maximum offset",
+                        f"accepting messages from {sender} again: its clock is within "
+                        f"{max_offset} ms of ours")
+            return
+        self._track(self._refusing, sender, False, "", f"accepting messages from {sender} "
+                    f"again: its clock is within {max_offset} ms of ours")
+        if not adopted:
+            assert hlc is not None
+            self.unadopted_timestamps += 1
+        self._track(self._not_adopting, sender, not adopted,
+                    f"not adopting timestamps from {sender}: {hlc} is more than {max_offset} "
+                    "ms ahead of this node's clock",
+                    f"adopting timestamps from {sender} again")
+        self._on_message(sender, message)
+
+    def _track(self, peers: set[NodeId], sender: NodeId, now: bool, raised: str,
+               cleared: str) -> None:
+        """Record whether a condition holds for `sender`; report it when it changes."""
+        if now == (sender in peers):
+            return
+        if now:
+            peers.add(sender)
+        else:
+            peers.discard(sender)
+        self._outcomes.append(ClockWarning(alarm=now, message=raised if now else cleared))
+
     # ----------------------------------------------------------------- messages
 
     def _on_message(self, sender: NodeId, message: Message) -> None:
@@ -388,6 +538,8 @@ class Replica:
             case Promise() | FetchReply() | AppendAck() | AppendNack():
                 if message.epoch == self._epoch and self.role is not Role.FOLLOWER:
                     self._on_reply(sender, message)
+            case ClockProbe() | ClockEcho():
+                pass  # handled in _on_received
             case Refused(promised_epoch=promised):
                 if promised > self._epoch and self.role is not Role.FOLLOWER:
                     self.highest_epoch_seen = max(self.highest_epoch_seen, promised)
@@ -436,7 +588,8 @@ class Replica:
 
     def _install_snapshot(self, snapshot: InstallSnapshot) -> None:
         """Replace log and ledger by the snapshot; entries after its index are dropped."""
-        self._log.reset(snapshot.index, snapshot.last_epoch)
+        self._log.reset(snapshot.index, snapshot.last_epoch, snapshot.last_ts)
+        self._clock.witness(snapshot.last_ts)
         self._outbox = [o for o in self._outbox
                         if not _describes_beyond(o.message, snapshot.index)]
         self._commit = self._handed_out = self._durable_upto = snapshot.index
@@ -633,8 +786,10 @@ class Replica:
         self.role = Role.LEADER
         self._recovery = None
         self._epoch_start = LogIndex(self._log.last_index + 1)
+        self._clock.witness(self._log.last_ts)  # our timestamps follow the adopted log's
         self._log.append(LogEntry(index=self._epoch_start, epoch=self._epoch,
-                                  payload=EpochStart(leader=self.node_id)))
+                                  payload=EpochStart(leader=self.node_id),
+                                  ts=self._clock.now(self._wall)))
         for progress in self._progress.values():
             progress.match_index = LogIndex(0)
             progress.rewind(self._epoch_start, self._now)
@@ -679,7 +834,8 @@ class Replica:
     def _snapshots_at(self, index: LogIndex) -> tuple[SnapshotWanted, ...]:
         """The snapshots asked for in this batch, all of the ledger as of `index`."""
         wanted = tuple(SnapshotWanted(to=to, epoch=epoch, index=index,
-                                      last_epoch=self._epoch_at(index))
+                                      last_epoch=self._epoch_at(index),
+                                      last_ts=self._log.ts_at(index) or ZERO)
                        for to, epoch in self._snapshot_requests)
         self._snapshot_requests.clear()
         for snapshot in wanted:

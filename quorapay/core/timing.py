@@ -16,6 +16,8 @@ class Timing:
     max_inflight: int = 16  # unacknowledged Appends per follower
     max_apply_batch: int = 4096  # committed entries handed out per Ready
     snapshot_retry_ticks: int = 20  # resend an unacknowledged snapshot after this long
+    clock_probe_ticks: int = 5  # every node measures every peer's clock offset this often
+    max_clock_offset_ms: int = 500  # the bound on clock offsets the cluster runs within
 
     def __post_init__(self) -> None:
         if not 0 < self.heartbeat_ticks <= self.retransmit_ticks < self.election_timeout_ticks:
@@ -23,5 +25,7 @@ class Timing:
                 "need 0 < heartbeat_ticks <= retransmit_ticks < election_timeout_ticks")
         if self.snapshot_retry_ticks < self.retransmit_ticks:
             raise LocalError("need snapshot_retry_ticks >= retransmit_ticks")
+        if self.clock_probe_ticks < 1 or self.max_clock_offset_ms < 1:
+            raise LocalError("clock_probe_ticks and max_clock_offset_ms must be positive")
         if min(self.max_append_weight, self.max_inflight, self.max_apply_batch) < 1:
             raise LocalError("batch limits must be positive")

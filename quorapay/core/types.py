@@ -10,6 +10,8 @@ from typing import NewType
 
 import msgspec
 
+from quorapay.core.hlc import ZERO, Timestamp
+
 NodeId = NewType("NodeId", str)
 Epoch = NewType("Epoch", int)
 LogIndex = NewType("LogIndex", int)
@@ -55,11 +57,16 @@ Payload = Commands | EpochStart
 
 
 class LogEntry(msgspec.Struct, frozen=True, kw_only=True):
-    """One position of the replicated log. (index, epoch) identifies the entry uniquely."""
+    """One position of the replicated log. (index, epoch) identifies the entry uniquely.
+
+    `ts` is the hybrid logical clock timestamp the leader stamped it with at append: along a
+    log, timestamps strictly increase with the index.
+    """
 
     index: LogIndex
     epoch: Epoch
     payload: Payload
+    ts: Timestamp = ZERO
 
     @property
     def weight(self) -> int:

@@ -9,7 +9,7 @@ malformed request gets INVALID_REQUEST and changes nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -17,14 +17,17 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, WebSocketServer
 
 from quorapay.api import schema as api
+from quorapay.api.timestamps import iso
 from quorapay.config import ClusterConfig
 from quorapay.core.digest import entry_digest, log_digest, replay
+from quorapay.core.hlc import Timestamp
 from quorapay.core.ledger import Ledger, Result, validate
 from quorapay.core.types import (
     AccountId,
     Cents,
     Command,
     CreateAccount,
+    LogEntry,
     NodeId,
     Transfer,
     TransferId,
@@ -155,9 +158,10 @@ class ClientApi:
         decided = iter(outcome.results if outcome is not None else [])
         results = [api.CommandResult(id=c.id, status="invalid", detail=problems[i])
                    if problems[i] else _result(next(decided)) for i, c in enumerate(commands)]
-        return api.Response(req=req, results=results,
-                            index=outcome.index if outcome is not None else None,
-                            epoch=outcome.epoch if outcome is not None else None)
+        if outcome is None:
+            return api.Response(req=req, results=results)
+        return api.Response(req=req, results=results, index=outcome.index, epoch=outcome.epoch,
+                            timestamp=iso(outcome.ts.wall_ms), logical=outcome.ts.logical)
 
     async def _read(self, req: int, query: Callable[[Ledger], api.Response]) -> api.Response:
         outcome = await self._ask(ClientRead(query=query, reply=Reply()))
@@ -216,8 +220,11 @@ def _req_of(data: str | bytes) -> int:
 
 
 def _result(result: Result) -> api.CommandResult:
+    ts = result.ts
     return api.CommandResult(id=result.id, status=result.status.value, index=result.index,
-                             detail=result.detail or None)
+                             detail=result.detail or None,
+                             timestamp=iso(ts.wall_ms) if ts is not None else None,
+                             logical=ts.logical if ts is not None else None)
 
 
 def _balances(ledger: Ledger, ids: list[str]) -> api.Response:
@@ -241,7 +248,9 @@ def _transfers(ledger: Ledger, ids: list[str]) -> list[api.TransferRecord]:
             t = record.transfer
             found.append(api.TransferRecord(id=t.id, debit=t.debit, credit=t.credit,
                                             amount=t.amount, currency=t.currency,
-                                            status=record.status.value, index=record.index))
+                                            status=record.status.value, index=record.index,
+                                            timestamp=iso(record.ts.wall_ms),
+                                            logical=record.ts.logical))
     return found
 
 
@@ -263,7 +272,17 @@ def _digest(driver: Driver, upto: int | None, after: int | None) -> api.Response
         log_digest=log_digest(entries),
         state_digest=replayed.digest() if replayed is not None else None,
         stored_state_digest=live.digest() if live is not None else None,
-        totals=state.totals() if state is not None else None))
+        totals=state.totals() if state is not None else None,
+        unordered_at=_first_unordered(driver.replica.log.ts_at(after), entries)))
+
+
+def _first_unordered(previous: Timestamp | None, entries: Sequence[LogEntry]) -> int | None:
+    """The first entry whose timestamp is not above its predecessor's, if any."""
+    for entry in entries:
+        if previous is not None and not previous < entry.ts:
+            return entry.index
+        previous = entry.ts
+    return None
 
 
 def _compacted(driver: Driver, first: int) -> api.Response | None:

@@ -38,6 +38,7 @@ from quorapay.core.coordinator import (
     Coordinator,
     Create,
     Delete,
+    EligibilityChanged,
     EnsurePath,
     EpochSeen,
     Event,
@@ -95,6 +96,10 @@ class Coordination:
     def relinquish(self, epoch: Epoch, reason: str) -> None:
         """Called by the driver: give up the leadership of `epoch` (ignored if already gone)."""
         self._events_send.send_nowait(RelinquishRequested(epoch=epoch))
+
+    def set_eligible(self, eligible: bool) -> None:
+        """Called by the driver: stand for election again, or not (a clock alarm)."""
+        self._events_send.send_nowait(EligibilityChanged(eligible=eligible))
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 import trio
 
-from quorapay.core.inputs import Input
+from quorapay.core.inputs import ClockRead, Input
 from quorapay.core.ledger import Ledger
 from quorapay.core.node_state import (
     Answer,
@@ -88,9 +88,14 @@ DriverInput = Input | ClientWrite | ClientRead | LocalQuery
 class Driver:
     def __init__(self, state: NodeState[Reply[Any]], store: Store,
                  send: Callable[[Outgoing], None],
-                 relinquish: Callable[[Epoch, str], None]) -> None:
+                 relinquish: Callable[[Epoch, str], None],
+                 wall_clock: Callable[[], int],
+                 eligible: Callable[[bool], None] = lambda _: None) -> None:
         self.state = state
         self.store = store
+        self._wall_clock = wall_clock  # ms since the Unix epoch, as this node believes
+        self._eligible = eligible  # tell coordination whether to stand for election
+        self._eligible_now = True
         self._send = send  # non-blocking; may drop (the protocol retransmits)
         self._relinquish = relinquish  # give up the ZooKeeper leadership of an epoch
 
@@ -120,6 +125,8 @@ class Driver:
                 await self.drain()
 
     def step_batch(self, batch: list[DriverInput]) -> None:
+        # Read after the batch arrived: a message's arrival is never after this reading.
+        self.state.step(ClockRead(wall_ms=self._wall_clock()))
         writes: list[Write[Reply[Any]]] = []
         for item in batch:
             match item:
@@ -144,10 +151,15 @@ class Driver:
             for reply, answer in effects.answers:
                 _log_internal(answer)
                 reply.set(answer)
+            for warning in effects.clock_warnings:
+                (log.warning if warning.alarm else log.info)("%s", warning.message)
             for ended in effects.ended:
                 log.warning("leadership of epoch %d ended: %s", ended.epoch, ended.reason)
             for ended in effects.relinquish:
                 self._relinquish(ended.epoch, ended.reason)
+            if self.replica.eligible != self._eligible_now:
+                self._eligible_now = self.replica.eligible
+                self._eligible(self._eligible_now)
 
 
 def _answer(query: Callable[[], T]) -> T | Failure:

@@ -60,7 +60,7 @@ class PeerLinks:
         self._me = me
         self._peers = {n.id: n for n in cluster.nodes if n.id != me.id}
         self._inputs = inputs
-        self._outboxes: dict[NodeId, trio.MemorySendChannel[Message]] = {}
+        self._outboxes: dict[NodeId, trio.MemorySendChannel[Outgoing]] = {}
         self.dropped = 0
 
     @property
@@ -73,7 +73,7 @@ class PeerLinks:
         try:
             if outbox is None:
                 raise trio.WouldBlock
-            outbox.send_nowait(outgoing.message)
+            outbox.send_nowait(outgoing)
         except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
             self.dropped += 1
 
@@ -159,7 +159,7 @@ class PeerLinks:
         return hello.node
 
     async def _run_link(self, peer: NodeId, ws: WebSocketConnection) -> None:
-        outbox_send, outbox = trio.open_memory_channel[Message](OUTBOX_MESSAGES)
+        outbox_send, outbox = trio.open_memory_channel[Outgoing](OUTBOX_MESSAGES)
         previous = self._outboxes.get(peer)
         if previous is not None:
             previous.close()  # a newer connection replaces the old one
@@ -188,21 +188,26 @@ class PeerLinks:
                 await ws.aclose(code=1002, reason="protocol error")
                 return
             for message in frame.messages:
-                await self._inputs.send(MessageReceived(sender=peer, message=message))
+                await self._inputs.send(MessageReceived(sender=peer, message=message,
+                                                        hlc=frame.hlc, wall_ms=frame.wall_ms))
 
-    async def _write(self, ws: WebSocketConnection, outbox: trio.MemoryReceiveChannel[Message],
-                     link: trio.CancelScope) -> None:
+    async def _write(self, ws: WebSocketConnection,
+                     outbox: trio.MemoryReceiveChannel[Outgoing], link: trio.CancelScope,
+                     ) -> None:
         async with outbox:
             async for first in outbox:
-                batch, weight = [first], _weight(first)
+                batch, weight = [first.message], _weight(first.message)
+                hlc, wall_ms = first.hlc, first.wall_ms
                 while weight < FRAME_WEIGHT:
                     try:
-                        message = outbox.receive_nowait()
+                        outgoing = outbox.receive_nowait()
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
-                    batch.append(message)
-                    weight += _weight(message)
-                frame = encode(Frame(version=PROTOCOL_VERSION, messages=tuple(batch)))
+                    batch.append(outgoing.message)
+                    weight += _weight(outgoing.message)
+                    hlc, wall_ms = max(hlc, outgoing.hlc), max(wall_ms, outgoing.wall_ms)
+                frame = encode(Frame(version=PROTOCOL_VERSION, messages=tuple(batch), hlc=hlc,
+                                     wall_ms=wall_ms))
                 if len(frame) > MAX_FRAME_BYTES:  # the peer would close the link on it
                     log.error("dropping a %d-byte frame to %s: over the %d-byte limit (a "
                               "snapshot of a ledger this large cannot be sent)", len(frame),

@@ -14,7 +14,9 @@ from typing import Any, NoReturn
 
 import trio
 
-from quorapay.api.schema import NodeStatus
+from quorapay.api.schema import ClockStatus, NodeStatus, PeerClock
+from quorapay.api.timestamps import iso
+from quorapay.chaos.clocks import skew_path
 from quorapay.config import ClusterConfig, NodeConfig
 from quorapay.core.errors import QuorapayError
 from quorapay.core.inputs import Ticked
@@ -22,6 +24,7 @@ from quorapay.core.node_state import NodeState
 from quorapay.core.replica import Replica
 from quorapay.core.types import NodeId
 from quorapay.node.client_api import ClientApi
+from quorapay.node.clock import WallClock, follow_clock_faults
 from quorapay.node.coordination import Coordination
 from quorapay.node.loop import Driver, DriverInput
 from quorapay.node.peers import PeerLinks
@@ -63,7 +66,8 @@ async def run_node(cluster: ClusterConfig, node_id: str) -> None:
                       promised_epoch=restored.promised_epoch, log=restored.log,
                       applied_index=restored.applied_index,
                       snapshot_index=restored.snapshot_index,
-                      snapshot_epoch=restored.snapshot_epoch)
+                      snapshot_epoch=restored.snapshot_epoch,
+                      snapshot_ts=restored.snapshot_ts)
     log.info("node %s recovered: promised epoch %d, log %d..%d, applied %d", me.id,
              restored.promised_epoch, restored.snapshot_index + 1, replica.last_index,
              restored.applied_index)
@@ -73,8 +77,24 @@ async def run_node(cluster: ClusterConfig, node_id: str) -> None:
                                 epoch_floor=lambda: replica.highest_epoch_seen)
     state: NodeState[Any] = NodeState(replica, restored.ledger,
                                       compaction=cluster.storage.compaction())
+    wall_clock = WallClock(me.clock)
     driver = Driver(state, store, send=peers.send,
-                    relinquish=coordination.relinquish)
+                    relinquish=coordination.relinquish, wall_clock=wall_clock.read_ms,
+                    eligible=coordination.set_eligible)
+
+    def clock_status() -> ClockStatus:
+        hlc = replica.hlc
+        skew = wall_clock.skew
+        return ClockStatus(
+            wall=iso(wall_clock.read_ms()), injected_offset_ms=wall_clock.offset_ms(),
+            fault=skew.describe() if skew != type(skew)() else "",
+            hlc=iso(hlc.wall_ms), hlc_logical=hlc.logical,
+            max_offset_ms=cluster.timing.core().max_clock_offset_ms,
+            alarm=replica.clock_alarm,
+            peers={p: PeerClock(offset_ms=round(s.offset_ms, 1), error_ms=round(s.error_ms, 1))
+                   for p, s in replica.clock_offsets().items()},
+            hlc_ahead=replica.hlc_ahead, refusing=list(replica.refusing_messages_from),
+            refused=replica.refused_messages, unadopted=replica.unadopted_timestamps)
 
     def status() -> NodeStatus:
         zk_leader = coordination.zk_leader
@@ -85,7 +105,7 @@ async def run_node(cluster: ClusterConfig, node_id: str) -> None:
             last_index=replica.last_index, commit_index=replica.commit_index,
             applied_index=driver.applied_index, log_start=replica.log.start,
             zookeeper=coordination.state,
-            zookeeper_leader=zk_leader.node if zk_leader else None)
+            zookeeper_leader=zk_leader.node if zk_leader else None, clock=clock_status())
 
     def zk_leader() -> NodeId | None:
         return coordination.zk_leader.node if coordination.zk_leader else None
@@ -98,6 +118,8 @@ async def run_node(cluster: ClusterConfig, node_id: str) -> None:
             await nursery.start(peers.serve, peer_listeners)
             await nursery.start(api.serve, client_listeners)
             nursery.start_soon(tick_forever, inputs_send, cluster.timing.tick)
+            nursery.start_soon(follow_clock_faults, wall_clock,
+                               skew_path(cluster.run_dir, me.id))
             await nursery.start(coordination.run)
             log.info("node %s serving: peers on %s, clients on %s", me.id, me.peer_url,
                      me.client_url)

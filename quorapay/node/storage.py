@@ -5,8 +5,8 @@ WAL mode with synchronous=FULL: a write returns only once it is durable. The dri
 log truncation and appends, the promised epoch, ledger rows and the applied index -- lands in one
 transaction, so a crash at any point leaves the state of the previous batch.
 
-Each log record carries a CRC32 of (index, epoch, payload); a mismatch on load is reported as a
-corrupt record and the node refuses to start rather than apply it.
+Each log record carries a CRC32 of (index, epoch, timestamp, payload); a mismatch on load is
+reported as a corrupt record and the node refuses to start rather than apply it.
 
 Compaction deletes log records up to a point and records it (`snapshot_index`, `snapshot_epoch`):
 the ledger tables, kept at the applied index, hold their effect. Installing a snapshot replaces
@@ -27,6 +27,7 @@ import msgspec
 import trio
 
 from quorapay.core.errors import QuorapayError
+from quorapay.core.hlc import Timestamp
 from quorapay.core.ledger import Account, Ledger, LedgerState, Status, TransferRecord
 from quorapay.core.node_state import WriteBatch
 from quorapay.core.ready import Persist
@@ -41,18 +42,24 @@ from quorapay.core.types import (
     TransferId,
 )
 
-SCHEMA_VERSION = 2  # 2: snapshot_index / snapshot_epoch (compaction); 1 is upgraded in place
+# 2: snapshot_index / snapshot_epoch (compaction); 3: entry and transfer timestamps.
+# Older versions are upgraded in place.
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS log (
-    idx INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, payload BLOB NOT NULL, crc INTEGER NOT NULL);
+    idx INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, payload BLOB NOT NULL, crc INTEGER NOT NULL,
+    wall_ms INTEGER NOT NULL DEFAULT 0, logical INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS accounts (
     id TEXT PRIMARY KEY, currency TEXT NOT NULL, allow_negative INTEGER NOT NULL,
     balance INTEGER NOT NULL, idx INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS transfers (
     id TEXT PRIMARY KEY, debit TEXT NOT NULL, credit TEXT NOT NULL, amount INTEGER NOT NULL,
-    currency TEXT NOT NULL, status TEXT NOT NULL, idx INTEGER NOT NULL) WITHOUT ROWID;
+    currency TEXT NOT NULL, status TEXT NOT NULL, idx INTEGER NOT NULL,
+    wall_ms INTEGER NOT NULL DEFAULT 0, logical INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
 """
+_META_DEFAULTS = [("promised_epoch", 0), ("applied_index", 0), ("snapshot_index", 0),
+                  ("snapshot_epoch", 0), ("snapshot_wall_ms", 0), ("snapshot_logical", 0)]
 _payload_encoder = msgspec.msgpack.Encoder()
 _payload_decoder = msgspec.msgpack.Decoder(Payload)
 
@@ -71,6 +78,7 @@ class Restored:
     ledger: Ledger
     snapshot_index: LogIndex = LogIndex(0)  # the log was compacted up to here
     snapshot_epoch: Epoch = Epoch(0)  # the epoch of the entry at snapshot_index
+    snapshot_ts: Timestamp = Timestamp(0, 0)  # and its timestamp
 
 
 def _lock(path: Path) -> IO[str]:
@@ -84,8 +92,10 @@ def _lock(path: Path) -> IO[str]:
     return handle
 
 
-def record_crc(index: int, epoch: int, payload: bytes) -> int:
-    return zlib.crc32(payload, zlib.crc32(f"{index}:{epoch}:".encode()))
+def record_crc(index: int, epoch: int, payload: bytes, ts: Timestamp | None = None) -> int:
+    """The checksum of a log record; schema 2 records had no timestamp (`ts` None)."""
+    head = f"{index}:{epoch}:" if ts is None else f"{index}:{epoch}:{ts.wall_ms}:{ts.logical}:"
+    return zlib.crc32(payload, zlib.crc32(head.encode()))
 
 
 class Store:
@@ -121,22 +131,47 @@ class Store:
         if not meta:
             self._db.executemany("INSERT INTO meta VALUES (?, ?)", [
                 ("schema_version", SCHEMA_VERSION), ("cluster", cluster), ("node_id", node_id),
-                ("promised_epoch", 0), ("applied_index", 0), ("snapshot_index", 0),
-                ("snapshot_epoch", 0)])
+                *_META_DEFAULTS])
             return
-        if meta.get("schema_version") == 1:  # never compacted: the markers start at zero
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", [
-                ("snapshot_index", 0), ("snapshot_epoch", 0)])
-            self._set_meta("schema_version", SCHEMA_VERSION)
-            self._db.execute("COMMIT")
+        if (meta.get("cluster"), meta.get("node_id")) != (cluster, node_id):
+            raise StorageError(f"{self.path} belongs to node {meta.get('node_id')!r} of cluster "
+                               f"{meta.get('cluster')!r}, not node {node_id!r} of {cluster!r}")
+        if meta.get("schema_version") in (1, 2):
+            self._upgrade()
             meta["schema_version"] = SCHEMA_VERSION
         if meta.get("schema_version") != SCHEMA_VERSION:
             raise StorageError(f"{self.path}: schema version {meta.get('schema_version')}, "
                                f"this build reads {SCHEMA_VERSION}")
-        if (meta.get("cluster"), meta.get("node_id")) != (cluster, node_id):
-            raise StorageError(f"{self.path} belongs to node {meta.get('node_id')!r} of cluster "
-                               f"{meta.get('cluster')!r}, not node {node_id!r} of {cluster!r}")
+
+    def _upgrade(self) -> None:
+        """Schema 1 or 2 to 3, in one transaction: markers that did not exist start at zero;
+        entries written before timestamps existed get (0, index), which increases with the
+        index, and a checksum over it (each old record's checksum is verified first); decided
+        transfers get the timestamp of their deciding entry, (0, index), so the ledger still
+        equals the replay of its log."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", _META_DEFAULTS)
+            for table in ("log", "transfers"):
+                columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                for column in ("wall_ms", "logical"):
+                    if column not in columns:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} "
+                                         "INTEGER NOT NULL DEFAULT 0")
+            rows = self._db.execute("SELECT idx, epoch, payload, crc FROM log").fetchall()
+            for index, epoch, payload, crc in rows:
+                if record_crc(index, epoch, payload) != crc:
+                    raise StorageError(f"{self.path}: corrupt log record at index {index} "
+                                       "(checksum)")
+            self._db.executemany(
+                "UPDATE log SET logical = idx, crc = ? WHERE idx = ?",
+                [(record_crc(i, e, p, Timestamp(0, i)), i) for i, e, p, _ in rows])
+            self._db.execute("UPDATE transfers SET wall_ms = 0, logical = idx")
+            self._set_meta("schema_version", SCHEMA_VERSION)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()
@@ -148,7 +183,8 @@ class Store:
         meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         start = LogIndex(meta["snapshot_index"])
         log = [self._decode(*row) for row in
-               self._db.execute("SELECT idx, epoch, payload, crc FROM log ORDER BY idx")]
+               self._db.execute(
+                   "SELECT idx, epoch, payload, crc, wall_ms, logical FROM log ORDER BY idx")]
         for position, entry in enumerate(log, start=start + 1):
             if entry.index != position:
                 raise StorageError(f"{self.path}: log has a gap before index {entry.index}")
@@ -158,16 +194,20 @@ class Store:
                                f"({start}..{start + len(log)})")
         return Restored(promised_epoch=Epoch(meta["promised_epoch"]), log=log,
                         applied_index=applied, ledger=self._load_ledger(),
-                        snapshot_index=start, snapshot_epoch=Epoch(meta["snapshot_epoch"]))
+                        snapshot_index=start, snapshot_epoch=Epoch(meta["snapshot_epoch"]),
+                        snapshot_ts=Timestamp(meta["snapshot_wall_ms"],
+                                              meta["snapshot_logical"]))
 
-    def _decode(self, index: int, epoch: int, payload: bytes, crc: int) -> LogEntry:
-        if record_crc(index, epoch, payload) != crc:
+    def _decode(self, index: int, epoch: int, payload: bytes, crc: int, wall_ms: int,
+                logical: int) -> LogEntry:
+        ts = Timestamp(wall_ms, logical)
+        if record_crc(index, epoch, payload, ts) != crc:
             raise StorageError(f"{self.path}: corrupt log record at index {index} (checksum)")
         try:
             decoded = _payload_decoder.decode(payload)
         except msgspec.DecodeError as exc:
             raise StorageError(f"{self.path}: undecodable log record at {index}: {exc}") from exc
-        return LogEntry(index=LogIndex(index), epoch=Epoch(epoch), payload=decoded)
+        return LogEntry(index=LogIndex(index), epoch=Epoch(epoch), payload=decoded, ts=ts)
 
     def _load_ledger(self) -> Ledger:
         accounts = [Account(id=AccountId(i), currency=c, allow_negative=bool(n), balance=b,
@@ -176,8 +216,10 @@ class Store:
         transfers = [TransferRecord(
             transfer=Transfer(id=TransferId(i), debit=AccountId(d), credit=AccountId(c),
                               amount=Cents(a), currency=cur),
-            status=Status(s), index=LogIndex(x))
-            for i, d, c, a, cur, s, x in self._db.execute("SELECT * FROM transfers")]
+            status=Status(s), index=LogIndex(x), ts=Timestamp(w, lg))
+            for i, d, c, a, cur, s, x, w, lg in self._db.execute(
+                "SELECT id, debit, credit, amount, currency, status, idx, wall_ms, logical "
+                "FROM transfers")]
         return Ledger(accounts, transfers)
 
     # ------------------------------------------------------------------ write
@@ -207,8 +249,9 @@ class Store:
             for entry in persist.entries:
                 payload = _payload_encoder.encode(entry.payload)
                 rows.append((entry.index, entry.epoch, payload,
-                             record_crc(entry.index, entry.epoch, payload)))
-            self._db.executemany("INSERT INTO log VALUES (?, ?, ?, ?)", rows)
+                             record_crc(entry.index, entry.epoch, payload, entry.ts),
+                             entry.ts.wall_ms, entry.ts.logical))
+            self._db.executemany("INSERT INTO log VALUES (?, ?, ?, ?, ?, ?)", rows)
             yield "append"
             if persist.promised_epoch is not None:
                 self._set_meta("promised_epoch", persist.promised_epoch)
@@ -220,9 +263,10 @@ class Store:
                  for a in batch.delta.accounts.values()])
             yield "accounts"
             self._db.executemany(
-                "INSERT INTO transfers VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO transfers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(r.transfer.id, r.transfer.debit, r.transfer.credit, r.transfer.amount,
-                  r.transfer.currency, r.status.value, r.index) for r in batch.delta.transfers])
+                  r.transfer.currency, r.status.value, r.index, r.ts.wall_ms, r.ts.logical)
+                 for r in batch.delta.transfers])
             yield "transfers"
             self._set_meta("applied_index", batch.applied_index)
             yield "applied"
@@ -230,6 +274,9 @@ class Store:
             self._db.execute("DELETE FROM log WHERE idx <= ?", (batch.persist.compact_upto,))
             self._set_meta("snapshot_index", batch.persist.compact_upto)
             self._set_meta("snapshot_epoch", batch.persist.compact_epoch or 0)
+            ts = batch.persist.compact_ts or Timestamp(0, 0)
+            self._set_meta("snapshot_wall_ms", ts.wall_ms)
+            self._set_meta("snapshot_logical", ts.logical)
             yield "compact"
 
     def _install_steps(self, persist: Persist) -> Iterator[str]:
@@ -244,6 +291,8 @@ class Store:
         yield "install-ledger"
         self._set_meta("snapshot_index", snapshot.index)
         self._set_meta("snapshot_epoch", snapshot.last_epoch)
+        self._set_meta("snapshot_wall_ms", snapshot.last_ts.wall_ms)
+        self._set_meta("snapshot_logical", snapshot.last_ts.logical)
         self._set_meta("applied_index", snapshot.index)
         yield "install-markers"
 
@@ -251,9 +300,9 @@ class Store:
         self._db.executemany("INSERT INTO accounts VALUES (?, ?, ?, ?, ?)",
                              [(a.id, a.currency, int(a.allow_negative), a.balance, a.index)
                               for a in state.accounts])
-        self._db.executemany("INSERT INTO transfers VALUES (?, ?, ?, ?, ?, ?, ?)",
+        self._db.executemany("INSERT INTO transfers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              [(t.id, t.debit, t.credit, t.amount, t.currency, t.status.value,
-                               t.index) for t in state.transfers])
+                               t.index, t.wall_ms, t.logical) for t in state.transfers])
 
     def _set_meta(self, key: str, value: int) -> None:
         self._db.execute("UPDATE meta SET value = ? WHERE key = ?", (value, key))

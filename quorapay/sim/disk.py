@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from quorapay.core.hlc import ZERO
 from quorapay.core.ledger import Account, Ledger, TransferRecord
 from quorapay.core.node_state import WriteBatch
 from quorapay.core.types import AccountId, Epoch, LogEntry, LogIndex, TransferId
@@ -26,6 +27,7 @@ class SimDisk:
         self.log: list[LogEntry] = []  # the entries after log_start
         self.log_start = LogIndex(0)
         self.log_start_epoch = Epoch(0)
+        self.log_start_ts = ZERO
         self.applied_index = LogIndex(0)
         self._accounts: dict[AccountId, Account] = {}
         self._transfers: dict[TransferId, TransferRecord] = {}
@@ -42,6 +44,7 @@ class SimDisk:
             self._accounts = {a.id: replace(a) for a in installed.accounts.values()}
             self._transfers = dict(installed.transfers)
             self.log, self.log_start, self.log_start_epoch = [], install.index, install.last_epoch
+            self.log_start_ts = install.last_ts
             self.applied_index = install.index
         if batch.persist is not None:
             del self.log[max(0, batch.persist.keep_upto - self.log_start):]
@@ -59,6 +62,7 @@ class SimDisk:
             assert persist.compact_epoch is not None
             del self.log[:persist.compact_upto - self.log_start]
             self.log_start, self.log_start_epoch = persist.compact_upto, persist.compact_epoch
+            self.log_start_ts = persist.compact_ts or ZERO
 
     def ledger(self) -> Ledger:
         """The ledger as a restarted node loads it."""

@@ -8,6 +8,7 @@
 | zk | a node is cut from ZooKeeper |
 | net | peer links drop, duplicate and delay messages |
 | clock | a node's clock runs fast or slow: its timers fire early or late |
+| skew | a node's wall clock is set ahead or behind, within or beyond the maximum offset |
 | disk | a node's fsync becomes slow |
 
 At most a minority of nodes is killed or paused at once, so the cluster can make progress between
@@ -24,7 +25,8 @@ from quorapay.sim.node import FSYNC, SimNode
 from quorapay.sim.world import World
 from quorapay.sim.zk_service import ZK
 
-FAULTS = ("kill", "pause", "partition", "zk", "net", "clock", "disk")
+FAULTS = ("kill", "pause", "partition", "zk", "net", "clock", "skew", "disk")
+SKEWS_MS = (100, 400, 1500, 6000)  # the default maximum offset is 500 ms
 INTERVAL = (0.2, 2.0)  # seconds between two faults
 DURATION = (0.3, 5.0)  # how long one lasts
 
@@ -53,7 +55,7 @@ class Nemesis:
         self._undo.clear()
         self._network.heal()
         for node in self._nodes:
-            node.rate, node.fsync = 1.0, FSYNC
+            node.rate, node.fsync, node.wall_offset_ms = 1.0, FSYNC, 0
             node.process.resume()
             if not node.up:
                 node.start()
@@ -133,6 +135,15 @@ class Nemesis:
 
         def undo() -> None:
             node.rate = 1.0
+        self._later(undo)
+        return True
+
+    def _skew(self) -> bool:
+        node = self._world.rng.choice(self._nodes)
+        node.wall_offset_ms = self._world.rng.choice(SKEWS_MS) * self._world.rng.choice([-1, 1])
+
+        def undo() -> None:
+            node.wall_offset_ms = 0
         self._later(undo)
         return True
 

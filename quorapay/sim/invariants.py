@@ -5,6 +5,7 @@
 | one leader commits per epoch | no two nodes advance a commit index as leader of the same epoch |
 | log matching | two durable logs holding an entry of the same index and epoch agree up to it |
 | same entry applied at each index | every replica applies the same entry at each index |
+| timestamps increase with the index | each entry has a larger timestamp than the one before it |
 | committed entries survive | a leader serving epoch E holds every entry committed before E |
 | money conserved | the balances of each currency sum to zero on every replica |
 | no transfer applied twice | no replica records a transfer id twice (the database would refuse) |
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from quorapay.core.digest import entry_digest
+from quorapay.core.hlc import Timestamp
 from quorapay.core.node_state import Work
 from quorapay.core.replica import Role
 from quorapay.core.types import Epoch, LogIndex, NodeId, Transfer, TransferId
@@ -55,6 +57,7 @@ class Checker:
         self._prefixes: dict[NodeId, list[str]] = {}  # per node: hash of its durable log prefix
         self._prefix_at: dict[tuple[int, int], str] = {}  # (index, epoch) -> prefix hash
         self._applied: dict[int, tuple[str, Epoch]] = {}  # index -> (entry, commit epoch bound)
+        self._stamps: dict[int, Timestamp] = {}  # index -> the applied entry's timestamp
         self._committer: dict[Epoch, NodeId] = {}
         self._last_commit: dict[NodeId, LogIndex] = {}
         self._serving: dict[NodeId, bool] = {}
@@ -105,9 +108,19 @@ class Checker:
             if first[0] != digest:
                 self.violation("same entry applied at each index",
                                f"{node.id} applied a different entry at index {entry.index}")
+            elif entry.index not in self._stamps:
+                self._check_stamp(entry.index, entry.ts)
         if work.applied and any(total != 0 for total in state.ledger.totals().values()):
             self.violation("money conserved",
                            f"{node.id}: balances sum to {state.ledger.totals()}")
+
+    def _check_stamp(self, index: int, ts: Timestamp) -> None:
+        self._stamps[index] = ts
+        before, after = self._stamps.get(index - 1), self._stamps.get(index + 1)
+        if (before is not None and not before < ts) or (after is not None and not ts < after):
+            self.violation("timestamps increase with the index",
+                           f"entry {index} has timestamp {ts}, its neighbours {before} and "
+                           f"{after}")
 
     def _installed(self, node: SimNode, prefix: list[str], index: LogIndex, epoch: Epoch
                    ) -> None:

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 from quorapay.core.compaction import CompactionPolicy
 from quorapay.core.coordinator import (
     Coordinator,
+    EligibilityChanged,
     EpochSeen,
     Event,
     RelinquishRequested,
     Request,
 )
-from quorapay.core.inputs import Input, MessageReceived, Ticked
+from quorapay.core.inputs import ClockRead, Input, MessageReceived, Ticked
 from quorapay.core.ledger import Ledger
 from quorapay.core.node_state import Answer, NodeState, Read, Work, Write
 from quorapay.core.ready import Outgoing
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from quorapay.sim.invariants import Checker
 
 FSYNC = (0.0005, 0.004)  # seconds
+WALL_EPOCH_MS = 1_800_000_000_000  # the wall clocks' reading at simulated time 0 (in 2027)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,6 +79,7 @@ class SimNode:
         self.process = Process(world, node_id)
         self.disk = SimDisk()
         self.rate = 1.0  # clock drift: ticks come every tick / rate simulated seconds
+        self.wall_offset_ms = 0  # clock skew: this node's wall clock minus the true time
         self.fsync = FSYNC
         self.peers: dict[NodeId, SimNode] = {}
         self.clients: dict[str, Callable[..., None]] = {}  # client -> its answer handler
@@ -95,7 +98,7 @@ class SimNode:
             node_id=self.id, members=self._members, timing=self._setting.timing,
             promised_epoch=self.disk.promised, log=list(self.disk.log),
             applied_index=self.disk.applied_index, snapshot_index=self.disk.log_start,
-            snapshot_epoch=self.disk.log_start_epoch)
+            snapshot_epoch=self.disk.log_start_epoch, snapshot_ts=self.disk.log_start_ts)
         self.state = NodeState(replica, ledger, compaction=self._setting.compaction)
         self.coordinator = Coordinator(cluster="sim", node=self.id, peer_url=f"sim://{self.id}",
                                        client_url=f"sim://{self.id}")
@@ -120,6 +123,10 @@ class SimNode:
         """A message for this node (through `process.call`): queue it for the next batch."""
         self._inbox.append(item)
         self._wake()
+
+    def wall_ms(self) -> int:
+        """What this node's wall clock reads now."""
+        return WALL_EPOCH_MS + round(self._world.now * 1000) + self.wall_offset_ms
 
     def send_to(self, node: SimNode, item: Any) -> None:
         self._network.send(self.id, node.id, node.process.call, node.process.incarnation,
@@ -152,6 +159,7 @@ class SimNode:
             return
         state = self._state()
         batch, self._inbox = self._inbox, []
+        state.step(ClockRead(wall_ms=self.wall_ms()))
         writes: list[Write[tuple[str, int, int]]] = []
         for item in batch:
             if isinstance(item, ClientRequest):
@@ -203,11 +211,15 @@ class SimNode:
             self._answer(client, op, attempt, answer)
         for ended in effects.relinquish:
             self._on_zk_event(RelinquishRequested(epoch=ended.epoch))
+        eligible = self._state().replica.eligible
+        if eligible != self.coordinator.eligible:  # stand for election again, or not
+            self._on_zk_event(EligibilityChanged(eligible=eligible))
 
     def _send(self, messages: tuple[Outgoing, ...]) -> None:
         for outgoing in messages:
             self.send_to(self.peers[outgoing.to],
-                         MessageReceived(sender=self.id, message=outgoing.message))
+                         MessageReceived(sender=self.id, message=outgoing.message,
+                                         hlc=outgoing.hlc, wall_ms=outgoing.wall_ms))
 
     def _answer(self, client: str, op: int, attempt: int, answer: Answer) -> None:
         handler = self.clients[client]

@@ -64,7 +64,8 @@ def check(evidence: Evidence) -> Report:
               ("ledgers identical at the common index", _states_match),
               ("every ledger equals the replay of its log", _stored_matches_replay),
               ("money conserved (balances sum to zero per currency)", _conserved),
-              ("every node applied the same index", _converged)]
+              ("every node applied the same index", _converged),
+              ("timestamps strictly increase with the index on every node", _ordered)]
     if evidence.acknowledged:
         checks.append(("acknowledged transfers present exactly as acknowledged", _acknowledged))
     for name, fn in checks if nodes else []:
@@ -81,6 +82,11 @@ def check(evidence: Evidence) -> Report:
         verdict = Verdict.VALID
     return Report(verdict=verdict, common_index=evidence.common_index, nodes=nodes,
                   findings=findings, checked=checked)
+
+
+def _ordered(e: Evidence) -> list[str]:
+    return [f"{node}: the timestamp of entry {d.unordered_at} is not above the one before it"
+            for node, d in sorted(e.at_applied.items()) if d.unordered_at is not None]
 
 
 def _reference(values: dict[str, str]) -> str:

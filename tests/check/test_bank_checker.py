@@ -13,6 +13,7 @@ from quorapay.api.schema import DigestInfo
 from quorapay.check.checker import Evidence, Verdict, check_bank
 from quorapay.check.history import Event, Fail, Info, Invoke, Nemesis, Ok, TransferBody
 from quorapay.core.digest import log_digest, replay
+from quorapay.core.hlc import Timestamp
 from quorapay.core.types import (
     AccountId,
     Cents,
@@ -33,8 +34,9 @@ def transfer(tid: str, debit: str, credit: str, amount: int) -> Transfer:
                     amount=Cents(amount), currency="USD")
 
 
-def entry(index: int, epoch: int, payload: Any) -> LogEntry:
-    return LogEntry(index=LogIndex(index), epoch=Epoch(epoch), payload=payload)
+def entry(index: int, epoch: int, payload: Any, wall_ms: int = 1_800_000_000_000) -> LogEntry:
+    return LogEntry(index=LogIndex(index), epoch=Epoch(epoch), payload=payload,
+                    ts=Timestamp(wall_ms + index, 0))
 
 
 BULK = [transfer(f"bulk{i}", "a", "b", 1) for i in range(25)]
@@ -135,6 +137,7 @@ def digest_of(node: str, **fields: Any) -> dict[str, DigestInfo]:
 
 FORKED = [*LOG[:4], entry(5, 3, EpochStart(leader=NodeId("n3")))]
 TWO_LEADERS = [*LOG[:4], entry(5, 1, EpochStart(leader=NodeId("n3"))), LOG[5]]
+BACKWARDS = [*LOG[:5], msgspec.structs.replace(LOG[5], ts=LOG[3].ts)]
 
 
 @pytest.mark.parametrize(("name", "change"), [
@@ -158,6 +161,7 @@ TWO_LEADERS = [*LOG[:4], entry(5, 1, EpochStart(leader=NodeId("n3"))), LOG[5]]
      lambda: {"history": with_read(balances={"a": 45, "b": 55, "bank": -99})}),
     ("no forbidden negative balance",
      lambda: {"history": with_read(balances={"a": -5, "b": 105, "bank": -100})}),
+    ("timestamps increase with the index", lambda: {"logs": on_every_node(BACKWARDS)}),
 ])
 def test_each_broken_invariant_is_named(name: str, change: Any) -> None:
     assert name in failed_checks(evidence(**change()))

@@ -86,6 +86,10 @@ peer_port = 70000
      "zookeeper.hosts entry 'garbage' is not \"host:port\""),
     ('[zookeeper]\nport = 7101\n[[nodes]]\nid = "n1"\npeer_port = 7101\n',
      "zookeeper port 7101 is also a port of node n1"),
+    ('[[nodes]]\nid = "n1"\nclock_offset = "soon"\n',
+     "nodes[0]: 'soon' is not a clock offset like +2s"),
+    ('[timing]\nmax_clock_offset = 0\n[[nodes]]\nid = "n1"\n',
+     "timing.max_clock_offset must be between"),
 ])
 def test_cluster_file_mistakes_are_named(tmp_path: Path, text: str, problem: str) -> None:
     code, output = invoke("-c", str(write(tmp_path / "c.toml", text)), "status")
@@ -117,6 +121,20 @@ def test_unknown_node_names_the_known_ones(tmp_path: Path) -> None:
     assert code == 1
     assert "no node 'nosuch'" in output
     assert "n1, n2, n3" in output
+
+
+@pytest.mark.parametrize(("args", "problem"), [
+    (("skew", "n1", "banana"), "'banana' is not a clock offset like +2s"),
+    (("skew", "n1", "+2s", "--drift", "fast"), "'fast' is not a drift rate like 100ppm"),
+    (("skew", "n9", "+2s"), "no node 'n9'"),
+    (("strobe", "n1", "--period", "1ms"), "--period must be at least 10ms"),
+])
+def test_clock_faults_are_checked_before_anything_changes(
+        tmp_path: Path, args: tuple[str, ...], problem: str) -> None:
+    config = local_config(tmp_path)
+    code, output = invoke("-c", str(config), "chaos", *args)
+    assert code == 1 and problem in output, output
+    assert not (tmp_path / ".quorapay" / "run" / "clocks").exists()
 
 
 @pytest.mark.parametrize("amount", ["ten", "1.5"])

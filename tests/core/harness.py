@@ -11,7 +11,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from quorapay.core.hlc import ZERO, Timestamp
 from quorapay.core.inputs import (
+    ClockRead,
     CommandsProposed,
     CompactionRequested,
     Input,
@@ -46,6 +48,7 @@ class Disk:
     log: list[LogEntry] = field(default_factory=list)  # the entries after `start`
     start: LogIndex = LogIndex(0)  # compacted up to here
     start_epoch: Epoch = Epoch(0)
+    start_ts: Timestamp = ZERO
     base_index: LogIndex = LogIndex(0)  # the installed snapshot's index, and its ledger
     base: LedgerState = field(default_factory=lambda: LedgerState(accounts=(), transfers=()))
     applied: list[LogEntry] = field(default_factory=list)  # entries applied after the base
@@ -71,12 +74,17 @@ class InFlight:
     src: NodeId
     dst: NodeId
     message: Message
+    hlc: Timestamp | None = None
+    wall_ms: int | None = None
 
 
 class ReplicaCluster:
     def __init__(self, ids: tuple[str, ...] = ("n1", "n2", "n3"),
-                 timing: Timing | None = None) -> None:
+                 timing: Timing | None = None, walls: dict[str, int] | None = None) -> None:
         self.ids = tuple(NodeId(i) for i in ids)
+        # with walls, each node reads its wall clock (ms) before every batch and messages carry
+        # the sender's HLC; tests move the clocks by changing walls[node]
+        self.walls = {NodeId(k): v for k, v in walls.items()} if walls is not None else None
         self.timing = timing or Timing()
         self.nodes = {i: self._boot(i, Disk()) for i in self.ids}
         self.network: deque[InFlight] = deque()
@@ -93,7 +101,7 @@ class ReplicaCluster:
         replica = Replica(node_id=node_id, members=self.ids, timing=self.timing,
                           promised_epoch=disk.promised, log=list(disk.log),
                           applied_index=disk.applied_index, snapshot_index=disk.start,
-                          snapshot_epoch=disk.start_epoch)
+                          snapshot_epoch=disk.start_epoch, snapshot_ts=disk.start_ts)
         ledger = Ledger.from_state(disk.base)
         for entry in disk.applied:
             ledger.apply(entry, Delta())
@@ -126,6 +134,8 @@ class ReplicaCluster:
         node = self.nodes[NodeId(node_id)]
         if not node.up:
             return
+        if self.walls is not None:
+            node.replica.step(ClockRead(wall_ms=self.walls[node.id]))
         for event in events:
             node.replica.step(event)
         self._process(node)
@@ -176,7 +186,10 @@ class ReplicaCluster:
                 drop is not None and drop(msg)):
             self.dropped += 1
             return msg
-        self.step(msg.dst, MessageReceived(sender=msg.src, message=msg.message))
+        clocked = self.walls is not None
+        self.step(msg.dst, MessageReceived(sender=msg.src, message=msg.message,
+                                           hlc=msg.hlc if clocked else None,
+                                           wall_ms=msg.wall_ms if clocked else None))
         return msg
 
     def deliver_at(self, position: int) -> None:
@@ -214,7 +227,8 @@ class ReplicaCluster:
             if ready.persist is not None:
                 self._persist(node, ready.persist)
             for out in ready.messages:
-                self.network.append(InFlight(src=node.id, dst=out.to, message=out.message))
+                self.network.append(InFlight(src=node.id, dst=out.to, message=out.message,
+                                             hlc=out.hlc, wall_ms=out.wall_ms))
             for entry in ready.committed:
                 assert entry.index == node.disk.applied_index + 1, "applied out of order"
                 node.results[entry.index] = node.ledger.apply(entry, Delta())
@@ -224,7 +238,8 @@ class ReplicaCluster:
                 assert wanted.index == node.disk.applied_index, "a snapshot of the applied state"
                 self.network.append(InFlight(src=node.id, dst=wanted.to, message=InstallSnapshot(
                     epoch=wanted.epoch, index=wanted.index, last_epoch=wanted.last_epoch,
-                    state=node.ledger.export())))
+                    last_ts=wanted.last_ts, state=node.ledger.export()), hlc=ready.hlc,
+                    wall_ms=ready.wall_ms))
             node.outcomes.extend(ready.outcomes)
             replica.advance(ready)
         raise AssertionError(f"{node.id} still has work after 1000 Readies")
@@ -234,6 +249,7 @@ class ReplicaCluster:
         disk = node.disk
         if p.install is not None:
             disk.log, disk.start, disk.start_epoch = [], p.install.index, p.install.last_epoch
+            disk.start_ts = p.install.last_ts
             disk.base_index, disk.base, disk.applied = p.install.index, p.install.state, []
             node.ledger = Ledger.from_state(p.install.state)
         del disk.log[max(0, p.keep_upto - disk.start):]
@@ -245,6 +261,7 @@ class ReplicaCluster:
             assert p.compact_upto <= disk.applied_index, "compacted entries not yet applied"
             del disk.log[:p.compact_upto - disk.start]
             disk.start, disk.start_epoch = p.compact_upto, p.compact_epoch
+            disk.start_ts = p.compact_ts or ZERO
 
     # ---------------------------------------------------------------- observations
     def leaders(self) -> list[NodeId]:

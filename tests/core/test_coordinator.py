@@ -12,6 +12,7 @@ from quorapay.core.coordinator import (
     ConnectionSuspended,
     Coordinator,
     Create,
+    EligibilityChanged,
     EpochSeen,
     Event,
     Get,
@@ -229,3 +230,37 @@ def test_every_fiber_that_lost_its_connection_carries_on_when_it_returns() -> No
     fibers = world.coordinators["n1"]._fibers
     assert not [w for _, w in fibers if type(w).__name__ == "_WaitConnected"]
     assert world.grants("n2") == [2]
+
+
+def test_an_ineligible_node_leaves_the_election_until_it_is_eligible_again() -> None:
+    world = started("n1", "n2", "n3")
+    world.feed("n1", EligibilityChanged(eligible=False))  # n1's clock went off
+    world.relinquish("n1", 1)  # its replica refused to go on leading
+    world.run()
+    assert world.grants("n2") == [2]
+    assert not any(c.startswith("n1") for c in world.candidates())  # it did not rejoin
+    world.relinquish("n2", 2)
+    world.run()
+    assert world.grants("n3") == [3] and world.grants("n1") == [1]
+    world.feed("n1", EligibilityChanged(eligible=True))
+    world.run()
+    assert any(c.startswith("n1") for c in world.candidates())  # back in the queue
+    world.relinquish("n3", 3)  # the queue is n2 (rejoined), then n1
+    world.run()
+    world.relinquish("n2", 4)
+    world.run()
+    assert world.grants("n2") == [2, 4] and world.grants("n1") == [1, 5]
+
+
+def test_an_ineligible_candidate_waiting_in_the_queue_steps_out_of_the_way() -> None:
+    world = started("n1", "n2", "n3")  # the queue: n1 (leading), n2, n3
+    world.feed("n2", EligibilityChanged(eligible=False))
+    world.run()
+    assert not any(c.startswith("n2") for c in world.candidates())
+    world.relinquish("n1", 1)
+    world.run()
+    assert world.grants("n3") == [2] and world.grants("n2") == []  # n3 did not wait for n2
+    world.feed("n2", EligibilityChanged(eligible=True))
+    world.run()
+    assert [c.split("__")[0] for c in sorted(world.candidates(), key=lambda c: c[-10:])] == [
+        "n3", "n1", "n2"]  # back, at the end of the queue

@@ -29,7 +29,8 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[ClientApi, trio.MemorySe
     store = Store(me.data_dir / "node.db", cluster=config.name, node_id=me.id)
     replica = Replica(node_id=me.id, members=config.node_ids, timing=config.timing.core())
     driver = Driver(NodeState(replica, store.load().ledger), store,
-                    send=lambda _: None, relinquish=lambda *_: None)
+                    send=lambda _: None, relinquish=lambda *_: None,
+                    wall_clock=lambda: FROZEN_WALL_MS)  # a stopped clock: only HLC counts
     inputs_send, inputs = trio.open_memory_channel(100)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(driver.run, inputs)
@@ -44,6 +45,9 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[ClientApi, trio.MemorySe
                         zk_leader=lambda: None), inputs_send
         nursery.cancel_scope.cancel()
     store.close()
+
+
+FROZEN_WALL_MS = 1_800_000_000_000  # 2027-01-15T08:00:00.000Z
 
 
 async def ask(server: ClientApi, request: api.Request | str) -> api.Response:
@@ -61,6 +65,29 @@ async def test_writes_and_reads_go_through_the_driver(served) -> None:
     assert paid.results is not None and paid.results[0].status == "ok"
     balances = await ask(server, api.GetBalances(accounts=["alice"]))
     assert balances.balances is not None and balances.balances[0].balance == 250
+
+
+async def test_a_transfer_reports_its_index_and_timestamp_and_keeps_them_on_retry(
+        served) -> None:
+    server, _ = served
+    await ask(server, api.CreateAccounts(accounts=[
+        api.AccountSpec(id="bank", allow_negative=True), api.AccountSpec(id="alice")]))
+    spec = api.TransferSpec(id="t1", debit="bank", credit="alice", amount=250)
+    first = await ask(server, api.SubmitTransfers(transfers=[spec]))
+    assert first.timestamp == "2027-01-15T08:00:00.000Z" and first.results is not None
+    assert (first.results[0].timestamp, first.results[0].logical) == (
+        first.timestamp, first.logical)
+    again = await ask(server, api.SubmitTransfers(transfers=[spec]))  # a retry: same outcome
+    assert again.results is not None and again.index is not None and first.index is not None
+    assert again.index > first.index and (again.logical or 0) > (first.logical or 0)
+    assert (again.results[0].index, again.results[0].logical) == (
+        first.results[0].index, first.results[0].logical)
+    digest = await ask(server, api.Digest())
+    assert digest.digest is not None and digest.digest.unordered_at is None
+    record = await ask(server, api.GetTransfers(ids=["t1"]))
+    assert record.transfers is not None
+    assert (record.transfers[0].timestamp, record.transfers[0].logical) == (
+        first.timestamp, first.logical)
 
 
 @pytest.mark.parametrize("upto", [-1, 999_999])

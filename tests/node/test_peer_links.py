@@ -10,6 +10,7 @@ from trio_websocket import ConnectionClosed
 
 from quorapay.cluster.ports import free_ports
 from quorapay.config import ClusterConfig, default_cluster, load_config, render
+from quorapay.core.hlc import Timestamp
 from quorapay.core.inputs import MessageReceived
 from quorapay.core.messages import PROTOCOL_VERSION, Frame, Hello, Prepare, encode
 from quorapay.core.types import Epoch, NodeId
@@ -59,10 +60,13 @@ async def test_garbage_frame_closes_the_link_and_the_node_keeps_serving(
             await link.ws.send_message(hello("n1", config.name))
             await link.ws.get_message()
             prepare = Prepare(epoch=Epoch(3))
+            stamp = Timestamp(1_800_000_000_000, 7)
             await link.ws.send_message(encode(Frame(version=PROTOCOL_VERSION,
-                                                    messages=(prepare,))))
+                                                    messages=(prepare,), hlc=stamp,
+                                                    wall_ms=stamp.wall_ms)))
             delivered = await inputs.receive()
-            assert delivered == MessageReceived(sender=NodeId("n1"), message=prepare)
+            assert delivered == MessageReceived(sender=NodeId("n1"), message=prepare, hlc=stamp,
+                                                wall_ms=stamp.wall_ms)
             await link.aclose()
             nursery.cancel_scope.cancel()
 

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from quorapay.core.digest import replay
+from quorapay.core.hlc import Timestamp
 from quorapay.core.inputs import CommandsProposed, CompactionRequested, LeadershipGranted
 from quorapay.core.ledger import Delta, Ledger
 from quorapay.core.messages import InstallSnapshot
@@ -13,7 +15,7 @@ from quorapay.core.ready import Persist
 from quorapay.core.replica import Replica
 from quorapay.core.timing import Timing
 from quorapay.core.types import Commands, Epoch, LogEntry, LogIndex, NodeId
-from quorapay.node.storage import StorageError, Store
+from quorapay.node.storage import StorageError, Store, record_crc
 from tests.core.harness import account, transfer
 
 ME = NodeId("solo")
@@ -169,21 +171,60 @@ def test_installing_a_snapshot_replaces_log_and_ledger_at_once(tmp_path: Path) -
     store.close()
 
 
-def test_a_version_1_data_dir_is_upgraded_in_place(tmp_path: Path) -> None:
+def downgrade(path: Path, version: int) -> None:
+    """Turn a data dir into what schema `version` wrote: no timestamps, checksums without them
+    (and, for 1, no compaction markers)."""
+    db = sqlite3.connect(path / "node.db")
+    for table in ("log", "transfers"):
+        db.execute(f"ALTER TABLE {table} DROP COLUMN wall_ms")
+        db.execute(f"ALTER TABLE {table} DROP COLUMN logical")
+    rows = db.execute("SELECT idx, epoch, payload FROM log").fetchall()
+    db.executemany("UPDATE log SET crc = ? WHERE idx = ?",
+                   [(record_crc(i, e, p), i) for i, e, p in rows])
+    db.execute("DELETE FROM meta WHERE key IN ('snapshot_wall_ms', 'snapshot_logical')")
+    if version == 1:
+        db.execute("DELETE FROM meta WHERE key IN ('snapshot_index', 'snapshot_epoch')")
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (version,))
+    db.commit()
+    db.close()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_data_dir_is_upgraded_in_place(tmp_path: Path, version: int) -> None:
     store = open_store(tmp_path)
     replica, ledger = boot(store)
     run(store, replica, ledger, workload()[:4])
     store.close()
-    db = sqlite3.connect(tmp_path / "node.db")
-    db.execute("DELETE FROM meta WHERE key IN ('snapshot_index', 'snapshot_epoch')")
-    db.execute("UPDATE meta SET value = 1 WHERE key = 'schema_version'")
-    db.commit()
-    db.close()
+    downgrade(tmp_path, version)
     store = open_store(tmp_path)
     restored = store.load()
     assert restored.snapshot_index == 0 and restored.log[0].index == 1
+    assert [e.ts for e in restored.log] == [Timestamp(0, e.index) for e in restored.log]
     assert restored.ledger.accounts["bank"].balance == -200
+    assert restored.ledger.transfers  # ... with their deciding entries' timestamps:
+    assert restored.ledger.digest() == replay(restored.log).digest()
     store.close()
+    store = open_store(tmp_path)
+    assert store.load().log == restored.log  # and it stays upgraded
+    store.close()
+
+
+def test_a_corrupt_record_stops_the_upgrade_and_changes_nothing(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    replica, ledger = boot(store)
+    run(store, replica, ledger, workload()[:4])
+    store.close()
+    downgrade(tmp_path, 2)
+    db = sqlite3.connect(tmp_path / "node.db")
+    db.execute("UPDATE log SET crc = crc + 1 WHERE idx = 2")
+    db.commit()
+    db.close()
+    with pytest.raises(StorageError, match="corrupt log record at index 2"):
+        open_store(tmp_path)
+    db = sqlite3.connect(tmp_path / "node.db")
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (2,)
+    db.close()
+
 
 def test_data_dir_of_another_node_is_refused(tmp_path: Path) -> None:
     open_store(tmp_path).close()

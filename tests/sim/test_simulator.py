@@ -24,7 +24,7 @@ def test_clean_runs_inject_faults_commit_and_break_nothing() -> None:
     assert all(r.ok for r in results), [r.violations for r in results if not r.ok]
     assert all(r.commits > 100 and r.acknowledged > 100 for r in results)
     injected = set().union(*(r.faults for r in results))
-    assert injected == {"kill", "pause", "partition", "zk", "net", "clock", "disk"}
+    assert injected == {"kill", "pause", "partition", "zk", "net", "clock", "skew", "disk"}
 
 
 def test_without_faults_nothing_is_injected_and_everything_commits() -> None:

@@ -1,0 +1,28 @@
+"""The verifier's checks over crafted evidence: each names what broke."""
+
+from quorapay.api.schema import DigestInfo
+from quorapay.verify.checks import Evidence, Verdict, check
+
+
+def digest(node: str, *, unordered_at: int | None = None) -> DigestInfo:
+    return DigestInfo(node=node, index=10, log_digest="L", state_digest="S",
+                      stored_state_digest="S", totals={"USD": 0}, unordered_at=unordered_at)
+
+
+def evidence(**unordered: int) -> Evidence:
+    nodes = ("n1", "n2", "n3")
+    return Evidence(statuses={}, unreachable={}, common_index=10,
+                    at_common={n: digest(n) for n in nodes},
+                    at_applied={n: digest(n, unordered_at=unordered.get(n)) for n in nodes})
+
+
+def test_ordered_timestamps_are_valid() -> None:
+    report = check(evidence())
+    assert report.verdict is Verdict.VALID
+    assert "timestamps strictly increase with the index on every node" in report.checked
+
+
+def test_a_timestamp_out_of_order_is_named_with_its_node_and_index() -> None:
+    report = check(evidence(n2=7))
+    assert report.verdict is Verdict.INVALID
+    assert report.findings == ["n2: the timestamp of entry 7 is not above the one before it"]
