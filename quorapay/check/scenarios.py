@@ -98,6 +98,20 @@ async def _caught_up(stage: Stage, node: NodeConfig, deadline: float = 30.0) -> 
             await trio.sleep(0.1)
 
 
+async def _stepped_down(stage: Stage, leader: NodeConfig,
+                        because: Callable[[api.NodeStatus], bool] = lambda _: True,
+                        deadline: float = 30.0) -> float:
+    """Seconds until `leader` no longer leads (and its status shows `because`)."""
+    started = time.monotonic()
+    with trio.fail_after(deadline):
+        while True:
+            status = (await supervisor.statuses(stage.cluster))[leader.id]
+            if isinstance(status, api.NodeStatus) and status.role != "leader" \
+                    and because(status):
+                return round(time.monotonic() - started, 3)
+            await trio.sleep(0.05)
+
+
 def _faults(stage: Stage, change: Callable[..., tuple[Faults, list[str]]]) -> None:
     cluster = stage.cluster
     path = runtime.faults_path(cluster)
@@ -162,14 +176,7 @@ async def leader_cut_from_followers(stage: Stage) -> dict[str, float]:
     _faults(stage, lambda f, p: network.partition(f, p, _nodes(stage), [[leader.id]]))
     _mark(stage, "partition", "start", f"leader {leader.id} cut from the followers")
     cut_at = stage.now()
-    started = time.monotonic()
-    stepped_down = None
-    with trio.fail_after(30):
-        while stepped_down is None:
-            status = (await supervisor.statuses(stage.cluster))[leader.id]
-            if isinstance(status, api.NodeStatus) and status.role != "leader":
-                stepped_down = round(time.monotonic() - started, 3)
-            await trio.sleep(0.05)
+    stepped_down = await _stepped_down(stage, leader)
     recovery = await _recovery(stage, cut_at)
     await trio.sleep(2)
     _heal(stage)
@@ -357,15 +364,8 @@ async def leader_clock_skewed(stage: Stage) -> dict[str, float]:
     write_skew(skew_path(stage.cluster.run_dir, leader.id), ClockSkew(offset_ms=2_000))
     _mark(stage, "skew", "start", f"leader {leader.id} wall clock +2 s")
     skewed_at = stage.now()
-    started = time.monotonic()
-    stepped_down = None
-    with trio.fail_after(30):
-        while stepped_down is None:
-            status = (await supervisor.statuses(stage.cluster))[leader.id]
-            if isinstance(status, api.NodeStatus) and status.role != "leader" \
-                    and status.clock is not None and status.clock.alarm:
-                stepped_down = round(time.monotonic() - started, 3)
-            await trio.sleep(0.05)
+    stepped_down = await _stepped_down(
+        stage, leader, because=lambda s: s.clock is not None and s.clock.alarm)
     recovery = await _recovery(stage, skewed_at)
     await trio.sleep(4)
     clear_skews(stage.cluster.run_dir)
