@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from kazoo.client import KazooClient
 
 from quorapay.api import schema as api
 from quorapay.api.timestamps import iso
@@ -22,6 +23,7 @@ from quorapay.chaos.clocks import ClockSkew, clear_skews, skew_path, write_skew
 from quorapay.client import Client
 from quorapay.cluster import supervisor
 from quorapay.config import ClusterConfig, load_config, render
+from quorapay.core.znodes import Layout
 from quorapay.verify.checks import Acknowledged, Verdict
 from quorapay.workload.transfers import account_ids, setup_accounts
 from tests.integration.conftest import _stopped_after, write_cluster
@@ -134,7 +136,7 @@ async def test_a_strobing_follower_and_a_drifting_one_leave_order_and_ledgers_in
         told = []
         for round_ in range(4):
             told += await pay(client, f"r{round_}", 15)
-            await trio.sleep(0.5)  # let the strobe jump between rounds
+            await strobe_jumped(cluster, strobing)  # the next round on the other side
     drifted = (await statuses(cluster))[drifting].clock
     assert drifted is not None and drifted.injected_offset_ms > 0
     assert increasing(told)
@@ -175,11 +177,42 @@ async def test_a_leader_off_by_more_than_the_bound_steps_down_and_status_shows_i
     async with Client(urls(cluster), deadline=30) as client:
         await setup_accounts(client, 4)
         told = await pay(client, "t", 5)
-    await trio.sleep(1.0)  # a skewed node stays out of the election: it does not lead again
+    with trio.fail_after(10):  # it left the election queue: it will not lead while skewed
+        while True:
+            if not any(c.startswith(f"{skewed}__") for c in await candidates(cluster)):
+                break
+            await trio.sleep(0.1)
     assert (await leader(cluster)).node != skewed
     await _cli(cluster, "chaos", "heal")
     result = await verified(cluster, [a for a, _, _ in told])
     assert result.verdict is Verdict.VALID, result.findings
+
+
+async def strobe_jumped(cluster: ClusterConfig, node: str) -> None:
+    """Wait until a strobing node's clock has jumped to the other side of its offset."""
+    async def side() -> bool:
+        clock = (await statuses(cluster))[node].clock
+        assert clock is not None
+        return clock.injected_offset_ms > 0
+    before = await side()
+    with trio.fail_after(10):
+        while True:
+            if await side() != before:
+                return
+            await trio.sleep(0.05)
+
+
+async def candidates(cluster: ClusterConfig) -> list[str]:
+    """The election queue in ZooKeeper (candidate znode names start with the node id)."""
+    def read() -> list[str]:
+        zk = KazooClient(hosts=cluster.zookeeper.connect_string)
+        zk.start(timeout=10)
+        try:
+            return list(zk.get_children(Layout(cluster.name).election))
+        finally:
+            zk.stop()
+            zk.close()
+    return await trio.to_thread.run_sync(read)
 
 
 async def _cli(cluster: ClusterConfig, *args: str) -> str:
