@@ -420,6 +420,8 @@ class Coordinator:
             if mine not in children:
                 continue
             ahead = predecessor(children, mine)
+            if ahead is None and not self.eligible:
+                continue  # it became ineligible meanwhile: withdraw instead of leading
             if ahead is None:
                 yield from self._lead(mine)
                 continue

@@ -33,6 +33,7 @@ class Promise(msgspec.Struct, frozen=True, kw_only=True, tag="promise"):
     last_index: LogIndex
     last_epoch: Epoch
     log_start: LogIndex = LogIndex(0)
+    last_ts: Timestamp = ZERO  # the timestamp of the last entry
 
 
 class Fetch(msgspec.Struct, frozen=True, kw_only=True, tag="fetch"):

@@ -5,12 +5,19 @@ nodes to promise E; each promise reports the promiser's last entry. Among a majo
 the log with the greatest (last epoch, last index) contains every committed entry (any commit
 quorum intersects the promise quorum), so the leader adopts that log, fetching the part after its
 own commit index. Pure bookkeeping: the replica decides and sends.
+
+A promiser whose last entry is stamped in the future (more than the maximum clock offset ahead of
+our wall clock: a leader whose clock jumped ahead, whose entries nobody accepted) does not count:
+the leader waits for a majority of other promises -- which holds every committed entry just the
+same -- so that uncommitted, future-stamped tail is dropped instead of committed. (Promises are
+asked for again every retransmit interval; once real time reaches the tail, it counts again.)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from quorapay.core.hlc import ZERO, Timestamp
 from quorapay.core.types import Epoch, LogIndex, NodeId
 
 
@@ -21,6 +28,7 @@ class Tail:
     last_epoch: Epoch
     last_index: LogIndex
     log_start: LogIndex = LogIndex(0)  # the promiser compacted its log up to here
+    last_ts: Timestamp = ZERO  # the timestamp of the last entry
 
 
 @dataclass(slots=True, kw_only=True)
@@ -39,10 +47,15 @@ class Recovery:
     promises: dict[NodeId, Tail] = field(default_factory=dict)
     fetching: Fetching | None = None
 
-    def best(self, me: NodeId, mine: Tail) -> tuple[NodeId, Tail] | None:
-        """The most up-to-date log among a majority of promises (self wins ties), or None."""
+    def best(self, me: NodeId, mine: Tail, *, future_after: int | None = None
+             ) -> tuple[NodeId, Tail] | None:
+        """The most up-to-date log among a majority of promises (self wins ties), or None.
+        Promisers whose last timestamp's wall part is above `future_after` do not count."""
         candidates = dict(self.promises)
         candidates[me] = mine
+        if future_after is not None:
+            candidates = {n: t for n, t in candidates.items()
+                          if t.last_ts.wall_ms <= future_after}
         if len(candidates) < self.quorum:
             return None
         return max(candidates.items(),

@@ -265,6 +265,7 @@ class Replica:
                 self._on_tick()
             case ClockRead(wall_ms=wall_ms):
                 self._wall = wall_ms
+                self._check_hlc_ahead()
             case MessageReceived(sender=sender, message=message, hlc=hlc, wall_ms=wall_ms):
                 if sender in self._peers:
                     self._on_received(sender, message, hlc, wall_ms)
@@ -374,10 +375,11 @@ class Replica:
     def _on_granted(self, epoch: Epoch) -> None:
         if epoch == self._epoch and self.role is not Role.FOLLOWER:
             return  # the same grant reported again (a coordination retry): nothing changes
-        if self.clock_alarm:
+        if not self.eligible:
             self._outcomes.append(LeadershipEnded(
                 epoch=epoch, relinquish=True,
-                reason="this node's clock is off from a majority of the cluster"))
+                reason="this node's clock is off from a majority of the cluster" if
+                self.clock_alarm else "this node's timestamps run ahead of its clock"))
             return
         if epoch <= self._promised:
             self.highest_epoch_seen = max(self.highest_epoch_seen, self._promised)
@@ -563,7 +565,7 @@ class Replica:
         if self._follow(sender, epoch):
             self._send(sender, Promise(epoch=epoch, last_index=self._log.last_index,
                                        last_epoch=self._log.last_epoch,
-                                       log_start=self._log.start))
+                                       log_start=self._log.start, last_ts=self._log.last_ts))
 
     def _on_fetch(self, sender: NodeId, epoch: Epoch, from_index: LogIndex) -> None:
         if not self._follow(sender, epoch):
@@ -652,10 +654,12 @@ class Replica:
         progress = self._progress[sender]
         progress.last_heard = self._now
         match message:
-            case Promise(last_index=last_index, last_epoch=last_epoch, log_start=log_start):
+            case Promise(last_index=last_index, last_epoch=last_epoch, log_start=log_start,
+                         last_ts=last_ts):
                 if self._recovery is not None:
                     self._recovery.promises[sender] = Tail(
-                        last_epoch=last_epoch, last_index=last_index, log_start=log_start)
+                        last_epoch=last_epoch, last_index=last_index, log_start=log_start,
+                        last_ts=last_ts)
                     self._maybe_finish_promises()
             case FetchReply():
                 self._on_fetch_reply(sender, message)
@@ -704,8 +708,10 @@ class Replica:
             return
         if self._durable_promise != self._epoch or self._persist_needed():
             return  # our own promise counts only once it is durable
-        mine = Tail(last_epoch=self._log.last_epoch, last_index=self._log.last_index)
-        best = recovery.best(self.node_id, mine)
+        mine = Tail(last_epoch=self._log.last_epoch, last_index=self._log.last_index,
+                    last_ts=self._log.last_ts)
+        future_after = self._wall + self._clock.max_offset_ms if self._wall else None
+        best = recovery.best(self.node_id, mine, future_after=future_after)
         if best is None:
             return
         source, target = best

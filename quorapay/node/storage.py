@@ -167,6 +167,8 @@ class Store:
                 "UPDATE log SET logical = idx, crc = ? WHERE idx = ?",
                 [(record_crc(i, e, p, Timestamp(0, i)), i) for i, e, p, _ in rows])
             self._db.execute("UPDATE transfers SET wall_ms = 0, logical = idx")
+            self._db.execute("UPDATE meta SET value = (SELECT value FROM meta WHERE key = "
+                             "'snapshot_index') WHERE key = 'snapshot_logical'")
             self._set_meta("schema_version", SCHEMA_VERSION)
         except BaseException:
             self._db.execute("ROLLBACK")

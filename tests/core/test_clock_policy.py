@@ -179,3 +179,37 @@ def test_a_follower_behind_the_bound_falls_behind_and_catches_up_when_its_clock_
     c.stabilize()
     assert c["n3"].applied_index == c["n1"].applied_index
     assert stamps(c, "n3") == stamps(c, "n1") and strictly_increasing(stamps(c, "n3"))
+
+
+def test_a_node_whose_timestamps_ran_ahead_gives_a_grant_back() -> None:
+    c = cluster(n1=T + 2_000)
+    c.stabilize(ticks=6)
+    c.walls[NodeId("n1")] = T
+    c.stabilize(ticks=12)
+    assert c["n1"].hlc_ahead and not c["n1"].clock_alarm
+    c.grant("n1", 1)
+    ended = [o for o in c.nodes[NodeId("n1")].outcomes if isinstance(o, LeadershipEnded)]
+    assert ended and ended[-1].relinquish and "ahead" in ended[-1].reason
+    assert not c["n1"].serving
+
+
+def test_the_future_stamped_tail_of_a_leader_whose_clock_jumped_is_dropped_not_committed(
+        ) -> None:
+    c = cluster()
+    elect(c, "n1", 1)
+    pay(c, "n1", 2, "before")
+    c.walls[NodeId("n1")] = T + 2_000  # its clock jumps; what it appends now is refused
+    for i in range(3):
+        c.propose("n1", transfer(f"future{i}", "bank", "alice", 1))
+    c.stabilize(ticks=12)
+    assert c["n1"].role is Role.FOLLOWER  # the alarm made it step down
+    assert c["n1"].last_index > c["n2"].last_index  # it still holds the future tail
+    c.walls[NodeId("n1")] = T  # its clock is back before the next leader takes over
+    elect(c, "n2", 2)
+    pay(c, "n2", 2, "after")
+    assert all(ts.wall_ms <= T + 500 for ts in stamps(c, "n2"))
+    assert not any(c[n].hlc_ahead for n in ("n2", "n3"))
+    assert stamps(c, "n1") == stamps(c, "n2")  # n1's tail was cut, never committed
+    ledger = c.nodes[NodeId("n2")].ledger
+    assert not any(t.startswith("future") for t in ledger.transfers)
+    c.check_safety()
