@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import socket
+from collections.abc import Collection
 from pathlib import Path
 
 _RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
@@ -22,8 +23,10 @@ def ephemeral_start() -> int:
         return 32768
 
 
-def free_ports(count: int, *, host: str = "127.0.0.1") -> list[int]:
-    """`count` distinct ports below the ephemeral range that nothing listens on now."""
+def free_ports(count: int, *, host: str = "127.0.0.1",
+               avoid: Collection[int] = ()) -> list[int]:
+    """`count` distinct ports below the ephemeral range that nothing listens on now, none of
+    them in `avoid` (ports already promised to something that has not bound them yet)."""
     top = ephemeral_start()
     chosen: list[int] = []
     rng = random.SystemRandom()
@@ -31,7 +34,7 @@ def free_ports(count: int, *, host: str = "127.0.0.1") -> list[int]:
         if len(chosen) == count:
             return chosen
         port = rng.randrange(LOWEST, top)
-        if port not in chosen and _bindable(host, port):
+        if port not in chosen and port not in avoid and _bindable(host, port):
             chosen.append(port)
     raise OSError(f"could not find {count} free ports between {LOWEST} and {top}")
 

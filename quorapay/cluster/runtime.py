@@ -15,6 +15,7 @@ from typing import Any
 import tomli_w
 
 from quorapay.chaos.links import LinkPlan, Plan, read_plan, write_plan
+from quorapay.cluster import zookeeper
 from quorapay.cluster.ports import free_ports
 from quorapay.config import ClusterConfig, NodeConfig, load_config
 
@@ -73,10 +74,20 @@ def forget_plan(cluster: ClusterConfig) -> None:
         path.unlink(missing_ok=True)
 
 
+def configured_ports(cluster: ClusterConfig) -> set[int]:
+    """Every port the cluster file gives a process: they are not bound yet when a plan is made,
+    so a free-looking port may still be one of them."""
+    ports = {p for n in cluster.nodes for p in (n.peer_port, n.client_port)}
+    for server, port in enumerate(cluster.zookeeper.ports, start=1):
+        ports |= {port, zookeeper.quorum_port(cluster, server),
+                  zookeeper.election_port(cluster, server)}
+    return ports
+
+
 def _new_plan(cluster: ClusterConfig) -> Plan:
     ids: list[str] = [n.id for n in cluster.nodes]
     free = free_ports(2 * len(ids) + len(ids) * (len(ids) - 1) // 2
-                       + len(ids) * cluster.zookeeper.servers)
+                      + len(ids) * cluster.zookeeper.servers, avoid=configured_ports(cluster))
     peer_ports = {i: free.pop() for i in ids}
     client_ports = {i: free.pop() for i in ids}
     # one link per pair: the smaller id dials (PeerLinks), the larger accepts

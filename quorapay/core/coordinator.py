@@ -445,11 +445,14 @@ class Coordinator:
                 _expect(failure, ZkError.NO_NODE)
 
     def _withdraw(self, prefix: str) -> Fiber:
-        """Leave the election queue: delete our candidate znode, if we have one."""
+        """Leave the election queue: delete our candidate znode, if we have one, and a leader
+        znode of ours -- left by a claim whose reply was lost, never granted -- which would
+        otherwise make every other candidate wait for it as long as our session lives."""
         children = yield GetChildren(path=self._layout.election)
         mine = own_candidate(children, prefix)
         if mine is not None:
             yield from self._delete_own(f"{self._layout.election}/{mine}")
+        yield from self._delete_own(self._layout.leader)
 
     def _join(self, prefix: str) -> Generator[ZkOp, Any, str]:
         children = yield GetChildren(path=self._layout.election)

@@ -299,6 +299,11 @@ class Replica:
         """Collect the work produced since the last advance()."""
         if self._outstanding is not None:
             raise LocalError("ready() called twice without advance()")
+        if self._commit > self._handed_out and not self._log.holds(self._handed_out + 1):
+            # a broken invariant (committed entries cut from the log): fail loudly rather than
+            # hand the driver empty work for ever
+            raise LocalError(f"commit index {self._commit} is beyond the log "
+                             f"({self._log.start + 1}..{self._log.last_index})")
         self._flush()
         stamp = self._clock.now(self._wall) if self._outbox or self._snapshot_requests \
             else self._clock.last
@@ -480,14 +485,19 @@ class Replica:
         """Refuse a sender whose wall clock is too far ahead of ours; advance our HLC past the
         sender's unless that is too far ahead."""
         adopted = hlc is None or self._clock.observe(hlc, self._wall)
-        if isinstance(message, ClockProbe):
-            self._send(sender, self._sync.echo(message, self._promised, self._wall))
-            return
-        if isinstance(message, ClockEcho):
-            self._sync.on_echo(sender, message, self._wall, self._now)
-            return
         max_offset = self._clock.max_offset_ms
-        if wall_ms is not None and wall_ms - self._wall > max_offset:
+        too_far = wall_ms is not None and wall_ms - self._wall > max_offset
+        if isinstance(message, ClockProbe | ClockEcho):  # measured, never refused
+            if isinstance(message, ClockProbe):
+                self._send(sender, self._sync.echo(message, self._promised, self._wall))
+            else:
+                self._sync.on_echo(sender, message, self._wall, self._now)
+            if not too_far:
+                self._track(self._refusing, sender, False, "", f"accepting messages from "
+                            f"{sender} again: its clock is within {max_offset} ms of ours")
+            return
+        if too_far:
+            assert wall_ms is not None
             self.refused_messages += 1
             self._track(self._refusing, sender, True,
                         f"refusing messages from {sender}: sent by a clock "

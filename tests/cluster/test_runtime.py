@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from quorapay.cluster import runtime
 from quorapay.config import default_cluster, load_config, render
 
@@ -26,3 +28,24 @@ def test_the_runtime_file_carries_every_setting_but_the_addresses(tmp_path: Path
     assert [n.clock for n in generated.nodes] == [n.clock for n in cluster.nodes]
     assert generated.nodes[1].clock.offset_ms == -1500
     assert generated.nodes[1].clock.drift_ppm == 120
+
+
+def test_the_proxy_plan_never_takes_a_port_the_cluster_file_gives_a_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in CI: a proxy port drawn 'free' before ZooKeeper and the proxies were up could be
+    one of the cluster's own ports, and the proxy then failed to bind it."""
+    document = default_cluster(nodes=3, name="ports")
+    (tmp_path / "cluster.toml").write_text(render(document))
+    cluster = load_config(tmp_path / "cluster.toml")
+    configured = runtime.configured_ports(cluster)
+    assert {n.client_port for n in cluster.nodes} <= configured
+    assert cluster.zookeeper.port in configured
+    drawn = iter(sorted(configured) + list(range(50_000, 50_100)))
+    monkeypatch.setattr("quorapay.cluster.ports.random.SystemRandom.randrange",
+                        lambda self, low, high: next(drawn))
+    monkeypatch.setattr("quorapay.cluster.ports.ephemeral_start", lambda: 60_000)
+    runtime.ensure_plan(cluster)
+    plan = runtime.read_plan(runtime.plan_path(cluster))
+    bound = [*plan.peer_ports.values(), *plan.client_ports.values(),
+             *(link.listen_port for link in plan.links), *cluster.zookeeper.ports]
+    assert len(bound) == len(set(bound)), sorted(bound)  # no two listeners on one port

@@ -264,3 +264,21 @@ def test_an_ineligible_candidate_waiting_in_the_queue_steps_out_of_the_way() -> 
     world.run()
     assert [c.split("__")[0] for c in sorted(world.candidates(), key=lambda c: c[-10:])] == [
         "n3", "n1", "n2"]  # back, at the end of the queue
+
+
+def test_a_node_withdrawing_after_a_lost_claim_reply_deletes_the_leader_znode_it_left() -> None:
+    """Found by the simulator (seed 3171): the claim succeeded, its reply was lost, and by the
+    time the connection came back the node was ineligible. It withdrew its candidate but left the
+    leader znode, so every other candidate waited for it as long as its session lived."""
+    world = ZkWorld("n1", "n2")
+    world.connect("n1")
+    world.run_until("n1", ClaimEpoch)
+    world.run(lose_replies_of="n1")  # the claim lands; n1 hears only a connection loss
+    assert world.zk.data("/quorapay/t/leader") is not None and world.grants("n1") == []
+    world.feed("n1", EligibilityChanged(eligible=False))
+    world.connect("n2")
+    world.run()
+    world.reconnect("n1")
+    world.run()
+    assert world.grants("n1") == [] and world.grants("n2") == [2]
+    assert not any(c.startswith("n1") for c in world.candidates())

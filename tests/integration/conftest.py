@@ -27,8 +27,9 @@ def write_cluster(path: Path, *, name: str, zk_port: int, nodes: int = 3,
     document["storage"].update(storage or {})
     document["zookeeper"].update(mode=mode, hosts=[f"127.0.0.1:{zk_port}"],
                                  session_timeout=SESSION_TIMEOUT)
+    ports = free_ports(2 * nodes, avoid={zk_port})
     for node in document["nodes"]:
-        node["peer_port"], node["client_port"] = free_port(), free_port()
+        node["peer_port"], node["client_port"] = ports.pop(), ports.pop()
     path.write_text(render(document))
     return load_config(path)
 

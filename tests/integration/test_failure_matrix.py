@@ -18,8 +18,9 @@ from quorapay.check.checker import Verdict
 from quorapay.check.matrix import RowResult, append
 from quorapay.check.scenarios import ROWS, Row
 from quorapay.cluster import supervisor, zookeeper
+from quorapay.cluster.ports import ephemeral_start, free_ports
 from quorapay.config import ClusterConfig, default_cluster, load_config, render
-from tests.integration.conftest import SESSION_TIMEOUT, free_port
+from tests.integration.conftest import SESSION_TIMEOUT
 
 pytestmark = pytest.mark.integration
 ELECTION_TIMEOUT = 2.0
@@ -46,7 +47,7 @@ def zookeeper_port(servers: int) -> int:
     """A base port whose client, quorum and election ports are all free."""
     rng = random.Random()
     for _ in range(200):
-        base = rng.randrange(20000, 40000)
+        base = rng.randrange(20000, ephemeral_start() - 2100)  # below outgoing source ports
         ports = [base + i for i in range(servers)] + [
             base + offset + i for offset in (1000, 2000) for i in range(1, servers + 1)]
         if not any(zookeeper.port_problem(p) for p in ports):
@@ -58,12 +59,15 @@ def zookeeper_port(servers: int) -> int:
 def local_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ClusterConfig]:
     row: Row = request.param
     document = default_cluster(nodes=3, name="matrix")
-    document["zookeeper"].update(port=zookeeper_port(row.zookeeper_servers),
-                                 servers=row.zookeeper_servers, session_timeout=SESSION_TIMEOUT)
+    zk_base = zookeeper_port(row.zookeeper_servers)
+    document["zookeeper"].update(port=zk_base, servers=row.zookeeper_servers,
+                                 session_timeout=SESSION_TIMEOUT)
     document["timing"]["election_timeout"] = ELECTION_TIMEOUT
     document["storage"].update(row.storage)
+    ports = free_ports(6, avoid={zk_base + offset + i for offset in (0, 1000, 2000)
+                                 for i in range(4)})
     for node in document["nodes"]:
-        node["peer_port"], node["client_port"] = free_port(), free_port()
+        node["peer_port"], node["client_port"] = ports.pop(), ports.pop()
     (tmp_path / "cluster.toml").write_text(render(document))
     cluster = load_config(tmp_path / "cluster.toml")
     yield cluster

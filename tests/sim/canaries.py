@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from quorapay.core.hlc import Timestamp
 from quorapay.core.ledger import Delta, Ledger, Result, Status, TransferRecord
 from quorapay.core.messages import Append, Message
 from quorapay.core.replica import Replica, Role
@@ -53,9 +54,10 @@ class ApplyTwiceOnRetry(Ledger):
     """Applies a transfer again when its id comes back (a retry), instead of answering the
     original outcome."""
 
-    def _transfer(self, transfer: Transfer, index: LogIndex, delta: Delta) -> Result:
+    def _transfer(self, transfer: Transfer, index: LogIndex, ts: Timestamp, delta: Delta,
+                  ) -> Result:
         status = self._decide(transfer)
-        record = TransferRecord(transfer=transfer, status=status, index=index)
+        record = TransferRecord(transfer=transfer, status=status, index=index, ts=ts)
         self._transfers[transfer.id] = record
         delta.transfers.append(record)
         if status is Status.OK:
@@ -64,7 +66,7 @@ class ApplyTwiceOnRetry(Ledger):
             credit.balance += transfer.amount
             delta.accounts[debit.id] = debit
             delta.accounts[credit.id] = credit
-        return Result(kind="transfer", id=transfer.id, status=status, index=index)
+        return Result(kind="transfer", id=transfer.id, status=status, index=index, ts=ts)
 
 
 CANARIES = {
