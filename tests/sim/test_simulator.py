@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from quorapay.sim.run import Options, replay_command, run_seed
+from quorapay.sim.run import Options, replay_command, run_checked, run_seed
 from tests.sim.canaries import CANARIES
 
 SEEDS_PER_CANARY = 200
@@ -17,6 +17,20 @@ def test_a_seed_replays_exactly() -> None:
     assert first == again
     assert first.trace_hash == again.trace_hash
     assert run_seed(12).trace_hash != first.trace_hash
+
+
+def test_a_run_without_tracing_runs_the_same_events() -> None:
+    traced, untraced = run_seed(13), run_seed(13, trace=False)
+    assert untraced.trace_hash is None and traced.trace_hash is not None
+    assert replace(untraced, trace_hash=traced.trace_hash) == traced
+
+
+def test_a_failing_seed_is_reported_with_the_trace_hash_of_its_replay() -> None:
+    options, canary = Options(), CANARIES["apply twice on retry"]
+    seed = next(s for s in range(1, 20) if not run_seed(s, options, canary, trace=False).ok)
+    result = run_checked(seed, options, canary)
+    assert result.violations and result.trace_hash is not None
+    assert result == run_seed(seed, options, canary)
 
 
 def test_clean_runs_inject_faults_commit_and_break_nothing() -> None:
@@ -37,7 +51,7 @@ def test_without_faults_nothing_is_injected_and_everything_commits() -> None:
 @pytest.mark.parametrize("name", list(CANARIES))
 def test_every_canary_is_caught_within_200_seeds(name: str) -> None:
     for seed in range(1, SEEDS_PER_CANARY + 1):
-        result = run_seed(seed, Options(), CANARIES[name])
+        result = run_seed(seed, Options(), CANARIES[name], trace=False)
         if result.violations:
             return
     pytest.fail(f"planted bug {name!r} survived {SEEDS_PER_CANARY} seeds")
