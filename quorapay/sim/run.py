@@ -126,7 +126,8 @@ def _recover(world: World, nodes: list[SimNode], clients: list[SimClient], nemes
 def run_seeds(seeds: list[int], options: Options, workers: int) -> Iterator[SeedResult]:
     """Results in seed order, computed by `workers` processes."""
     if workers <= 1 or len(seeds) <= 1:
-        yield from map(run_checked, seeds, [options] * len(seeds))
+        for seed in seeds:
+            yield run_checked(seed, options)
         return
     context = multiprocessing.get_context("fork")
     with context.Pool(workers) as pool:
