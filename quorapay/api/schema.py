@@ -222,12 +222,23 @@ _encoder = msgspec.json.Encoder()
 
 def decode_request(data: str | bytes) -> Request:
     """Raises msgspec.DecodeError (a ValidationError for well-formed JSON of the wrong shape)."""
-    request: Request = _request_decoder.decode(data)
+    try:
+        request: Request = _request_decoder.decode(data)
+    except ValueError as exc:  # msgspec may let a UnicodeDecodeError through (bytes input)
+        if isinstance(exc, msgspec.DecodeError):
+            raise
+        raise msgspec.DecodeError(f"undecodable: {exc}") from None
     return request
 
 
 def decode_response(data: str | bytes) -> Response:
-    return _response_decoder.decode(data)
+    try:
+        response: Response = _response_decoder.decode(data)
+    except ValueError as exc:
+        if isinstance(exc, msgspec.DecodeError):
+            raise
+        raise msgspec.DecodeError(f"undecodable: {exc}") from None
+    return response
 
 
 def encode(message: Request | Response) -> bytes:

@@ -8,13 +8,13 @@ each node goes back to the clock its cluster file gives it.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import msgspec
 
 from quorapay.core.errors import QuorapayError
+from quorapay.files import write_private
 
 
 class ClockSkew(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -100,10 +100,7 @@ def read_skew(path: Path) -> ClockSkew | None:
 
 def write_skew(path: Path, skew: ClockSkew) -> None:
     """Atomically: a node never reads half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_bytes(msgspec.json.encode(skew))
-    os.replace(temporary, path)
+    write_private(path, msgspec.json.encode(skew))
 
 
 def clear_skews(run_dir: Path) -> list[str]:

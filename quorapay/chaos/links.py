@@ -10,10 +10,11 @@ to the connections already open as well as to new ones.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import msgspec
+
+from quorapay.files import write_private
 
 
 class LinkPlan(msgspec.Struct, frozen=True, kw_only=True):
@@ -89,7 +90,4 @@ def write_faults(path: Path, faults: Faults) -> None:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+    write_private(path, data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import click
 
 from quorapay.cli.context import AppContext
 from quorapay.core.errors import QuorapayError
+from quorapay.files import PRIVATE_UMASK
 
 
 class Failed(click.ClickException):
@@ -41,6 +43,7 @@ def cli(ctx: click.Context, config_path: Path) -> None:
 
 
 def main() -> None:
+    os.umask(PRIVATE_UMASK)  # whatever a command creates is for this user only
     cli(prog_name="quorapay")
 
 

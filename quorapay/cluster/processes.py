@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from quorapay.files import FILE_MODE, private_dir, private_umask, write_private
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Tracked:
@@ -46,16 +48,18 @@ class Tracked:
 
     def start(self, argv: list[str], *, env: dict[str, str] | None = None) -> int:
         """Start detached (own session), output appended to the log file; record the pid."""
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
-        # posix_spawn, not Popen: a detached process that outlives us has no Popen to collect
-        pid = os.posix_spawn(argv[0], argv, dict(os.environ if env is None else env),
-                             setsid=True, file_actions=[
-                                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                                 (os.POSIX_SPAWN_OPEN, 1, str(self.log_file),
-                                  os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
-                                 (os.POSIX_SPAWN_DUP2, 1, 2)])
-        self.pid_file.write_text(f"{pid}\n")
+        private_dir(self.log_file.parent)
+        private_dir(self.pid_file.parent)
+        # posix_spawn, not Popen: a detached process that outlives us has no Popen to collect;
+        # it inherits the private umask, so whatever it creates is for this user only
+        with private_umask():
+            pid = os.posix_spawn(argv[0], argv, dict(os.environ if env is None else env),
+                                 setsid=True, file_actions=[
+                                     (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                                     (os.POSIX_SPAWN_OPEN, 1, str(self.log_file),
+                                      os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE),
+                                     (os.POSIX_SPAWN_DUP2, 1, 2)])
+        write_private(self.pid_file, f"{pid}\n")
         return pid
 
     def signal(self, signum: signal.Signals) -> int | None:

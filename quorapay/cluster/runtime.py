@@ -18,6 +18,7 @@ from quorapay.chaos.links import LinkPlan, Plan, read_plan, write_plan
 from quorapay.cluster import zookeeper
 from quorapay.cluster.ports import free_ports
 from quorapay.config import ClusterConfig, NodeConfig, load_config
+from quorapay.files import write_private
 
 CLIENT = "client"
 
@@ -64,7 +65,7 @@ def ensure_plan(cluster: ClusterConfig) -> Plan:
         return read_plan(path)
     plan = _new_plan(cluster)
     write_plan(path, plan)
-    runtime_path(cluster).write_text(tomli_w.dumps(_runtime_document(cluster, plan)))
+    write_private(runtime_path(cluster), tomli_w.dumps(_runtime_document(cluster, plan)))
     load_config(runtime_path(cluster))  # what the nodes will read must be valid
     return plan
 

@@ -2,8 +2,9 @@
 that carries every link (`quorapay.cluster.runtime`), and one process per node.
 
 `up` is idempotent: it starts whatever part of the cluster is not running -- this is how a
-killed node comes back -- and returns once a leader serves. Pids and logs live under the run
-directory; a process is stopped by its pid, never by name.
+killed node comes back -- and returns once a leader serves and every node it started
+answers; a node it started that exits instead is an error (with the node's last log line).
+Pids and logs live under the run directory; a process is stopped by its pid, never by name.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from quorapay.cluster import runtime, zookeeper
 from quorapay.cluster.processes import Tracked
 from quorapay.config import ClusterConfig, NodeConfig
 from quorapay.core.errors import QuorapayError
+from quorapay.files import private_dir
 
 
 class ClusterError(QuorapayError):
@@ -60,6 +62,8 @@ class UpReport:
 
 async def up(cluster: ClusterConfig, *, timeout: float = 60.0) -> UpReport:
     report = UpReport()
+    for folder in (cluster.run_dir, *(n.data_dir for n in cluster.nodes)):
+        private_dir(folder)  # made private, or tightened if an older version made it open
     stopped = [n for n in cluster.nodes if node_process(cluster, n).pid() is None]
     report.already_running = [n.id for n in cluster.nodes if n not in stopped]
     proxy_needed = runtime.proxied(cluster) and proxy_process(cluster).pid() is None
@@ -78,8 +82,10 @@ async def up(cluster: ClusterConfig, *, timeout: float = 60.0) -> UpReport:
     for node in stopped:
         node_process(cluster, node).start(node_argv(cluster, node))
         report.started.append(node.id)
+    deadline = time.monotonic() + timeout
     leader = await wait_for_leader(cluster, timeout=timeout)
     report.leader, report.epoch = leader.node, leader.epoch
+    await wait_answering(cluster, stopped, timeout=max(deadline - time.monotonic(), 5.0))
     return report
 
 
@@ -133,6 +139,29 @@ async def wait_for_leader(cluster: ClusterConfig, *, timeout: float) -> api.Node
         await trio.sleep(0.2)
     raise ClusterError(f"no leader serving within {timeout:g}s; see the logs in "
                        f"{cluster.run_dir / 'logs'}")
+
+
+async def wait_answering(cluster: ClusterConfig, nodes: list[NodeConfig], *,
+                         timeout: float) -> None:
+    """Until every one of `nodes` answers; ClusterError as soon as one of them has exited."""
+    deadline = time.monotonic() + timeout
+    waiting = {node.id for node in nodes}
+    while waiting:
+        found = await statuses(cluster)
+        for node in nodes:
+            if node.id not in waiting:
+                continue
+            if isinstance(found[node.id], api.NodeStatus):
+                waiting.discard(node.id)
+            elif node_process(cluster, node).pid() is None:
+                why = _tail(node_process(cluster, node)) or \
+                    f"see {node_process(cluster, node).log_file}"
+                raise ClusterError(f"node {node.id} exited: {why}")
+        if waiting and time.monotonic() > deadline:
+            raise ClusterError(f"{', '.join(sorted(waiting))} started but did not answer within "
+                               f"{timeout:g}s; see the logs in {cluster.run_dir / 'logs'}")
+        if waiting:
+            await trio.sleep(0.2)
 
 
 def _tail(process: Tracked) -> str:

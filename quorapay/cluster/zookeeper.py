@@ -17,6 +17,7 @@ from pathlib import Path
 from quorapay.cluster.processes import Tracked
 from quorapay.config import ClusterConfig
 from quorapay.core.errors import QuorapayError
+from quorapay.files import private_dir, write_private
 
 DEBIAN_JAR = Path("/usr/share/java/zookeeper.jar")
 STANDALONE_MAIN = "org.apache.zookeeper.server.ZooKeeperServerMain"
@@ -73,12 +74,12 @@ def start_server(cluster: ClusterConfig, server: int) -> bool:
         raise ZooKeeperError("java not found: install a Java runtime (apt-get install zookeeper "
                              "brings one)")
     home = process.pid_file.parent
-    (home / "data").mkdir(parents=True, exist_ok=True)
+    private_dir(home / "data")
     config = home / "zoo.cfg"
-    config.write_text(_server_config(cluster, server, home))
+    write_private(config, _server_config(cluster, server, home))
     main = STANDALONE_MAIN
     if cluster.zookeeper.servers > 1:
-        (home / "data" / "myid").write_text(f"{server}\n")
+        write_private(home / "data" / "myid", f"{server}\n")
         main = QUORUM_MAIN
     process.start([java, "-Xmx256m", "-cp", classpath(), main, str(config)])
     return True

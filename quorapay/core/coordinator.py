@@ -28,6 +28,22 @@ Session events: SUSPENDED -> CoordinationSuspended (the leader stops committing)
 the same session -> CoordinationResumed, and fibers that lost their connection mid-operation
 restart their procedure (idempotent: step 2 finds our own candidate, step 4 our own leader
 znode); LOST -> LeadershipRevoked, the fibers end, and a new session starts them afresh.
+
+Whatever is in ZooKeeper is input, not truth: anyone holding the cluster's ZooKeeper credential
+(or a bug) can write anything there. Nothing found there raises; each oddity is reported
+(`CoordinationWarning`, which the driver logs) and then:
+  * `epoch` missing, undecodable or out of range: repaired -- recreated, or overwritten by the
+    next claim (compare-and-set on the version read) -- from the highest epoch this node has
+    seen. That may repeat an epoch granted before; the replicas refuse a second leader of an
+    epoch they promised (EPOCH_TAKEN, see `core/replica.py`), so the repeat relinquishes and
+    claims above it.
+  * `leader` undecodable, naming a node that is not a member, or persistent (ours are always
+    ephemeral): not a leader. The watch reports no leader, and the next candidate to claim
+    deletes it. One naming a member, ephemeral, is waited out until its session ends.
+  * election candidates of non-members are ignored (they would block the queue for good).
+  * an operation refused for lack of rights (NO_AUTH) or failing in a way the procedure does
+    not expect: report, wait for `RetryDue` (the driver sends one every second or so), start
+    the procedure over.
 """
 
 from __future__ import annotations
@@ -38,6 +54,7 @@ from enum import StrEnum
 from typing import Any, assert_never
 
 from quorapay.core import znodes
+from quorapay.core.bounds import MAX_COUNTER
 from quorapay.core.election import candidate_prefix, next_epoch, own_candidate, predecessor
 from quorapay.core.inputs import (
     CoordinationResumed,
@@ -128,6 +145,8 @@ class ZkError(StrEnum):
     BAD_VERSION = "bad_version"
     CONNECTION_LOSS = "connection_loss"  # the reply was lost: the operation may have happened
     SESSION_EXPIRED = "session_expired"
+    NO_AUTH = "no_auth"  # the znode's ACL does not admit this client's credential
+    OTHER = "other"  # anything else ZooKeeper refused (reported, then retried)
 
 
 # ---------------------------------------------------------------------------- inputs, outputs
@@ -191,6 +210,19 @@ class EligibilityChanged:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RetryDue:
+    """Time to retry what failed unexpectedly. The driver sends it every second or so."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CoordinationWarning:
+    """Something in ZooKeeper an operator must hear of (the driver logs it): a znode that is
+    garbage, squatted or missing, and what was done about it; an operation refused."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EpochSeen:
     """The replica has seen `epoch`: the next claim must go above it."""
 
@@ -198,8 +230,8 @@ class EpochSeen:
 
 
 Event = (SessionStarted | ConnectionSuspended | ConnectionResumed | SessionExpired | Replied
-         | WatchFired | RelinquishRequested | EpochSeen | EligibilityChanged)
-Output = Request | Input
+         | WatchFired | RelinquishRequested | EpochSeen | EligibilityChanged | RetryDue)
+Output = Request | Input | CoordinationWarning
 
 
 class SessionState(StrEnum):
@@ -245,7 +277,12 @@ class _WaitSessionEnd:
     pass
 
 
-_Wait = _WaitWatch | _WaitRelinquish | _WaitConnected | _WaitSessionEnd | _WaitEligible
+@dataclass(frozen=True, slots=True)
+class _WaitRetry:
+    pass
+
+
+_Wait = _WaitWatch | _WaitRelinquish | _WaitConnected | _WaitSessionEnd | _WaitEligible | _WaitRetry
 Fiber = Generator[ZkOp | _Wait, Any, None]
 
 
@@ -256,9 +293,11 @@ def _expect(failure: ZkFailure, *errors: ZkError) -> None:
 
 
 class Coordinator:
-    def __init__(self, *, cluster: str, node: NodeId, peer_url: str, client_url: str) -> None:
+    def __init__(self, *, cluster: str, node: NodeId, peer_url: str, client_url: str,
+                 members: tuple[NodeId, ...] = ()) -> None:
         self._layout = Layout(cluster)
         self._node = node
+        self._members = frozenset(members)  # empty: any node may be a member (tests)
         self._member = znodes.encode(MemberInfo(node=node, peer_url=peer_url,
                                                 client_url=client_url))
         self._peer_url, self._client_url = peer_url, client_url
@@ -308,6 +347,8 @@ class Coordinator:
                                every=True)
                 else:  # a candidate waiting in the queue: leave it
                     self._wake(self._waits_in_queue, None, every=True)
+            case RetryDue():
+                self._wake(lambda waiting: isinstance(waiting, _WaitRetry), None, every=True)
             case _:
                 assert_never(event)
         out, self._out = self._out, []
@@ -385,21 +426,31 @@ class Coordinator:
         return isinstance(wait, _WaitWatch) and wait.path.startswith(
             f"{self._layout.election}/")
 
-    def _resilient(self, procedure: Any) -> Fiber:
-        """Run `procedure()` for this session; after a connection loss, wait and start over."""
+    def _resilient(self, procedure: Any, what: str) -> Fiber:
+        """Run `procedure()` for this session; after a connection loss, wait and start over;
+        after any other failure, report it and start over once a retry is due."""
         while True:
             try:
                 yield from procedure()
             except ZkFailure as failure:
                 if failure.error is ZkError.SESSION_EXPIRED:
                     yield _WaitSessionEnd()  # LOST is on its way and ends this fiber
-                _expect(failure, ZkError.CONNECTION_LOSS)
-                yield _WaitConnected()
+                elif failure.error is ZkError.CONNECTION_LOSS:
+                    yield _WaitConnected()
+                else:
+                    self._warn(f"{what}: ZooKeeper answered {failure.error.value}" + (
+                        " (the znodes' ACL does not admit this cluster's ZooKeeper credential:"
+                        " check the secrets dir and the ACLs)"
+                        if failure.error is ZkError.NO_AUTH else "") + "; retrying")
+                    yield _WaitRetry()
+
+    def _warn(self, message: str) -> None:
+        self._out.append(CoordinationWarning(message=message))
 
     # ------------------------------------------------------------------ the election fiber
 
     def _run_election(self) -> Fiber:
-        yield from self._resilient(self._stand_for_election)
+        yield from self._resilient(self._stand_for_election, "standing for election")
 
     def _stand_for_election(self) -> Fiber:
         layout = self._layout
@@ -419,7 +470,7 @@ class Coordinator:
             children = yield GetChildren(path=layout.election)
             if mine not in children:
                 continue
-            ahead = predecessor(children, mine)
+            ahead = predecessor(children, mine, self._members)
             if ahead is None and not self.eligible:
                 continue  # it became ineligible meanwhile: withdraw instead of leading
             if ahead is None:
@@ -476,8 +527,16 @@ class Coordinator:
     def _claim(self) -> Generator[ZkOp | _Wait, Any, Epoch]:
         layout = self._layout
         while True:
-            data, stat = yield Get(path=layout.epoch)
-            epoch = next_epoch(znodes.decode_epoch(data).epoch, self._floor)
+            try:
+                data, stat = yield Get(path=layout.epoch)
+            except ZkFailure as failure:
+                _expect(failure, ZkError.NO_NODE)
+                yield from self._recreate_epoch()
+                continue
+            epoch = self._epoch_after(data)
+            if epoch is None:
+                yield _WaitRetry()
+                continue
             info = LeaderInfo(node=self._node, epoch=epoch, peer_url=self._peer_url,
                               client_url=self._client_url)
             try:
@@ -494,9 +553,56 @@ class Coordinator:
             except ZkFailure as failure:
                 _expect(failure, ZkError.NO_NODE)
                 continue
-            if stat.owner == self._session:
-                return znodes.decode_leader(data).epoch
+            leader = self._leader_in(data, stat)
+            if stat.owner == self._session and leader is not None:
+                return leader.epoch
+            if leader is None or stat.owner == self._session:
+                yield from self._remove_squatter(data, stat)
+                continue
             yield _WaitWatch(layout.leader)
+
+    def _epoch_after(self, data: bytes) -> Epoch | None:
+        """The epoch to claim after the epoch znode's content. Garbage, or a value at the top of
+        the range, is overwritten from the highest epoch seen here (None if even that is at the
+        top: nothing is left to claim)."""
+        record = znodes.parse_epoch(data)
+        if record is None or record.epoch >= MAX_COUNTER:
+            what = "not an epoch" if record is None else "at the top of the range"
+            self._warn(f"the epoch znode {self._layout.epoch} holds {_shown(data)}, {what}: "
+                       f"overwriting it from the highest epoch seen here ({self._floor})")
+        epoch = next_epoch(record.epoch if record is not None and record.epoch < MAX_COUNTER
+                           else Epoch(0), self._floor)
+        if epoch > MAX_COUNTER:
+            self._warn(f"epoch {epoch} would be above the range of epochs: not claiming")
+            return None
+        return epoch
+
+    def _recreate_epoch(self) -> Fiber:
+        self._warn(f"the epoch znode {self._layout.epoch} is missing: recreating it from the "
+                   f"highest epoch seen here ({self._floor})")
+        try:
+            yield Create(path=self._layout.epoch,
+                         data=znodes.encode(EpochRecord(epoch=self._floor)))
+        except ZkFailure as failure:
+            _expect(failure, ZkError.NODE_EXISTS)
+
+    def _leader_in(self, data: bytes, stat: Stat) -> LeaderInfo | None:
+        """The leader a leader znode names, or None if it cannot be one of ours: undecodable,
+        a non-member, or persistent (ours are ephemeral)."""
+        leader = znodes.parse_leader(data)
+        if leader is None or stat.owner == 0 or (
+                self._members and leader.node not in self._members):
+            return None
+        return leader
+
+    def _remove_squatter(self, data: bytes, stat: Stat) -> Fiber:
+        self._warn(f"removing the leader znode {self._layout.leader} ({_shown(data)}, "
+                   f"{'persistent' if stat.owner == 0 else 'ephemeral'}): it names no leader "
+                   "of this cluster")
+        try:
+            yield Delete(path=self._layout.leader, version=stat.version)
+        except ZkFailure as failure:
+            _expect(failure, ZkError.NO_NODE, ZkError.BAD_VERSION)
 
     def _delete_own(self, path: str) -> Fiber:
         try:
@@ -509,17 +615,27 @@ class Coordinator:
     # ------------------------------------------------------------------ the leader-watch fiber
 
     def _run_leader_watch(self) -> Fiber:
-        yield from self._resilient(self._watch_leader)
+        yield from self._resilient(self._watch_leader, "watching the leader znode")
 
     def _watch_leader(self) -> Fiber:
         path = self._layout.leader
         while True:
             try:
-                data, _ = yield Get(path=path, watch=True)
-                self.zk_leader = znodes.decode_leader(data)
+                data, stat = yield Get(path=path, watch=True)
+                self.zk_leader = self._leader_in(data, stat)
+                if self.zk_leader is None:
+                    self._warn(f"the leader znode {path} holds {_shown(data)}"
+                               f"{' (persistent)' if stat.owner == 0 else ''}: not a leader of "
+                               "this cluster; ignoring it")
             except ZkFailure as failure:
                 _expect(failure, ZkError.NO_NODE)
                 self.zk_leader = None
                 if (yield Exists(path=path, watch=True)) is not None:
                     continue
             yield _WaitWatch(path)
+
+
+def _shown(data: bytes) -> str:
+    """A znode's content for a log line: short, printable."""
+    text = data[:80].decode("utf-8", errors="replace")
+    return repr(text + ("..." if len(data) > 80 else ""))

@@ -9,7 +9,7 @@ never below the highest epoch the node has seen, so every grant is unique and st
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from quorapay.core.types import Epoch, NodeId
 
@@ -26,9 +26,11 @@ def candidate_node(name: str) -> NodeId | None:
     return NodeId(parts[0]) if len(parts) == 3 and parts[2].isdigit() else None
 
 
-def election_order(children: Iterable[str]) -> list[str]:
-    """Candidates, leader first: by the sequence number ZooKeeper appended."""
-    return sorted((c for c in children if candidate_node(c) is not None),
+def election_order(children: Iterable[str], members: Collection[str] = ()) -> list[str]:
+    """Candidates, leader first: by the sequence number ZooKeeper appended. With `members`,
+    candidates of other nodes are left out (a squatter would block the queue for good)."""
+    return sorted((c for c in children if (node := candidate_node(c)) is not None
+                   and (not members or node in members)),
                   key=lambda c: int(c.rsplit(_SEPARATOR, 1)[1]))
 
 
@@ -36,9 +38,10 @@ def own_candidate(children: Iterable[str], prefix: str) -> str | None:
     return next((c for c in children if c.startswith(prefix)), None)
 
 
-def predecessor(children: Iterable[str], mine: str) -> str | None:
+def predecessor(children: Iterable[str], mine: str, members: Collection[str] = ()
+                ) -> str | None:
     """The candidate just ahead of `mine`, or None when `mine` leads. `mine` must be listed."""
-    order = election_order(children)
+    order = election_order(children, members)
     position = order.index(mine)
     return order[position - 1] if position else None
 

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import msgspec
 
+from quorapay.core.bounds import Counter
+
 
 class Timestamp(msgspec.Struct, frozen=True, array_like=True, order=True):
     """A hybrid logical clock value; compares by (wall_ms, logical)."""
 
-    wall_ms: int
-    logical: int
+    wall_ms: Counter
+    logical: Counter
 
     def __str__(self) -> str:
         return f"{self.wall_ms}ms+{self.logical}"

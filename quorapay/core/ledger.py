@@ -21,17 +21,22 @@ from typing import assert_never
 
 import msgspec
 
+from quorapay.core.bounds import Counter, Money
 from quorapay.core.hlc import ZERO, Timestamp
 from quorapay.core.types import (
     AccountId,
-    Cents,
+    AccountIdField,
+    CentsField,
     Command,
     Commands,
     CreateAccount,
+    CurrencyField,
+    IndexField,
     LogEntry,
     LogIndex,
     Transfer,
     TransferId,
+    TransferIdField,
 )
 
 MAX_AMOUNT = 2**53 - 1  # exact in every JSON client
@@ -84,30 +89,36 @@ class Result:
 
 
 class AccountRow(msgspec.Struct, frozen=True, array_like=True):
-    id: AccountId
-    currency: str
+    id: AccountIdField
+    currency: CurrencyField
     allow_negative: bool
-    balance: int
-    index: LogIndex
+    balance: Money
+    index: IndexField
 
 
 class TransferRow(msgspec.Struct, frozen=True, array_like=True):
-    id: TransferId
-    debit: AccountId
-    credit: AccountId
-    amount: Cents
-    currency: str
+    id: TransferIdField
+    debit: AccountIdField
+    credit: AccountIdField
+    amount: CentsField
+    currency: CurrencyField
     status: Status
-    index: LogIndex
-    wall_ms: int = 0  # the deciding entry's timestamp
-    logical: int = 0
+    index: IndexField
+    wall_ms: Counter = 0  # the deciding entry's timestamp
+    logical: Counter = 0
 
 
 class LedgerState(msgspec.Struct, frozen=True, kw_only=True):
-    """The whole ledger as data: what a snapshot carries."""
+    """The whole ledger as data: what a snapshot carries. Ids are unique (checked on decode:
+    a snapshot is stored as rows keyed by id)."""
 
     accounts: tuple[AccountRow, ...]
     transfers: tuple[TransferRow, ...]
+
+    def __post_init__(self) -> None:
+        if len({a.id for a in self.accounts}) != len(self.accounts) or len(
+                {t.id for t in self.transfers}) != len(self.transfers):
+            raise ValueError("a ledger state lists an account or transfer id twice")
 
 
 @dataclass(slots=True, kw_only=True)

@@ -8,48 +8,62 @@ so a malformed frame raises and is never used.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
+from typing import TypeVar
 
 import msgspec
 
+from quorapay.core.bounds import Counter, Text
 from quorapay.core.hlc import ZERO, Timestamp
 from quorapay.core.ledger import LedgerState
-from quorapay.core.types import Epoch, LogEntry, LogIndex, NodeId
+from quorapay.core.types import EpochField, IndexField, LogEntry, LogIndex, NodeIdField
 
 PROTOCOL_VERSION = 3  # 3: hybrid logical clocks, clock probes
+T = TypeVar("T")
 
 
 class Prepare(msgspec.Struct, frozen=True, kw_only=True, tag="prepare"):
     """New leader -> all: promise to refuse every epoch below `epoch`, and report your log."""
 
-    epoch: Epoch
+    epoch: EpochField
 
 
 class Promise(msgspec.Struct, frozen=True, kw_only=True, tag="promise"):
     """Reply to Prepare, sent only AFTER the promise is durable. Reports the last log entry,
     and the compaction point (entries up to it can only be had as a snapshot)."""
 
-    epoch: Epoch
-    last_index: LogIndex
-    last_epoch: Epoch
-    log_start: LogIndex = LogIndex(0)
+    epoch: EpochField
+    last_index: IndexField
+    last_epoch: EpochField
+    log_start: IndexField = LogIndex(0)
     last_ts: Timestamp = ZERO  # the timestamp of the last entry
+
+    def __post_init__(self) -> None:
+        _require(self.log_start <= self.last_index, "log_start above last_index")
+        _require(self.last_epoch <= self.epoch, "last_epoch above the promised epoch")
 
 
 class Fetch(msgspec.Struct, frozen=True, kw_only=True, tag="fetch"):
     """Recovering leader -> the most up-to-date promiser: send your entries from `from_index`."""
 
-    epoch: Epoch
-    from_index: LogIndex
+    epoch: EpochField
+    from_index: IndexField
 
 
 class FetchReply(msgspec.Struct, frozen=True, kw_only=True, tag="fetch_reply"):
     """A chunk of the log from `from_index`; `last_index` is the sender's last index."""
 
-    epoch: Epoch
-    from_index: LogIndex
+    epoch: EpochField
+    from_index: IndexField
     entries: tuple[LogEntry, ...]
-    last_index: LogIndex
+    last_index: IndexField
+
+    def __post_init__(self) -> None:
+        _require(well_ordered(self.from_index - 1, 0, self.epoch, self.entries),
+                 "entries out of order")
+        _require(not self.entries or self.last_index >= self.entries[-1].index,
+                 "last_index below the entries sent")
 
 
 class Append(msgspec.Struct, frozen=True, kw_only=True, tag="append"):
@@ -59,20 +73,25 @@ class Append(msgspec.Struct, frozen=True, kw_only=True, tag="append"):
     seq >= s confirms the leader was still the leader after it sent s (linearizable reads).
     """
 
-    epoch: Epoch
-    prev_index: LogIndex
-    prev_epoch: Epoch
+    epoch: EpochField
+    prev_index: IndexField
+    prev_epoch: EpochField
     entries: tuple[LogEntry, ...]
-    commit: LogIndex
-    seq: int
+    commit: IndexField
+    seq: Counter
+
+    def __post_init__(self) -> None:
+        _require(self.prev_epoch <= self.epoch, "prev_epoch above the epoch")
+        _require(well_ordered(self.prev_index, self.prev_epoch, self.epoch, self.entries),
+                 "entries out of order")
 
 
 class AppendAck(msgspec.Struct, frozen=True, kw_only=True, tag="append_ack"):
     """The follower's log matches the leader's through `match_index`, durably."""
 
-    epoch: Epoch
-    match_index: LogIndex
-    seq: int
+    epoch: EpochField
+    match_index: IndexField
+    seq: Counter
 
 
 class AppendNack(msgspec.Struct, frozen=True, kw_only=True, tag="append_nack"):
@@ -82,11 +101,11 @@ class AppendNack(msgspec.Struct, frozen=True, kw_only=True, tag="append_nack"):
     `conflict_index` the first index the follower holds with that epoch (or its last index + 1).
     """
 
-    epoch: Epoch
-    prev_index: LogIndex
-    conflict_epoch: Epoch
-    conflict_index: LogIndex
-    seq: int
+    epoch: EpochField
+    prev_index: IndexField
+    conflict_epoch: EpochField
+    conflict_index: IndexField
+    seq: Counter
 
 
 class InstallSnapshot(msgspec.Struct, frozen=True, kw_only=True, tag="install_snapshot"):
@@ -94,11 +113,14 @@ class InstallSnapshot(msgspec.Struct, frozen=True, kw_only=True, tag="install_sn
     that needs entries the sender has compacted. Sent by a leader to a follower, or by a fetch
     source to the recovering leader of `epoch`."""
 
-    epoch: Epoch
-    index: LogIndex
-    last_epoch: Epoch
+    epoch: EpochField
+    index: IndexField
+    last_epoch: EpochField
     state: LedgerState
     last_ts: Timestamp = ZERO  # the timestamp of the entry at `index`
+
+    def __post_init__(self) -> None:
+        _require(self.last_epoch <= self.epoch, "last_epoch above the epoch")
 
 
 class ClockProbe(msgspec.Struct, frozen=True, kw_only=True, tag="clock_probe"):
@@ -107,8 +129,8 @@ class ClockProbe(msgspec.Struct, frozen=True, kw_only=True, tag="clock_probe"):
     Not part of replication: accepted whatever the epoch. `epoch` is the sender's promised one.
     """
 
-    epoch: Epoch
-    sent_ms: int
+    epoch: EpochField
+    sent_ms: Counter
 
 
 class ClockEcho(msgspec.Struct, frozen=True, kw_only=True, tag="clock_echo"):
@@ -118,20 +140,24 @@ class ClockEcho(msgspec.Struct, frozen=True, kw_only=True, tag="clock_echo"):
     within [echo_ms - received, echo_ms - probe_ms] (the round trip bounds the error).
     """
 
-    epoch: Epoch
-    probe_ms: int
-    echo_ms: int
+    epoch: EpochField
+    probe_ms: Counter
+    echo_ms: Counter
 
 
 class RefusalReason(StrEnum):
-    STALE_EPOCH = "stale_epoch"
+    STALE_EPOCH = "stale_epoch"  # the receiver promised a higher epoch
+    EPOCH_TAKEN = "epoch_taken"  # the receiver promised this very epoch to another node
 
 
 class Refused(msgspec.Struct, frozen=True, kw_only=True, tag="refused"):
-    """The receiver has promised `promised_epoch`, above the sender's epoch: the sender is stale."""
+    """The receiver will not follow the sender in `epoch`: it has promised `promised_epoch`,
+    which is above it (STALE_EPOCH) or is the same epoch, promised to another leader
+    (EPOCH_TAKEN: two grants of one epoch, possible only if ZooKeeper's epoch record was lost).
+    Either way the sender must stop leading `epoch` and claim above `promised_epoch`."""
 
-    epoch: Epoch  # the epoch the refused message carried
-    promised_epoch: Epoch
+    epoch: EpochField  # the epoch the refused message carried
+    promised_epoch: EpochField
     reason: RefusalReason = RefusalReason.STALE_EPOCH
 
 
@@ -142,19 +168,37 @@ Message = (Prepare | Promise | Fetch | FetchReply | Append | AppendAck | AppendN
 class Hello(msgspec.Struct, frozen=True, kw_only=True, tag="hello"):
     """The first frame on a peer link: who is speaking, in which cluster, which protocol."""
 
-    version: int
-    cluster: str
-    node: NodeId
+    version: Counter
+    cluster: Text
+    node: NodeIdField
 
 
 class Frame(msgspec.Struct, frozen=True, kw_only=True):
     """One websocket message: a batch of messages from one sender, in send order, and the
     sender's hybrid logical clock and wall clock when it sent the last of them."""
 
-    version: int
+    version: Counter
     messages: tuple[Message, ...]
     hlc: Timestamp = ZERO
-    wall_ms: int = 0  # the sender's wall clock then (ms since the Unix epoch)
+    wall_ms: Counter = 0  # the sender's wall clock then (ms since the Unix epoch)
+
+
+def well_ordered(prev_index: int, prev_epoch: int, epoch: int,
+                 entries: Sequence[LogEntry]) -> bool:
+    """Whether `entries` follow `prev_index` contiguously, with epochs that never decrease from
+    `prev_epoch` and never exceed `epoch` (the sender's): what any log's entries look like."""
+    previous = prev_epoch
+    for offset, entry in enumerate(entries, start=1):
+        if entry.index != prev_index + offset or not previous <= entry.epoch <= epoch:
+            return False
+        previous = entry.epoch
+    return True
+
+
+def _require(condition: bool, problem: str) -> None:
+    """A structural check of a decoded message: msgspec reports the ValueError as invalid."""
+    if not condition:
+        raise ValueError(problem)
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -167,9 +211,18 @@ def encode(value: Frame | Hello) -> bytes:
 
 
 def decode_frame(data: bytes) -> Frame:
-    """Raises msgspec.DecodeError / ValidationError on anything but a valid Frame."""
-    return _frame_decoder.decode(data)
+    """Raises msgspec.DecodeError (ValidationError) on anything but a valid Frame."""
+    return _decoded(_frame_decoder, data)
 
 
 def decode_hello(data: bytes) -> Hello:
-    return _hello_decoder.decode(data)
+    return _decoded(_hello_decoder, data)
+
+
+def _decoded(decoder: msgspec.msgpack.Decoder[T], data: bytes) -> T:
+    try:
+        return decoder.decode(data)
+    except ValueError as exc:  # msgspec 0.22 raises UnicodeDecodeError for a broken tag
+        if isinstance(exc, msgspec.DecodeError):
+            raise
+        raise msgspec.DecodeError(f"undecodable: {exc}") from None

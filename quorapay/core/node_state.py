@@ -31,6 +31,7 @@ from quorapay.core.ready import (
     LeadershipEnded,
     Outcome,
     Outgoing,
+    PeerMisbehaved,
     Persist,
     ProposalAccepted,
     ProposalRejected,
@@ -136,6 +137,7 @@ class Effects(Generic[K]):
     relinquish: list[LeadershipEnded]  # 3. give up these ZooKeeper leaderships
     ended: list[LeadershipEnded]  # every leadership that ended (for logs and observers)
     clock_warnings: list[ClockWarning] = field(default_factory=list)  # for the log
+    peer_problems: list[PeerMisbehaved] = field(default_factory=list)  # for the log
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +259,9 @@ class NodeState(Generic[K]):
         self._maybe_compact()
         return Effects(messages=messages, answers=answers,
                        relinquish=[e for e in ended if e.relinquish], ended=ended,
-                       clock_warnings=[o for o in ready.outcomes if isinstance(o, ClockWarning)])
+                       clock_warnings=[o for o in ready.outcomes if isinstance(o, ClockWarning)],
+                       peer_problems=[o for o in ready.outcomes
+                                      if isinstance(o, PeerMisbehaved)])
 
     def _snapshot_messages(self, ready: Ready) -> tuple[Outgoing, ...]:
         """The ledger as of the applied index, for each peer that needs a snapshot."""

@@ -26,6 +26,7 @@ class Persist:
     keep_upto: LogIndex  # delete every durable entry above this index
     entries: tuple[LogEntry, ...]  # then append these, in order
     promised_epoch: Epoch | None  # and, in the same transaction, raise the promised epoch
+    promised_to: NodeId | None = None  # ... recording whom it was promised to (with it)
     install: InstallSnapshot | None = None
     compact_upto: LogIndex | None = None
     compact_epoch: Epoch | None = None  # the epoch of the entry at compact_upto
@@ -114,8 +115,17 @@ class ClockWarning:
     alarm: bool  # True while the condition lasts
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerMisbehaved:
+    """A peer sent a message that no correct node sends; it was dropped. The driver logs it (a
+    simulation, where every node is correct, counts it as a violation)."""
+
+    peer: NodeId
+    detail: str
+
+
 Outcome = (ProposalAccepted | ProposalRejected | ReadsConfirmed | ReadsRejected | LeadershipEnded
-           | ClockWarning)
+           | ClockWarning | PeerMisbehaved)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -46,6 +46,16 @@ it leads; a node whose HLC ran ahead of its own wall clock by more than the boun
 for election until real time catches up. Nothing about commit order depends on clocks: only the
 timestamps' wall-clock part does.
 
+Promises name their leader: a node records, durably and with the promised epoch, whom it
+promised it to (itself when granted), as Raft records `votedFor`, and refuses (EPOCH_TAKEN) any
+other node claiming that same epoch. ZooKeeper's compare-and-set counter already makes grants
+unique; this keeps two leaders of one epoch apart even if that counter is lost or rewritten
+(the coordinator then repairs it from the highest epoch it has seen, which may repeat one).
+
+Peers are trusted to follow the protocol, not to be well-formed: a message that would break an
+invariant here (truncate a committed entry, a log whose epochs go down, a promise that ends below
+our commit index) is dropped and reported as `PeerMisbehaved`, never raised.
+
 Invariants kept: the promised epoch never decreases; a node answers at most one leader per
 epoch; epochs never decrease along a log; an entry at or below the commit index is never
 truncated (LocalError if it would be: that is a bug, not a runtime condition); committed entries
@@ -87,6 +97,7 @@ from quorapay.core.messages import (
     Message,
     Prepare,
     Promise,
+    RefusalReason,
     Refused,
 )
 from quorapay.core.progress import Progress
@@ -95,6 +106,7 @@ from quorapay.core.ready import (
     LeadershipEnded,
     Outcome,
     Outgoing,
+    PeerMisbehaved,
     Persist,
     ProposalAccepted,
     ProposalRejected,
@@ -133,6 +145,7 @@ class Replica:
         members: Sequence[NodeId],
         timing: Timing,
         promised_epoch: Epoch = Epoch(0),
+        promised_to: NodeId | None = None,
         log: Sequence[LogEntry] = (),
         applied_index: LogIndex = LogIndex(0),
         snapshot_index: LogIndex = LogIndex(0),
@@ -155,6 +168,8 @@ class Replica:
         self._durable_upto = self._log.last_index  # disk and memory agree up to here
         self._durable_promise = promised_epoch
         self._promised = promised_epoch
+        self._durable_promised_to = promised_to
+        self._promised_to = promised_to  # whom the promised epoch was promised to (None: unknown)
         self._install: InstallSnapshot | None = None  # a snapshot to make durable
         self._compaction: LogIndex | None = None  # a compaction to make durable
         # commit and apply: everything applied was committed, so it is the safe restart point
@@ -201,6 +216,11 @@ class Replica:
     @property
     def promised_epoch(self) -> Epoch:
         return self._promised
+
+    @property
+    def promised_to(self) -> NodeId | None:
+        """The node the promised epoch was promised to (this node, if granted it)."""
+        return self._promised_to
 
     @property
     def epoch(self) -> Epoch:
@@ -312,7 +332,8 @@ class Replica:
             persist = Persist(
                 keep_upto=self._durable_upto,
                 entries=self._log.slice(self._durable_upto + 1, self._log.last_index),
-                promised_epoch=self._promised if self._promised != self._durable_promise else None,
+                promised_epoch=self._promised if self._promise_changed() else None,
+                promised_to=self._promised_to if self._promise_changed() else None,
                 install=self._install,
                 compact_upto=self._compaction,
                 compact_epoch=self._log.start_epoch if self._compaction is not None else None,
@@ -343,6 +364,7 @@ class Replica:
         if ready.persist is not None:
             self._disk_last = self._durable_upto = self._log.last_index
             self._durable_promise = self._promised
+            self._durable_promised_to = self._promised_to
             self._install = None
             self._compaction = None
         if ready.committed:
@@ -394,7 +416,7 @@ class Replica:
             return
         if self.role is not Role.FOLLOWER:
             self._end_leadership("granted a new epoch", relinquish=False)
-        self._raise_promise(epoch)
+        self._raise_promise(epoch, self.node_id)
         self.role = Role.RECOVERING
         self._epoch = epoch
         self.leader = self.node_id
@@ -552,6 +574,11 @@ class Replica:
                     self._on_reply(sender, message)
             case ClockProbe() | ClockEcho():
                 pass  # handled in _on_received
+            case Refused(promised_epoch=promised, reason=RefusalReason.EPOCH_TAKEN):
+                if promised == self._epoch and self.role is not Role.FOLLOWER:
+                    self.highest_epoch_seen = max(self.highest_epoch_seen, promised)
+                    self._end_leadership(f"{sender} promised epoch {promised} to another node",
+                                         relinquish=True)
             case Refused(promised_epoch=promised):
                 if promised > self._epoch and self.role is not Role.FOLLOWER:
                     self.highest_epoch_seen = max(self.highest_epoch_seen, promised)
@@ -561,13 +588,18 @@ class Replica:
                 assert_never(message)
 
     def _follow(self, sender: NodeId, epoch: Epoch) -> bool:
-        """Accept `sender` as leader of `epoch` (>= promised). False if we lead that epoch."""
+        """Accept `sender` as leader of `epoch` (>= promised). False, refusing it, if that epoch
+        was promised to another node (ourselves included)."""
         if epoch > self._promised:
             if self.role is not Role.FOLLOWER:
                 self._end_leadership(f"saw newer epoch {epoch}", relinquish=True)
-            self._raise_promise(epoch)
-        elif self.role is not Role.FOLLOWER:
-            return False  # epochs are unique per leader: a peer claiming ours is broken
+            self._raise_promise(epoch, sender)
+        elif self._promised_to is None and self.role is Role.FOLLOWER:
+            self._promised_to = sender  # promised before promises named their leader
+        elif self._promised_to != sender:
+            self._send(sender, Refused(epoch=epoch, promised_epoch=self._promised,
+                                       reason=RefusalReason.EPOCH_TAKEN))
+            return False
         self.leader = sender
         return True
 
@@ -622,7 +654,8 @@ class Replica:
         elif self._log.epoch_at(prev_index) != append.prev_epoch:
             self._send(sender, self._mismatch(append))
             return
-        self._merge(entries)
+        if not self._merge(sender, entries):
+            return
         match_index = LogIndex(prev_index + len(entries))
         self._verified = max(self._verified, match_index)
         self._commit = max(self._commit, min(append.commit, self._verified))
@@ -638,15 +671,32 @@ class Replica:
                           conflict_index=self._log.first_index_of_run(append.prev_index),
                           seq=append.seq)
 
-    def _merge(self, entries: Sequence[LogEntry]) -> None:
-        """Append entries that follow a matching prefix, truncating at the first conflict."""
+    def _merge(self, sender: NodeId, entries: Sequence[LogEntry]) -> bool:
+        """Append entries that follow a matching prefix, truncating at the first conflict.
+        False, keeping what was merged so far, at an entry no correct leader would send."""
         for entry in entries:
             existing = self._log.epoch_at(entry.index)
             if existing == entry.epoch:
                 continue  # same index and epoch: the same entry (log matching)
+            if existing is not None and entry.index <= self._commit:
+                return self._misbehaved(sender, f"entry {entry.index} of epoch {entry.epoch} "
+                                        f"conflicts with committed entry of epoch {existing}")
+            if entry.index != self._log.last_index + 1 and existing is None:
+                return self._misbehaved(sender, f"entry {entry.index} leaves a gap after "
+                                        f"{self._log.last_index}")
+            previous = self._log.epoch_at(entry.index - 1)
+            if previous is None or entry.epoch < previous:
+                return self._misbehaved(sender, f"entry {entry.index} of epoch {entry.epoch} "
+                                        f"follows an entry of epoch {previous}")
             if existing is not None:
                 self._truncate_after(LogIndex(entry.index - 1))
             self._log.append(entry)
+        return True
+
+    def _misbehaved(self, sender: NodeId, detail: str) -> bool:
+        """Report a message no correct peer sends (it is dropped). Always False."""
+        self._outcomes.append(PeerMisbehaved(peer=sender, detail=detail))
+        return False
 
     def _truncate_after(self, index: LogIndex) -> None:
         if index < self._commit:
@@ -689,7 +739,13 @@ class Replica:
         if progress.snapshot_index is not None:
             return  # a heartbeat's rejection, while the snapshot that settles it is on its way
         if nack.prev_index <= progress.match_index:
-            return  # a stale reply to a message sent before the follower caught up
+            if not nack.conflict_epoch and nack.conflict_index <= progress.match_index:
+                # Its log ends below what it acknowledged: its disk was lost or replaced (or
+                # this is a late reply). Lowering match is always safe -- commit never goes back
+                # -- and it is the only way such a follower catches up.
+                progress.match_index = LogIndex(nack.conflict_index - 1)
+                progress.rewind(nack.conflict_index, self._now)
+            return  # else a stale reply to a message sent before the follower caught up
         if progress.probing and nack.prev_index != progress.probe_prev:
             return  # a reply to an Append pipelined before the last rewind
         next_index: int = nack.conflict_index
@@ -727,6 +783,13 @@ class Replica:
         source, target = best
         if source == self.node_id:
             self._become_leader()
+        elif target.last_index < self._commit:
+            # The best log of a majority holds every committed entry: this promise lies.
+            del recovery.promises[source]
+            self._misbehaved(source, f"promised a log ending at {target.last_index} of epoch "
+                             f"{target.last_epoch}, below this node's commit index "
+                             f"{self._commit}")
+            self._maybe_finish_promises()
         elif target.last_index <= self._commit:
             # Our prefix up to the commit index is committed, so it equals the source's log.
             self._adopt(target)
@@ -749,7 +812,8 @@ class Replica:
         if not _contiguous(reply.from_index - 1, reply.entries) or any(
                 e.index > fetching.target.last_index for e in reply.entries):
             return
-        self._merge(reply.entries)
+        if not self._merge(sender, reply.entries):
+            return
         fetching.next_index = LogIndex(reply.from_index + len(reply.entries))
         fetching.last_progress = self._now
         fetching.retries = 0
@@ -918,8 +982,9 @@ class Replica:
         self._read_round_needed = False
         self._commit_notice = False
 
-    def _raise_promise(self, epoch: Epoch) -> None:
+    def _raise_promise(self, epoch: Epoch, to: NodeId) -> None:
         self._promised = epoch
+        self._promised_to = to
         self.highest_epoch_seen = max(self.highest_epoch_seen, epoch)
         self._verified = LogIndex(0)
         self.leader = None
@@ -932,8 +997,12 @@ class Replica:
     def _persist_needed(self) -> bool:
         return (self._durable_upto != self._disk_last
                 or self._log.last_index != self._durable_upto
-                or self._promised != self._durable_promise
+                or self._promise_changed()
                 or self._install is not None or self._compaction is not None)
+
+    def _promise_changed(self) -> bool:
+        return (self._promised, self._promised_to) != (self._durable_promise,
+                                                        self._durable_promised_to)
 
     def _epoch_at(self, index: int) -> Epoch:
         epoch = self._log.epoch_at(index)

@@ -6,10 +6,11 @@ msgspec validates them on decode, so a malformed frame or record is rejected, ne
 
 from __future__ import annotations
 
-from typing import NewType
+from typing import Annotated, NewType
 
 import msgspec
 
+from quorapay.core.bounds import MAX_COUNTER, MAX_MONEY, MAX_TEXT
 from quorapay.core.hlc import ZERO, Timestamp
 
 NodeId = NewType("NodeId", str)
@@ -19,23 +20,33 @@ AccountId = NewType("AccountId", str)
 TransferId = NewType("TransferId", str)
 Cents = NewType("Cents", int)  # integer minor units of the account's currency, never a float
 
+# The same types as fields of decoded structs (peer frames, disk records): range-checked on
+# decode, see quorapay.core.bounds.
+EpochField = Annotated[Epoch, msgspec.Meta(ge=0, le=MAX_COUNTER)]
+IndexField = Annotated[LogIndex, msgspec.Meta(ge=0, le=MAX_COUNTER)]
+NodeIdField = Annotated[NodeId, msgspec.Meta(max_length=MAX_TEXT)]
+AccountIdField = Annotated[AccountId, msgspec.Meta(max_length=MAX_TEXT)]
+TransferIdField = Annotated[TransferId, msgspec.Meta(max_length=MAX_TEXT)]
+CentsField = Annotated[Cents, msgspec.Meta(ge=-MAX_MONEY, le=MAX_MONEY)]
+CurrencyField = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
+
 
 class CreateAccount(msgspec.Struct, frozen=True, kw_only=True, tag="create_account"):
     """Open an account. `allow_negative` marks an issuer that may go below zero (deposits)."""
 
-    id: AccountId
-    currency: str
+    id: AccountIdField
+    currency: CurrencyField
     allow_negative: bool = False
 
 
 class Transfer(msgspec.Struct, frozen=True, kw_only=True, tag="transfer"):
     """Move `amount` from the debit account to the credit account, both in `currency`."""
 
-    id: TransferId
-    debit: AccountId
-    credit: AccountId
-    amount: Cents
-    currency: str
+    id: TransferIdField
+    debit: AccountIdField
+    credit: AccountIdField
+    amount: CentsField
+    currency: CurrencyField
 
 
 Command = CreateAccount | Transfer
@@ -50,7 +61,7 @@ class Commands(msgspec.Struct, frozen=True, kw_only=True, tag="commands"):
 class EpochStart(msgspec.Struct, frozen=True, kw_only=True, tag="epoch_start"):
     """The first entry a new leader appends; committing it commits everything before it."""
 
-    leader: NodeId
+    leader: NodeIdField
 
 
 Payload = Commands | EpochStart
@@ -63,8 +74,8 @@ class LogEntry(msgspec.Struct, frozen=True, kw_only=True):
     log, timestamps strictly increase with the index.
     """
 
-    index: LogIndex
-    epoch: Epoch
+    index: IndexField
+    epoch: EpochField
     payload: Payload
     ts: Timestamp = ZERO
 

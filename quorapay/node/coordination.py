@@ -23,6 +23,7 @@ from kazoo.exceptions import (
     ConnectionClosedError,
     ConnectionLoss,
     KazooException,
+    NoAuthError,
     NodeExistsError,
     NoNodeError,
     SessionExpiredError,
@@ -35,6 +36,7 @@ from quorapay.core.coordinator import (
     ClaimEpoch,
     ConnectionResumed,
     ConnectionSuspended,
+    CoordinationWarning,
     Coordinator,
     Create,
     Delete,
@@ -48,6 +50,7 @@ from quorapay.core.coordinator import (
     RelinquishRequested,
     Replied,
     Request,
+    RetryDue,
     SessionExpired,
     SessionStarted,
     Stat,
@@ -66,7 +69,9 @@ _ERRORS: tuple[tuple[type[Exception], ZkError], ...] = (
     (SessionExpiredError, ZkError.SESSION_EXPIRED),
     (ConnectionLoss, ZkError.CONNECTION_LOSS),
     (ConnectionClosedError, ZkError.CONNECTION_LOSS),
+    (NoAuthError, ZkError.NO_AUTH),
 )
+RETRY_SECONDS = 1.0  # how often the coordinator retries what failed unexpectedly
 
 
 class Coordination:
@@ -77,13 +82,15 @@ class Coordination:
         self._inputs = inputs  # the driver's input channel (replica inputs only)
         self._epoch_floor = epoch_floor
         self.coordinator = Coordinator(cluster=cluster.name, node=node.id,
-                                       peer_url=node.peer_url, client_url=node.client_url)
+                                       peer_url=node.peer_url, client_url=node.client_url,
+                                       members=cluster.node_ids)
         # kazoo's reports and the driver's requests: rare, must never be dropped or block
         self._events_send, self._events = trio.open_memory_channel[Event](float("inf"))
         self._token: trio.lowlevel.TrioToken | None = None
         self._zk: KazooClient | None = None
         self._session = 0
         self._connected = trio.Event()
+        self.last_warning: str | None = None  # the latest CoordinationWarning, for status
 
     @property
     def state(self) -> str:
@@ -117,6 +124,7 @@ class Coordination:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._report_while_connecting)
+                nursery.start_soon(self._retry_periodically)
                 async for event in self._events:
                     await self._step(event)
         finally:
@@ -130,8 +138,16 @@ class Coordination:
         for output in self.coordinator.step(event):
             if isinstance(output, Request):
                 self._perform(output)
+            elif isinstance(output, CoordinationWarning):
+                log.warning("ZooKeeper: %s", output.message)
+                self.last_warning = output.message
             else:
                 await self._inputs.send(output)
+
+    async def _retry_periodically(self) -> None:
+        while True:
+            await trio.sleep(RETRY_SECONDS)
+            self._events_send.send_nowait(RetryDue())
 
     async def _report_while_connecting(self) -> None:
         while not self._connected.is_set():
@@ -240,8 +256,8 @@ def _error_of(exc: KazooException) -> ZkError:
     for kind, error in _ERRORS:
         if isinstance(exc, kind):
             return error
-    log.error("unexpected ZooKeeper error %r; treating it as a lost connection", exc)
-    return ZkError.CONNECTION_LOSS
+    log.error("unexpected ZooKeeper error %r", exc)
+    return ZkError.OTHER
 
 
 def _stop(zk: KazooClient) -> None:

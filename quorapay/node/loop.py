@@ -153,6 +153,8 @@ class Driver:
                 reply.set(answer)
             for warning in effects.clock_warnings:
                 (log.warning if warning.alarm else log.info)("%s", warning.message)
+            for problem in effects.peer_problems:
+                log.warning("dropped a message from %s: %s", problem.peer, problem.detail)
             for ended in effects.ended:
                 log.warning("leadership of epoch %d ended: %s", ended.epoch, ended.reason)
             for ended in effects.relinquish:

@@ -63,7 +63,8 @@ async def run_node(cluster: ClusterConfig, node_id: str) -> None:
     store = Store(me.data_dir / "node.db", cluster=cluster.name, node_id=me.id)
     restored = store.load()
     replica = Replica(node_id=me.id, members=cluster.node_ids, timing=cluster.timing.core(),
-                      promised_epoch=restored.promised_epoch, log=restored.log,
+                      promised_epoch=restored.promised_epoch,
+                      promised_to=restored.promised_to, log=restored.log,
                       applied_index=restored.applied_index,
                       snapshot_index=restored.snapshot_index,
                       snapshot_epoch=restored.snapshot_epoch,

@@ -6,7 +6,9 @@ log truncation and appends, the promised epoch, ledger rows and the applied inde
 transaction, so a crash at any point leaves the state of the previous batch.
 
 Each log record carries a CRC32 of (index, epoch, timestamp, payload); a mismatch on load is
-reported as a corrupt record and the node refuses to start rather than apply it.
+reported as a corrupt record and the node refuses to start rather than apply it. Everything else
+loaded is range-checked too (`quorapay.core.bounds`), and a database SQLite itself finds damaged
+is reported as such: a StorageError naming the file, never a raw sqlite3 exception.
 
 Compaction deletes log records up to a point and records it (`snapshot_index`, `snapshot_epoch`):
 the ledger tables, kept at the applied index, hold their effect. Installing a snapshot replaces
@@ -26,6 +28,7 @@ from typing import IO
 import msgspec
 import trio
 
+from quorapay.core.bounds import MAX_MONEY, in_counter_range
 from quorapay.core.errors import QuorapayError
 from quorapay.core.hlc import Timestamp
 from quorapay.core.ledger import Account, Ledger, LedgerState, Status, TransferRecord
@@ -37,10 +40,12 @@ from quorapay.core.types import (
     Epoch,
     LogEntry,
     LogIndex,
+    NodeId,
     Payload,
     Transfer,
     TransferId,
 )
+from quorapay.files import private_dir
 
 # 2: snapshot_index / snapshot_epoch (compaction); 3: entry and transfer timestamps.
 # Older versions are upgraded in place.
@@ -58,8 +63,12 @@ CREATE TABLE IF NOT EXISTS transfers (
     currency TEXT NOT NULL, status TEXT NOT NULL, idx INTEGER NOT NULL,
     wall_ms INTEGER NOT NULL DEFAULT 0, logical INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
 """
-_META_DEFAULTS = [("promised_epoch", 0), ("applied_index", 0), ("snapshot_index", 0),
-                  ("snapshot_epoch", 0), ("snapshot_wall_ms", 0), ("snapshot_logical", 0)]
+_META_DEFAULTS: list[tuple[str, int | None]] = [
+    ("promised_epoch", 0), ("applied_index", 0), ("snapshot_index", 0), ("snapshot_epoch", 0),
+    ("snapshot_wall_ms", 0), ("snapshot_logical", 0),
+    ("promised_to", None)]  # whom promised_epoch was promised to (added without a new schema)
+_COUNTERS = ("promised_epoch", "applied_index", "snapshot_index", "snapshot_epoch",
+             "snapshot_wall_ms", "snapshot_logical")
 _payload_encoder = msgspec.msgpack.Encoder()
 _payload_decoder = msgspec.msgpack.Decoder(Payload)
 
@@ -79,6 +88,7 @@ class Restored:
     snapshot_index: LogIndex = LogIndex(0)  # the log was compacted up to here
     snapshot_epoch: Epoch = Epoch(0)  # the epoch of the entry at snapshot_index
     snapshot_ts: Timestamp = Timestamp(0, 0)  # and its timestamp
+    promised_to: NodeId | None = None  # whom promised_epoch was promised to, if recorded
 
 
 def _lock(path: Path) -> IO[str]:
@@ -103,7 +113,7 @@ class Store:
 
     def __init__(self, path: Path, *, cluster: str, node_id: str) -> None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
         except OSError as exc:
             raise StorageError(f"cannot create {path.parent}: {exc.strerror}") from None
         self.path = path
@@ -142,6 +152,7 @@ class Store:
         if meta.get("schema_version") != SCHEMA_VERSION:
             raise StorageError(f"{self.path}: schema version {meta.get('schema_version')}, "
                                f"this build reads {SCHEMA_VERSION}")
+        self._db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", _META_DEFAULTS)
 
     def _upgrade(self) -> None:
         """Schema 1 or 2 to 3, in one transaction: markers that did not exist start at zero;
@@ -182,7 +193,23 @@ class Store:
     # ------------------------------------------------------------------ load
 
     def load(self) -> Restored:
+        """Everything the node recovers; StorageError if anything is damaged or out of range."""
+        try:
+            return self._load()
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"{self.path} is damaged ({exc}): this node cannot start from "
+                               "it; move the data dir away and restart the node, and it will "
+                               "catch up from the others") from None
+        except (ValueError, TypeError) as exc:  # a row whose values are of the wrong kind
+            raise StorageError(f"{self.path}: corrupt row ({exc})") from None
+
+    def _load(self) -> Restored:
         meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        for key in _COUNTERS:
+            self._check(in_counter_range(meta.get(key)), f"meta {key} = {meta.get(key)!r}")
+        promised_to = meta.get("promised_to")
+        self._check(promised_to is None or isinstance(promised_to, str),
+                    f"meta promised_to = {promised_to!r}")
         start = LogIndex(meta["snapshot_index"])
         log = [self._decode(*row) for row in
                self._db.execute(
@@ -195,19 +222,26 @@ class Store:
             raise StorageError(f"{self.path}: applied index {applied} outside the log "
                                f"({start}..{start + len(log)})")
         return Restored(promised_epoch=Epoch(meta["promised_epoch"]), log=log,
+                        promised_to=None if promised_to is None else NodeId(promised_to),
                         applied_index=applied, ledger=self._load_ledger(),
                         snapshot_index=start, snapshot_epoch=Epoch(meta["snapshot_epoch"]),
                         snapshot_ts=Timestamp(meta["snapshot_wall_ms"],
                                               meta["snapshot_logical"]))
 
+    def _check(self, condition: bool, what: str) -> None:
+        if not condition:
+            raise StorageError(f"{self.path}: corrupt: {what} is out of range")
+
     def _decode(self, index: int, epoch: int, payload: bytes, crc: int, wall_ms: int,
                 logical: int) -> LogEntry:
+        self._check(all(in_counter_range(v) for v in (index, epoch, wall_ms, logical))
+                    and isinstance(payload, bytes), f"log record {index!r}")
         ts = Timestamp(wall_ms, logical)
         if record_crc(index, epoch, payload, ts) != crc:
             raise StorageError(f"{self.path}: corrupt log record at index {index} (checksum)")
         try:
             decoded = _payload_decoder.decode(payload)
-        except msgspec.DecodeError as exc:
+        except ValueError as exc:  # msgspec.DecodeError, or a UnicodeDecodeError it lets through
             raise StorageError(f"{self.path}: undecodable log record at {index}: {exc}") from exc
         return LogEntry(index=LogIndex(index), epoch=Epoch(epoch), payload=decoded, ts=ts)
 
@@ -215,6 +249,8 @@ class Store:
         accounts = [Account(id=AccountId(i), currency=c, allow_negative=bool(n), balance=b,
                             index=LogIndex(x))
                     for i, c, n, b, x in self._db.execute("SELECT * FROM accounts")]
+        self._check(all(isinstance(a.balance, int) and abs(a.balance) <= MAX_MONEY
+                        and in_counter_range(a.index) for a in accounts), "an account row")
         transfers = [TransferRecord(
             transfer=Transfer(id=TransferId(i), debit=AccountId(d), credit=AccountId(c),
                               amount=Cents(a), currency=cur),
@@ -222,6 +258,9 @@ class Store:
             for i, d, c, a, cur, s, x, w, lg in self._db.execute(
                 "SELECT id, debit, credit, amount, currency, status, idx, wall_ms, logical "
                 "FROM transfers")]
+        self._check(all(abs(r.transfer.amount) <= MAX_MONEY and in_counter_range(r.index)
+                        and in_counter_range(r.ts.wall_ms) and in_counter_range(r.ts.logical)
+                        for r in transfers), "a transfer row")
         return Ledger(accounts, transfers)
 
     # ------------------------------------------------------------------ write
@@ -257,6 +296,7 @@ class Store:
             yield "append"
             if persist.promised_epoch is not None:
                 self._set_meta("promised_epoch", persist.promised_epoch)
+                self._set_meta("promised_to", persist.promised_to)
                 yield "promise"
         if batch.applied_index is not None:
             self._db.executemany(
@@ -306,7 +346,7 @@ class Store:
                              [(t.id, t.debit, t.credit, t.amount, t.currency, t.status.value,
                                t.index, t.wall_ms, t.logical) for t in state.transfers])
 
-    def _set_meta(self, key: str, value: int) -> None:
+    def _set_meta(self, key: str, value: int | str | None) -> None:
         self._db.execute("UPDATE meta SET value = ? WHERE key = ?", (value, key))
 
     async def write_async(self, batch: WriteBatch) -> None:

@@ -14,7 +14,7 @@ from dataclasses import replace
 from quorapay.core.hlc import ZERO
 from quorapay.core.ledger import Account, Ledger, TransferRecord
 from quorapay.core.node_state import WriteBatch
-from quorapay.core.types import AccountId, Epoch, LogEntry, LogIndex, TransferId
+from quorapay.core.types import AccountId, Epoch, LogEntry, LogIndex, NodeId, TransferId
 
 
 class IntegrityError(Exception):
@@ -24,6 +24,7 @@ class IntegrityError(Exception):
 class SimDisk:
     def __init__(self) -> None:
         self.promised = Epoch(0)
+        self.promised_to: NodeId | None = None
         self.log: list[LogEntry] = []  # the entries after log_start
         self.log_start = LogIndex(0)
         self.log_start_epoch = Epoch(0)
@@ -51,6 +52,7 @@ class SimDisk:
             self.log.extend(batch.persist.entries)
             if batch.persist.promised_epoch is not None:
                 self.promised = batch.persist.promised_epoch
+                self.promised_to = batch.persist.promised_to
         if batch.applied_index is not None:
             for account in batch.delta.accounts.values():
                 self._accounts[account.id] = replace(account)  # the row, not the live object

@@ -14,6 +14,8 @@
 | ledgers converge | at the end, replicas that applied the same index hold the same ledger |
 | commits again after faults | once faults stop, a write commits within the bound |
 | nodes do not crash | no node raises (a core LocalError is a broken protocol invariant) |
+| peers follow the protocol | no node drops a message no correct peer sends (PeerMisbehaved) |
+| coordination finds what it wrote | the coordinator finds no garbage in the model ZooKeeper |
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from quorapay.core.compaction import CompactionPolicy
 from quorapay.core.coordinator import (
+    CoordinationWarning,
     Coordinator,
     EligibilityChanged,
     EpochSeen,
@@ -96,12 +97,13 @@ class SimNode:
         ledger = self._variant.ledger(restored.accounts.values(), restored.transfers.values())
         replica = self._variant.replica(
             node_id=self.id, members=self._members, timing=self._setting.timing,
-            promised_epoch=self.disk.promised, log=list(self.disk.log),
+            promised_epoch=self.disk.promised, promised_to=self.disk.promised_to,
+            log=list(self.disk.log),
             applied_index=self.disk.applied_index, snapshot_index=self.disk.log_start,
             snapshot_epoch=self.disk.log_start_epoch, snapshot_ts=self.disk.log_start_ts)
         self.state = NodeState(replica, ledger, compaction=self._setting.compaction)
         self.coordinator = Coordinator(cluster="sim", node=self.id, peer_url=f"sim://{self.id}",
-                                       client_url=f"sim://{self.id}")
+                                       client_url=f"sim://{self.id}", members=self._members)
         self.zk = SimZkClient(self._world, self._network, self._zookeeper, self.process,
                               self._setting.session_timeout, self._guarded(self._on_zk_event))
         self._inbox: list[Any] = []
@@ -209,6 +211,9 @@ class SimNode:
         self._send(effects.messages[early:])  # snapshots are made only now, whatever the bug
         for (client, op, attempt), answer in effects.answers:
             self._answer(client, op, attempt, answer)
+        for problem in effects.peer_problems:
+            self._checker.violation("peers follow the protocol",
+                                    f"{self.id}: {problem.peer} {problem.detail}")
         for ended in effects.relinquish:
             self._on_zk_event(RelinquishRequested(epoch=ended.epoch))
         eligible = self._state().replica.eligible
@@ -232,6 +237,9 @@ class SimNode:
         for output in self.coordinator.step(event):
             if isinstance(output, Request):
                 self.zk.request(output)
+            elif isinstance(output, CoordinationWarning):  # nothing in the model is garbage
+                self._checker.violation("coordination finds what it wrote",
+                                        f"{self.id}: {output.message}")
             else:
                 self._queue_input(output)
 

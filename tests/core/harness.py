@@ -45,6 +45,7 @@ from quorapay.core.types import (
 @dataclass
 class Disk:
     promised: Epoch = Epoch(0)
+    promised_to: NodeId | None = None
     log: list[LogEntry] = field(default_factory=list)  # the entries after `start`
     start: LogIndex = LogIndex(0)  # compacted up to here
     start_epoch: Epoch = Epoch(0)
@@ -99,7 +100,8 @@ class ReplicaCluster:
     # ---------------------------------------------------------------- nodes
     def _boot(self, node_id: NodeId, disk: Disk) -> Node:
         replica = Replica(node_id=node_id, members=self.ids, timing=self.timing,
-                          promised_epoch=disk.promised, log=list(disk.log),
+                          promised_epoch=disk.promised, promised_to=disk.promised_to,
+                          log=list(disk.log),
                           applied_index=disk.applied_index, snapshot_index=disk.start,
                           snapshot_epoch=disk.start_epoch, snapshot_ts=disk.start_ts)
         ledger = Ledger.from_state(disk.base)
@@ -119,6 +121,11 @@ class ReplicaCluster:
     def restart(self, node_id: str) -> None:
         node = self.nodes[NodeId(node_id)]
         self.nodes[node.id] = self._boot(node.id, node.disk)
+
+    def wipe(self, node_id: str) -> None:
+        """The node comes back with an empty data dir (a replaced disk)."""
+        self.crash(node_id)
+        self.nodes[NodeId(node_id)] = self._boot(NodeId(node_id), Disk())
 
     def seed_log(self, node_id: str, epochs: list[int], promised: int | None = None) -> None:
         """Give a (down or fresh) node a log of barrier entries with these epochs, for scenarios."""
@@ -256,6 +263,7 @@ class ReplicaCluster:
         disk.log.extend(p.entries)
         if p.promised_epoch is not None:
             disk.promised = p.promised_epoch
+            disk.promised_to = p.promised_to
         if p.compact_upto is not None:
             assert p.compact_epoch is not None
             assert p.compact_upto <= disk.applied_index, "compacted entries not yet applied"

@@ -133,7 +133,8 @@ def test_the_first_candidate_leads_with_epoch_1_and_the_others_wait() -> None:
     assert world.grants("n1") == [1]
     assert world.grants("n2") == world.grants("n3") == []
     assert world.coordinators["n2"].zk_leader.node == "n1"
-    leader = znodes.decode_leader(world.zk.data("/quorapay/t/leader"))
+    leader = znodes.parse_leader(world.zk.data("/quorapay/t/leader"))
+    assert leader is not None
     assert (leader.node, leader.epoch) == ("n1", 1)
 
 

@@ -6,7 +6,7 @@ from quorapay.core.hlc import Timestamp
 from quorapay.core.ledger import Delta, Ledger, Result, Status, TransferRecord
 from quorapay.core.messages import Append, Message
 from quorapay.core.replica import Replica, Role
-from quorapay.core.types import LogIndex, NodeId, Transfer
+from quorapay.core.types import Epoch, LogIndex, NodeId, Transfer
 from quorapay.sim.node import Variant
 
 
@@ -34,6 +34,12 @@ class SkipEpochCheck(Replica):
             self._on_append(sender, message)
             return
         super()._on_message(sender, message)
+
+    def _follow(self, sender: NodeId, epoch: Epoch) -> bool:
+        if epoch < self._promised and self.role is Role.FOLLOWER:
+            self.leader = sender
+            return True
+        return super()._follow(sender, epoch)
 
 
 class TruncateCommitted(Replica):
