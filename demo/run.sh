@@ -10,18 +10,21 @@ export QUORAPAY_CONFIG="$PWD/cluster.toml"
 record=.quorapay/demo-acknowledged.jsonl
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "starting ZooKeeper and three nodes"
+step "the cluster's secrets: a CA, a certificate per node, operator and payer credentials"
 quorapay down >/dev/null
-rm -rf .quorapay  # a clean slate: node data, ZooKeeper's data, logs
+rm -rf .quorapay  # a clean slate: node data, ZooKeeper's data, logs, secrets
+quorapay init --secrets-only
+
+step "starting ZooKeeper and three nodes (mutual TLS between them, TLS for clients)"
 quorapay up
 quorapay status
 
 step "opening accounts and moving money"
-quorapay account create bank --allow-negative
+quorapay account create bank --allow-negative   # an issuer: only an operator may open one
 quorapay account create alice bob
 quorapay pay bank alice 10000 --id demo-deposit
-quorapay pay alice bob 2500 --id demo-lunch
-quorapay pay alice bob 2500 --id demo-lunch   # the same id again: applied once
+quorapay --credential payer pay alice bob 2500 --id demo-lunch   # as the payer credential
+quorapay --credential payer pay alice bob 2500 --id demo-lunch   # the same id again: applied once
 quorapay balance alice bob bank
 
 step "200 transfers from 4 concurrent clients"

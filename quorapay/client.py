@@ -4,27 +4,41 @@
 retries UNAVAILABLE, TIMEOUT and lost connections with the *same* request -- the same transfer
 ids -- until its deadline, which is safe because the ledger decides each id once. If the deadline
 passes after any attempt whose outcome is unknown, the error is TIMEOUT: retry later with the
-same ids.
+same ids. A credential the nodes refuse (UNAUTHENTICATED) or an operation its role may not call
+(FORBIDDEN) fails at once.
 
-    async with Client(["ws://127.0.0.1:7201/", ...]) as client:
+Nodes speak TLS (wss://) and want a client certificate of the cluster's CA. Give the client a
+TLS context holding one -- `quorapay.security.tls.credential_context(cluster, "payer")` builds it
+from a cluster file's secrets dir, or build it with the `ssl` module from the PEM files:
+
+    tls = ssl.create_default_context(cafile="secrets/ca.pem")
+    tls.load_cert_chain("secrets/clients/payer.pem", "secrets/clients/payer.key")
+    async with Client(["wss://127.0.0.1:7201/", ...], tls=tls) as client:
         results = await client.submit_transfers([TransferSpec(id="t1", debit="a", ...)])
 """
 
 from __future__ import annotations
 
 import itertools
+import ssl
 import time
 from collections.abc import Sequence
 from types import TracebackType
 
 import msgspec
 import trio
-from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    HandshakeError,
+    WebSocketConnection,
+)
 
 from quorapay.api import schema as api
 from quorapay.api.schema import AccountSpec, TransferSpec
 from quorapay.core.errors import QuorapayError
-from quorapay.websocket import ClientWebsocket, connect
+from quorapay.transport.address import parse_url
+from quorapay.transport.dial import DialedLink, TlsRefused, dial
 
 RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)
 SUSPICION = 5.0  # seconds a node that failed to answer is tried only when all others fail too
@@ -43,10 +57,17 @@ class ClientError(QuorapayError):
 
 
 class Client:
-    def __init__(self, urls: Sequence[str], *, deadline: float = 30.0,
-                 attempt_timeout: float = 6.0, connect_timeout: float = 2.0) -> None:
+    def __init__(self, urls: Sequence[str], *, tls: ssl.SSLContext | None = None,
+                 deadline: float = 30.0, attempt_timeout: float = 6.0,
+                 connect_timeout: float = 2.0) -> None:
         if not urls:
             raise ValueError("a client needs at least one node url")
+        for url in urls:
+            _, secure = parse_url(url)
+            if secure and tls is None:
+                raise ValueError(f"{url} needs a TLS context holding a client certificate "
+                                 "(tls=...; see quorapay.security.tls.credential_context)")
+        self._tls = tls
         self._urls = list(urls)
         self._deadline = deadline
         self._attempt_timeout = attempt_timeout
@@ -55,7 +76,7 @@ class Client:
         self._connect_timeout = connect_timeout
         self._rotation = itertools.cycle(self._urls)
         self._url: str | None = None
-        self._ws: ClientWebsocket | None = None
+        self._ws: DialedLink | None = None
         self._req = 0
         self._answered = False  # did any node ever answer this client?
         self._awaiting_write = False  # a write went out and its answer has not come back
@@ -168,6 +189,13 @@ class Client:
                         if self._url is not None:
                             self._suspects.pop(self._url, None)
                         return response, False
+        except ConnectionRejected as rejected:
+            await self._close()
+            return _rejection(rejected, self._url), False
+        except TlsRefused as refused:
+            await self._close()
+            return api.Response(req=self._req, error=api.error(
+                api.ErrorCode.UNAUTHENTICATED, str(refused))), False
         except (OSError, HandshakeError, ConnectionClosed, trio.TooSlowError,
                 msgspec.DecodeError):
             if self._url is not None:
@@ -192,8 +220,9 @@ class Client:
             if self._url is None:
                 self._url = self._next_url()
             assert self._nursery is not None
-            self._ws = await connect(self._nursery, self._url, timeout=self._connect_timeout,
-                                     max_message_size=64 * 2**20)
+            address, secure = parse_url(self._url)
+            self._ws = await dial(self._nursery, address, tls=self._tls if secure else None,
+                                  timeout=self._connect_timeout, max_message_size=64 * 2**20)
         return self._ws.ws
 
     async def _switch(self, url: str | None) -> None:
@@ -210,9 +239,19 @@ def _is_write(request: api.Request) -> bool:
     return isinstance(request, api.CreateAccounts | api.SubmitTransfers | api.Barrier)
 
 
-async def node_request(url: str, request: api.Request, *, timeout: float = 3.0) -> api.Response:
+def _rejection(rejected: ConnectionRejected, url: str | None) -> api.Response:
+    """The node refused the upgrade: 401 no credential, 403 a credential it does not admit."""
+    reason = (rejected.body or b"").decode(errors="replace").strip() or \
+        f"HTTP {rejected.status_code}"
+    code = api.ErrorCode.FORBIDDEN if rejected.status_code == 403 else \
+        api.ErrorCode.UNAUTHENTICATED
+    return api.Response(req=0, error=api.error(code, f"{url} refused this client: {reason}"))
+
+
+async def node_request(url: str, request: api.Request, *, tls: ssl.SSLContext | None,
+                       timeout: float = 3.0) -> api.Response:
     """Ask one specific node, once (status, digests). Raises ClientError if it cannot answer."""
-    async with Client([url], deadline=timeout, attempt_timeout=timeout) as client:
+    async with Client([url], tls=tls, deadline=timeout, attempt_timeout=timeout) as client:
         response, _ = await client._attempt(request)
     if response is None:
         raise ClientError(api.error(api.ErrorCode.UNAVAILABLE, f"node at {url} did not answer"))

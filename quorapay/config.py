@@ -14,27 +14,30 @@ from typing import Any
 
 import tomli_w
 
-from quorapay.chaos.clocks import ClockFaultError, ClockSkew, parse_drift, parse_offset
+from quorapay.clock.skew import ClockFaultError, ClockSkew, parse_drift, parse_offset
 from quorapay.core.compaction import CompactionPolicy
 from quorapay.core.errors import QuorapayError
 from quorapay.core.timing import Timing
 from quorapay.core.types import NodeId
+from quorapay.transport.address import Address, parse_address, websocket_url
 
 DEFAULT_PATH = Path("cluster.toml")
 CLOCK_PROBE_SECONDS = 0.25  # every node measures every peer's clock this often
 DEFAULT_COMPACT_EVERY = 100_000  # entries applied above the retained tail before compacting
 DEFAULT_COMPACT_RETAIN = 10_000  # applied entries kept for followers that lag a little
+DEFAULT_SECRETS_DIR = ".quorapay/secrets"
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _HOST = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 _KEYS = {
-    "": {"cluster", "zookeeper", "timing", "storage", "nodes", "chaos"},
+    "": {"cluster", "zookeeper", "timing", "storage", "nodes", "chaos", "security"},
     "cluster": {"name", "run_dir"},
     "zookeeper": {"mode", "port", "hosts", "servers", "session_timeout"},
     "timing": {"tick", "heartbeat_interval", "election_timeout", "request_timeout",
                "max_clock_offset"},
     "chaos": {"proxies"},
     "storage": {"compact_every", "compact_retain"},
+    "security": {"secrets_dir", "insecure_benchmark_only"},
     "node": {"id", "host", "peer_port", "client_port", "data_dir", "listen_client_port",
              "routes", "clock_offset", "clock_drift"},
 }
@@ -52,8 +55,8 @@ class NodeConfig:
 
     `client_port` is the address clients are given (in NOT_LEADER hints); the node listens on
     `listen_client_port` when it is set (behind a proxy, say), else on `client_port`. `routes`
-    maps a peer id to the ws:// url to dial it at, and "zookeeper" to a connect string; by
-    default a peer is dialed at its own `peer_url` and ZooKeeper at the cluster's servers.
+    maps a peer id to the "host:port" to dial it at, and "zookeeper" to a connect string; by
+    default a peer is dialed at its own `peer_address` and ZooKeeper at the cluster's servers.
     """
 
     id: NodeId
@@ -66,19 +69,20 @@ class NodeConfig:
     clock: ClockSkew = ClockSkew()  # the node's wall clock against the machine's
 
     @property
-    def peer_url(self) -> str:
-        return f"ws://{self.host}:{self.peer_port}/"
+    def peer_address(self) -> Address:
+        return Address(self.host, self.peer_port)
 
     @property
-    def client_url(self) -> str:
-        return f"ws://{self.host}:{self.client_port}/"
+    def client_address(self) -> Address:
+        return Address(self.host, self.client_port)
 
     @property
     def bind_client_port(self) -> int:
         return self.listen_client_port or self.client_port
 
-    def route_to(self, peer: NodeConfig) -> str:
-        return self.routes.get(peer.id, peer.peer_url)
+    def route_to(self, peer: NodeConfig) -> Address:
+        route = self.routes.get(peer.id)
+        return parse_address(route) if route is not None else peer.peer_address
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,6 +138,19 @@ class StorageConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SecurityConfig:
+    """Where the cluster's secrets are (see `quorapay.security.secrets`). `insecure` turns off
+    TLS, credentials and ZooKeeper ACLs: for measuring their cost in benchmarks, never else."""
+
+    secrets_dir: Path
+    insecure: bool = False
+
+    @property
+    def tls(self) -> bool:
+        return not self.insecure
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClusterConfig:
     path: Path
     name: str
@@ -141,6 +158,7 @@ class ClusterConfig:
     nodes: tuple[NodeConfig, ...]
     zookeeper: ZooKeeperConfig
     timing: TimingConfig
+    security: SecurityConfig
     proxies: bool = True  # local mode: every link goes through the chaos proxy
     storage: StorageConfig = StorageConfig()
 
@@ -154,6 +172,14 @@ class ClusterConfig:
     @property
     def node_ids(self) -> tuple[NodeId, ...]:
         return tuple(n.id for n in self.nodes)
+
+    def client_url(self, node: NodeConfig) -> str:
+        """Where clients reach `node` (wss://, or ws:// in an insecure benchmark)."""
+        return websocket_url(node.client_address, tls=self.security.tls)
+
+    @property
+    def client_urls(self) -> list[str]:
+        return [self.client_url(node) for node in self.nodes]
 
 
 def load_config(path: Path = DEFAULT_PATH) -> ClusterConfig:
@@ -200,6 +226,7 @@ class _Parser:
         chaos = self._table(self.raw, "chaos")
         proxies = self._get(chaos, "chaos.proxies", bool, True)
         storage = self._storage(self._table(self.raw, "storage"))
+        security = self._security(self._table(self.raw, "security"))
         nodes = self._nodes()
         if zookeeper.mode == "local":
             for node in nodes:
@@ -210,8 +237,8 @@ class _Parser:
         if self.problems:
             raise ConfigError(f"{self.path}: {'; '.join(self.problems)}")
         return ClusterConfig(path=self.path, name=name, run_dir=run_dir, nodes=nodes,
-                             zookeeper=zookeeper, timing=timing, proxies=proxies,
-                             storage=storage)
+                             zookeeper=zookeeper, timing=timing, security=security,
+                             proxies=proxies, storage=storage)
 
     def _zookeeper(self, table: dict[str, Any]) -> ZooKeeperConfig:
         self._known(table, "zookeeper", "zookeeper")
@@ -267,6 +294,12 @@ class _Parser:
             self.problems.append("storage.compact_retain must not be negative")
         return StorageConfig(compact_every=max(every, 0), compact_retain=max(retain, 0))
 
+    def _security(self, table: dict[str, Any]) -> SecurityConfig:
+        self._known(table, "security", "security")
+        folder = self._get(table, "security.secrets_dir", str, DEFAULT_SECRETS_DIR)
+        insecure = self._get(table, "security.insecure_benchmark_only", bool, False)
+        return SecurityConfig(secrets_dir=self._path(folder), insecure=insecure)
+
     def _nodes(self) -> tuple[NodeConfig, ...]:
         raw_nodes = self.raw.get("nodes")
         if not isinstance(raw_nodes, list) or not raw_nodes:
@@ -293,6 +326,12 @@ class _Parser:
         routes = self._get(table, f"{where}.routes", dict, {})
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in routes.items()):
             self.problems.append(f"{where}.routes must map names to address strings")
+        for peer, route in routes.items():
+            if peer != "zookeeper" and isinstance(route, str):
+                try:
+                    parse_address(route)
+                except ValueError as exc:
+                    self.problems.append(f"{where}.routes.{peer}: {exc}")
         listen = table.get("listen_client_port")
         return NodeConfig(
             id=NodeId(node_id),
@@ -373,6 +412,7 @@ def default_cluster(*, nodes: int = 3, name: str = "quorapay-local", base_port: 
                    "request_timeout": 5.0, "max_clock_offset": 0.5},
         "storage": {"compact_every": DEFAULT_COMPACT_EVERY,
                     "compact_retain": DEFAULT_COMPACT_RETAIN},
+        "security": {"secrets_dir": DEFAULT_SECRETS_DIR},
         "nodes": [{"id": f"n{i}", "host": "127.0.0.1", "peer_port": base_port + i,
                    "client_port": base_port + 100 + i, "data_dir": f".quorapay/data/n{i}"}
                   for i in range(1, nodes + 1)],
@@ -385,5 +425,7 @@ def render(document: dict[str, Any]) -> str:
               "# \"external\": nodes use zookeeper.hosts. Times are in seconds; relative paths\n"
               "# are relative to this file. storage.compact_every = 0 keeps the whole log.\n"
               "# timing.max_clock_offset bounds how far node clocks may be apart; a node\n"
-              "# entry may skew its clock: clock_offset = \"-1.5s\", clock_drift = \"100ppm\".\n\n")
+              "# entry may skew its clock: clock_offset = \"-1.5s\", clock_drift = \"100ppm\".\n"
+              "# security.secrets_dir holds the cluster's CA, node and client certificates\n"
+              "# and ZooKeeper password (`quorapay init --secrets-only`); never commit it.\n\n")
     return header + tomli_w.dumps(document)

@@ -181,6 +181,8 @@ class NodeStatus(msgspec.Struct, frozen=True, kw_only=True):
     zookeeper: str  # CONNECTED | SUSPENDED | LOST | CONNECTING
     zookeeper_leader: str | None
     clock: ClockStatus | None = None
+    tls: bool = True  # false only in an insecure benchmark: no TLS, no credentials
+    zookeeper_warning: str | None = None  # the latest oddity found in ZooKeeper (garbage, NoAuth)
 
 
 class DigestInfo(msgspec.Struct, frozen=True, kw_only=True):

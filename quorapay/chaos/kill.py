@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import trio
 
 from quorapay.chaos.network import ChaosError
-from quorapay.client import Client
 from quorapay.cluster import supervisor
 from quorapay.config import ClusterConfig
+from quorapay.security.access import cluster_client
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,8 +34,8 @@ async def kill_leader(cluster: ClusterConfig, *, timeout: float = 60.0) -> KillR
     if pid is None:
         raise ChaosError(f"leader {leader.node} has no process this supervisor started")
     killed_at = time.monotonic()
-    survivors = [n.client_url for n in cluster.nodes if n.id != leader.node]
-    async with Client(survivors, deadline=timeout) as client:
+    survivors = [n for n in cluster.nodes if n.id != leader.node]
+    async with cluster_client(cluster, nodes=survivors, deadline=timeout) as client:
         index = await client.barrier()
     elapsed = time.monotonic() - killed_at
     with trio.fail_after(10):

@@ -1,4 +1,4 @@
-"""The links of a local cluster and the faults on them: the file the chaos proxy obeys.
+"""The faults on the links of a local cluster: the file the chaos proxy obeys.
 
 Every connection in a local cluster runs through the chaos proxy (`quorapay.chaos.proxy`): one
 link per pair of nodes (the connection their peer traffic shares), one per node and ZooKeeper
@@ -15,28 +15,6 @@ from pathlib import Path
 import msgspec
 
 from quorapay.files import write_private
-
-
-class LinkPlan(msgspec.Struct, frozen=True, kw_only=True):
-    name: str  # "n1-n2", "n1-zk1", "client-n1"
-    a: str  # the endpoint that dials
-    b: str  # the endpoint that accepts
-    listen_port: int  # the proxy listens here (127.0.0.1)
-    target_port: int  # ... and connects here (127.0.0.1)
-
-
-class Plan(msgspec.Struct, frozen=True, kw_only=True):
-    """Ports chosen when the cluster came up: each node's own ports, and every link."""
-
-    peer_ports: dict[str, int]  # node -> where it listens for peers
-    client_ports: dict[str, int]  # node -> where it listens for clients (behind its proxy)
-    links: tuple[LinkPlan, ...]
-
-    def link(self, name: str) -> LinkPlan:
-        for link in self.links:
-            if link.name == name:
-                return link
-        raise KeyError(name)
 
 
 class DirectionFault(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -67,14 +45,6 @@ class Faults(msgspec.Struct, frozen=True, kw_only=True):
 
     def direction(self, link: str, direction: str) -> DirectionFault:
         return self.on(link).directions.get(direction, DirectionFault())
-
-
-def read_plan(path: Path) -> Plan:
-    return msgspec.json.decode(path.read_bytes(), type=Plan)
-
-
-def write_plan(path: Path, plan: Plan) -> None:
-    _write_atomically(path, msgspec.json.encode(plan))
 
 
 def read_faults(path: Path) -> Faults:

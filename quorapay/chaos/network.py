@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterable
 
 import msgspec
 
-from quorapay.chaos.links import DirectionFault, Faults, LinkFaults, LinkPlan, Plan
+from quorapay.chaos.links import DirectionFault, Faults, LinkFaults
+from quorapay.cluster.plan import LinkPlan, Plan
 from quorapay.core.errors import QuorapayError
 
 

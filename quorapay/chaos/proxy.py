@@ -11,6 +11,13 @@ pumps bytes both ways, obeying the fault file as it changes (polled every 50 ms)
 * reset: close the link's connections, and refuse new ones until healed.
 
 No root, no netem: the proxies are the mechanism.
+
+The proxy carries every link of the cluster in one process, so a flood on one link must not
+starve the others: each link holds a bounded number of connections (a few for a node-to-node or
+ZooKeeper link, more for a client link), and when one is full the connection that has been quiet
+longest is closed to make room -- a live link carries traffic every quarter second, a flood of
+idle connections none. Connecting to the target is bounded too. (The nodes behind it enforce
+their own limits and drop unauthenticated connections within seconds.)
 """
 
 from __future__ import annotations
@@ -21,11 +28,15 @@ from pathlib import Path
 
 import trio
 
-from quorapay.chaos.links import DirectionFault, Faults, LinkPlan, Plan, read_faults
+from quorapay.chaos.links import DirectionFault, Faults, read_faults
+from quorapay.cluster.plan import LinkPlan, Plan
 
 log = logging.getLogger(__name__)
 POLL_INTERVAL = 0.05
 CHUNK = 65536
+CONNECT_TIMEOUT = 5.0
+PEER_LINK_CONNECTIONS = 16  # node-to-node and node-to-ZooKeeper links: one or two in use
+CLIENT_LINK_CONNECTIONS = 512
 
 
 class FaultState:
@@ -61,9 +72,9 @@ class FaultState:
 
 
 class _Connection:
-    def __init__(self, client: trio.SocketStream, server: trio.SocketStream,
-                 scope: trio.CancelScope) -> None:
-        self.client, self.server, self.scope = client, server, scope
+    def __init__(self, scope: trio.CancelScope) -> None:
+        self.scope = scope
+        self.last_active = trio.current_time()
 
 
 class LinkProxy:
@@ -72,6 +83,8 @@ class LinkProxy:
         self._state = state
         self._rng = rng
         self._open: set[_Connection] = set()
+        self._capacity = CLIENT_LINK_CONNECTIONS if link.a == "client" else PEER_LINK_CONNECTIONS
+        self.evicted = 0
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                     ) -> None:
@@ -92,24 +105,40 @@ class LinkProxy:
         async with client:
             if self._state.reset(self._link.name):
                 return  # refused
-            try:
+            with trio.CancelScope() as scope:
+                connection = self._admit(scope)
+                try:
+                    await self._forward(client, connection)
+                finally:
+                    self._open.discard(connection)
+
+    async def _forward(self, client: trio.SocketStream, connection: _Connection) -> None:
+        try:
+            with trio.fail_after(CONNECT_TIMEOUT):
                 server = await trio.open_tcp_stream("127.0.0.1", self._link.target_port)
-            except OSError:
-                return  # the target is down: so is the connection
-            async with server:
-                with trio.CancelScope() as scope:
-                    connection = _Connection(client, server, scope)
-                    self._open.add(connection)
-                    try:
-                        async with trio.open_nursery() as nursery:
-                            a, b = self._link.a, self._link.b
-                            nursery.start_soon(self._pump, client, server, f"{a}>{b}", scope)
-                            nursery.start_soon(self._pump, server, client, f"{b}>{a}", scope)
-                    finally:
-                        self._open.discard(connection)
+        except (OSError, trio.TooSlowError):
+            return  # the target is down or slow: so is the connection
+        async with server, trio.open_nursery() as nursery:
+            a, b = self._link.a, self._link.b
+            nursery.start_soon(self._pump, client, server, f"{a}>{b}", connection)
+            nursery.start_soon(self._pump, server, client, f"{b}>{a}", connection)
+
+    def _admit(self, scope: trio.CancelScope) -> _Connection:
+        """A slot for a new connection; when the link is full, the quietest one gives way."""
+        if len(self._open) >= self._capacity:
+            quietest = min(self._open, key=lambda c: c.last_active)
+            self._open.discard(quietest)
+            quietest.scope.cancel()
+            self.evicted += 1
+            if self.evicted % 100 == 1:
+                log.warning("link %s full (%d connections): closed the quietest for a new one "
+                            "(%d so far)", self._link.name, self._capacity, self.evicted)
+        connection = _Connection(scope)
+        self._open.add(connection)
+        return connection
 
     async def _pump(self, source: trio.SocketStream, sink: trio.SocketStream, direction: str,
-                    connection: trio.CancelScope) -> None:
+                    connection: _Connection) -> None:
         name = self._link.name
         last = 0.0
         try:
@@ -118,6 +147,7 @@ class LinkProxy:
                 data = await source.receive_some(CHUNK)
                 if not data:
                     break
+                connection.last_active = trio.current_time()
                 fault = self._state.direction(name, direction)
                 if fault.drop and self._rng.random() < fault.drop:
                     break
@@ -129,7 +159,7 @@ class LinkProxy:
                 await sink.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
-        connection.cancel()  # one side is done: so is the connection
+        connection.scope.cancel()  # one side is done: so is the connection
 
     async def _while_cut(self, name: str, direction: str) -> None:
         while self._state.direction(name, direction).cut:

@@ -25,10 +25,11 @@ from quorapay.check.checker import BankReport, Evidence, check_bank
 from quorapay.check.history import Event, Fail, Info, Invoke, Ok, TransferBody, encode
 from quorapay.check.log_tap import LogTap
 from quorapay.check.nemesis import BankNemesis, undo_everything
-from quorapay.client import Client, ClientError, node_request
+from quorapay.client import Client, ClientError
 from quorapay.cluster import supervisor
 from quorapay.config import ClusterConfig
 from quorapay.core.errors import QuorapayError
+from quorapay.security.access import ask_node, cluster_client
 from quorapay.verify.collect import settled_statuses
 
 ISSUER = "bank"
@@ -39,13 +40,12 @@ OP_DEADLINE = 30.0
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Stage:
-    """What a scenario gets: the cluster, the clock and recorder of the history, the clients'
-    urls, and the time the workload stops."""
+    """What a scenario gets: the cluster, the clock and recorder of the history, and the time
+    the workload stops."""
 
     cluster: ClusterConfig
     record: Callable[[Event], None]
     now: Callable[[], float]
-    urls: list[str]
     stop_at: float
     first_ack_after: Callable[[float], Awaitable[float]]  # seconds from a moment to an ack
     stall: Callable[[float, float], float]  # the longest time without an ack in a window
@@ -122,21 +122,20 @@ async def run_bank(cluster: ClusterConfig, options: BankOptions) -> BankOutcome:
     rng = random.Random(options.seed)
     run_id = results.name  # transfer ids are unique per run: runs can share a cluster
     accounts = [f"acct-{i}" for i in range(1, options.accounts + 1)]
-    urls = [n.client_url for n in cluster.nodes]
     tap = LogTap(cluster)
     try:
         async with trio.open_nursery() as background:
             background.start_soon(tap.run)  # reads the logs before compaction forgets them
-            await _setup(urls, accounts)
+            await _setup(cluster, accounts)
             stop_at = history.now() + options.seconds
             measurements: dict[str, float] = {}
             async with trio.open_nursery() as nursery:
                 for process in range(1, options.clients + 1):
-                    nursery.start_soon(_client, f"{run_id}-p{process}", process, urls, accounts,
+                    nursery.start_soon(_client, f"{run_id}-p{process}", process, cluster, accounts,
                                        random.Random(rng.random()), history, stop_at)
                 if options.scenario is not None:
                     stage = Stage(cluster=cluster, record=history.record, now=history.now,
-                                  urls=urls, stop_at=stop_at,
+                                  stop_at=stop_at,
                                   first_ack_after=history.first_ack_after, stall=history.stall)
                     measurements = await options.scenario(stage)
                 else:
@@ -146,7 +145,7 @@ async def run_bank(cluster: ClusterConfig, options: BankOptions) -> BankOutcome:
                                           duration=options.fault_duration)
                     await nemesis.run(stop_at)
             undo_everything(cluster)
-            liveness = await _liveness(urls, options.liveness_bound)
+            liveness = await _liveness(cluster, options.liveness_bound)
             background.cancel_scope.cancel()
         evidence = await _collect(cluster, history.events, liveness, options, tap)
     finally:
@@ -156,8 +155,8 @@ async def run_bank(cluster: ClusterConfig, options: BankOptions) -> BankOutcome:
     return BankOutcome(report=report, results=results, measurements=measurements)
 
 
-async def _setup(urls: list[str], accounts: list[str]) -> None:
-    async with Client(urls, deadline=60) as client:
+async def _setup(cluster: ClusterConfig, accounts: list[str]) -> None:
+    async with cluster_client(cluster, deadline=60) as client:
         opened = await client.create_accounts(
             [AccountSpec(id=ISSUER, allow_negative=True)] + [AccountSpec(id=a) for a in accounts])
         funded = await client.submit_transfers([
@@ -169,10 +168,10 @@ async def _setup(urls: list[str], accounts: list[str]) -> None:
                             "(use a fresh cluster: `quorapay down`, remove .quorapay, `up`)")
 
 
-async def _client(prefix: str, process: int, urls: list[str], accounts: list[str],
+async def _client(prefix: str, process: int, cluster: ClusterConfig, accounts: list[str],
                   rng: random.Random, history: _History, stop_at: float) -> None:
     op = 0
-    async with Client(urls, deadline=OP_DEADLINE) as client:
+    async with cluster_client(cluster, deadline=OP_DEADLINE) as client:
         while history.now() < stop_at:
             op += 1
             if rng.random() < READ_SHARE:
@@ -226,11 +225,11 @@ def _failed(history: _History, process: int, op: int, f: str, exc: ClientError) 
                             status=str(exc.code).lower()))
 
 
-async def _liveness(urls: list[str], bound: float) -> float | None:
+async def _liveness(cluster: ClusterConfig, bound: float) -> float | None:
     """Seconds from now until a write commits, or None if none does within `bound`."""
     started = time.monotonic()
     try:
-        async with Client(urls, deadline=bound) as client:
+        async with cluster_client(cluster, deadline=bound) as client:
             await client.barrier()
     except ClientError:
         return None
@@ -247,12 +246,12 @@ async def _collect(cluster: ClusterConfig, events: list[Event], liveness: float 
         if isinstance(status, str):
             evidence.unreachable[node_id] = status
             continue
-        url = cluster.node(node_id).client_url
         try:
             await _read_rest(tap, node_id)
             evidence.logs[node_id] = tap.logs[node_id]
             evidence.skipped[node_id] = tap.skipped[node_id]
-            digest = (await node_request(url, api.Digest(), timeout=30)).digest
+            digest = (await ask_node(cluster, cluster.node(node_id), api.Digest(),
+                                     timeout=30)).digest
             assert digest is not None
             evidence.digests[node_id] = digest
         except ClientError as exc:

@@ -15,9 +15,10 @@ import contextlib
 import trio
 
 from quorapay.api import schema as api
-from quorapay.client import ClientError, node_request
+from quorapay.client import ClientError
 from quorapay.config import ClusterConfig
-from quorapay.core.types import LogEntry
+from quorapay.core.types import LogEntry, NodeId
+from quorapay.security.access import ask_node
 
 POLL_SECONDS = 0.5
 REQUEST_TIMEOUT = 2.0
@@ -25,15 +26,16 @@ REQUEST_TIMEOUT = 2.0
 
 class LogTap:
     def __init__(self, cluster: ClusterConfig) -> None:
-        self._urls: dict[str, str] = {n.id: n.client_url for n in cluster.nodes}
-        self.logs: dict[str, list[LogEntry]] = {n: [] for n in self._urls}
-        self.skipped: dict[str, list[tuple[int, int]]] = {n: [] for n in self._urls}
-        self._next: dict[str, int] = dict.fromkeys(self._urls, 1)
+        self._cluster = cluster
+        self._nodes = {n.id: n for n in cluster.nodes}
+        self.logs: dict[str, list[LogEntry]] = {n: [] for n in self._nodes}
+        self.skipped: dict[str, list[tuple[int, int]]] = {n: [] for n in self._nodes}
+        self._next: dict[str, int] = dict.fromkeys(self._nodes, 1)
 
     async def run(self) -> None:
         """Poll every node until cancelled."""
         async with trio.open_nursery() as nursery:
-            for node in self._urls:
+            for node in self._nodes:
                 nursery.start_soon(self._follow, node)
 
     async def _follow(self, node: str) -> None:
@@ -44,8 +46,8 @@ class LogTap:
 
     async def read(self, node: str, *, timeout: float) -> None:
         """Read `node`'s applied entries that the tap has not read yet."""
-        url = self._urls[node]
-        status = (await node_request(url, api.Status(), timeout=timeout)).status
+        target = self._nodes[NodeId(node)]
+        status = (await ask_node(self._cluster, target, api.Status(), timeout=timeout)).status
         assert status is not None
         if self._next[node] <= status.log_start:  # compacted before we read it
             self.skipped[node].append((self._next[node], status.log_start))
@@ -53,8 +55,8 @@ class LogTap:
         while self._next[node] <= status.applied_index:
             first = self._next[node]
             last = min(first + api.MAX_BATCH - 1, status.applied_index)
-            response = await node_request(url, api.Entries(first=first, last=last),
-                                          timeout=timeout)
+            response = await ask_node(self._cluster, target, api.Entries(first=first, last=last),
+                                      timeout=timeout)
             entries = response.entries or []
             if not entries:
                 return

@@ -16,11 +16,13 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from quorapay.chaos import network, processes
-from quorapay.chaos.clocks import ClockSkew, clear_skews, skew_path, write_skew
-from quorapay.chaos.links import Faults, read_faults, read_plan, write_faults
+from quorapay.chaos.links import Faults, read_faults, write_faults
 from quorapay.chaos.network import ChaosError
 from quorapay.check.history import Event, Nemesis
+from quorapay.clock.overrides import clear_skews, skew_path, write_skew
+from quorapay.clock.skew import ClockSkew
 from quorapay.cluster import runtime, supervisor, zookeeper
+from quorapay.cluster.plan import read_plan
 from quorapay.config import ClusterConfig
 
 KINDS = ("kill", "pause", "partition", "zk", "skew", "strobe")

@@ -18,13 +18,16 @@ import trio
 
 from quorapay.api import schema as api
 from quorapay.chaos import network, processes
-from quorapay.chaos.clocks import ClockSkew, clear_skews, skew_path, write_skew
-from quorapay.chaos.links import Faults, read_faults, read_plan, write_faults
+from quorapay.chaos.links import Faults, read_faults, write_faults
 from quorapay.check.bank import Scenario, Stage
 from quorapay.check.history import Nemesis
-from quorapay.client import Client, ClientError
+from quorapay.client import ClientError
+from quorapay.clock.overrides import clear_skews, skew_path, write_skew
+from quorapay.clock.skew import ClockSkew
 from quorapay.cluster import runtime, supervisor, zookeeper
+from quorapay.cluster.plan import read_plan
 from quorapay.config import NodeConfig
+from quorapay.security.access import cluster_client
 
 START = 3.0  # seconds into the workload before the fault
 
@@ -76,7 +79,7 @@ async def _recovery(stage: Stage, since: float, deadline: float = 60.0) -> float
 async def _write_time(stage: Stage, deadline: float = 30.0) -> float:
     """Seconds until a write (a barrier) commits, from now (when clients may be idle)."""
     started = time.monotonic()
-    async with Client(stage.urls, deadline=deadline) as client:
+    async with cluster_client(stage.cluster, deadline=deadline) as client:
         await client.barrier()
     return round(time.monotonic() - started, 3)
 
@@ -341,7 +344,7 @@ async def retries_across_failover(stage: Stage) -> dict[str, float]:
 
         async def send(client_number: int) -> None:
             nonlocal retried
-            async with Client(stage.urls, deadline=60) as client:
+            async with cluster_client(stage.cluster, deadline=60) as client:
                 transfers = [api.TransferSpec(id=f"retry-{client_number}-{i}", debit="acct-1",
                                               credit="acct-2", amount=1) for i in range(20)]
                 results = await client.submit_transfers(transfers)

@@ -11,14 +11,15 @@ import click
 import trio
 
 from quorapay.chaos import network, processes
-from quorapay.chaos.clocks import active_skews, clear_skews
 from quorapay.chaos.kill import kill_leader
-from quorapay.chaos.links import Faults, Plan, read_faults, read_plan, write_faults
+from quorapay.chaos.links import Faults, read_faults, write_faults
 from quorapay.chaos.network import ChaosError
 from quorapay.chaos.proxy import run_proxy
 from quorapay.cli.context import AppContext, emit, json_option, pass_app, run
 from quorapay.cli.main import cli
+from quorapay.clock.overrides import active_skews, clear_skews
 from quorapay.cluster import runtime, supervisor, zookeeper
+from quorapay.cluster.plan import Plan, read_plan
 from quorapay.config import ClusterConfig
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s)?")

@@ -6,21 +6,22 @@ from collections.abc import Callable
 
 import click
 
-from quorapay.chaos import clocks, processes
-from quorapay.chaos.clocks import ClockSkew, parse_drift, parse_offset
+from quorapay.chaos import processes
 from quorapay.cli.chaos import chaos
 from quorapay.cli.context import AppContext, emit, json_option, pass_app, run
+from quorapay.clock import overrides
+from quorapay.clock.skew import ClockFaultError, ClockSkew, parse_drift, parse_offset
 
 
 def _set(app: AppContext, verb: str, target: str, make: Callable[[ClockSkew], ClockSkew],
          as_json: bool) -> None:
     node = run(processes.resolve, app.cluster, target)
-    path = clocks.skew_path(app.cluster.run_dir, node.id)
-    skew = make(clocks.read_skew(path) or node.clock)
+    path = overrides.skew_path(app.cluster.run_dir, node.id)
+    skew = make(overrides.read_skew(path) or node.clock)
     problem = skew.problem()
     if problem is not None:
-        raise clocks.ClockFaultError(problem)
-    clocks.write_skew(path, skew)
+        raise ClockFaultError(problem)
+    overrides.write_skew(path, skew)
     emit(as_json, {"verb": verb, "node": node.id, "offset_ms": skew.offset_ms,
                    "drift_ppm": skew.drift_ppm, "strobe_ms": skew.strobe_ms,
                    "strobe_period_s": skew.strobe_period_s},
@@ -53,7 +54,7 @@ def strobe(app: AppContext, target: str, amplitude: str, period: str, as_json: b
     """Make NODE's (or the leader's) wall clock jump back and forth around its offset."""
     amplitude_ms, period_ms = abs(parse_offset(amplitude)), parse_offset(period)
     if period_ms < 10:
-        raise clocks.ClockFaultError("--period must be at least 10ms")
+        raise ClockFaultError("--period must be at least 10ms")
     _set(app, "strobe", target, lambda current: ClockSkew(
         offset_ms=current.offset_ms, drift_ppm=current.drift_ppm, strobe_ms=amplitude_ms,
         strobe_period_s=period_ms / 1000), as_json)

@@ -11,6 +11,7 @@ from quorapay.cli.context import AppContext, emit, json_option, pass_app, run
 from quorapay.cli.main import Failed, cli
 from quorapay.cluster import supervisor
 from quorapay.config import default_cluster, parse_config, render
+from quorapay.security.issue import ensure_secrets
 
 
 @cli.command()
@@ -20,22 +21,32 @@ from quorapay.config import default_cluster, parse_config, render
               help="Node i listens for peers on base+i and for clients on base+100+i.")
 @click.option("--zookeeper-port", default=21810, show_default=True,
               type=click.IntRange(1024, 65535))
-@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.option("--force", is_flag=True, help="Overwrite an existing cluster file.")
+@click.option("--secrets-only", is_flag=True,
+              help="Keep the cluster file; create whatever of its secrets is missing.")
 @pass_app
 def init(app: AppContext, nodes: int, name: str, base_port: int, zookeeper_port: int,
-         force: bool) -> None:
-    """Write a cluster file for a local cluster."""
+         force: bool, secrets_only: bool) -> None:
+    """Write a cluster file for a local cluster, and its secrets: a CA, a certificate per node,
+    the operator and payer credentials, a ZooKeeper password."""
     path: Path = app.config_path
-    if path.exists() and not force:
-        raise Failed(f"{path} exists (use --force to overwrite it)")
-    text = render(default_cluster(nodes=nodes, name=name, base_port=base_port,
-                                  zookeeper_port=zookeeper_port))
-    parse_config(path, text)  # valid before anything is written
-    try:
-        path.write_text(text)
-    except OSError as exc:
-        raise Failed(f"cannot write {path}: {exc.strerror}") from None
-    click.echo(f"wrote {path}: {nodes} node(s), ZooKeeper on 127.0.0.1:{zookeeper_port}")
+    if not secrets_only:
+        if path.exists() and not force:
+            raise Failed(f"{path} exists (use --force to overwrite it, or --secrets-only to "
+                         "create its missing secrets)")
+        text = render(default_cluster(nodes=nodes, name=name, base_port=base_port,
+                                      zookeeper_port=zookeeper_port))
+        parse_config(path, text)  # valid before anything is written
+        try:
+            path.write_text(text)
+        except OSError as exc:
+            raise Failed(f"cannot write {path}: {exc.strerror}") from None
+        click.echo(f"wrote {path}: {nodes} node(s), ZooKeeper on 127.0.0.1:{zookeeper_port}")
+    cluster = app.cluster
+    written = ensure_secrets(cluster)
+    folder = cluster.security.secrets_dir
+    click.echo(f"secrets in {folder}: " + (f"created {len(written)} file(s)" if written
+                                           else "all present"))
 
 
 @cli.command()
@@ -84,6 +95,13 @@ def status(app: AppContext, as_json: bool) -> None:
         else:
             click.echo(f"{node_id:6} {s}")
     click.echo(f"leader: {leader.node} (epoch {leader.epoch})" if leader else "leader: none")
+    answered = [s for s in found.values() if isinstance(s, api.NodeStatus)]
+    if any(not s.tls for s in answered):
+        click.echo("security: INSECURE (security.insecure_benchmark_only): no TLS, no "
+                   "credentials, no ZooKeeper ACLs -- benchmarks only")
+    for node_id, s in found.items():
+        if isinstance(s, api.NodeStatus) and s.zookeeper_warning:
+            click.echo(f"ZooKeeper, seen by {node_id}: {s.zookeeper_warning}")
     clocks = {n: s.clock for n, s in found.items()
               if isinstance(s, api.NodeStatus) and s.clock is not None}
     if clocks:

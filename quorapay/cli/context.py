@@ -11,7 +11,10 @@ import click
 import msgspec
 import trio
 
+from quorapay.client import Client
 from quorapay.config import ClusterConfig, load_config
+from quorapay.security.access import cluster_client
+from quorapay.security.secrets import OPERATOR
 
 T = TypeVar("T")
 
@@ -19,6 +22,7 @@ T = TypeVar("T")
 @dataclass(slots=True)
 class AppContext:
     config_path: Path
+    credential: str = OPERATOR
     _cluster: ClusterConfig | None = field(default=None)
 
     @property
@@ -27,9 +31,9 @@ class AppContext:
             self._cluster = load_config(self.config_path)
         return self._cluster
 
-    @property
-    def urls(self) -> list[str]:
-        return [n.client_url for n in self.cluster.nodes]
+    def client(self, **options: Any) -> Client:
+        """A client of the cluster holding the credential chosen (--credential)."""
+        return cluster_client(self.cluster, credential=self.credential, **options)
 
 
 pass_app = click.make_pass_decorator(AppContext)

@@ -9,14 +9,13 @@ import click
 from quorapay.api import schema as api
 from quorapay.cli.context import AppContext, emit, json_option, pass_app, run
 from quorapay.cli.main import Failed, cli
-from quorapay.client import Client
 
 currency_option = click.option("--currency", default="USD", show_default=True,
                                help="Currency code (upper case).")
 
 
 async def _ask(app: AppContext, request: api.Request) -> api.Response:
-    async with Client(app.urls, deadline=app.cluster.timing.request_timeout * 3) as client:
+    async with app.client(deadline=app.cluster.timing.request_timeout * 3) as client:
         return await client.request(request)
 
 

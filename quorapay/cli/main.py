@@ -11,6 +11,7 @@ import click
 from quorapay.cli.context import AppContext
 from quorapay.core.errors import QuorapayError
 from quorapay.files import PRIVATE_UMASK
+from quorapay.security.secrets import OPERATOR
 
 
 class Failed(click.ClickException):
@@ -35,11 +36,15 @@ class QuorapayGroup(click.Group):
 @click.option("-c", "--config", "config_path", type=click.Path(path_type=Path),
               default=Path("cluster.toml"), envvar="QUORAPAY_CONFIG", show_default=True,
               help="The cluster file.")
+@click.option("--credential", default=OPERATOR, envvar="QUORAPAY_CREDENTIAL",
+              show_default=True, metavar="NAME",
+              help="The client credential (in the secrets dir's clients/) that account, pay, "
+                   "balance and transfer use.")
 @click.version_option(package_name="quorapay")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path) -> None:
+def cli(ctx: click.Context, config_path: Path, credential: str) -> None:
     """Quorapay: a replicated payment ledger with a ZooKeeper-elected leader."""
-    ctx.obj = AppContext(config_path=config_path)
+    ctx.obj = AppContext(config_path=config_path, credential=credential)
 
 
 def main() -> None:
@@ -53,6 +58,7 @@ from quorapay.cli import (  # noqa: E402, F401
     chaos_clock,
     check,
     cluster,
+    credentials,
     ledger,
     node,
     sim,

@@ -14,8 +14,8 @@ from typing import Any
 
 import tomli_w
 
-from quorapay.chaos.links import LinkPlan, Plan, read_plan, write_plan
 from quorapay.cluster import zookeeper
+from quorapay.cluster.plan import LinkPlan, Plan, read_plan, write_plan
 from quorapay.cluster.ports import free_ports
 from quorapay.config import ClusterConfig, NodeConfig, load_config
 from quorapay.files import write_private
@@ -118,13 +118,15 @@ def _runtime_document(cluster: ClusterConfig, plan: Plan) -> dict[str, Any]:
         "storage": {"compact_every": cluster.storage.compact_every,
                     "compact_retain": cluster.storage.compact_retain},
         "chaos": {"proxies": True},
+        "security": {"secrets_dir": str(cluster.security.secrets_dir),
+                     "insecure_benchmark_only": cluster.security.insecure},
         "nodes": [_runtime_node(cluster, plan, node) for node in cluster.nodes],
     }
 
 
 def _runtime_node(cluster: ClusterConfig, plan: Plan, node: NodeConfig) -> dict[str, Any]:
     routes: dict[str, str] = {
-        peer.id: f"ws://127.0.0.1:{plan.link(peer_link(node.id, peer.id)).listen_port}/"
+        peer.id: f"127.0.0.1:{plan.link(peer_link(node.id, peer.id)).listen_port}"
         for peer in cluster.nodes if node.id < peer.id}
     routes["zookeeper"] = ",".join(
         f"127.0.0.1:{plan.link(f'{node.id}-{zk_endpoint(s)}').listen_port}"

@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 import trio
 
 from quorapay.api import schema as api
-from quorapay.chaos.links import Plan
-from quorapay.client import ClientError, node_request
+from quorapay.client import ClientError
 from quorapay.cluster import runtime, zookeeper
+from quorapay.cluster.plan import Plan
 from quorapay.cluster.processes import Tracked
 from quorapay.config import ClusterConfig, NodeConfig
 from quorapay.core.errors import QuorapayError
 from quorapay.files import private_dir
+from quorapay.security.access import ask_node
+from quorapay.security.secrets import SecretsDir, require_cluster_secrets
 
 
 class ClusterError(QuorapayError):
@@ -62,6 +64,9 @@ class UpReport:
 
 async def up(cluster: ClusterConfig, *, timeout: float = 60.0) -> UpReport:
     report = UpReport()
+    if not cluster.security.insecure:  # before anything starts: one clear line if missing
+        require_cluster_secrets(SecretsDir(cluster.security.secrets_dir), list(cluster.node_ids),
+                                cluster_file=cluster.path)
     for folder in (cluster.run_dir, *(n.data_dir for n in cluster.nodes)):
         private_dir(folder)  # made private, or tightened if an older version made it open
     stopped = [n for n in cluster.nodes if node_process(cluster, n).pid() is None]
@@ -177,7 +182,7 @@ async def statuses(cluster: ClusterConfig, *, timeout: float = 2.0
 
     async def ask(node: NodeConfig) -> None:
         try:
-            response = await node_request(node.client_url, api.Status(), timeout=timeout)
+            response = await ask_node(cluster, node, api.Status(), timeout=timeout)
             assert response.status is not None
             found[node.id] = response.status
         except ClientError as exc:

@@ -2,7 +2,10 @@
 
 It is found through $ZOOKEEPER_HOME (a release: lib/*.jar) or Debian's
 /usr/share/java/zookeeper.jar, runs standalone with its own data directory under the run
-directory, and listens on 127.0.0.1 only.
+directory (0700), listens on 127.0.0.1 only, and -- unless the cluster is an insecure
+benchmark -- refuses every session that has not authenticated with the digest scheme
+(`enforce.auth.enabled`, ZooKeeper 3.7 and later): the znodes' ACLs then admit only the cluster's
+credential. The admin server is off; of the four-letter words only ruok, srvr and stat answer.
 """
 
 from __future__ import annotations
@@ -14,10 +17,14 @@ import socket
 import time
 from pathlib import Path
 
+from kazoo.client import KazooClient
+from kazoo.security import make_digest_acl
+
 from quorapay.cluster.processes import Tracked
 from quorapay.config import ClusterConfig
 from quorapay.core.errors import QuorapayError
 from quorapay.files import private_dir, write_private
+from quorapay.security.secrets import SecretsDir, read_zookeeper_credential
 
 DEBIAN_JAR = Path("/usr/share/java/zookeeper.jar")
 STANDALONE_MAIN = "org.apache.zookeeper.server.ZooKeeperServerMain"
@@ -92,6 +99,8 @@ def _server_config(cluster: ClusterConfig, server: int, home: Path) -> str:
              "maxClientCnxns=200", "admin.enableServer=false",
              f"minSessionTimeout={2 * TICK_MS}", "maxSessionTimeout=60000",
              "4lw.commands.whitelist=ruok,srvr,stat"]
+    if not cluster.security.insecure:
+        lines += ["enforce.auth.enabled=true", "enforce.auth.schemes=digest"]
     if zk.servers > 1:
         lines += ["initLimit=10", "syncLimit=5"]
         lines += [f"server.{i}=127.0.0.1:{quorum_port(cluster, i)}:{election_port(cluster, i)}"
@@ -177,3 +186,16 @@ def stop(cluster: ClusterConfig) -> list[int]:
 
 def stop_server(cluster: ClusterConfig, server: int, *, grace: float = 10.0) -> bool:
     return tracked(cluster, server).stop(grace=grace)
+
+
+def admin_client(cluster: ClusterConfig) -> KazooClient:
+    """A kazoo client holding the cluster's ZooKeeper credential, not started (for operators'
+    tools and tests that look at or tamper with the cluster's znodes; blocking calls: run it in a
+    thread)."""
+    hosts = cluster.zookeeper.connect_string
+    if cluster.security.insecure:
+        return KazooClient(hosts=hosts)
+    user, password = read_zookeeper_credential(SecretsDir(cluster.security.secrets_dir),
+                                               cluster_file=cluster.path)
+    return KazooClient(hosts=hosts, auth_data=[("digest", f"{user}:{password}")],
+                       default_acl=[make_digest_acl(user, password, all=True)])

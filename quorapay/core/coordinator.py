@@ -40,7 +40,9 @@ Whatever is in ZooKeeper is input, not truth: anyone holding the cluster's ZooKe
   * `leader` undecodable, naming a node that is not a member, or persistent (ours are always
     ephemeral): not a leader. The watch reports no leader, and the next candidate to claim
     deletes it. One naming a member, ephemeral, is waited out until its session ends.
-  * election candidates of non-members are ignored (they would block the queue for good).
+  * election candidates of non-members are ignored, and persistent ones (ours are ephemeral)
+    removed: they would block the queue for good. An ephemeral squatter holds it up only for as
+    long as its session lives, like a leader znode.
   * an operation refused for lack of rights (NO_AUTH) or failing in a way the procedure does
     not expect: report, wait for `RetryDue` (the driver sends one every second or so), start
     the procedure over.
@@ -65,6 +67,11 @@ from quorapay.core.inputs import (
 )
 from quorapay.core.types import Epoch, NodeId
 from quorapay.core.znodes import EpochRecord, Layout, LeaderInfo, MemberInfo
+
+# An epoch znode more than this far above every epoch a node has seen is not believed: one write
+# could otherwise use up the range of epochs (2^53). Honest epochs move by one per election; if a
+# node is so far behind, the replicas refuse its lower claim and it claims above their promise.
+MAX_EPOCH_JUMP = 2**20
 
 # ---------------------------------------------------------------------------- operations
 
@@ -476,8 +483,22 @@ class Coordinator:
             if ahead is None:
                 yield from self._lead(mine)
                 continue
-            if (yield Exists(path=f"{layout.election}/{ahead}", watch=True)) is not None:
-                yield _WaitWatch(f"{layout.election}/{ahead}")
+            path = f"{layout.election}/{ahead}"
+            stat = yield Exists(path=path, watch=True)
+            if stat is None:
+                continue
+            if stat.owner != 0:
+                yield _WaitWatch(path)
+            else:  # a persistent squatter would hold the queue up for good
+                yield from self._remove_candidate(path, stat)
+
+    def _remove_candidate(self, path: str, stat: Stat) -> Fiber:
+        self._warn(f"removing the persistent election candidate {path}: candidates are "
+                   "ephemeral")
+        try:
+            yield Delete(path=path, version=stat.version)
+        except ZkFailure as failure:
+            _expect(failure, ZkError.NO_NODE, ZkError.BAD_VERSION)
 
     def _register_member(self) -> Fiber:
         path = self._layout.member(self._node)
@@ -562,16 +583,19 @@ class Coordinator:
             yield _WaitWatch(layout.leader)
 
     def _epoch_after(self, data: bytes) -> Epoch | None:
-        """The epoch to claim after the epoch znode's content. Garbage, or a value at the top of
-        the range, is overwritten from the highest epoch seen here (None if even that is at the
-        top: nothing is left to claim)."""
+        """The epoch to claim after the epoch znode's content. Garbage, or a value more than
+        MAX_EPOCH_JUMP above the highest epoch seen here (a write that would use up the range of
+        epochs), is overwritten from the highest epoch seen here. None if even that is at the
+        top: nothing is left to claim."""
         record = znodes.parse_epoch(data)
-        if record is None or record.epoch >= MAX_COUNTER:
-            what = "not an epoch" if record is None else "at the top of the range"
+        usable = record is not None and record.epoch - self._floor <= MAX_EPOCH_JUMP
+        if not usable:
+            what = "not an epoch" if record is None else \
+                f"more than {MAX_EPOCH_JUMP} above the highest epoch seen here"
             self._warn(f"the epoch znode {self._layout.epoch} holds {_shown(data)}, {what}: "
                        f"overwriting it from the highest epoch seen here ({self._floor})")
-        epoch = next_epoch(record.epoch if record is not None and record.epoch < MAX_COUNTER
-                           else Epoch(0), self._floor)
+        epoch = next_epoch(record.epoch if record is not None and usable else Epoch(0),
+                           self._floor)
         if epoch > MAX_COUNTER:
             self._warn(f"epoch {epoch} would be above the range of epochs: not claiming")
             return None

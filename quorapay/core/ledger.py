@@ -181,6 +181,15 @@ class Ledger:
                             for r in sorted(self._transfers.values(),
                                             key=lambda r: r.transfer.id)))
 
+    def copy(self) -> Ledger:
+        """An independent copy (its accounts are new objects; transfer records are immutable)."""
+        copied = Ledger()
+        copied._accounts = {i: Account(id=a.id, currency=a.currency,
+                                       allow_negative=a.allow_negative, balance=a.balance,
+                                       index=a.index) for i, a in self._accounts.items()}
+        copied._transfers = dict(self._transfers)
+        return copied
+
     def replace(self, state: LedgerState) -> None:
         """Become exactly `state` (a snapshot installed)."""
         other = Ledger.from_state(state)

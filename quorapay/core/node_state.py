@@ -54,6 +54,8 @@ class ErrorCode(StrEnum):
     UNAVAILABLE = "UNAVAILABLE"  # retryable: no quorum, leader recovering, ZooKeeper suspended
     TIMEOUT = "TIMEOUT"  # outcome unknown: retry with the same ids, it is safe
     INVALID_REQUEST = "INVALID_REQUEST"  # not retryable: malformed or over limits
+    UNAUTHENTICATED = "UNAUTHENTICATED"  # not retryable: no valid credential of this cluster
+    FORBIDDEN = "FORBIDDEN"  # not retryable: the credential's role may not do this
     INTERNAL = "INTERNAL"  # not retryable as is: a bug; the node logged it
 
     @property

@@ -1,20 +1,27 @@
-"""The client API server: JSON requests over websockets, answered through the driver.
+"""The client API server: JSON requests over websockets (TLS), answered through the driver.
 
-Every node serves it. Writes and linearizable reads go to the driver and wait for their outcome
-at most `request_timeout`; past that the answer is TIMEOUT ("outcome unknown: retry with the same
-ids"). Requests on one connection may be pipelined; responses carry the request's `req`. A
-malformed request gets INVALID_REQUEST and changes nothing.
+Every node serves it. A connection must present a client certificate of this cluster (`payer`
+or `operator` role, see `quorapay.security.identity`): without one the upgrade is refused with
+401 and a reason. Each request is dispatched with the connection's principal; an operation its
+role may not call gets FORBIDDEN and changes nothing. Writes and linearizable reads go to the
+driver and wait for their outcome at most `request_timeout`; past that the answer is TIMEOUT
+("outcome unknown: retry with the same ids"). Requests on one connection may be pipelined (at
+most PIPELINE_DEPTH in flight); responses carry the request's `req`. A malformed request gets
+INVALID_REQUEST and changes nothing. Heavy operator queries (digest, entry digests) take their
+data between driver batches and compute in a worker thread, one at a time, so that they never
+hold up the event loop.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, WebSocketServer
+from trio_websocket import ConnectionClosed
 
 from quorapay.api import schema as api
 from quorapay.api.timestamps import iso
@@ -43,6 +50,9 @@ from quorapay.node.loop import (
     ReadValue,
     Reply,
 )
+from quorapay.security.identity import Principal, Role, may_call, role_needed
+from quorapay.transport.limits import CLIENT_LIMITS
+from quorapay.transport.server import Link, Refusal, WebsocketServer
 
 log = logging.getLogger(__name__)
 PIPELINE_DEPTH = 64  # requests in flight per connection
@@ -52,54 +62,74 @@ MAX_DIGEST_RANGE = 10_000
 
 class ClientApi:
     def __init__(self, cluster: ClusterConfig, inputs: trio.MemorySendChannel[DriverInput],
-                 status: Callable[[], api.NodeStatus], zk_leader: Callable[[], NodeId | None]
-                 ) -> None:
+                 status: Callable[[], api.NodeStatus], zk_leader: Callable[[], NodeId | None],
+                 *, tls: ssl.SSLContext | None = None) -> None:
         self._cluster = cluster
         self._inputs = inputs
         self._status = status
         self._zk_leader = zk_leader
         self._timeout = cluster.timing.request_timeout
+        self._heavy = trio.CapacityLimiter(1)  # digest-like queries: one at a time, in a thread
+        self._insecure = Principal(cluster=cluster.name, role=Role.OPERATOR,
+                                   name="insecure-benchmark") if tls is None else None
+        self.server = WebsocketServer(self._connection, what="client", cluster=cluster.name,
+                                      tls=tls, authorize=self._authorize,
+                                      limits=CLIENT_LIMITS, max_message_size=MAX_REQUEST_BYTES)
 
     async def serve(self, listeners: list[trio.SocketListener], *,
-                       task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED,
-                    ) -> None:
-        server = WebSocketServer(self._connection, listeners, max_message_size=MAX_REQUEST_BYTES)
-        await server.run(task_status=task_status)
+                    task_status: trio.TaskStatus[list[trio.SocketListener]]
+                    = trio.TASK_STATUS_IGNORED) -> None:
+        await self.server.serve(listeners, task_status=task_status)
 
-    async def _connection(self, request: WebSocketRequest) -> None:
-        ws = await request.accept()
+    def _authorize(self, principal: Principal | None) -> Refusal | None:
+        if self._insecure is not None:
+            return None
+        if principal is None:
+            return Refusal(401, "a client certificate of this cluster is required (the CLI and "
+                           "quorapay.client take one from the secrets dir; see docs/05-security)")
+        if principal.role not in (Role.PAYER, Role.OPERATOR):
+            return Refusal(403, f"{principal} may not use the client API")
+        return None
+
+    async def _connection(self, link: Link) -> None:
+        principal = link.principal or self._insecure
+        assert principal is not None  # authorized
         limiter = trio.CapacityLimiter(PIPELINE_DEPTH)
         async with trio.open_nursery() as nursery:
             while True:
                 try:
-                    data = await ws.get_message()
+                    data = await link.receive()
                 except ConnectionClosed:
                     break
                 await limiter.acquire_on_behalf_of(data)
-                nursery.start_soon(self._respond, ws, data, limiter)
+                nursery.start_soon(self._respond, link, principal, data, limiter)
 
-    async def _respond(self, ws: WebSocketConnection, data: str | bytes,
+    async def _respond(self, link: Link, principal: Principal, data: str | bytes,
                        limiter: trio.CapacityLimiter) -> None:
         try:
             try:
-                response = await self.handle(data)
+                response = await self.handle(data, principal)
             except Exception:  # the outermost loop of a request: a bug here must not kill the node
                 log.exception("internal error answering a client request")
                 response = api.Response(req=_req_of(data), error=api.error(
                     api.ErrorCode.INTERNAL, "internal error; the node logged it"))
-            await ws.send_message(api.encode(response).decode())
+            await link.send(api.encode(response).decode())
         except ConnectionClosed:
             pass
         finally:
             limiter.release_on_behalf_of(data)
 
-    async def handle(self, data: str | bytes) -> api.Response:
-        """Answer one raw request. Never raises for bad input."""
+    async def handle(self, data: str | bytes, principal: Principal) -> api.Response:
+        """Answer one raw request from `principal`. Never raises for bad input."""
         try:
             request = api.decode_request(data)
         except msgspec.DecodeError as exc:
             return api.Response(req=_req_of(data), error=api.error(
                 api.ErrorCode.INVALID_REQUEST, f"malformed request: {exc}"))
+        refusal = _forbidden(request, principal)
+        if refusal is not None:
+            return api.Response(req=request.req,
+                                error=api.error(api.ErrorCode.FORBIDDEN, refusal))
         try:
             return await self._dispatch(request)
         except _Invalid as exc:
@@ -129,11 +159,13 @@ class ClientApi:
             case api.Status():
                 return api.Response(req=request.req, status=self._status())
             case api.Digest(upto=upto, after=after):
-                return await self._local(request.req, lambda d: _digest(d, upto, after))
+                return await self._heavy_query(request.req,
+                                               lambda d: _digest_inputs(d, upto, after))
             case api.EntryDigests(first=first, last=last):
                 if not 1 <= first <= last or last - first >= MAX_DIGEST_RANGE:
                     raise _Invalid(f"need 1 <= first <= last, at most {MAX_DIGEST_RANGE} entries")
-                return await self._local(request.req, lambda d: _entry_digests(d, first, last))
+                return await self._heavy_query(
+                    request.req, lambda d: _entry_digests_inputs(d, first, last))
             case api.Entries(first=first, last=last):
                 if not 1 <= first <= last or last - first >= api.MAX_BATCH:
                     raise _Invalid(f"need 1 <= first <= last, at most {api.MAX_BATCH} entries")
@@ -179,6 +211,24 @@ class ClientApi:
         response: api.Response = outcome
         return msgspec.structs.replace(response, req=req)
 
+    async def _heavy_query(self, req: int, capture: Callable[[Driver], api.Response | Heavy]
+                           ) -> api.Response:
+        """A query whose inputs are captured between driver batches (a consistent view, cheap:
+        references to immutable entries, a copy of the ledger's rows) and computed in a worker
+        thread, one at a time: whatever it costs, the event loop keeps serving."""
+        with trio.move_on_after(self._timeout):
+            async with self._heavy:
+                captured = await self._ask(LocalQuery(query=capture, reply=Reply()))
+                if isinstance(captured, Failure):
+                    return api.Response(req=req, error=self._error(captured))
+                if not isinstance(captured, api.Response):
+                    captured = await trio.to_thread.run_sync(captured, abandon_on_cancel=True)
+                response: api.Response = msgspec.structs.replace(captured, req=req)
+                return response
+        return api.Response(req=req, error=api.error(api.ErrorCode.TIMEOUT, (
+            f"no answer within {self._timeout:g}s: another heavy query is running, or the "
+            "node is busy; try again")))
+
     async def _ask(self, item: ClientWrite | ClientRead | LocalQuery) -> Any:
         with trio.move_on_after(self._timeout):
             await self._inputs.send(item)
@@ -192,13 +242,31 @@ class ClientApi:
         leader = failure.leader or (self._zk_leader() if failure.code is
                                     api.ErrorCode.NOT_LEADER else None)
         hint = None
-        if leader is not None:
-            hint = api.LeaderHint(node=leader, url=self._cluster.node(leader).client_url)
+        if leader is not None and leader in self._cluster.node_ids:
+            hint = api.LeaderHint(node=leader, url=self._cluster.client_url(
+                self._cluster.node(leader)))
         return api.error(failure.code, failure.message, hint)
 
 
 class _Invalid(Exception):
     """A request that decodes but breaks a limit."""
+
+
+Heavy = Callable[[], api.Response]  # computes a response from captured inputs, in a thread
+
+
+def _forbidden(request: api.Request, principal: Principal) -> str | None:
+    """Why `principal` may not make this request, or None if it may."""
+    op = type(request).__struct_config__.tag
+    assert isinstance(op, str)
+    if not may_call(principal, op):
+        return (f"{principal} may not call {op!r}: it needs the {role_needed(op).value} role "
+                "(see docs/05-security)")
+    if isinstance(request, api.CreateAccounts) and principal.role is not Role.OPERATOR and any(
+            spec.allow_negative for spec in request.accounts):
+        return (f"{principal} may not open issuer accounts (allow_negative): they create "
+                "money; it needs the operator role")
+    return None
 
 
 def _bounded(specs: list[Any]) -> list[Any]:
@@ -254,7 +322,8 @@ def _transfers(ledger: Ledger, ids: list[str]) -> list[api.TransferRecord]:
     return found
 
 
-def _digest(driver: Driver, upto: int | None, after: int | None) -> api.Response:
+def _digest_inputs(driver: Driver, upto: int | None, after: int | None) -> api.Response | Heavy:
+    """Between batches: check the range and capture what the digest needs (cheap)."""
     applied = driver.applied_index
     start = driver.replica.log.start
     index = applied if upto is None else upto
@@ -264,16 +333,21 @@ def _digest(driver: Driver, upto: int | None, after: int | None) -> api.Response
             api.ErrorCode.INVALID_REQUEST,
             f"need log start {start} <= after <= upto <= applied index {applied}"))
     entries = driver.replica.log.slice(after + 1, index)
-    live = driver.ledger if index == applied else None
-    replayed = replay(entries) if start == 0 and after == 0 else None
-    state = replayed if replayed is not None else live
-    return api.Response(req=0, digest=api.DigestInfo(
-        node=driver.replica.node_id, index=index, after=after, log_start=start,
-        log_digest=log_digest(entries),
-        state_digest=replayed.digest() if replayed is not None else None,
-        stored_state_digest=live.digest() if live is not None else None,
-        totals=state.totals() if state is not None else None,
-        unordered_at=_first_unordered(driver.replica.log.ts_at(after), entries)))
+    live = driver.ledger.copy() if index == applied else None
+    previous = driver.replica.log.ts_at(after)
+    node = driver.replica.node_id
+
+    def compute() -> api.Response:  # in a worker thread: touches only what was captured
+        replayed = replay(entries) if start == 0 and after == 0 else None
+        state = replayed if replayed is not None else live
+        return api.Response(req=0, digest=api.DigestInfo(
+            node=node, index=index, after=after, log_start=start,
+            log_digest=log_digest(entries),
+            state_digest=replayed.digest() if replayed is not None else None,
+            stored_state_digest=live.digest() if live is not None else None,
+            totals=state.totals() if state is not None else None,
+            unordered_at=_first_unordered(previous, entries)))
+    return compute
 
 
 def _first_unordered(previous: Timestamp | None, entries: Sequence[LogEntry]) -> int | None:
@@ -301,7 +375,7 @@ def _entries(driver: Driver, first: int, last: int) -> api.Response:
     return _compacted(driver, first) or api.Response(req=0, entries=list(entries))
 
 
-def _entry_digests(driver: Driver, first: int, last: int) -> api.Response:
+def _entry_digests_inputs(driver: Driver, first: int, last: int) -> api.Response | Heavy:
     entries = driver.replica.log.slice(first, min(last, driver.applied_index))
-    return _compacted(driver, first) or api.Response(
-        req=0, entry_digests=[entry_digest(e) for e in entries])
+    return _compacted(driver, first) or (
+        lambda: api.Response(req=0, entry_digests=[entry_digest(e) for e in entries]))

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import trio
 
-from quorapay.chaos.clocks import ClockFaultError, ClockSkew, read_skew
+from quorapay.clock.overrides import read_skew
+from quorapay.clock.skew import ClockFaultError, ClockSkew
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.1

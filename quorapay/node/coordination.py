@@ -5,6 +5,12 @@ watch notifications -- crosses into trio through the trio token with `run_sync_s
 blocks kazoo's thread; no kazoo call blocks the event loop (every operation uses kazoo's async
 API). All decisions are `quorapay.core.coordinator`'s; this module only performs its requests and
 hands its replica inputs to the driver.
+
+Access: the session authenticates with the cluster's ZooKeeper digest credential, and every znode
+it creates carries an ACL giving that credential, and nobody else, every right -- except the
+parent `/quorapay`, shared by the clusters of one ensemble, where anyone may create and read
+(each cluster's own subtree is still closed to the others). A refusal (NoAuth) is reported as
+what it is and retried, never mistaken for a lost connection.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from kazoo.exceptions import (
 )
 from kazoo.protocol.states import WatchedEvent, ZnodeStat
 from kazoo.retry import KazooRetry
+from kazoo.security import ACL, make_acl, make_digest_acl
 
 from quorapay.config import ClusterConfig, NodeConfig
 from quorapay.core.coordinator import (
@@ -58,7 +65,8 @@ from quorapay.core.coordinator import (
     ZkError,
 )
 from quorapay.core.types import Epoch
-from quorapay.core.znodes import LeaderInfo
+from quorapay.core.znodes import Layout, LeaderInfo
+from quorapay.transport.address import websocket_url
 
 log = logging.getLogger(__name__)
 _WAIT_LOG_INTERVAL = 5.0
@@ -74,16 +82,30 @@ _ERRORS: tuple[tuple[type[Exception], ZkError], ...] = (
 RETRY_SECONDS = 1.0  # how often the coordinator retries what failed unexpectedly
 
 
+def cluster_acls(credential: tuple[str, str] | None) -> tuple[list[ACL] | None, list[ACL]]:
+    """(the ACL of every znode the cluster creates, the ACL of the shared parent). Without a
+    credential (an insecure benchmark): ZooKeeper's default, open to all."""
+    if credential is None:
+        return None, [make_acl("world", "anyone", all=True)]
+    user, password = credential
+    ours = make_digest_acl(user, password, all=True)
+    return [ours], [ours, make_acl("world", "anyone", read=True, create=True)]
+
+
 class Coordination:
     def __init__(self, cluster: ClusterConfig, node: NodeConfig,
-                 inputs: trio.MemorySendChannel[Any], epoch_floor: Callable[[], Epoch]) -> None:
+                 inputs: trio.MemorySendChannel[Any], epoch_floor: Callable[[], Epoch], *,
+                 credential: tuple[str, str] | None) -> None:
         self._cluster = cluster
         self._hosts = node.routes.get("zookeeper", cluster.zookeeper.connect_string)
         self._inputs = inputs  # the driver's input channel (replica inputs only)
         self._epoch_floor = epoch_floor
-        self.coordinator = Coordinator(cluster=cluster.name, node=node.id,
-                                       peer_url=node.peer_url, client_url=node.client_url,
-                                       members=cluster.node_ids)
+        self._credential = credential
+        self._acl, self._shared_acl = cluster_acls(credential)
+        self.coordinator = Coordinator(
+            cluster=cluster.name, node=node.id,
+            peer_url=websocket_url(node.peer_address, tls=cluster.security.tls),
+            client_url=cluster.client_url(node), members=cluster.node_ids)
         # kazoo's reports and the driver's requests: rare, must never be dropped or block
         self._events_send, self._events = trio.open_memory_channel[Event](float("inf"))
         self._token: trio.lowlevel.TrioToken | None = None
@@ -113,9 +135,11 @@ class Coordination:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Connect, then keep this node in the election until cancelled."""
         self._token = trio.lowlevel.current_trio_token()
+        auth = [("digest", ":".join(self._credential))] if self._credential else None
         zk = KazooClient(hosts=self._hosts,
                          timeout=self._cluster.zookeeper.session_timeout,
                          connection_retry=KazooRetry(max_tries=-1, delay=0.1, max_delay=1.0),
+                         auth_data=auth, default_acl=self._acl,
                          logger=logging.getLogger("kazoo.client"))
         self._zk = zk
         zk.add_listener(self._on_state)
@@ -173,6 +197,7 @@ class Coordination:
         if state == KazooState.CONNECTED:
             if session != self._session:
                 self._session = session
+                self._ensure_shared_parent()
                 event: Event = SessionStarted(session=session, token=uuid.uuid4().hex[:12])
             else:
                 event = ConnectionResumed()
@@ -187,6 +212,13 @@ class Coordination:
         # kazoo drops its watches then and does not re-register them when it reconnects (kazoo
         # issue #151), so the coordinator must look again -- which re-registers the watch.
         self._soon(self._events_send.send_nowait, WatchFired(path=path))
+
+    def _ensure_shared_parent(self) -> None:
+        """Create /quorapay (shared by every cluster of the ensemble) before the coordinator's
+        first request, which kazoo sends after this on the same connection."""
+        assert self._zk is not None
+        parent = Layout(self._cluster.name).parent
+        self._zk.create_async(parent, acl=self._shared_acl).rawlink(lambda _: None)
 
     # ------------------------------------------------------------------ performing requests
 

@@ -1,8 +1,10 @@
-"""One node process: recover from disk, bind ports, then run every task in one nursery.
+"""One node process: load its credentials, recover from disk, bind ports, then run every task in
+one nursery.
 
 Tasks: the driver loop, the peer links, the client API, the tick source and the ZooKeeper
 coordination. SIGTERM / SIGINT cancel the nursery; the coordination task then closes its
 ZooKeeper session, so the election moves on at once instead of after the session timeout.
+Missing or unreadable credentials stop the node before it touches its data dir or a port.
 """
 
 from __future__ import annotations
@@ -10,13 +12,15 @@ from __future__ import annotations
 import errno
 import logging
 import signal
+import ssl
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import trio
 
 from quorapay.api.schema import ClockStatus, NodeStatus, PeerClock
 from quorapay.api.timestamps import iso
-from quorapay.chaos.clocks import skew_path
+from quorapay.clock.overrides import skew_path
 from quorapay.config import ClusterConfig, NodeConfig
 from quorapay.core.errors import QuorapayError
 from quorapay.core.inputs import Ticked
@@ -29,6 +33,8 @@ from quorapay.node.coordination import Coordination
 from quorapay.node.loop import Driver, DriverInput
 from quorapay.node.peers import PeerLinks
 from quorapay.node.storage import Store
+from quorapay.security.secrets import SecretsDir, read_zookeeper_credential
+from quorapay.security.tls import node_client_context, node_server_context
 
 log = logging.getLogger(__name__)
 INPUT_BUFFER = 4096
@@ -56,8 +62,34 @@ async def tick_forever(inputs: trio.MemorySendChannel[Any], seconds_per_tick: fl
         await inputs.send(Ticked())
 
 
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a node proves itself with: TLS contexts for its two ports and for dialing peers,
+    and its ZooKeeper credential. All None in an insecure benchmark."""
+
+    peer_server: ssl.SSLContext | None
+    peer_dial: ssl.SSLContext | None
+    client_server: ssl.SSLContext | None
+    zookeeper: tuple[str, str] | None
+
+
+def load_credentials(cluster: ClusterConfig, node_id: str) -> Credentials:
+    if cluster.security.insecure:
+        log.warning("INSECURE BENCHMARK MODE (security.insecure_benchmark_only): no TLS, no "
+                    "client credentials, no ZooKeeper ACLs -- anyone who can reach a port can "
+                    "forge payments. Never run a real cluster like this.")
+        return Credentials(None, None, None, None)
+    return Credentials(
+        peer_server=node_server_context(cluster, node_id, clients=False),
+        peer_dial=node_client_context(cluster, node_id),
+        client_server=node_server_context(cluster, node_id, clients=True),
+        zookeeper=read_zookeeper_credential(SecretsDir(cluster.security.secrets_dir),
+                                            cluster_file=cluster.path))
+
+
 async def run_node(cluster: ClusterConfig, node_id: str) -> None:
     me = cluster.node(node_id)
+    credentials = load_credentials(cluster, node_id)
     peer_listeners = await bind(me, me.peer_port, "peer")  # before touching the data dir
     client_listeners = await bind(me, me.bind_client_port, "client")
     store = Store(me.data_dir / "node.db", cluster=cluster.name, node_id=me.id)
@@ -73,9 +105,11 @@ async def run_node(cluster: ClusterConfig, node_id: str) -> None:
              restored.promised_epoch, restored.snapshot_index + 1, replica.last_index,
              restored.applied_index)
     inputs_send, inputs = trio.open_memory_channel[DriverInput](INPUT_BUFFER)
-    peers = PeerLinks(cluster, me, inputs_send)
+    peers = PeerLinks(cluster, me, inputs_send, server_tls=credentials.peer_server,
+                      dial_tls=credentials.peer_dial)
     coordination = Coordination(cluster, me, inputs_send,
-                                epoch_floor=lambda: replica.highest_epoch_seen)
+                                epoch_floor=lambda: replica.highest_epoch_seen,
+                                credential=credentials.zookeeper)
     state: NodeState[Any] = NodeState(replica, restored.ledger,
                                       compaction=cluster.storage.compaction())
     wall_clock = WallClock(me.clock)
@@ -106,12 +140,14 @@ async def run_node(cluster: ClusterConfig, node_id: str) -> None:
             last_index=replica.last_index, commit_index=replica.commit_index,
             applied_index=driver.applied_index, log_start=replica.log.start,
             zookeeper=coordination.state,
-            zookeeper_leader=zk_leader.node if zk_leader else None, clock=clock_status())
+            zookeeper_leader=zk_leader.node if zk_leader else None, clock=clock_status(),
+            tls=credentials.peer_server is not None,
+            zookeeper_warning=coordination.last_warning)
 
     def zk_leader() -> NodeId | None:
         return coordination.zk_leader.node if coordination.zk_leader else None
 
-    api = ClientApi(cluster, inputs_send, status, zk_leader)
+    api = ClientApi(cluster, inputs_send, status, zk_leader, tls=credentials.client_server)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
@@ -122,8 +158,9 @@ async def run_node(cluster: ClusterConfig, node_id: str) -> None:
             nursery.start_soon(follow_clock_faults, wall_clock,
                                skew_path(cluster.run_dir, me.id))
             await nursery.start(coordination.run)
-            log.info("node %s serving: peers on %s, clients on %s", me.id, me.peer_url,
-                     me.client_url)
+            log.info("node %s serving: peers on %s, clients on %s (%s)", me.id,
+                     me.peer_address, me.client_address,
+                     "TLS" if credentials.peer_server else "INSECURE, no TLS")
     finally:
         store.close()
         log.info("node %s stopped", me.id)

@@ -9,10 +9,11 @@ import msgspec
 import trio
 
 from quorapay.api import schema as api
-from quorapay.client import ClientError, node_request
+from quorapay.client import ClientError
 from quorapay.cluster.supervisor import statuses
-from quorapay.config import ClusterConfig
+from quorapay.config import ClusterConfig, NodeConfig
 from quorapay.core.errors import QuorapayError
+from quorapay.security.access import ask_node
 from quorapay.verify.checks import Acknowledged, Evidence
 
 PAGE = 5000
@@ -52,12 +53,12 @@ async def collect(cluster: ClusterConfig, *, settle: float,
     evidence = Evidence(statuses=reachable, unreachable=unreachable, common_index=common,
                         log_after=after, at_common={}, at_applied={}, acknowledged=acknowledged)
     for node_id in reachable:
-        url = cluster.node(node_id).client_url
+        node = cluster.node(node_id)
         try:
-            evidence.at_common[node_id] = await _digest(url, common, after)
-            evidence.at_applied[node_id] = await _digest(url, None, None)
+            evidence.at_common[node_id] = await _digest(cluster, node, common, after)
+            evidence.at_applied[node_id] = await _digest(cluster, node, None, None)
             if acknowledged:
-                evidence.found[node_id] = await _local_transfers(url, acknowledged)
+                evidence.found[node_id] = await _local_transfers(cluster, node, acknowledged)
         except ClientError as exc:
             evidence.unreachable[node_id] = str(exc)
             evidence.at_common.pop(node_id, None)
@@ -65,7 +66,7 @@ async def collect(cluster: ClusterConfig, *, settle: float,
     if len({d.log_digest for d in evidence.at_common.values()}) > 1:
         for node_id in evidence.at_common:
             evidence.entry_digests[node_id] = await _entry_digests(
-                cluster.node(node_id).client_url, after, common)
+                cluster, cluster.node(node_id), after, common)
     return evidence
 
 
@@ -83,27 +84,29 @@ async def settled_statuses(cluster: ClusterConfig, settle: float
         await trio.sleep(0.2)
 
 
-async def _digest(url: str, upto: int | None, after: int | None) -> api.DigestInfo:
-    response = await node_request(url, api.Digest(upto=upto, after=after), timeout=30.0)
+async def _digest(cluster: ClusterConfig, node: NodeConfig, upto: int | None,
+                  after: int | None) -> api.DigestInfo:
+    response = await ask_node(cluster, node, api.Digest(upto=upto, after=after), timeout=30.0)
     assert response.digest is not None
     return response.digest
 
 
-async def _entry_digests(url: str, after: int, upto: int) -> list[str]:
+async def _entry_digests(cluster: ClusterConfig, node: NodeConfig, after: int, upto: int
+                         ) -> list[str]:
     digests: list[str] = []
     for first in range(after + 1, upto + 1, PAGE):
-        response = await node_request(url, api.EntryDigests(
+        response = await ask_node(cluster, node, api.EntryDigests(
             first=first, last=min(first + PAGE - 1, upto)), timeout=30.0)
         digests.extend(response.entry_digests or [])
     return digests
 
 
-async def _local_transfers(url: str, acknowledged: list[Acknowledged]
-                           ) -> dict[str, api.TransferRecord]:
+async def _local_transfers(cluster: ClusterConfig, node: NodeConfig,
+                           acknowledged: list[Acknowledged]) -> dict[str, api.TransferRecord]:
     found: dict[str, api.TransferRecord] = {}
     ids = [a.id for a in acknowledged]
     for start in range(0, len(ids), api.MAX_BATCH):
-        response = await node_request(url, api.LocalTransfers(ids=ids[start:start + api.MAX_BATCH]),
-                                      timeout=30.0)
+        response = await ask_node(cluster, node, api.LocalTransfers(
+            ids=ids[start:start + api.MAX_BATCH]), timeout=30.0)
         found.update((t.id, t) for t in response.transfers or [])
     return found

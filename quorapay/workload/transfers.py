@@ -22,6 +22,7 @@ from quorapay.api.schema import AccountSpec, TransferSpec
 from quorapay.client import Client, ClientError
 from quorapay.config import ClusterConfig
 from quorapay.core.errors import QuorapayError
+from quorapay.security.access import cluster_client
 from quorapay.verify.checks import Acknowledged
 
 ISSUER = "bank"
@@ -89,9 +90,8 @@ def plan(run: str, transfers: int, accounts: int, seed: int) -> list[TransferSpe
 async def run_workload(cluster: ClusterConfig, *, run: str, transfers: int, accounts: int,
                        clients: int, batch: int, seed: int, record: Path | None,
                        deadline: float = 60.0) -> WorkloadReport:
-    urls = [n.client_url for n in cluster.nodes]
     out = await _open_record(record) if record is not None else None
-    async with Client(urls, deadline=deadline) as client:
+    async with cluster_client(cluster, deadline=deadline) as client:
         await setup_accounts(client, accounts)
     work = plan(run, transfers, accounts, seed)
     outcomes: Counter[str] = Counter()
@@ -99,7 +99,7 @@ async def run_workload(cluster: ClusterConfig, *, run: str, transfers: int, acco
     started = time.monotonic()
 
     async def worker(share: list[TransferSpec]) -> None:
-        async with Client(urls, deadline=deadline) as client:
+        async with cluster_client(cluster, deadline=deadline) as client:
             for i in range(0, len(share), batch):
                 chunk = share[i:i + batch]
                 try:

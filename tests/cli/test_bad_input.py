@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from quorapay.cli.main import cli
 from quorapay.cluster.ports import free_ports
-from quorapay.config import default_cluster, render
+from quorapay.config import default_cluster, load_config, render
+from quorapay.security.issue import ensure_secrets
 
 
 def invoke(*args: str) -> tuple[int, str]:
@@ -29,13 +30,16 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def local_config(tmp_path: Path, **changes: object) -> Path:
+def local_config(tmp_path: Path, *, secrets: bool = True, **changes: object) -> Path:
     document = default_cluster()
     for node in document["nodes"]:
         node["peer_port"], node["client_port"] = free_port(), free_port()
     document["zookeeper"].update(changes)
     document["timing"]["request_timeout"] = 0.5
-    return write(tmp_path / "cluster.toml", render(document))
+    path = write(tmp_path / "cluster.toml", render(document))
+    if secrets:
+        ensure_secrets(load_config(path))
+    return path
 
 
 def free_port() -> int:
@@ -103,6 +107,47 @@ def test_init_writes_a_valid_file_and_will_not_overwrite_it(tmp_path: Path) -> N
     code, output = invoke("-c", str(path), "init")
     assert code == 1
     assert "exists (use --force" in output
+
+
+def test_init_creates_the_secrets_and_secrets_only_completes_them(tmp_path: Path) -> None:
+    path = tmp_path / "cluster.toml"
+    code, output = invoke("-c", str(path), "init")
+    assert code == 0 and "created 13 file(s)" in output
+    secrets = tmp_path / ".quorapay" / "secrets"
+    assert {p.name for p in (secrets / "nodes").iterdir()} == {
+        "n1.pem", "n1.key", "n2.pem", "n2.key", "n3.pem", "n3.key"}
+    for item in secrets.rglob("*"):
+        assert item.stat().st_mode & 0o077 == 0, item  # 0600 files, 0700 dirs
+    (secrets / "nodes" / "n2.key").unlink()
+    code, output = invoke("-c", str(path), "init", "--secrets-only")
+    assert code == 0 and "created 2 file(s)" in output
+    code, output = invoke("-c", str(path), "init", "--secrets-only")
+    assert code == 0 and "all present" in output
+
+
+def test_a_cluster_without_secrets_says_how_to_make_them(tmp_path: Path) -> None:
+    path = local_config(tmp_path, secrets=False)
+    code, output = invoke("-c", str(path), "up")
+    assert code == 1
+    assert "missing" in output and "init --secrets-only" in output
+    assert not (tmp_path / ".quorapay" / "run" / "pids").exists()
+    code, output = invoke("-c", str(path), "pay", "a", "b", "5")
+    assert code == 1 and "init --secrets-only" in output
+
+
+def test_a_key_readable_by_others_is_refused(tmp_path: Path) -> None:
+    path = local_config(tmp_path)
+    key = tmp_path / ".quorapay" / "secrets" / "clients" / "operator.key"
+    key.chmod(0o644)
+    code, output = invoke("-c", str(path), "balance", "a")
+    assert code == 1 and "readable by other users" in output and "chmod 600" in output
+
+
+def test_an_unknown_credential_names_the_known_ones(tmp_path: Path) -> None:
+    code, output = invoke("-c", str(local_config(tmp_path)), "--credential", "nosuch",
+                          "balance", "a")
+    assert code == 1
+    assert "no client credential 'nosuch'" in output and "operator, payer" in output
 
 
 def test_init_validates_before_writing(tmp_path: Path) -> None:

@@ -91,13 +91,22 @@ def test_a_deleted_epoch_is_recreated_from_the_highest_epoch_seen() -> None:
     assert any("missing" in w for w in warnings(world, "n2"))
 
 
-def test_a_huge_epoch_at_the_top_of_the_range_is_repaired_not_claimed_past() -> None:
+@pytest.mark.parametrize("epoch", [2**53 - 1, 2**53 - 2, 2**21])
+def test_an_epoch_far_above_every_one_seen_is_not_believed(epoch: int) -> None:
     world = world_of("n1", "n2", "n3")
-    overwrite(world, EPOCH, b'{"epoch": 9007199254740991}')  # 2^53 - 1: the last valid one
+    overwrite(world, EPOCH, b'{"epoch": %d}' % epoch)  # would use up the range of epochs
     world.relinquish("n1", 1)
     world.run()
-    assert world.grants("n2") == [2]  # not 2^53: repaired from the highest epoch seen
-    assert any("top of the range" in w for w in warnings(world, "n2"))
+    assert world.grants("n2") == [2]  # repaired from the highest epoch seen
+    assert any("above the highest epoch seen" in w for w in warnings(world, "n2"))
+
+
+def test_an_epoch_ahead_by_a_plausible_number_of_elections_is_used() -> None:
+    world = world_of("n1", "n2", "n3")
+    overwrite(world, EPOCH, b'{"epoch": 5000}')  # n2 missed a few thousand elections
+    world.relinquish("n1", 1)
+    world.run()
+    assert world.grants("n2") == [5001]
 
 
 @pytest.mark.parametrize("garbage", [b"garbage", b'{"node": "n1"}', b"[]"])

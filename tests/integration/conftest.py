@@ -11,6 +11,7 @@ import pytest
 from quorapay.cluster import supervisor, zookeeper
 from quorapay.cluster.ports import free_ports
 from quorapay.config import ClusterConfig, default_cluster, load_config, render
+from quorapay.security.issue import ensure_secrets
 
 SESSION_TIMEOUT = 2.0
 
@@ -31,7 +32,9 @@ def write_cluster(path: Path, *, name: str, zk_port: int, nodes: int = 3,
     for node in document["nodes"]:
         node["peer_port"], node["client_port"] = ports.pop(), ports.pop()
     path.write_text(render(document))
-    return load_config(path)
+    config = load_config(path)
+    ensure_secrets(config)
+    return config
 
 
 @pytest.fixture(scope="session")

@@ -13,10 +13,6 @@ from quorapay.verify.checks import Acknowledged, Report, check
 from quorapay.verify.collect import collect
 
 
-def urls(cluster: ClusterConfig) -> list[str]:
-    return [n.client_url for n in cluster.nodes]
-
-
 async def leader(cluster: ClusterConfig) -> api.NodeStatus:
     with trio.fail_after(30):
         while True:

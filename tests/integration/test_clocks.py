@@ -15,19 +15,20 @@ from pathlib import Path
 
 import pytest
 import trio
-from kazoo.client import KazooClient
 
 from quorapay.api import schema as api
 from quorapay.api.timestamps import iso
-from quorapay.chaos.clocks import ClockSkew, clear_skews, skew_path, write_skew
 from quorapay.client import Client
-from quorapay.cluster import supervisor
+from quorapay.clock.overrides import clear_skews, skew_path, write_skew
+from quorapay.clock.skew import ClockSkew
+from quorapay.cluster import supervisor, zookeeper
 from quorapay.config import ClusterConfig, load_config, render
 from quorapay.core.znodes import Layout
+from quorapay.security.access import cluster_client
 from quorapay.verify.checks import Acknowledged, Verdict
 from quorapay.workload.transfers import account_ids, setup_accounts
 from tests.integration.conftest import _stopped_after, write_cluster
-from tests.integration.helpers import kill, leader, urls, verified
+from tests.integration.helpers import kill, leader, verified
 
 pytestmark = pytest.mark.integration
 
@@ -104,7 +105,7 @@ async def test_timestamps_increase_across_failover_between_clocks_10_s_apart(
     ahead = next(n.id for n in cluster.nodes if n.id != behind)
     await skew(cluster, behind, ClockSkew(offset_ms=-10_000))
     await skew(cluster, ahead, ClockSkew(offset_ms=10_000))
-    async with Client(urls(cluster), deadline=60) as client:
+    async with cluster_client(cluster, deadline=60) as client:
         await setup_accounts(client, 4)
         told = await pay(client, "behind", 10)
         await lead_by(cluster, ahead)
@@ -131,7 +132,7 @@ async def test_a_strobing_follower_and_a_drifting_one_leave_order_and_ledgers_in
     strobing, drifting = [n.id for n in cluster.nodes if n.id != current]
     await skew(cluster, strobing, ClockSkew(strobe_ms=2_000, strobe_period_s=0.5))
     await skew(cluster, drifting, ClockSkew(drift_ppm=20_000))  # 20 ms a second
-    async with Client(urls(cluster), deadline=60) as client:
+    async with cluster_client(cluster, deadline=60) as client:
         await setup_accounts(client, 4)
         told = []
         for round_ in range(4):
@@ -174,7 +175,7 @@ async def test_a_leader_off_by_more_than_the_bound_steps_down_and_status_shows_i
         back = shown[skewed]["clock"]["peers"][node]
         assert abs(back["offset_ms"] + 2_000) <= back["error_ms"] + 2, back
     assert shown[skewed]["clock"]["alarm"] and shown[skewed]["role"] == "follower"
-    async with Client(urls(cluster), deadline=30) as client:
+    async with cluster_client(cluster, deadline=30) as client:
         await setup_accounts(client, 4)
         told = await pay(client, "t", 5)
     with trio.fail_after(10):  # it left the election queue: it will not lead while skewed
@@ -205,7 +206,7 @@ async def strobe_jumped(cluster: ClusterConfig, node: str) -> None:
 async def candidates(cluster: ClusterConfig) -> list[str]:
     """The election queue in ZooKeeper (candidate znode names start with the node id)."""
     def read() -> list[str]:
-        zk = KazooClient(hosts=cluster.zookeeper.connect_string)
+        zk = zookeeper.admin_client(cluster)
         zk.start(timeout=10)
         try:
             return list(zk.get_children(Layout(cluster.name).election))

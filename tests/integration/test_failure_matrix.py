@@ -20,6 +20,7 @@ from quorapay.check.scenarios import ROWS, Row
 from quorapay.cluster import supervisor, zookeeper
 from quorapay.cluster.ports import ephemeral_start, free_ports
 from quorapay.config import ClusterConfig, default_cluster, load_config, render
+from quorapay.security.issue import ensure_secrets
 from tests.integration.conftest import SESSION_TIMEOUT
 
 pytestmark = pytest.mark.integration
@@ -70,6 +71,7 @@ def local_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cl
         node["peer_port"], node["client_port"] = ports.pop(), ports.pop()
     (tmp_path / "cluster.toml").write_text(render(document))
     cluster = load_config(tmp_path / "cluster.toml")
+    ensure_secrets(cluster)
     yield cluster
     supervisor.down(cluster)
     for node in cluster.nodes:

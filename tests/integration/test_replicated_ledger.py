@@ -10,13 +10,14 @@ import trio
 from quorapay.api import schema as api
 from quorapay.api.schema import TransferSpec
 from quorapay.chaos.kill import kill_leader
-from quorapay.client import Client, ClientError
+from quorapay.client import ClientError
 from quorapay.cluster import supervisor
 from quorapay.config import ClusterConfig
+from quorapay.security.access import cluster_client
 from quorapay.verify.checks import Acknowledged, Verdict
 from quorapay.workload.transfers import account_ids, setup_accounts
 from tests.integration.conftest import SESSION_TIMEOUT
-from tests.integration.helpers import kill, leader, urls, verified
+from tests.integration.helpers import kill, leader, verified
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +38,7 @@ async def test_three_node_cluster_commits_on_a_quorum_and_verifies(cluster: Clus
     report = await supervisor.up(cluster)
     assert sorted(report.started) == ["n1", "n2", "n3"]
     specs = transfers("t", 20)
-    async with Client(urls(cluster)) as client:
+    async with cluster_client(cluster) as client:
         await setup_accounts(client, 4)
         results = await client.submit_transfers(specs)
         assert [r.status for r in results] == ["ok"] * 20
@@ -54,7 +55,7 @@ async def test_commits_with_one_follower_down_and_the_follower_catches_up(
     follower = next(n.id for n in cluster.nodes if n.id != current.node)
     kill(cluster, follower)
     specs = transfers("minority-down", 10)
-    async with Client(urls(cluster)) as client:
+    async with cluster_client(cluster) as client:
         await setup_accounts(client, 4)
         assert [r.status for r in await client.submit_transfers(specs)] == ["ok"] * 10
     await supervisor.up(cluster)
@@ -65,21 +66,21 @@ async def test_commits_with_one_follower_down_and_the_follower_catches_up(
 async def test_with_two_nodes_down_a_write_is_unavailable_and_never_half_applied(
         cluster: ClusterConfig) -> None:
     await supervisor.up(cluster)
-    async with Client(urls(cluster)) as client:
+    async with cluster_client(cluster) as client:
         await setup_accounts(client, 4)
     current = await leader(cluster)
     for node in cluster.nodes:
         if node.id != current.node:
             kill(cluster, node.id)
     spec = transfers("no-quorum", 1)
-    async with Client(urls(cluster), deadline=4.0, attempt_timeout=2.0) as client:
+    async with cluster_client(cluster, deadline=4.0, attempt_timeout=2.0) as client:
         with pytest.raises(ClientError) as failure:
             await client.submit_transfers(spec)
     assert failure.value.code in ("UNAVAILABLE", "TIMEOUT")
     await supervisor.up(cluster)  # the two come back; the outcome settles one way everywhere
     result = await verified(cluster, acknowledged(spec, status="unknown"))
     assert result.verdict is Verdict.VALID, result.findings
-    async with Client(urls(cluster)) as client:
+    async with cluster_client(cluster) as client:
         found = await client.transfers([spec[0].id])
         again = await client.submit_transfers(spec)  # retrying the same id is safe
     assert again[0].status == "ok"
@@ -90,14 +91,14 @@ async def test_with_two_nodes_down_a_write_is_unavailable_and_never_half_applied
 async def test_leader_kill_under_load_fails_over_and_loses_nothing(cluster: ClusterConfig
                                                                    ) -> None:
     await supervisor.up(cluster)
-    async with Client(urls(cluster)) as client:
+    async with cluster_client(cluster) as client:
         await setup_accounts(client, 4)
     told: list[Acknowledged] = []
     specs = transfers("failover", 300)
     under_way = trio.Event()
 
     async def load() -> None:
-        async with Client(urls(cluster), deadline=60) as client:
+        async with cluster_client(cluster, deadline=60) as client:
             for i in range(0, len(specs), 5):
                 chunk = specs[i:i + 5]
                 results = await client.submit_transfers(chunk)
@@ -115,7 +116,7 @@ async def test_leader_kill_under_load_fails_over_and_loses_nothing(cluster: Clus
     assert report.new_leader != report.killed and report.new_epoch > report.old_epoch
     assert len(told) == 300 and {a.status for a in told} == {"ok"}
     # a retried id is applied once: the same outcome, the same index, no second debit
-    async with Client(urls(cluster)) as client:
+    async with cluster_client(cluster) as client:
         before = await client.balances(account_ids(4))
         first = await client.transfers([specs[0].id])
         again = await client.submit_transfers(specs[:1])
@@ -135,7 +136,7 @@ async def test_a_node_behind_the_compacted_log_catches_up_from_a_snapshot(
     await supervisor.up(cluster)
     current = await leader(cluster)
     follower = next(n.id for n in cluster.nodes if n.id != current.node)
-    async with Client(urls(cluster)) as client:
+    async with cluster_client(cluster) as client:
         await setup_accounts(client, 4)
         kill(cluster, follower)
         specs = transfers("compacted", 80)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from quorapay.chaos.clocks import ClockSkew, skew_path, write_skew
+from quorapay.clock.overrides import skew_path, write_skew
+from quorapay.clock.skew import ClockSkew
 from quorapay.node.clock import WallClock, _apply
 
 T = 1_800_000_000.0

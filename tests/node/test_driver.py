@@ -18,6 +18,9 @@ from quorapay.core.types import Epoch, LogIndex
 from quorapay.node.client_api import ClientApi
 from quorapay.node.loop import Driver, Failure, LocalQuery, Reply
 from quorapay.node.storage import Store
+from quorapay.security.identity import Principal, Role
+
+OPERATOR = Principal(cluster="quorapay-local", role=Role.OPERATOR, name="operator")
 
 
 @pytest.fixture
@@ -52,7 +55,8 @@ FROZEN_WALL_MS = 1_800_000_000_000  # 2027-01-15T08:00:00.000Z
 
 async def ask(server: ClientApi, request: api.Request | str) -> api.Response:
     with trio.fail_after(10):
-        return await server.handle(request if isinstance(request, str) else api.encode(request))
+        return await server.handle(request if isinstance(request, str) else api.encode(request),
+                                   OPERATOR)
 
 
 async def test_writes_and_reads_go_through_the_driver(served) -> None:

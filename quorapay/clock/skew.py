@@ -1,20 +1,17 @@
-"""Clock faults: a node's wall clock moved by an offset, a drift rate, or a strobe.
+"""How far a node's wall clock is from the machine's: an offset, a drift rate, a strobe.
 
-`quorapay chaos skew` and `strobe` write one small JSON file per node under the run directory;
-the node watches it and changes its wall clock at once (`quorapay.node.clock`). Scheduling never
-uses the wall clock, so only what the node believes the time is moves. `heal` removes the files:
-each node goes back to the clock its cluster file gives it.
+A cluster file may give a node a skew (`clock_offset`, `clock_drift`), and an override file may
+change it at runtime (`quorapay.clock.overrides`). Scheduling never uses the wall clock, so only
+what the node believes the time is moves.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import msgspec
 
 from quorapay.core.errors import QuorapayError
-from quorapay.files import write_private
 
 
 class ClockSkew(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -78,48 +75,3 @@ def parse_drift(text: str) -> float:
         raise ClockFaultError(f"{text!r} is not a drift rate like 100ppm or -50ppm (at most "
                               f"{MAX_DRIFT_PPM:g})")
     return float(match.group(1))
-
-
-def skew_path(run_dir: Path, node: str) -> Path:
-    return run_dir / "clocks" / f"{node}.json"
-
-
-def read_skew(path: Path) -> ClockSkew | None:
-    """The fault in force for a node, None if there is none; ClockFaultError if unreadable."""
-    try:
-        skew = msgspec.json.decode(path.read_bytes(), type=ClockSkew)
-    except FileNotFoundError:
-        return None
-    except (OSError, msgspec.DecodeError) as exc:
-        raise ClockFaultError(f"cannot read clock fault {path}: {exc}") from None
-    problem = skew.problem()
-    if problem is not None:
-        raise ClockFaultError(f"clock fault {path}: {problem}")
-    return skew
-
-
-def write_skew(path: Path, skew: ClockSkew) -> None:
-    """Atomically: a node never reads half a file."""
-    write_private(path, msgspec.json.encode(skew))
-
-
-def clear_skews(run_dir: Path) -> list[str]:
-    """Remove every clock fault; return the nodes that had one."""
-    folder = run_dir / "clocks"
-    cleared = sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
-    for node in cleared:
-        (folder / f"{node}.json").unlink(missing_ok=True)
-    return cleared
-
-
-def active_skews(run_dir: Path) -> dict[str, ClockSkew]:
-    folder = run_dir / "clocks"
-    found: dict[str, ClockSkew] = {}
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            skew = read_skew(path)
-        except ClockFaultError:
-            continue
-        if skew is not None:
-            found[path.stem] = skew
-    return found

@@ -1,12 +1,14 @@
-"""Client websockets fail fast and cleanly: no hang, no leaked socket, nothing escapes."""
+"""Dialing fails fast and cleanly: no hang, no leaked socket, nothing escapes. (Plain ws:// here:
+these are about what trio-websocket does with a bad server; TLS is in test_server.py.)"""
 
 from __future__ import annotations
 
 import pytest
 import trio
-from trio_websocket import HandshakeError
+from trio_websocket import ConnectionRejected, HandshakeError
 
-from quorapay.websocket import connect
+from quorapay.transport.address import Address
+from quorapay.transport.dial import dial
 
 
 async def serve_raw(respond: bytes | None, *, task_status: trio.TaskStatus[int]) -> None:
@@ -27,9 +29,10 @@ async def serve_raw(respond: bytes | None, *, task_status: trio.TaskStatus[int])
 async def test_an_answer_that_is_not_a_websocket_upgrade_is_refused_at_once() -> None:
     async with trio.open_nursery() as nursery:
         port = await nursery.start(serve_raw, b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhi")
-        with trio.fail_after(3), pytest.raises(HandshakeError, match="ConnectionRejected"):
-            await connect(nursery, f"ws://127.0.0.1:{port}/", timeout=10,
-                          max_message_size=2**20)
+        with trio.fail_after(3), pytest.raises(ConnectionRejected) as rejected:
+            await dial(nursery, Address("127.0.0.1", port), tls=None, timeout=10,
+                       max_message_size=2**20)
+        assert rejected.value.status_code == 200
         nursery.cancel_scope.cancel()
 
 
@@ -37,8 +40,8 @@ async def test_a_connection_closed_during_the_handshake_fails_at_once() -> None:
     async with trio.open_nursery() as nursery:
         port = await nursery.start(serve_raw, None)  # a node dying mid-handshake, or a proxy
         with trio.fail_after(1), pytest.raises(HandshakeError, match="closed the connection"):
-            await connect(nursery, f"ws://127.0.0.1:{port}/", timeout=10,
-                          max_message_size=2**20)
+            await dial(nursery, Address("127.0.0.1", port), tls=None, timeout=10,
+                       max_message_size=2**20)
         nursery.cancel_scope.cancel()
 
 
@@ -47,8 +50,8 @@ async def test_a_silent_server_times_out() -> None:
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")  # never accepts
         port = listeners[0].socket.getsockname()[1]
         with trio.fail_after(5), pytest.raises(HandshakeError, match="timed out"):
-            await connect(nursery, f"ws://127.0.0.1:{port}/", timeout=0.5,
-                          max_message_size=2**20)
+            await dial(nursery, Address("127.0.0.1", port), tls=None, timeout=0.5,
+                       max_message_size=2**20)
         for listener in listeners:
             await listener.aclose()
         nursery.cancel_scope.cancel()

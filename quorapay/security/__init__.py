@@ -1,0 +1,1 @@
+"""The trust boundary: the cluster CA and credentials, identities and roles, TLS contexts."""

@@ -1,0 +1,223 @@
+"""The attacks of issue 11 against a real cluster, each as an outsider would make it: no
+certificate, a certificate of another cluster, a valid node certificate claiming another node,
+a payer calling operator operations. Each is refused, the ledgers do not change, the leader keeps
+leading, and verify passes."""
+
+from __future__ import annotations
+
+import ssl
+import uuid
+from pathlib import Path
+
+import msgspec
+import pytest
+import trio
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    HandshakeError,
+    WebSocketConnection,
+)
+
+from quorapay.api import schema as api
+from quorapay.client import Client, ClientError
+from quorapay.cluster import supervisor
+from quorapay.config import ClusterConfig
+from quorapay.core.hlc import Timestamp
+from quorapay.core.ledger import LedgerState
+from quorapay.core.messages import (
+    PROTOCOL_VERSION,
+    Append,
+    Frame,
+    Hello,
+    InstallSnapshot,
+    RefusalReason,
+    Refused,
+    encode,
+)
+from quorapay.core.types import (
+    AccountId,
+    Cents,
+    Commands,
+    Epoch,
+    LogEntry,
+    LogIndex,
+    NodeId,
+    Transfer,
+    TransferId,
+)
+from quorapay.security.access import ask_node, cluster_client
+from quorapay.security.tls import credential_context, node_client_context
+from quorapay.transport.dial import TlsRefused, dial
+from quorapay.verify.checks import Verdict
+from quorapay.workload.transfers import setup_accounts
+from tests.integration.conftest import write_cluster
+from tests.integration.helpers import leader, verified
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def running(cluster: ClusterConfig) -> ClusterConfig:
+    await supervisor.up(cluster)
+    async with cluster_client(cluster) as client:
+        await setup_accounts(client, 4)
+    return cluster
+
+
+async def snapshot(cluster: ClusterConfig) -> tuple[str, int, dict[str, str]]:
+    """(leader, epoch, each node's ledger digest) once every node applied the same index."""
+    with trio.fail_after(30):
+        while True:
+            current = await leader(cluster)
+            digests = {}
+            for node in cluster.nodes:
+                response = await ask_node(cluster, node, api.Digest(), timeout=10)
+                assert response.digest is not None
+                digests[node.id] = (response.digest.index, response.digest.stored_state_digest)
+            if len(set(digests.values())) == 1:
+                return current.node, current.epoch, {n: str(d) for n, d in digests.items()}
+            await trio.sleep(0.2)
+
+
+async def unchanged(cluster: ClusterConfig, before: tuple[str, int, dict[str, str]]) -> None:
+    """The ledgers as they were, the same leader in the same epoch, and verify passes."""
+    assert await snapshot(cluster) == before
+    result = await verified(cluster)
+    assert result.verdict is Verdict.VALID, result.findings
+
+
+def forged_frames() -> list[bytes]:
+    """What an attacker would send once past the Hello: a transfer from nowhere in an epoch
+    above any, a snapshot creating money, a refusal deposing the leader, an epoch of 2^63."""
+    theft = Transfer(id=TransferId("forged"), debit=AccountId("acct-1"),
+                     credit=AccountId("acct-2"), amount=Cents(999), currency="USD")
+    entry = LogEntry(index=LogIndex(1), epoch=Epoch(1000), ts=Timestamp(1, 0),
+                     payload=Commands(commands=(theft,)))
+    messages = [
+        Append(epoch=Epoch(1000), prev_index=LogIndex(0), prev_epoch=Epoch(0), entries=(entry,),
+               commit=LogIndex(1), seq=1),
+        InstallSnapshot(epoch=Epoch(1000), index=LogIndex(1), last_epoch=Epoch(1000),
+                        state=LedgerState(accounts=(), transfers=())),
+        Refused(epoch=Epoch(1), promised_epoch=Epoch(1000), reason=RefusalReason.STALE_EPOCH),
+    ]
+    frames = [encode(Frame(version=PROTOCOL_VERSION, messages=(m,))) for m in messages]
+    frames.append(msgspec.msgpack.encode({"version": PROTOCOL_VERSION, "messages": [
+        {"type": "append", "epoch": 2**63, "prev_index": 0, "prev_epoch": 0, "entries": [],
+         "commit": 0, "seq": 0}]}))
+    return frames
+
+
+async def closed_by_the_node(ws: WebSocketConnection) -> None:
+    """Read until the node closes the link (it must, within 10 s); nothing it sends matters."""
+    with trio.fail_after(10):
+        while True:
+            try:
+                await ws.get_message()
+            except ConnectionClosed:
+                return
+
+
+def hello(cluster: ClusterConfig, node: str) -> bytes:
+    return encode(Hello(version=PROTOCOL_VERSION, cluster=cluster.name, node=NodeId(node)))
+
+
+async def test_no_certificate_gets_no_further_than_tls(running: ClusterConfig) -> None:
+    cluster = running
+    before = await snapshot(cluster)
+    target = cluster.node(before[0])
+    anonymous = ssl.create_default_context(cafile=str(cluster.security.secrets_dir / "ca.pem"))
+    anonymous.check_hostname = False
+    async with trio.open_nursery() as nursery:
+        with pytest.raises(HandshakeError):  # the peer port requires a node certificate
+            await dial(nursery, target.peer_address, tls=anonymous, timeout=5,
+                       max_message_size=2**20)
+        with pytest.raises(ConnectionRejected) as rejected:  # the client port: 401, and why
+            await dial(nursery, target.client_address, tls=anonymous, timeout=5,
+                       max_message_size=2**20)
+        assert rejected.value.status_code == 401
+        for port in (target.peer_port, target.client_port):  # no TLS at all: the raw attack
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            try:
+                await stream.send_all(hello(cluster, "n1") + b"".join(forged_frames()))
+                with trio.fail_after(10):
+                    while await stream.receive_some(4096):
+                        pass  # the node answers with a TLS alert at most, then closes
+            except trio.BrokenResourceError:
+                pass
+            await stream.aclose()
+    await unchanged(cluster, before)
+
+
+async def test_a_certificate_of_another_cluster_is_refused(running: ClusterConfig,
+                                                            tmp_path: Path, zk_port: int) -> None:
+    cluster = running
+    (tmp_path / "theirs").mkdir()
+    theirs = write_cluster(tmp_path / "theirs" / "cluster.toml", zk_port=zk_port,
+                           name=cluster.name)  # same name and node ids, another CA
+    before = await snapshot(cluster)
+    target = cluster.node(before[0])
+    async with trio.open_nursery() as nursery:
+        for address, tls in ((target.peer_address, node_client_context(theirs, "n1")),
+                             (target.client_address, credential_context(theirs, "operator"))):
+            with pytest.raises(TlsRefused):  # theirs does not trust our nodes' certificates
+                await dial(nursery, address, tls=tls, timeout=5, max_message_size=2**20)
+    async with Client(cluster.client_urls, tls=credential_context(theirs, "operator"),
+                      deadline=5) as client:
+        with pytest.raises(ClientError) as refused:
+            await client.submit_transfers([api.TransferSpec(
+                id=f"x-{uuid.uuid4().hex}", debit="acct-1", credit="acct-2", amount=1)])
+    assert refused.value.code is api.ErrorCode.UNAUTHENTICATED
+    await unchanged(cluster, before)
+
+
+async def test_a_node_certificate_cannot_speak_as_another_node(running: ClusterConfig) -> None:
+    cluster = running
+    before = await snapshot(cluster)
+    leader_id = before[0]
+    target = cluster.node(leader_id)
+    others = sorted(n.id for n in cluster.nodes if n.id != leader_id)
+    impostor, claimed = others[-1], others[0]  # a real node's certificate, another's name
+    async with trio.open_nursery() as nursery:
+        link = await dial(nursery, target.peer_address,
+                          tls=node_client_context(cluster, impostor), timeout=5,
+                          max_message_size=2**20)
+        try:
+            await link.ws.send_message(hello(cluster, claimed))
+            for frame in forged_frames():
+                await link.ws.send_message(frame)
+            await closed_by_the_node(link.ws)
+        except ConnectionClosed:
+            pass  # closed before all was sent
+        finally:
+            await link.aclose()
+        # as itself, at once: its live link is not taken over
+        link = await dial(nursery, target.peer_address,
+                          tls=node_client_context(cluster, impostor), timeout=5,
+                          max_message_size=2**20)
+        try:
+            await link.ws.send_message(hello(cluster, impostor))
+            await closed_by_the_node(link.ws)
+        finally:
+            await link.aclose()
+    await unchanged(cluster, before)
+
+
+async def test_a_payer_cannot_call_operator_operations(running: ClusterConfig) -> None:
+    cluster = running
+    before = await snapshot(cluster)
+    async with cluster_client(cluster, credential="payer", deadline=10) as client:
+        for request in (api.Digest(), api.Entries(first=1, last=5), api.Status(),
+                        api.LocalTransfers(ids=["fund-acct-1"]), api.Barrier(),
+                        api.CreateAccounts(accounts=[api.AccountSpec(id="mint",
+                                                                     allow_negative=True)])):
+            with pytest.raises(ClientError) as refused:
+                await client.request(request)
+            assert refused.value.code is api.ErrorCode.FORBIDDEN, request
+        balances = await client.balances(["acct-1"])  # what a payer may do, it may
+    assert balances[0].account == "acct-1"
+    await unchanged(cluster, before)
+    async with cluster_client(cluster, credential="payer") as client:  # and pay
+        [result] = await client.submit_transfers([api.TransferSpec(
+            id="payer-ok", debit="acct-1", credit="acct-2", amount=1)])
+    assert result.status == "ok"
