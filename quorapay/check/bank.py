@@ -49,6 +49,7 @@ class Stage:
     stop_at: float
     first_ack_after: Callable[[float], Awaitable[float]]  # seconds from a moment to an ack
     stall: Callable[[float, float], float]  # the longest time without an ack in a window
+    acks: Callable[[float, float], int]  # transfers acknowledged within a window
 
 
 Scenario = Callable[[Stage], Awaitable[dict[str, float]]]
@@ -104,6 +105,9 @@ class _History:
             return round(until - since, 3)
         return round(max(b - a for a, b in itertools.pairwise(moments)), 3)
 
+    def acks(self, since: float, until: float) -> int:
+        return sum(1 for t in self._ack_times if since < t <= until)
+
     async def first_ack_after(self, moment: float) -> float:
         """Seconds from `moment` until a client was told a transfer is ok."""
         while self.last_ack <= moment:
@@ -136,7 +140,8 @@ async def run_bank(cluster: ClusterConfig, options: BankOptions) -> BankOutcome:
                 if options.scenario is not None:
                     stage = Stage(cluster=cluster, record=history.record, now=history.now,
                                   stop_at=stop_at,
-                                  first_ack_after=history.first_ack_after, stall=history.stall)
+                                  first_ack_after=history.first_ack_after, stall=history.stall,
+                                  acks=history.acks)
                     measurements = await options.scenario(stage)
                 else:
                     nemesis = BankNemesis(cluster, options.nemesis, random.Random(rng.random()),

@@ -49,15 +49,26 @@ def render(results: list[RowResult]) -> str:
     lines += ["", "Recovery: the longest time without an acknowledged transfer, from the fault "
               "(for restarts and ZooKeeper outages: from the undo) on; clients keep writing "
               "throughout. Catch up: from the undo until the node had applied everything "
-              "committed when it came back."]
+              "committed when it came back. The ZooKeeper rows tamper with the cluster's znodes "
+              "holding its ZooKeeper credential (someone with ZooKeeper access); reported: a "
+              "node's status showed the oddity; repaired: the epoch znode held an epoch again. "
+              "The flood runs in a process of its own on the same two cores; acks per s: "
+              "transfers acknowledged per second in the 2 s before it and during it."]
     return "\n".join(lines) + "\n"
 
 
+YES_NO = {"refused_to_start", "writes_refused", "snapshot_installed", "reported", "repaired",
+          "leader_kept", "same_leader"}
+COUNTS = {"acknowledged_retries", "nodes_up", "connections"}
+
+
 def _fmt(key: str, value: float) -> str:
-    if key in ("refused_to_start", "writes_refused", "snapshot_installed"):
+    if key in YES_NO:
         return "yes" if value else "NO"
-    if key == "acknowledged_retries":
+    if key in COUNTS:
         return f"{int(value)}"
+    if key.startswith("acks_per_s"):
+        return f"{value:.0f}/s"
     return f"{value:.2f} s"
 
 

@@ -2,34 +2,42 @@
 must have and the recovery time measured. `tests/integration/test_failure_matrix.py` runs every
 row against real processes and checks the history; `quorapay.check.matrix` renders the table.
 
-Times are on the history's clock; faults start a few seconds into the workload, so that the
-cluster is busy when they strike.
+Shared steps (waiting, marking, measuring) are in `quorapay.check.staging`; the rows where
+someone hostile acts -- ZooKeeper tampered with, connection floods -- in `quorapay.check.hostile`.
 """
 
 from __future__ import annotations
 
 import shutil
 import sqlite3
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
 
 from quorapay.api import schema as api
 from quorapay.chaos import network, processes
-from quorapay.chaos.links import Faults, read_faults, write_faults
+from quorapay.check import hostile
 from quorapay.check.bank import Scenario, Stage
-from quorapay.check.history import Nemesis
+from quorapay.check.staging import (
+    START,
+    a_follower,
+    change_faults,
+    heal_links,
+    mark,
+    measure_recovery,
+    node_ids,
+    serving_leader,
+    serving_leader_id,
+    time_to_catch_up,
+    time_to_step_down,
+    time_to_write,
+    wait_until,
+)
 from quorapay.client import ClientError
 from quorapay.clock.overrides import clear_skews, skew_path, write_skew
 from quorapay.clock.skew import ClockSkew
-from quorapay.cluster import runtime, supervisor, zookeeper
-from quorapay.cluster.plan import read_plan
-from quorapay.config import NodeConfig
+from quorapay.cluster import supervisor, zookeeper
 from quorapay.security.access import cluster_client
-
-START = 3.0  # seconds into the workload before the fault
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,256 +51,164 @@ class Row:
     storage: dict[str, int] = field(default_factory=dict)  # [storage] settings of the cluster
 
 
-# ---------------------------------------------------------------------------- helpers
-
-async def _at(stage: Stage, moment: float) -> None:
-    await trio.sleep(max(0.0, moment - stage.now()))
-
-
-def _mark(stage: Stage, fault: str, phase: str, detail: str) -> None:
-    stage.record(Nemesis(time=stage.now(), fault=fault, phase=phase, detail=detail))
-
-
-async def _leader(stage: Stage, deadline: float = 30.0) -> NodeConfig:
-    """The serving leader, waiting for one through a handover (or a slow status)."""
-    with trio.fail_after(deadline):
-        while (leader := await _leader_id(stage)) is None:  # noqa: ASYNC110  (another process)
-            await trio.sleep(0.1)
-    return stage.cluster.node(leader)
-
-
-async def _leader_id(stage: Stage) -> str | None:
-    """The serving leader now, or None during a handover."""
-    leader = supervisor.current_leader(await supervisor.statuses(stage.cluster))
-    return None if leader is None else leader.node
-
-
-async def _recovery(stage: Stage, since: float, deadline: float = 60.0) -> float:
-    """Wait until writes are acknowledged again, then return the recovery time: the longest
-    stretch without any acknowledged transfer, from `since` (the fault) until now."""
-    with trio.fail_after(deadline):
-        await stage.first_ack_after(since)
-        await stage.first_ack_after(stage.now() + 1.0)  # let the stall, if any, end for sure
-    return stage.stall(since, stage.now())
-
-
-async def _write_time(stage: Stage, deadline: float = 30.0) -> float:
-    """Seconds until a write (a barrier) commits, from now (when clients may be idle)."""
-    started = time.monotonic()
-    async with cluster_client(stage.cluster, deadline=deadline) as client:
-        await client.barrier()
-    return round(time.monotonic() - started, 3)
-
-
-async def _caught_up(stage: Stage, node: NodeConfig, deadline: float = 30.0) -> float:
-    """Seconds until `node` has applied everything the leader had committed when asked."""
-    started = time.monotonic()
-    with trio.fail_after(deadline):
-        target = None
-        while True:
-            found = await supervisor.statuses(stage.cluster)
-            if target is None:
-                leader = supervisor.current_leader(found)
-                target = None if leader is None else leader.commit_index
-            status = found[node.id]
-            if target is not None and isinstance(status, api.NodeStatus) \
-                    and status.applied_index >= target:
-                return round(time.monotonic() - started, 3)
-            await trio.sleep(0.1)
-
-
-async def _stepped_down(stage: Stage, leader: NodeConfig,
-                        because: Callable[[api.NodeStatus], bool] = lambda _: True,
-                        deadline: float = 30.0) -> float:
-    """Seconds until `leader` no longer leads (and its status shows `because`)."""
-    started = time.monotonic()
-    with trio.fail_after(deadline):
-        while True:
-            status = (await supervisor.statuses(stage.cluster))[leader.id]
-            if isinstance(status, api.NodeStatus) and status.role != "leader" \
-                    and because(status):
-                return round(time.monotonic() - started, 3)
-            await trio.sleep(0.05)
-
-
-def _faults(stage: Stage, change: Callable[..., tuple[Faults, list[str]]]) -> None:
-    cluster = stage.cluster
-    path = runtime.faults_path(cluster)
-    faults, _ = change(read_faults(path), read_plan(runtime.plan_path(cluster)))
-    write_faults(path, faults)
-
-
-def _heal(stage: Stage) -> None:
-    write_faults(runtime.faults_path(stage.cluster), Faults())
-
-
-def _nodes(stage: Stage) -> list[str]:
-    return [n.id for n in stage.cluster.nodes]
-
-
-async def _a_follower(stage: Stage) -> NodeConfig:
-    leader = await _leader(stage)
-    return next(n for n in stage.cluster.nodes if n.id != leader.id)
-
-
 # ---------------------------------------------------------------------------- the rows
 
 async def leader_kill(stage: Stage) -> dict[str, float]:
-    await _at(stage, START)
-    leader = await _leader(stage)
+    await wait_until(stage, START)
+    leader = await serving_leader(stage)
     processes.kill(stage.cluster, leader)
-    _mark(stage, "kill", "start", f"kill -9 leader {leader.id}")
-    recovery = await _recovery(stage, stage.now())
+    mark(stage, "kill", "start", f"kill -9 leader {leader.id}")
+    recovery = await measure_recovery(stage, stage.now())
     await trio.sleep(2)
     processes.restart(stage.cluster, leader)
-    _mark(stage, "kill", "stop", f"restarted {leader.id}")
-    return {"recovery": recovery, "catch_up": await _caught_up(stage, leader)}
+    mark(stage, "kill", "stop", f"restarted {leader.id}")
+    return {"recovery": recovery, "catch_up": await time_to_catch_up(stage, leader)}
 
 
 async def follower_kill(stage: Stage) -> dict[str, float]:
-    await _at(stage, START)
-    follower = await _a_follower(stage)
+    await wait_until(stage, START)
+    follower = await a_follower(stage)
     processes.kill(stage.cluster, follower)
-    _mark(stage, "kill", "start", f"kill -9 follower {follower.id}")
-    recovery = await _recovery(stage, stage.now())
+    mark(stage, "kill", "start", f"kill -9 follower {follower.id}")
+    recovery = await measure_recovery(stage, stage.now())
     await trio.sleep(4)
     processes.restart(stage.cluster, follower)
-    _mark(stage, "kill", "stop", f"restarted {follower.id}")
-    return {"recovery": recovery, "catch_up": await _caught_up(stage, follower)}
+    mark(stage, "kill", "stop", f"restarted {follower.id}")
+    return {"recovery": recovery, "catch_up": await time_to_catch_up(stage, follower)}
 
 
 async def slow_follower(stage: Stage) -> dict[str, float]:
-    await _at(stage, START)
-    leader, follower = await _leader(stage), await _a_follower(stage)
-    _faults(stage, lambda f, p: network.delay(f, p, leader.id, follower.id, 300, 100))
-    _mark(stage, "delay", "start", f"{leader.id}>{follower.id} 300ms ±100ms")
-    recovery = await _recovery(stage, stage.now())
+    await wait_until(stage, START)
+    leader, follower = await serving_leader(stage), await a_follower(stage)
+    change_faults(stage, lambda f, p: network.delay(f, p, leader.id, follower.id, 300, 100))
+    mark(stage, "delay", "start", f"{leader.id}>{follower.id} 300ms ±100ms")
+    recovery = await measure_recovery(stage, stage.now())
     await trio.sleep(6)
-    _heal(stage)
-    _mark(stage, "delay", "stop", "healed")
-    return {"recovery": recovery, "catch_up": await _caught_up(stage, follower)}
+    heal_links(stage)
+    mark(stage, "delay", "stop", "healed")
+    return {"recovery": recovery, "catch_up": await time_to_catch_up(stage, follower)}
 
 
 async def leader_cut_from_followers(stage: Stage) -> dict[str, float]:
-    await _at(stage, START)
-    leader = await _leader(stage)
-    _faults(stage, lambda f, p: network.partition(f, p, _nodes(stage), [[leader.id]]))
-    _mark(stage, "partition", "start", f"leader {leader.id} cut from the followers")
+    await wait_until(stage, START)
+    leader = await serving_leader(stage)
+    change_faults(stage, lambda f, p: network.partition(f, p, node_ids(stage), [[leader.id]]))
+    mark(stage, "partition", "start", f"leader {leader.id} cut from the followers")
     cut_at = stage.now()
-    stepped_down = await _stepped_down(stage, leader)
-    recovery = await _recovery(stage, cut_at)
+    stepped_down = await time_to_step_down(stage, leader)
+    recovery = await measure_recovery(stage, cut_at)
     await trio.sleep(2)
-    _heal(stage)
-    _mark(stage, "partition", "stop", "healed")
+    heal_links(stage)
+    mark(stage, "partition", "stop", "healed")
     return {"stepped_down": stepped_down, "recovery": recovery}
 
 
 async def leader_cut_from_zookeeper(stage: Stage) -> dict[str, float]:
-    await _at(stage, START)
-    leader = await _leader(stage)
-    _faults(stage, lambda f, p: network.cut(f, p, [[leader.id], ["zk"]]))
-    _mark(stage, "zk", "start", f"leader {leader.id} cut from ZooKeeper")
+    await wait_until(stage, START)
+    leader = await serving_leader(stage)
+    change_faults(stage, lambda f, p: network.cut(f, p, [[leader.id], ["zk"]]))
+    mark(stage, "zk", "start", f"leader {leader.id} cut from ZooKeeper")
     cut_at = stage.now()
     with trio.fail_after(60):  # a write must commit again -- through another leader
-        while (await _leader_id(stage)) in (leader.id, None):  # noqa: ASYNC110  (another process)
+        while (await serving_leader_id(stage)) in (leader.id, None):  # noqa: ASYNC110  (another process)
             await trio.sleep(0.1)
         changed_at = stage.now()
-    recovery = round(changed_at - cut_at + await _recovery(stage, changed_at), 3)
+    recovery = round(changed_at - cut_at + await measure_recovery(stage, changed_at), 3)
     await trio.sleep(2)
-    _heal(stage)
-    _mark(stage, "zk", "stop", "healed")
+    heal_links(stage)
+    mark(stage, "zk", "stop", "healed")
     return {"recovery": recovery}
 
 
 async def zombie_leader(stage: Stage) -> dict[str, float]:
-    await _at(stage, START)
-    leader = await _leader(stage)
+    await wait_until(stage, START)
+    leader = await serving_leader(stage)
     processes.pause(stage.cluster, leader)
-    _mark(stage, "pause", "start", f"SIGSTOP leader {leader.id} past its session timeout")
-    recovery = await _recovery(stage, stage.now())
+    mark(stage, "pause", "start", f"SIGSTOP leader {leader.id} past its session timeout")
+    recovery = await measure_recovery(stage, stage.now())
     await trio.sleep(max(0.0, stage.cluster.zookeeper.session_timeout + 2 - recovery))
     processes.resume(stage.cluster, leader)
-    _mark(stage, "pause", "stop", f"SIGCONT {leader.id}: a zombie until it learns")
-    return {"recovery": recovery, "catch_up": await _caught_up(stage, leader)}
+    mark(stage, "pause", "stop", f"SIGCONT {leader.id}: a zombie until it learns")
+    return {"recovery": recovery, "catch_up": await time_to_catch_up(stage, leader)}
 
 
 async def minority_partition(stage: Stage) -> dict[str, float]:
-    await _at(stage, START)
-    follower = await _a_follower(stage)
-    _faults(stage, lambda f, p: network.partition(f, p, _nodes(stage), [[follower.id]]))
-    _mark(stage, "partition", "start", f"follower {follower.id} alone in a minority")
-    recovery = await _recovery(stage, stage.now())
+    await wait_until(stage, START)
+    follower = await a_follower(stage)
+    change_faults(stage, lambda f, p: network.partition(f, p, node_ids(stage), [[follower.id]]))
+    mark(stage, "partition", "start", f"follower {follower.id} alone in a minority")
+    recovery = await measure_recovery(stage, stage.now())
     await trio.sleep(5)
-    _heal(stage)
-    _mark(stage, "partition", "stop", "healed")
-    return {"recovery": recovery, "catch_up": await _caught_up(stage, follower)}
+    heal_links(stage)
+    mark(stage, "partition", "stop", "healed")
+    return {"recovery": recovery, "catch_up": await time_to_catch_up(stage, follower)}
 
 
 async def flaky_links(stage: Stage) -> dict[str, float]:
-    await _at(stage, START)
-    nodes = _nodes(stage)
+    await wait_until(stage, START)
+    nodes = node_ids(stage)
     for a in nodes:
         for b in nodes:
             if a < b:
-                _faults(stage, lambda f, p, a=a, b=b: network.delay(f, p, a, b, 20, 40))
-                _faults(stage, lambda f, p, a=a, b=b: network.delay(f, p, b, a, 20, 40))
-                _faults(stage, lambda f, p, a=a, b=b: network.drop(f, p, a, b, 0.02))
-    _mark(stage, "net", "start", "every peer link: 20ms ±40ms, 2% of chunks kill the connection")
-    recovery = await _recovery(stage, stage.now())
+                change_faults(stage, lambda f, p, a=a, b=b: network.delay(f, p, a, b, 20, 40))
+                change_faults(stage, lambda f, p, a=a, b=b: network.delay(f, p, b, a, 20, 40))
+                change_faults(stage, lambda f, p, a=a, b=b: network.drop(f, p, a, b, 0.02))
+    mark(stage, "net", "start", "every peer link: 20ms ±40ms, 2% of chunks kill the connection")
+    recovery = await measure_recovery(stage, stage.now())
     await trio.sleep(8)
-    _heal(stage)
-    _mark(stage, "net", "stop", "healed")
+    heal_links(stage)
+    mark(stage, "net", "stop", "healed")
     return {"recovery": recovery}
 
 
 async def one_zookeeper_server_lost(stage: Stage) -> dict[str, float]:
-    await _at(stage, START)
+    await wait_until(stage, START)
     processes.zk_kill(stage.cluster, 1)
-    _mark(stage, "zk", "start", "kill -9 ZooKeeper server 1 of 3")
-    recovery = await _recovery(stage, stage.now())
+    mark(stage, "zk", "start", "kill -9 ZooKeeper server 1 of 3")
+    recovery = await measure_recovery(stage, stage.now())
     await trio.sleep(6)
     processes.zk_restart(stage.cluster, 1)
-    _mark(stage, "zk", "stop", "restarted server 1")
+    mark(stage, "zk", "stop", "restarted server 1")
     return {"recovery": recovery}
 
 
 async def all_of_zookeeper_lost(stage: Stage) -> dict[str, float]:
-    await _at(stage, START)
+    await wait_until(stage, START)
     for server in zookeeper.servers(stage.cluster):
         processes.zk_kill(stage.cluster, server)
-    _mark(stage, "zk", "start", "kill -9 every ZooKeeper server")
+    mark(stage, "zk", "start", "kill -9 every ZooKeeper server")
     refused = 0.0
     try:  # writes must stop: the leader is suspended
-        await _write_time(stage, deadline=6)
+        await time_to_write(stage, deadline=6)
     except ClientError:
         refused = 1.0
     for server in zookeeper.servers(stage.cluster):
         processes.zk_restart(stage.cluster, server)
-    _mark(stage, "zk", "stop", "restarted ZooKeeper")
-    return {"writes_refused": refused, "recovery": await _recovery(stage, stage.now())}
+    mark(stage, "zk", "stop", "restarted ZooKeeper")
+    return {"writes_refused": refused, "recovery": await measure_recovery(stage, stage.now())}
 
 
 async def all_nodes_killed(stage: Stage) -> dict[str, float]:
-    await _at(stage, START)
+    await wait_until(stage, START)
     for node in stage.cluster.nodes:
         processes.kill(stage.cluster, node)
-    _mark(stage, "kill", "start", "kill -9 every node")
+    mark(stage, "kill", "start", "kill -9 every node")
     await trio.sleep(1)
     for node in stage.cluster.nodes:
         processes.restart(stage.cluster, node)
-    _mark(stage, "kill", "stop", "restarted every node")
-    return {"recovery": await _recovery(stage, stage.now())}
+    mark(stage, "kill", "stop", "restarted every node")
+    return {"recovery": await measure_recovery(stage, stage.now())}
 
 
 async def behind_compaction(stage: Stage) -> dict[str, float]:
-    await _at(stage, START)
-    follower = await _a_follower(stage)
+    await wait_until(stage, START)
+    follower = await a_follower(stage)
     before = (await supervisor.statuses(stage.cluster))[follower.id]
     assert isinstance(before, api.NodeStatus)
     processes.kill(stage.cluster, follower)
-    _mark(stage, "kill", "start", f"kill -9 follower {follower.id} at applied index "
+    mark(stage, "kill", "start", f"kill -9 follower {follower.id} at applied index "
           f"{before.applied_index}")
-    recovery = await _recovery(stage, stage.now())
+    recovery = await measure_recovery(stage, stage.now())
     with trio.fail_after(60):  # until every other node compacted past what it holds
         while True:
             found = await supervisor.statuses(stage.cluster)
@@ -302,18 +218,18 @@ async def behind_compaction(stage: Stage) -> dict[str, float]:
                 break
             await trio.sleep(0.2)
     processes.restart(stage.cluster, follower)
-    _mark(stage, "kill", "stop", f"restarted {follower.id}")
-    catch_up = await _caught_up(stage, follower)
+    mark(stage, "kill", "stop", f"restarted {follower.id}")
+    catch_up = await time_to_catch_up(stage, follower)
     after = (await supervisor.statuses(stage.cluster))[follower.id]
     installed = isinstance(after, api.NodeStatus) and after.log_start > before.last_index
     return {"recovery": recovery, "catch_up": catch_up, "snapshot_installed": float(installed)}
 
 
 async def corrupt_tail(stage: Stage) -> dict[str, float]:
-    await _at(stage, START)
-    follower = await _a_follower(stage)
+    await wait_until(stage, START)
+    follower = await a_follower(stage)
     processes.kill(stage.cluster, follower)
-    _mark(stage, "disk", "start", f"kill -9 {follower.id}, then corrupt its last log record")
+    mark(stage, "disk", "start", f"kill -9 {follower.id}, then corrupt its last log record")
     database = follower.data_dir / "node.db"
     backup = follower.data_dir.with_name(follower.data_dir.name + ".backup")
     await trio.sleep(0.5)
@@ -327,18 +243,35 @@ async def corrupt_tail(stage: Stage) -> dict[str, float]:
         while process.pid() is not None:  # noqa: ASYNC110  (another process)
             await trio.sleep(0.1)
     refused = float("corrupt log record" in process.log_file.read_text())
-    recovery = await _recovery(stage, stage.now())
+    recovery = await measure_recovery(stage, stage.now())
     shutil.rmtree(follower.data_dir)
     backup.rename(follower.data_dir)  # the operator restores the node's disk
     processes.restart(stage.cluster, follower)
-    _mark(stage, "disk", "stop", f"restored {follower.id}'s data dir and restarted it")
+    mark(stage, "disk", "stop", f"restored {follower.id}'s data dir and restarted it")
     return {"refused_to_start": refused, "recovery": recovery,
-            "catch_up": await _caught_up(stage, follower)}
+            "catch_up": await time_to_catch_up(stage, follower)}
+
+
+async def follower_disk_lost(stage: Stage) -> dict[str, float]:
+    await wait_until(stage, START)
+    before = supervisor.current_leader(await supervisor.statuses(stage.cluster))
+    follower = await a_follower(stage)
+    processes.kill(stage.cluster, follower)
+    shutil.rmtree(follower.data_dir)
+    mark(stage, "disk", "start", f"kill -9 {follower.id} and delete its data dir")
+    recovery = await measure_recovery(stage, stage.now())
+    processes.restart(stage.cluster, follower)
+    mark(stage, "disk", "stop", f"restarted {follower.id} with an empty data dir")
+    catch_up = await time_to_catch_up(stage, follower)
+    after = supervisor.current_leader(await supervisor.statuses(stage.cluster))
+    same = before is not None and after is not None and (before.node, before.epoch) == (
+        after.node, after.epoch)
+    return {"recovery": recovery, "catch_up": catch_up, "same_leader": float(same)}
 
 
 async def retries_across_failover(stage: Stage) -> dict[str, float]:
-    await _at(stage, START)
-    leader = await _leader(stage)
+    await wait_until(stage, START)
+    leader = await serving_leader(stage)
     async with trio.open_nursery() as nursery:
         retried = 0
 
@@ -354,40 +287,40 @@ async def retries_across_failover(stage: Stage) -> dict[str, float]:
         await trio.sleep(0.05)
         processes.kill(stage.cluster, leader)
         killed_at = stage.now()
-        _mark(stage, "kill", "start", f"kill -9 leader {leader.id} with requests in flight")
-    recovery = await _recovery(stage, killed_at)
+        mark(stage, "kill", "start", f"kill -9 leader {leader.id} with requests in flight")
+    recovery = await measure_recovery(stage, killed_at)
     processes.restart(stage.cluster, leader)
-    _mark(stage, "kill", "stop", f"restarted {leader.id}")
+    mark(stage, "kill", "stop", f"restarted {leader.id}")
     return {"recovery": recovery, "acknowledged_retries": float(retried)}
 
 
 async def leader_clock_skewed(stage: Stage) -> dict[str, float]:
-    await _at(stage, START)
-    leader = await _leader(stage)
+    await wait_until(stage, START)
+    leader = await serving_leader(stage)
     write_skew(skew_path(stage.cluster.run_dir, leader.id), ClockSkew(offset_ms=2_000))
-    _mark(stage, "skew", "start", f"leader {leader.id} wall clock +2 s")
+    mark(stage, "skew", "start", f"leader {leader.id} wall clock +2 s")
     skewed_at = stage.now()
-    stepped_down = await _stepped_down(
+    stepped_down = await time_to_step_down(
         stage, leader, because=lambda s: s.clock is not None and s.clock.alarm)
-    recovery = await _recovery(stage, skewed_at)
+    recovery = await measure_recovery(stage, skewed_at)
     await trio.sleep(4)
     clear_skews(stage.cluster.run_dir)
-    _mark(stage, "skew", "stop", f"{leader.id} wall clock back")
+    mark(stage, "skew", "stop", f"{leader.id} wall clock back")
     return {"stepped_down": stepped_down, "recovery": recovery,
-            "catch_up": await _caught_up(stage, leader)}
+            "catch_up": await time_to_catch_up(stage, leader)}
 
 
 async def follower_clock_strobing(stage: Stage) -> dict[str, float]:
-    await _at(stage, START)
-    follower = await _a_follower(stage)
+    await wait_until(stage, START)
+    follower = await a_follower(stage)
     write_skew(skew_path(stage.cluster.run_dir, follower.id),
                ClockSkew(strobe_ms=2_000, strobe_period_s=0.5))
-    _mark(stage, "strobe", "start", f"{follower.id} wall clock jumping ±2 s every 0.5 s")
-    recovery = await _recovery(stage, stage.now())
+    mark(stage, "strobe", "start", f"{follower.id} wall clock jumping ±2 s every 0.5 s")
+    recovery = await measure_recovery(stage, stage.now())
     await trio.sleep(6)
     clear_skews(stage.cluster.run_dir)
-    _mark(stage, "strobe", "stop", f"{follower.id} wall clock back")
-    return {"recovery": recovery, "catch_up": await _caught_up(stage, follower)}
+    mark(stage, "strobe", "stop", f"{follower.id} wall clock back")
+    return {"recovery": recovery, "catch_up": await time_to_catch_up(stage, follower)}
 
 
 ROWS = (
@@ -438,6 +371,30 @@ ROWS = (
     Row(name="follower clock strobing", how="`chaos strobe FOLLOWER --amplitude 2s --period "
         "0.5s` for 6 s", expected="writes go on at the majority's pace; order and timestamps "
         "unaffected; the follower catches up", scenario=follower_clock_strobing),
+    Row(name="follower's data dir lost", how="kill a follower, delete its data dir, restart it",
+        expected="it catches up from the same leader (a snapshot if the log was compacted)",
+        scenario=follower_disk_lost),
+    Row(name="garbage in the epoch znode", how="write garbage to `epoch` with the cluster's "
+        "ZooKeeper credential; `chaos kill leader`", expected="reported; the next leader "
+        "overwrites it with an epoch above every one it has seen and serves",
+        scenario=hostile.epoch_garbage),
+    Row(name="epoch znode deleted", how="delete `epoch`; `chaos kill leader`",
+        expected="reported; recreated from the highest epoch seen; a new leader serves",
+        scenario=hostile.epoch_deleted),
+    Row(name="epoch 2^63 in ZooKeeper at start", how="set `epoch` to 2^63; kill every node and "
+        "restart them", expected="no crash, no crash loop: the nodes start, repair the epoch "
+        "and elect a leader", scenario=hostile.epoch_huge_at_start),
+    Row(name="garbage in the leader znode", how="replace the leader znode by garbage held by "
+        "a live session; `chaos kill leader`", expected="the leader goes on leading (its epoch "
+        "fences, not the znode); status reports it; the next leader removes it",
+        scenario=hostile.leader_garbage),
+    Row(name="leader znode squatted by a non-member", how="replace the leader znode by one "
+        "naming `mallory`, held by a live session; `chaos kill leader`",
+        expected="ignored; the next leader removes it and serves",
+        scenario=hostile.leader_squatted),
+    Row(name="client-port flood on the leader", how="1000 half-open TCP connections at a time "
+        "on the leader's client port (through the chaos proxy) for 8 s",
+        expected="the leader keeps leading; writes go on", scenario=hostile.client_port_flood),
 )
 
 

@@ -54,6 +54,7 @@ def main() -> None:
 
 # The command modules attach themselves to `cli`; importing them here makes `cli` complete.
 from quorapay.cli import (  # noqa: E402, F401
+    bench,
     chaos,
     chaos_clock,
     check,

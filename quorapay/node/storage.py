@@ -102,6 +102,15 @@ def _lock(path: Path) -> IO[str]:
     return handle
 
 
+def _unusable(path: Path, exc: sqlite3.DatabaseError) -> StorageError:
+    """The error for a database SQLite refuses: damaged (with the remedy), or unopenable."""
+    if getattr(exc, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
+        return StorageError(f"{path} is damaged ({exc}): this node cannot start from it; move "
+                            "its data dir away and restart the node, and it will catch up from "
+                            "the others")
+    return StorageError(f"cannot open {path}: {exc}")
+
+
 def record_crc(index: int, epoch: int, payload: bytes, ts: Timestamp | None = None) -> int:
     """The checksum of a log record; schema 2 records had no timestamp (`ts` None)."""
     head = f"{index}:{epoch}:" if ts is None else f"{index}:{epoch}:{ts.wall_ms}:{ts.logical}:"
@@ -122,7 +131,7 @@ class Store:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except sqlite3.DatabaseError as exc:
             self._lock.close()
-            raise StorageError(f"cannot open {path}: {exc}") from exc
+            raise _unusable(path, exc) from None
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
@@ -130,7 +139,7 @@ class Store:
             self._claim(cluster, node_id)
         except sqlite3.DatabaseError as exc:
             self.close()
-            raise StorageError(f"cannot open {path}: {exc}") from exc
+            raise _unusable(path, exc) from None
         except StorageError:
             self.close()
             raise
@@ -197,9 +206,7 @@ class Store:
         try:
             return self._load()
         except sqlite3.DatabaseError as exc:
-            raise StorageError(f"{self.path} is damaged ({exc}): this node cannot start from "
-                               "it; move the data dir away and restart the node, and it will "
-                               "catch up from the others") from None
+            raise _unusable(self.path, exc) from None
         except (ValueError, TypeError) as exc:  # a row whose values are of the wrong kind
             raise StorageError(f"{self.path}: corrupt row ({exc})") from None
 

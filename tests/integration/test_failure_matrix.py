@@ -41,6 +41,19 @@ EXPECT: dict[str, Callable[[dict[str, float]], bool]] = {
     # the alarm needs a few probes (0.25 s apart), then the election moves on
     "leader clock skewed beyond the bound":
         lambda m: m["stepped_down"] <= ELECTION_TIMEOUT + 1.5 and m["recovery"] <= 10,
+    "follower's data dir lost": lambda m: m["same_leader"] == 1 and m["catch_up"] <= 15,
+    "garbage in the epoch znode":
+        lambda m: m["reported"] == 1 and m["repaired"] == 1 and m["recovery"] <= 10,
+    "epoch znode deleted":
+        lambda m: m["reported"] == 1 and m["repaired"] == 1 and m["recovery"] <= 10,
+    "epoch 2^63 in ZooKeeper at start":
+        lambda m: m["nodes_up"] == 3 and m["repaired"] == 1 and m["recovery"] <= 20,
+    "garbage in the leader znode":
+        lambda m: m["leader_kept"] == 1 and m["reported"] == 1 and m["recovery"] <= 10,
+    "leader znode squatted by a non-member":
+        lambda m: m["leader_kept"] == 1 and m["recovery"] <= 10,
+    "client-port flood on the leader":
+        lambda m: m["leader_kept"] == 1 and m["acks_per_s_during"] > 0,
 }
 
 

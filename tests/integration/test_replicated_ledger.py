@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
+import sys
 import time
 
 import pytest
@@ -151,3 +154,39 @@ async def test_a_node_behind_the_compacted_log_catches_up_from_a_snapshot(
     caught_up = (await supervisor.statuses(cluster))[follower]
     # it had applied only the accounts before it died: a log starting later was installed
     assert isinstance(caught_up, api.NodeStatus) and caught_up.log_start > 5
+
+
+async def test_up_fails_naming_a_node_that_cannot_start_and_a_wiped_node_catches_up(
+        cluster: ClusterConfig) -> None:
+    await supervisor.up(cluster)
+    specs = transfers("before-damage", 20)
+    async with cluster_client(cluster) as client:
+        await setup_accounts(client, 4)
+        assert {r.status for r in await client.submit_transfers(specs)} == {"ok"}
+    current = await leader(cluster)
+    follower = next(n for n in cluster.nodes if n.id != current.node)
+    kill(cluster, follower.id)
+    database = follower.data_dir / "node.db"
+    with trio.fail_after(10):
+        while supervisor.node_process(cluster, follower).pid() is not None:  # noqa: ASYNC110
+            await trio.sleep(0.05)
+    db = sqlite3.connect(database)  # fold the write-ahead log in: the damage is at rest
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    data = bytearray(database.read_bytes())
+    for i in range(4096, min(len(data), 3 * 4096)):
+        data[i] = (i * 7 + 3) & 0xFF
+    database.write_bytes(data)
+    done = await trio.run_process(
+        [sys.executable, "-m", "quorapay", "-c", str(cluster.path), "up"],
+        capture_stdout=True, capture_stderr=True, check=False)
+    stderr = done.stderr.decode()
+    assert done.returncode == 1, (done.stdout, stderr)
+    assert f"node {follower.id} exited" in stderr and "Traceback" not in stderr
+    assert "damaged" in stderr or "corrupt" in stderr
+    shutil.rmtree(follower.data_dir)  # the operator gives it an empty data dir
+    await supervisor.up(cluster)
+    after = await leader(cluster)
+    assert (after.node, after.epoch) == (current.node, current.epoch)  # the same leader
+    result = await verified(cluster, acknowledged(specs))
+    assert result.verdict is Verdict.VALID, result.findings

@@ -253,3 +253,54 @@ def test_a_data_dir_is_used_by_one_process_at_a_time(tmp_path: Path) -> None:
         open_store(tmp_path)
     first.close()
     open_store(tmp_path).close()  # released on close (and when the process dies)
+
+
+def written_store(tmp_path: Path) -> Path:
+    store = open_store(tmp_path)
+    replica, ledger = boot(store)
+    run(store, replica, ledger, workload())
+    store.close()
+    return tmp_path / "node.db"
+
+
+def load_fails(tmp_path: Path) -> StorageError:
+    """Opening and loading the store fails with a StorageError (never a raw sqlite3 error)."""
+    store = None
+    try:
+        store = open_store(tmp_path)
+        store.load()
+    except StorageError as exc:
+        return exc
+    finally:
+        if store is not None:
+            store.close()
+    raise AssertionError("the damage went unnoticed")
+
+
+def test_a_damaged_file_is_reported_as_such_naming_it(tmp_path: Path) -> None:
+    path = written_store(tmp_path)
+    data = bytearray(path.read_bytes())
+    for i in range(4096, min(len(data), 3 * 4096)):  # pages 2 and 3: b-tree pages
+        data[i] = (i * 7 + 3) & 0xFF
+    path.write_bytes(data)
+    failure = load_fails(tmp_path)
+    assert "node.db" in str(failure)
+    assert "damaged" in str(failure) or "corrupt" in str(failure)
+
+
+@pytest.mark.parametrize(("statement", "problem"), [
+    ("UPDATE meta SET value = 4611686018427387904 WHERE key = 'promised_epoch'",
+     "promised_epoch"),
+    ("UPDATE meta SET value = 'seven' WHERE key = 'applied_index'", "applied_index"),
+    ("UPDATE meta SET value = 5 WHERE key = 'promised_to'", "promised_to"),
+    ("UPDATE accounts SET balance = 9223372036854775807 WHERE id = 'bob'", "an account row"),
+    ("UPDATE transfers SET status = 'stolen' WHERE id = 't1'", "corrupt row"),
+    ("UPDATE log SET epoch = -1 WHERE idx = 6", "log record"),
+])
+def test_a_stored_value_out_of_its_range_is_refused(tmp_path: Path, statement: str,
+                                                   problem: str) -> None:
+    path = written_store(tmp_path)
+    with sqlite3.connect(path) as db:
+        db.execute(statement)
+    db.close()
+    assert problem in str(load_fails(tmp_path))
