@@ -320,6 +320,9 @@ class _Parser:
         node_id = self._get(table, f"{where}.id", str, f"n{position + 1}")
         if not _NAME.fullmatch(node_id):
             self.problems.append(f"{where}.id must be 1-64 characters of A-Z a-z 0-9 _ . -")
+        elif "__" in node_id:
+            self.problems.append(f"{where}.id must not contain \"__\" (it separates the parts "
+                                 "of ZooKeeper election znodes)")
         host = self._get(table, f"{where}.host", str, "127.0.0.1")
         if not _HOST.fullmatch(host):
             self.problems.append(f"{where}.host {host!r} is not a host name or IPv4 address")

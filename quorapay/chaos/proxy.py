@@ -14,10 +14,11 @@ No root, no netem: the proxies are the mechanism.
 
 The proxy carries every link of the cluster in one process, so a flood on one link must not
 starve the others: each link holds a bounded number of connections (a few for a node-to-node or
-ZooKeeper link, more for a client link), and when one is full the connection that has been quiet
-longest is closed to make room -- a live link carries traffic every quarter second, a flood of
-idle connections none. Connecting to the target is bounded too. (The nodes behind it enforce
-their own limits and drop unauthenticated connections within seconds.)
+ZooKeeper link, more for a client link). An *established* connection -- traffic both ways, and
+older than ESTABLISHED_AFTER, which no unauthenticated connection lives to be (the nodes drop
+them within seconds) -- is never closed to make room: when a link is full, the quietest of the
+others gives way, and when all are established the new one is refused. A flood can delay a new
+connection, never take an established link away. Connecting to the target is bounded too.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ CHUNK = 65536
 CONNECT_TIMEOUT = 5.0
 PEER_LINK_CONNECTIONS = 16  # node-to-node and node-to-ZooKeeper links: one or two in use
 CLIENT_LINK_CONNECTIONS = 512
+ESTABLISHED_AFTER = 10.0  # seconds: twice the nodes' handshake deadline
 
 
 class FaultState:
@@ -74,16 +76,24 @@ class FaultState:
 class _Connection:
     def __init__(self, scope: trio.CancelScope) -> None:
         self.scope = scope
-        self.last_active = trio.current_time()
+        self.opened = self.last_active = trio.current_time()
+        self.directions: set[str] = set()  # the directions that carried bytes
+
+    def established(self, now: float, after: float) -> bool:
+        return len(self.directions) == 2 and now - self.opened >= after
 
 
 class LinkProxy:
-    def __init__(self, link: LinkPlan, state: FaultState, rng: random.Random) -> None:
+    def __init__(self, link: LinkPlan, state: FaultState, rng: random.Random, *,
+                 capacity: int | None = None, established_after: float = ESTABLISHED_AFTER
+                 ) -> None:
         self._link = link
         self._state = state
         self._rng = rng
         self._open: set[_Connection] = set()
-        self._capacity = CLIENT_LINK_CONNECTIONS if link.a == "client" else PEER_LINK_CONNECTIONS
+        self._capacity = capacity or (CLIENT_LINK_CONNECTIONS if link.a == "client"
+                                      else PEER_LINK_CONNECTIONS)
+        self._established_after = established_after
         self.evicted = 0
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -107,6 +117,8 @@ class LinkProxy:
                 return  # refused
             with trio.CancelScope() as scope:
                 connection = self._admit(scope)
+                if connection is None:
+                    return  # refused: every slot holds an established connection
                 try:
                     await self._forward(client, connection)
                 finally:
@@ -123,16 +135,20 @@ class LinkProxy:
             nursery.start_soon(self._pump, client, server, f"{a}>{b}", connection)
             nursery.start_soon(self._pump, server, client, f"{b}>{a}", connection)
 
-    def _admit(self, scope: trio.CancelScope) -> _Connection:
-        """A slot for a new connection; when the link is full, the quietest one gives way."""
+    def _admit(self, scope: trio.CancelScope) -> _Connection | None:
+        """A slot for a new connection, or None (the link is full of established ones)."""
         if len(self._open) >= self._capacity:
-            quietest = min(self._open, key=lambda c: c.last_active)
+            now = trio.current_time()
+            others = [c for c in self._open if not c.established(now, self._established_after)]
+            if not others:
+                return None
+            quietest = min(others, key=lambda c: c.last_active)
             self._open.discard(quietest)
             quietest.scope.cancel()
             self.evicted += 1
             if self.evicted % 100 == 1:
-                log.warning("link %s full (%d connections): closed the quietest for a new one "
-                            "(%d so far)", self._link.name, self._capacity, self.evicted)
+                log.warning("link %s full (%d connections): closed the quietest new one for a "
+                            "newer (%d so far)", self._link.name, self._capacity, self.evicted)
         connection = _Connection(scope)
         self._open.add(connection)
         return connection
@@ -148,6 +164,7 @@ class LinkProxy:
                 if not data:
                     break
                 connection.last_active = trio.current_time()
+                connection.directions.add(direction)
                 fault = self._state.direction(name, direction)
                 if fault.drop and self._rng.random() < fault.drop:
                     break

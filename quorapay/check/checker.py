@@ -34,7 +34,7 @@ from itertools import pairwise
 from quorapay.api.schema import DigestInfo
 from quorapay.check.history import Event, Fail, Info, Invoke, Nemesis, Ok
 from quorapay.core.ledger import Delta, Ledger, Status
-from quorapay.core.types import Commands, EpochStart, LogEntry, Transfer
+from quorapay.core.types import Commands, EpochStart, LogEntry, PayerTransfer, Transfer
 
 MIN_ACKNOWLEDGED = 20
 
@@ -160,7 +160,7 @@ class _Replay:
         results = self.ledger.apply(entry, delta)
         commands = entry.payload.commands if isinstance(entry.payload, Commands) else ()
         for command, result in zip(commands, results, strict=True):
-            if isinstance(command, Transfer):
+            if isinstance(command, Transfer | PayerTransfer):
                 self.told[(entry.index, command.id)] = result.status.value
         for record in delta.transfers:
             self.decided.setdefault(record.transfer.id, []).append(

@@ -11,7 +11,7 @@ from quorapay.cli.context import AppContext, emit, json_option, pass_app, run
 from quorapay.cli.main import Failed, cli
 from quorapay.cluster import supervisor
 from quorapay.config import default_cluster, parse_config, render
-from quorapay.security.issue import ensure_secrets
+from quorapay.security.issue import check_owner, ensure_secrets
 
 
 @cli.command()
@@ -36,8 +36,8 @@ def init(app: AppContext, nodes: int, name: str, base_port: int, zookeeper_port:
                          "create its missing secrets)")
         text = render(default_cluster(nodes=nodes, name=name, base_port=base_port,
                                       zookeeper_port=zookeeper_port))
-        parse_config(path, text)  # valid before anything is written
-        try:
+        check_owner(parse_config(path, text))  # valid, and its secrets its own, before
+        try:  # anything is written
             path.write_text(text)
         except OSError as exc:
             raise Failed(f"cannot write {path}: {exc.strerror}") from None

@@ -30,6 +30,23 @@ class QuorapayGroup(click.Group):
             raise Failed(str(exc)) from None
         except KeyboardInterrupt:
             raise Failed("interrupted", exit_code=130) from None
+        except BaseExceptionGroup as group:  # raised in a nursery: report the first as usual
+            expected = _expected(group)
+            if expected is None:
+                raise
+            raise Failed(str(expected)) from None
+
+
+def _expected(group: BaseExceptionGroup[BaseException]) -> QuorapayError | None:
+    """The first QuorapayError of a group holding nothing else (cancellations aside)."""
+    errors, rest = group.split(QuorapayError)
+    if errors is None or (rest is not None and rest.split(KeyboardInterrupt)[1] is not None):
+        return None
+    first: BaseException = errors
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    assert isinstance(first, QuorapayError)
+    return first
 
 
 @click.group(cls=QuorapayGroup)

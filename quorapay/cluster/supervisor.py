@@ -68,7 +68,10 @@ async def up(cluster: ClusterConfig, *, timeout: float = 60.0) -> UpReport:
         require_cluster_secrets(SecretsDir(cluster.security.secrets_dir), list(cluster.node_ids),
                                 cluster_file=cluster.path)
     for folder in (cluster.run_dir, *(n.data_dir for n in cluster.nodes)):
-        private_dir(folder)  # made private, or tightened if an older version made it open
+        try:
+            private_dir(folder)  # made private, or tightened if an older version made it open
+        except OSError as exc:
+            raise ClusterError(f"cannot use {folder}: {exc.strerror or exc}") from None
     stopped = [n for n in cluster.nodes if node_process(cluster, n).pid() is None]
     report.already_running = [n.id for n in cluster.nodes if n not in stopped]
     proxy_needed = runtime.proxied(cluster) and proxy_process(cluster).pid() is None

@@ -34,6 +34,7 @@ from quorapay.core.types import (
     IndexField,
     LogEntry,
     LogIndex,
+    PayerTransfer,
     Transfer,
     TransferId,
     TransferIdField,
@@ -54,6 +55,7 @@ class Status(StrEnum):
     CURRENCY_MISMATCH = "currency_mismatch"
     INVALID = "invalid"
     ID_CONFLICT = "id_conflict"
+    FORBIDDEN = "forbidden"  # a payer's transfer debiting an issuer account
 
 
 @dataclass(slots=True, kw_only=True)
@@ -137,6 +139,8 @@ def validate(command: Command) -> str:
                 return "account id must be 1-64 characters of A-Z a-z 0-9 _ . : @ -"
             if not _CURRENCY.fullmatch(currency):
                 return "currency must be 1-12 upper-case letters or digits, starting with a letter"
+        case PayerTransfer(transfer=transfer):
+            return validate(transfer)
         case Transfer(id=transfer_id, debit=debit, credit=credit, amount=amount, currency=cur):
             for name, value in (("transfer id", transfer_id), ("debit", debit), ("credit", credit)):
                 if not _ID.fullmatch(value):
@@ -222,6 +226,8 @@ class Ledger:
                 return self._create_account(command, index, delta)
             case Transfer():
                 return self._transfer(command, index, ts, delta)
+            case PayerTransfer(transfer=transfer):
+                return self._transfer(transfer, index, ts, delta, payer=True)
             case _:
                 assert_never(command)
 
@@ -239,8 +245,8 @@ class Ledger:
         delta.accounts[command.id] = account
         return Result(kind="account", id=command.id, status=Status.OK, index=index)
 
-    def _transfer(self, transfer: Transfer, index: LogIndex, ts: Timestamp, delta: Delta,
-                  ) -> Result:
+    def _transfer(self, transfer: Transfer, index: LogIndex, ts: Timestamp, delta: Delta, *,
+                  payer: bool = False) -> Result:
         previous = self._transfers.get(transfer.id)
         if previous is not None:
             if previous.transfer == transfer:
@@ -249,7 +255,7 @@ class Ledger:
             return Result(kind="transfer", id=transfer.id, status=Status.ID_CONFLICT,
                           index=previous.index, detail="transfer id used with a different body",
                           ts=previous.ts)
-        status = self._decide(transfer)
+        status = self._decide(transfer, payer=payer)
         record = TransferRecord(transfer=transfer, status=status, index=index, ts=ts)
         self._transfers[transfer.id] = record
         delta.transfers.append(record)
@@ -261,13 +267,15 @@ class Ledger:
             delta.accounts[credit.id] = credit
         return Result(kind="transfer", id=transfer.id, status=status, index=index, ts=ts)
 
-    def _decide(self, transfer: Transfer) -> Status:
+    def _decide(self, transfer: Transfer, *, payer: bool = False) -> Status:
         debit = self._accounts.get(transfer.debit)
         credit = self._accounts.get(transfer.credit)
         if debit is None or credit is None:
             return Status.ACCOUNT_NOT_FOUND
         if not debit.currency == credit.currency == transfer.currency:
             return Status.CURRENCY_MISMATCH
+        if payer and debit.allow_negative:
+            return Status.FORBIDDEN
         if debit.balance - transfer.amount < 0 and not debit.allow_negative:
             return Status.INSUFFICIENT_FUNDS
         if debit.balance - transfer.amount < -MAX_BALANCE or (

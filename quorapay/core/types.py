@@ -49,7 +49,19 @@ class Transfer(msgspec.Struct, frozen=True, kw_only=True, tag="transfer"):
     currency: CurrencyField
 
 
-Command = CreateAccount | Transfer
+class PayerTransfer(msgspec.Struct, frozen=True, kw_only=True, tag="payer_transfer"):
+    """A transfer submitted with a payer's credential: it may not debit an issuer account
+    (that would create money), which the ledger decides -- deterministically, from the log --
+    as `forbidden`. Otherwise it is its transfer: the same id, the same body, the same record."""
+
+    transfer: Transfer
+
+    @property
+    def id(self) -> TransferId:
+        return self.transfer.id
+
+
+Command = CreateAccount | Transfer | PayerTransfer
 
 
 class Commands(msgspec.Struct, frozen=True, kw_only=True, tag="commands"):

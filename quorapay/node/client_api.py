@@ -36,6 +36,7 @@ from quorapay.core.types import (
     CreateAccount,
     LogEntry,
     NodeId,
+    PayerTransfer,
     Transfer,
     TransferId,
 )
@@ -94,18 +95,18 @@ class ClientApi:
     async def _connection(self, link: Link) -> None:
         principal = link.principal or self._insecure
         assert principal is not None  # authorized
-        limiter = trio.CapacityLimiter(PIPELINE_DEPTH)
+        in_flight = trio.Semaphore(PIPELINE_DEPTH)
         async with trio.open_nursery() as nursery:
             while True:
                 try:
                     data = await link.receive()
                 except ConnectionClosed:
                     break
-                await limiter.acquire_on_behalf_of(data)
-                nursery.start_soon(self._respond, link, principal, data, limiter)
+                await in_flight.acquire()  # two equal requests are two requests
+                nursery.start_soon(self._respond, link, principal, data, in_flight)
 
     async def _respond(self, link: Link, principal: Principal, data: str | bytes,
-                       limiter: trio.CapacityLimiter) -> None:
+                       in_flight: trio.Semaphore) -> None:
         try:
             try:
                 response = await self.handle(data, principal)
@@ -117,7 +118,7 @@ class ClientApi:
         except ConnectionClosed:
             pass
         finally:
-            limiter.release_on_behalf_of(data)
+            in_flight.release()
 
     async def handle(self, data: str | bytes, principal: Principal) -> api.Response:
         """Answer one raw request from `principal`. Never raises for bad input."""
@@ -131,22 +132,26 @@ class ClientApi:
             return api.Response(req=request.req,
                                 error=api.error(api.ErrorCode.FORBIDDEN, refusal))
         try:
-            return await self._dispatch(request)
+            return await self._dispatch(request, principal)
         except _Invalid as exc:
             return api.Response(req=request.req,
                                 error=api.error(api.ErrorCode.INVALID_REQUEST, str(exc)))
 
-    async def _dispatch(self, request: api.Request) -> api.Response:
+    async def _dispatch(self, request: api.Request, principal: Principal) -> api.Response:
         match request:
             case api.CreateAccounts(accounts=specs):
                 return await self._write(request.req, [
                     CreateAccount(id=AccountId(a.id), currency=a.currency,
                                   allow_negative=a.allow_negative) for a in _bounded(specs)])
             case api.SubmitTransfers(transfers=specs):
-                return await self._write(request.req, [
-                    Transfer(id=TransferId(t.id), debit=AccountId(t.debit),
-                             credit=AccountId(t.credit), amount=Cents(t.amount),
-                             currency=t.currency) for t in _bounded(specs)])
+                transfers = [Transfer(id=TransferId(t.id), debit=AccountId(t.debit),
+                                      credit=AccountId(t.credit), amount=Cents(t.amount),
+                                      currency=t.currency) for t in _bounded(specs)]
+                if principal.role is Role.OPERATOR:
+                    return await self._write(request.req, list(transfers))
+                # a payer's may not debit an issuer: the ledger decides it, from the log
+                return await self._write(request.req, [PayerTransfer(transfer=t)
+                                                       for t in transfers])
             case api.Barrier():
                 return await self._write(request.req, [])
             case api.GetBalances(accounts=ids):
@@ -215,19 +220,24 @@ class ClientApi:
                            ) -> api.Response:
         """A query whose inputs are captured between driver batches (a consistent view, cheap:
         references to immutable entries, a copy of the ledger's rows) and computed in a worker
-        thread, one at a time: whatever it costs, the event loop keeps serving."""
-        with trio.move_on_after(self._timeout):
-            async with self._heavy:
-                captured = await self._ask(LocalQuery(query=capture, reply=Reply()))
-                if isinstance(captured, Failure):
-                    return api.Response(req=req, error=self._error(captured))
-                if not isinstance(captured, api.Response):
-                    captured = await trio.to_thread.run_sync(captured, abandon_on_cancel=True)
-                response: api.Response = msgspec.structs.replace(captured, req=req)
-                return response
-        return api.Response(req=req, error=api.error(api.ErrorCode.TIMEOUT, (
-            f"no answer within {self._timeout:g}s: another heavy query is running, or the "
-            "node is busy; try again")))
+        thread, one at a time: whatever it costs, the event loop keeps serving. While one runs,
+        another is answered UNAVAILABLE at once (never queued: queued work would outlive its
+        callers' patience); a computation runs to its end, its slot held until then."""
+        try:
+            self._heavy.acquire_nowait()
+        except trio.WouldBlock:
+            return api.Response(req=req, error=api.error(api.ErrorCode.UNAVAILABLE, (
+                "another digest-like query is being computed on this node; try again shortly")))
+        try:
+            captured = await self._ask(LocalQuery(query=capture, reply=Reply()))
+            if isinstance(captured, Failure):
+                return api.Response(req=req, error=self._error(captured))
+            if not isinstance(captured, api.Response):
+                captured = await trio.to_thread.run_sync(captured)  # not abandoned: see above
+            response: api.Response = msgspec.structs.replace(captured, req=req)
+            return response
+        finally:
+            self._heavy.release()
 
     async def _ask(self, item: ClientWrite | ClientRead | LocalQuery) -> Any:
         with trio.move_on_after(self._timeout):

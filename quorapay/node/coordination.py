@@ -111,6 +111,7 @@ class Coordination:
         self._token: trio.lowlevel.TrioToken | None = None
         self._zk: KazooClient | None = None
         self._session = 0
+        self._audited = 0  # the session whose ACLs were audited
         self._connected = trio.Event()
         self.last_warning: str | None = None  # the latest CoordinationWarning, for status
 
@@ -172,6 +173,53 @@ class Coordination:
         while True:
             await trio.sleep(RETRY_SECONDS)
             self._events_send.send_nowait(RetryDue())
+            if self._credential is not None and self._audited != self._session and \
+                    self.coordinator.state.value == "CONNECTED":
+                self._audited = self._session
+                self._audit_acls()
+
+    # ------------------------------------------------------------------ ACLs
+
+    def _audit_acls(self) -> None:
+        """Once per session: the cluster's znodes must carry our ACL, and nobody else's. Fix
+        what does not (znodes made before the cluster had a credential, or pre-made by someone
+        else with an open ACL); report what cannot be fixed."""
+        assert self._zk is not None
+        assert self._acl is not None
+        layout = Layout(self._cluster.name)  # (the shared parent may be another cluster's)
+        for path in (layout.root, layout.members, layout.election, layout.epoch):
+            self._zk.get_acls_async(path).rawlink(
+                partial(self._soon_result, self._check_acl, path, self._acl))
+
+    def _soon_result(self, then: Callable[..., None], *args: Any) -> None:
+        """kazoo's thread: hand `then(*args)` to trio (the async result is the last arg)."""
+        self._soon(then, *args)
+
+    def _check_acl(self, path: str, acl: list[ACL], result: Any) -> None:
+        try:
+            found, _ = result.get_nowait()
+        except NoNodeError:
+            return
+        except KazooException as exc:
+            self._warn_zk(f"cannot read the ACL of {path}: {exc!r}")
+            return
+        if set(found) == set(acl):
+            return
+        self._warn_zk(f"{path} had the ACL {_shown_acl(found)}, not the cluster's: setting it")
+        assert self._zk is not None
+        self._zk.set_acls_async(path, acl).rawlink(
+            partial(self._soon_result, self._acl_set, path))
+
+    def _acl_set(self, path: str, result: Any) -> None:
+        try:
+            result.get_nowait()
+        except KazooException as exc:
+            self._warn_zk(f"cannot set the ACL of {path} ({exc!r}): someone else controls it; "
+                          "its contents are untrusted")
+
+    def _warn_zk(self, message: str) -> None:
+        log.warning("ZooKeeper: %s", message)
+        self.last_warning = message
 
     async def _report_while_connecting(self) -> None:
         while not self._connected.is_set():
@@ -290,6 +338,10 @@ def _error_of(exc: KazooException) -> ZkError:
             return error
     log.error("unexpected ZooKeeper error %r", exc)
     return ZkError.OTHER
+
+
+def _shown_acl(acls: list[ACL]) -> str:
+    return ", ".join(f"{a.id.scheme}:{a.id.id}:{a.perms}" for a in acls) or "none"
 
 
 def _stop(zk: KazooClient) -> None:

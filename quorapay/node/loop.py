@@ -33,6 +33,7 @@ from quorapay.core.ready import Outgoing
 from quorapay.core.replica import Replica
 from quorapay.core.types import Command, Epoch, LogIndex
 from quorapay.node.storage import Store
+from quorapay.transport.limits import QuietLog
 
 __all__ = ["ClientRead", "ClientWrite", "Committed", "Driver", "DriverInput", "Failure",
            "LocalQuery", "ReadValue", "Reply"]
@@ -98,6 +99,7 @@ class Driver:
         self._eligible_now = True
         self._send = send  # non-blocking; may drop (the protocol retransmits)
         self._relinquish = relinquish  # give up the ZooKeeper leadership of an epoch
+        self._quiet = QuietLog(log)  # a misbehaving peer could flood the log
 
     @property
     def replica(self) -> Replica:
@@ -154,7 +156,8 @@ class Driver:
             for warning in effects.clock_warnings:
                 (log.warning if warning.alarm else log.info)("%s", warning.message)
             for problem in effects.peer_problems:
-                log.warning("dropped a message from %s: %s", problem.peer, problem.detail)
+                self._quiet.warning(f"peer-{problem.peer}", "dropped a message from %s: %s",
+                                    problem.peer, problem.detail)
             for ended in effects.ended:
                 log.warning("leadership of epoch %d ended: %s", ended.epoch, ended.reason)
             for ended in effects.relinquish:

@@ -105,9 +105,9 @@ def _lock(path: Path) -> IO[str]:
 def _unusable(path: Path, exc: sqlite3.DatabaseError) -> StorageError:
     """The error for a database SQLite refuses: damaged (with the remedy), or unopenable."""
     if getattr(exc, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
-        return StorageError(f"{path} is damaged ({exc}): this node cannot start from it; move "
-                            "its data dir away and restart the node, and it will catch up from "
-                            "the others")
+        return StorageError(f"{path} is damaged ({exc}): this node cannot start from it; with "
+                            "every other node up, move its data dir away and restart it: it "
+                            "catches up from them (see docs/05-security, known limits)")
     return StorageError(f"cannot open {path}: {exc}")
 
 

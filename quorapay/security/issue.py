@@ -34,30 +34,54 @@ ZOOKEEPER_USER = "quorapay"
 def ensure_secrets(cluster: ClusterConfig, *, clients: Iterable[tuple[str, Role]] = (
         (OPERATOR, Role.OPERATOR), (PAYER, Role.PAYER))) -> list[str]:
     """Create whatever of the cluster's secrets is missing; return the files written. A node
-    certificate that no longer matches the cluster file (host, cluster name) is issued again."""
+    certificate that no longer matches the cluster file (host, cluster name) is issued again.
+    The CA's key is read only if something must be signed (it may be kept offline)."""
     secrets = SecretsDir(cluster.security.secrets_dir)
+    try:
+        return [str(p) for p in _ensure(cluster, secrets, list(clients))]
+    except OSError as exc:
+        raise SecretsError(f"cannot write the secrets in {secrets.path}: "
+                           f"{exc.strerror or exc}") from None
+
+
+def _ensure(cluster: ClusterConfig, secrets: SecretsDir, clients: list[tuple[str, Role]]
+            ) -> list[Path]:
     private_dir(secrets.path)
     written: list[Path] = []
     if not secrets.ca_cert.exists():
-        leftovers = [p for p in secrets.path.rglob("*.pem")]
-        if leftovers:
+        if any(secrets.path.rglob("*.pem")):
             raise SecretsError(f"{secrets.path} holds certificates but no ca.pem: move it away "
                                "to start over with a new CA")
         written += _create_ca(secrets, cluster.name)
-    ca_cert, ca_key = _load_ca(secrets)
-    for node in cluster.nodes:
-        if not _node_matches(secrets, node, cluster.name):
+    check_owner(cluster)
+    stale = [n for n in cluster.nodes if not _node_matches(secrets, n, cluster.name)]
+    missing = [(name, role) for name, role in clients if not secrets.client_cert(name).exists()]
+    if stale or missing:
+        ca_cert, ca_key = _load_ca(secrets)
+        for node in stale:
             principal = Principal(cluster=cluster.name, role=Role.NODE, name=node.id)
             written += _issue(secrets.node_cert(node.id), secrets.node_key(node.id), ca_cert,
                               ca_key, principal, host=node.host)
-    for name, role in clients:
-        if not secrets.client_cert(name).exists():
+        for name, role in missing:
             written += issue_client(cluster, name, role)
     if not secrets.zookeeper.exists():
         password = random_source.token_urlsafe(32)
         write_private(secrets.zookeeper, f"{ZOOKEEPER_USER}:{password}\n")
         written.append(secrets.zookeeper)
-    return [str(p) for p in written]
+    return written
+
+
+def check_owner(cluster: ClusterConfig) -> None:
+    """SecretsError if the secrets dir holds the CA of another cluster (by name)."""
+    secrets = SecretsDir(cluster.security.secrets_dir)
+    if not secrets.ca_cert.exists():
+        return
+    ca_cert = _load_ca_certificate(secrets)
+    owners = ca_cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    owner = str(owners[0].value) if owners else "?"
+    if owner != cluster.name:
+        raise SecretsError(f"the secrets in {secrets.path} belong to cluster {owner!r}, not "
+                           f"{cluster.name!r}: set security.secrets_dir, or move them away")
 
 
 def issue_client(cluster: ClusterConfig, name: str, role: Role) -> list[Path]:
@@ -67,8 +91,12 @@ def issue_client(cluster: ClusterConfig, name: str, role: Role) -> list[Path]:
     secrets = SecretsDir(cluster.security.secrets_dir)
     ca_cert, ca_key = _load_ca(secrets)
     principal = Principal(cluster=cluster.name, role=role, name=name)
-    return _issue(secrets.client_cert(name), secrets.client_key(name), ca_cert, ca_key,
-                  principal, host=None)
+    try:
+        return _issue(secrets.client_cert(name), secrets.client_key(name), ca_cert, ca_key,
+                      principal, host=None)
+    except OSError as exc:
+        raise SecretsError(f"cannot write {name}'s credential in {secrets.path}: "
+                           f"{exc.strerror or exc}") from None
 
 
 def _create_ca(secrets: SecretsDir, cluster: str) -> list[Path]:
@@ -143,12 +171,20 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
                                           serialization.NoEncryption()))
 
 
-def _load_ca(secrets: SecretsDir) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _load_ca_certificate(secrets: SecretsDir) -> x509.Certificate:
     try:
-        certificate = x509.load_pem_x509_certificate(secrets.ca_cert.read_bytes())
+        return x509.load_pem_x509_certificate(secrets.ca_cert.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise SecretsError(f"cannot load the cluster CA from {secrets.ca_cert}: {exc}") from None
+
+
+def _load_ca(secrets: SecretsDir) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    certificate = _load_ca_certificate(secrets)
+    try:
         key = serialization.load_pem_private_key(secrets.ca_key.read_bytes(), password=None)
     except (OSError, ValueError) as exc:
-        raise SecretsError(f"cannot load the cluster CA from {secrets.path}: {exc}") from None
+        raise SecretsError(f"cannot load the CA's key {secrets.ca_key} (needed to sign new "
+                           f"credentials): {exc}") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise SecretsError(f"{secrets.ca_key} is not an EC key")
     return certificate, key
@@ -162,7 +198,10 @@ def _node_matches(secrets: SecretsDir, node: NodeConfig, cluster: str) -> bool:
         return False
     if not secrets.node_key(node.id).exists():
         return False
-    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
     uris = [("URI", u) for u in names.get_values_for_type(x509.UniformResourceIdentifier)]
     principal = principal_of({"subjectAltName": uris}, cluster)
     return (principal == Principal(cluster=cluster, role=Role.NODE, name=node.id)

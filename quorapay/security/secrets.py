@@ -92,8 +92,10 @@ def _open_to_others(path: Path) -> bool:
 
 
 def require_cluster_secrets(secrets: SecretsDir, nodes: list[str], *, cluster_file: Path) -> None:
-    """Everything the given nodes need to start (SecretsError naming what is missing)."""
-    paths = [secrets.ca_cert, secrets.zookeeper]
+    """Everything the given nodes need to start, and the operator's credential that `up` watches
+    them with (SecretsError naming what is missing)."""
+    paths = [secrets.ca_cert, secrets.zookeeper, secrets.client_cert(OPERATOR),
+             secrets.client_key(OPERATOR)]
     for node in nodes:
         paths += [secrets.node_cert(node), secrets.node_key(node)]
     require(paths, cluster_file=cluster_file, what="the cluster's secrets")

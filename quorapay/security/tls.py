@@ -47,8 +47,9 @@ def credential_context(cluster: ClusterConfig, credential: str) -> ssl.SSLContex
     cert, key = secrets.client_cert(credential), secrets.client_key(credential)
     if not cert.exists() and secrets.ca_cert.exists():
         known = ", ".join(secrets.clients()) or "none"
+        role = "operator" if credential == OPERATOR else "payer"
         raise SecretsError(f"no client credential {credential!r} in {secrets.path} (there: "
-                           f"{known}); `quorapay credential issue {credential} --role payer` "
+                           f"{known}); `quorapay credential issue {credential} --role {role}` "
                            "makes one")
     require([secrets.ca_cert, cert, key], cluster_file=cluster.path,
             what=f"client credential {credential!r}")

@@ -26,15 +26,18 @@ class Limits:
     max_unauthenticated: int  # still in their handshake; the oldest is dropped for a new one
     handshake_timeout: float  # seconds from accept to an authenticated websocket
     idle_timeout: float  # seconds an authenticated connection may receive nothing
+    max_per_principal: int = 2**31  # authenticated as one identity (one credential)
 
 
 # Peers: one link per pair (a second while one reconnects); a heartbeat or clock probe every
 # 0.25 s at most, so 10 s of silence is a dead link.
 PEER_LIMITS = Limits(max_connections=64, max_per_source=32, max_unauthenticated=16,
-                     handshake_timeout=5.0, idle_timeout=10.0)
+                     handshake_timeout=5.0, idle_timeout=10.0, max_per_principal=4)
 # Clients: pools of connections that may idle between bursts.
+# Clients: pools of connections that may idle between bursts; no one credential may hold more
+# than a quarter of the slots, so a payer's leak or abuse cannot lock out the operator.
 CLIENT_LIMITS = Limits(max_connections=1024, max_per_source=512, max_unauthenticated=64,
-                       handshake_timeout=5.0, idle_timeout=300.0)
+                       handshake_timeout=5.0, idle_timeout=300.0, max_per_principal=256)
 
 
 class Ticket:
@@ -45,10 +48,20 @@ class Ticket:
         self.source = source
         self.scope = trio.CancelScope()
         self.released = False
+        self.principal: str | None = None
 
-    def authenticated(self) -> None:
-        """The handshake is done: the connection can no longer be evicted."""
+    def authenticated(self, principal: str | None) -> bool:
+        """The handshake is done: the connection can no longer be evicted. False (and nothing
+        changed) if `principal` already holds as many connections as it may."""
+        counts = self._admission._per_principal
+        if principal is not None:
+            if counts.get(principal, 0) >= self._admission.limits.max_per_principal:
+                self._admission.refused += 1
+                return False
+            counts[principal] = counts.get(principal, 0) + 1
+            self.principal = principal
         self._admission._pending.pop(self, None)
+        return True
 
     def release(self) -> None:
         """The connection closed (idempotent)."""
@@ -61,6 +74,7 @@ class Admission:
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self._per_source: dict[str, int] = {}
+        self._per_principal: dict[str, int] = {}
         self._open = 0
         self._pending: OrderedDict[Ticket, None] = OrderedDict()
         self.refused = 0  # connections closed at once: the listener or the source was full
@@ -107,11 +121,17 @@ class Admission:
         ticket.released = True
         self._pending.pop(ticket, None)
         self._open -= 1
-        left = self._per_source[ticket.source] - 1
-        if left:
-            self._per_source[ticket.source] = left
-        else:
-            del self._per_source[ticket.source]
+        _decrement(self._per_source, ticket.source)
+        if ticket.principal is not None:
+            _decrement(self._per_principal, ticket.principal)
+
+
+def _decrement(counts: dict[str, int], key: str) -> None:
+    left = counts[key] - 1
+    if left:
+        counts[key] = left
+    else:
+        del counts[key]
 
 
 class QuietLog:

@@ -102,9 +102,8 @@ class WebsocketServer:
     async def _serve_one(self, stream: trio.SocketStream, ticket: Ticket, remote: str) -> None:
         try:
             async with trio.open_nursery() as nursery:  # the websocket's reader runs here
-                link = await self._open(nursery, stream, remote)
+                link = await self._open(nursery, stream, remote, ticket)
                 if link is not None:
-                    ticket.authenticated()
                     nursery.start_soon(self._close_when_idle, link, nursery.cancel_scope)
                     try:
                         await self._handler(link)
@@ -114,8 +113,8 @@ class WebsocketServer:
         except* _EXPECTED as group:
             log.debug("%s connection from %s ended: %r", self._what, remote, group.exceptions[0])
 
-    async def _open(self, nursery: trio.Nursery, stream: trio.SocketStream, remote: str
-                    ) -> Link | None:
+    async def _open(self, nursery: trio.Nursery, stream: trio.SocketStream, remote: str,
+                    ticket: Ticket) -> Link | None:
         """The handshakes, within the deadline; None if the connection was refused."""
         with trio.move_on_after(self._limits.handshake_timeout) as deadline:
             transport: trio.abc.Stream = stream
@@ -134,6 +133,10 @@ class WebsocketServer:
             request = await wrap_server_stream(nursery, transport,
                                                max_message_size=self._max_message_size)
             refusal = self._authorize(principal)
+            if refusal is None and not ticket.authenticated(
+                    principal.uri if principal is not None else None):
+                refusal = Refusal(429, f"{principal} holds as many connections as one "
+                                  "credential may; close some first")
             if refusal is not None:
                 self._quiet.warning(f"refused-{self._what}-{refusal.status}",
                                     "refused a %s connection from %s (%s): %s", self._what,

@@ -232,3 +232,38 @@ def test_sim_runs_a_seed_and_rejects_unknown_faults() -> None:
     code, output = invoke("sim", "--seeds", "2", "--faults", "kill,meteor")
     assert code == 2
     assert "unknown fault(s) meteor" in output
+
+
+def test_secrets_of_another_cluster_are_refused_not_mixed(tmp_path: Path) -> None:
+    path = tmp_path / "cluster.toml"
+    assert invoke("-c", str(path), "init", "--name", "first")[0] == 0
+    before = path.read_text()
+    code, output = invoke("-c", str(path), "init", "--name", "second", "--force")
+    assert code == 1
+    assert "belong to cluster 'first', not 'second'" in output
+    assert path.read_text() == before  # nothing changed
+
+
+def test_a_missing_operator_credential_is_one_line_everywhere(tmp_path: Path) -> None:
+    path = local_config(tmp_path)
+    (tmp_path / ".quorapay" / "secrets" / "clients" / "operator.pem").unlink()
+    for command in (["status"], ["up"]):
+        code, output = invoke("-c", str(path), *command)
+        assert code == 1, output
+        assert "operator" in output and ("init --secrets-only" in output
+                                         or "--role operator" in output), output
+    assert not (tmp_path / ".quorapay" / "run" / "pids").exists()  # up started nothing
+
+
+def test_a_secrets_dir_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    path = local_config(tmp_path, secrets=False)
+    (tmp_path / ".quorapay").mkdir(exist_ok=True)
+    (tmp_path / ".quorapay" / "secrets").write_text("a file, not a dir")
+    code, output = invoke("-c", str(path), "init", "--secrets-only")
+    assert code == 1 and "cannot write the secrets" in output
+
+
+def test_a_node_id_with_a_double_underscore_is_refused(tmp_path: Path) -> None:
+    text = render(default_cluster()).replace('id = "n1"', 'id = "a__b"')
+    code, output = invoke("-c", str(write(tmp_path / "c.toml", text)), "status")
+    assert code == 1 and 'must not contain "__"' in output

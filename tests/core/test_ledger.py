@@ -3,7 +3,15 @@
 import pytest
 
 from quorapay.core.ledger import Delta, Ledger, Status, validate
-from quorapay.core.types import Commands, Epoch, EpochStart, LogEntry, LogIndex, NodeId
+from quorapay.core.types import (
+    Commands,
+    Epoch,
+    EpochStart,
+    LogEntry,
+    LogIndex,
+    NodeId,
+    PayerTransfer,
+)
 from tests.core.harness import account, transfer
 
 
@@ -105,3 +113,22 @@ def test_digest_depends_on_state_only() -> None:
 def test_validate_rejects_bad_ids(bad_id: str) -> None:
     assert validate(transfer(bad_id, "a", "b", 1))
     assert validate(account(bad_id))
+
+
+def test_a_payer_may_not_debit_an_issuer_and_the_id_keeps_that_outcome(ledger: Ledger) -> None:
+    minted = PayerTransfer(transfer=transfer("mint", "bank", "bob", 500))
+    results, delta = apply(ledger, 3, minted)
+    assert results[0].status is Status.FORBIDDEN and results[0].id == "mint"
+    assert ledger.accounts["bob"].balance == 0 and ledger.totals() == {"USD": 0}
+    assert [r.status for r in delta.transfers] == [Status.FORBIDDEN]  # decided, like a refusal
+    again, _ = apply(ledger, 4, transfer("mint", "bank", "bob", 500))  # by an operator, same id
+    assert again[0].status is Status.FORBIDDEN and again[0].index == 3
+
+
+def test_a_payer_transfer_between_ordinary_accounts_is_a_transfer(ledger: Ledger) -> None:
+    results, _ = apply(ledger, 3, PayerTransfer(transfer=transfer("p1", "alice", "bob", 300)))
+    assert results[0].status is Status.OK
+    retried, _ = apply(ledger, 4, transfer("p1", "alice", "bob", 300))  # the same body
+    assert retried[0].status is Status.OK and retried[0].index == 3
+    assert ledger.accounts["bob"].balance == 300
+    assert validate(PayerTransfer(transfer=transfer("p 2", "alice", "bob", 1)))  # checked too

@@ -97,7 +97,8 @@ async def test_any_request_gets_a_clean_answer_and_the_node_keeps_serving(
         requests: list[tuple[str, Principal]]) -> None:
     async with serving() as server:
         opened = await answer(server, json.dumps({"op": "create_accounts", "accounts": [
-            {"id": "bank", "allow_negative": True}, {"id": "alice"}]}), OPERATOR)
+            {"id": "bank", "allow_negative": True}, {"id": "alice"}, {"id": "bob"}]}),
+            OPERATOR)
         assert opened.error is None
         for text, principal in requests:
             response = await answer(server, text, principal)
@@ -105,10 +106,14 @@ async def test_any_request_gets_a_clean_answer_and_the_node_keeps_serving(
                 assert response.error.code in CLEAN, response.error
                 if response.error.code is api.ErrorCode.FORBIDDEN:
                     assert principal is PAYER
+        funded = await answer(server, json.dumps({"op": "submit_transfers", "transfers": [
+            {"id": "after-fuzz-1", "debit": "bank", "credit": "alice", "amount": 5}]}),
+            OPERATOR)
         paid = await answer(server, json.dumps({"op": "submit_transfers", "transfers": [
-            {"id": "after-fuzz", "debit": "bank", "credit": "alice", "amount": 5}]}), PAYER)
-        assert paid.error is None and paid.results is not None
-        assert paid.results[0].status == "ok"
+            {"id": "after-fuzz-2", "debit": "alice", "credit": "bob", "amount": 5}]}), PAYER)
+        for outcome in (funded, paid):
+            assert outcome.error is None and outcome.results is not None
+            assert outcome.results[0].status == "ok"
         digest = await answer(server, json.dumps({"op": "digest"}), OPERATOR)
         assert digest.digest is not None and digest.digest.totals is not None
         assert all(total == 0 for total in digest.digest.totals.values())

@@ -45,6 +45,7 @@ from quorapay.core.types import (
     LogEntry,
     LogIndex,
     NodeId,
+    PayerTransfer,
     Transfer,
     TransferId,
 )
@@ -68,8 +69,9 @@ def commands() -> st.SearchStrategy[Commands]:
                          amount=st.integers(-2**62, 2**62).map(Cents), currency=ident)
     account = st.builds(CreateAccount, id=ident.map(AccountId), currency=ident,
                         allow_negative=st.booleans())
-    return st.builds(Commands, commands=st.lists(st.one_of(transfer, account), max_size=4)
-                     .map(tuple))
+    payer = st.builds(PayerTransfer, transfer=transfer)
+    return st.builds(Commands, commands=st.lists(st.one_of(transfer, account, payer),
+                                                 max_size=4).map(tuple))
 
 
 payload = st.one_of(commands(), st.builds(EpochStart, leader=ident.map(NodeId)))
@@ -252,3 +254,21 @@ def test_out_of_range_values_are_refused_at_decoding() -> None:
         except msgspec.ValidationError:
             continue
         raise AssertionError("an epoch of 2^63 decoded")
+
+
+def test_enormous_and_empty_batches_are_handled() -> None:
+    """A frame of 2 000 messages, an Append of 5 000 entries, empty ones: decoded, handled."""
+    cluster = cluster_in_every_role()
+    base = cluster["n2"].log.last_index
+    huge = tuple(LogEntry(index=LogIndex(base + 1 + i), epoch=Epoch(1), ts=Timestamp(i, 0),
+                          payload=Commands(commands=())) for i in range(5_000))
+    append_all = Append(epoch=Epoch(1), prev_index=LogIndex(base), prev_epoch=Epoch(1),
+                        entries=huge, commit=LogIndex(0), seq=1)
+    probes = tuple(ClockProbe(epoch=Epoch(1), sent_ms=i) for i in range(2_000))
+    empty = Append(epoch=Epoch(1), prev_index=LogIndex(0), prev_epoch=Epoch(0), entries=(),
+                   commit=LogIndex(0), seq=2)
+    for messages in ((append_all,), probes, (empty,), ()):
+        frame = decode_frame(encode(Frame(version=PROTOCOL_VERSION, messages=messages)))
+        for message in frame.messages:
+            feed(cluster, "n1", message, None, None)
+    well_formed(cluster["n2"])

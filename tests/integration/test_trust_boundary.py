@@ -12,6 +12,9 @@ from pathlib import Path
 import msgspec
 import pytest
 import trio
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoAuthError
+from kazoo.security import make_acl
 from trio_websocket import (
     ConnectionClosed,
     ConnectionRejected,
@@ -21,7 +24,7 @@ from trio_websocket import (
 
 from quorapay.api import schema as api
 from quorapay.client import Client, ClientError
-from quorapay.cluster import supervisor
+from quorapay.cluster import supervisor, zookeeper
 from quorapay.config import ClusterConfig
 from quorapay.core.hlc import Timestamp
 from quorapay.core.ledger import LedgerState
@@ -46,6 +49,7 @@ from quorapay.core.types import (
     Transfer,
     TransferId,
 )
+from quorapay.core.znodes import Layout
 from quorapay.security.access import ask_node, cluster_client
 from quorapay.security.tls import credential_context, node_client_context
 from quorapay.transport.dial import TlsRefused, dial
@@ -217,7 +221,57 @@ async def test_a_payer_cannot_call_operator_operations(running: ClusterConfig) -
         balances = await client.balances(["acct-1"])  # what a payer may do, it may
     assert balances[0].account == "acct-1"
     await unchanged(cluster, before)
-    async with cluster_client(cluster, credential="payer") as client:  # and pay
-        [result] = await client.submit_transfers([api.TransferSpec(
-            id="payer-ok", debit="acct-1", credit="acct-2", amount=1)])
-    assert result.status == "ok"
+    async with cluster_client(cluster, credential="payer") as client:  # and pay, but not mint
+        minted, paid = await client.submit_transfers([
+            api.TransferSpec(id="payer-mint", debit="bank", credit="acct-2", amount=10**9),
+            api.TransferSpec(id="payer-ok", debit="acct-1", credit="acct-2", amount=1)])
+        balance = (await client.balances(["acct-2"]))[0].balance
+    assert (minted.status, paid.status) == ("forbidden", "ok")
+    assert balance == 1_000_001  # funded with 1 000 000, then the payer's 1
+
+
+async def test_znodes_left_open_are_closed_to_all_but_the_cluster(cluster: ClusterConfig) -> None:
+    layout = Layout(cluster.name)
+    open_acl = [make_acl("world", "anyone", all=True)]
+
+    def pre_make() -> None:  # what an older version, or an early squatter, leaves behind
+        zk = zookeeper.admin_client(cluster)
+        zk.start(timeout=15)
+        try:
+            zk.ensure_path(layout.parent, acl=[make_acl("world", "anyone", read=True,
+                                                        create=True)])
+            zk.create(layout.root, acl=open_acl)
+            zk.create(layout.epoch, b'{"epoch": 0}', acl=open_acl)
+        finally:
+            zk.stop()
+            zk.close()
+
+    def acls() -> list[list[str]]:
+        zk = zookeeper.admin_client(cluster)
+        zk.start(timeout=15)
+        try:
+            return [sorted(a.id.scheme for a in zk.get_acls(path)[0])
+                    for path in (layout.root, layout.epoch)]
+        finally:
+            zk.stop()
+            zk.close()
+
+    def stranger_reads() -> bool:
+        zk = KazooClient(hosts=cluster.zookeeper.connect_string,
+                         auth_data=[("digest", "stranger:guess")])
+        zk.start(timeout=15)
+        try:
+            zk.get(layout.epoch)
+            return True
+        except NoAuthError:
+            return False
+        finally:
+            zk.stop()
+            zk.close()
+
+    await trio.to_thread.run_sync(pre_make)
+    await supervisor.up(cluster)
+    with trio.fail_after(20):
+        while await trio.to_thread.run_sync(acls) != [["digest"], ["digest"]]:  # noqa: ASYNC110
+            await trio.sleep(0.2)
+    assert not await trio.to_thread.run_sync(stranger_reads)

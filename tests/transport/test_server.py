@@ -226,3 +226,21 @@ async def test_an_idle_connection_is_closed(cluster: ClusterConfig) -> None:
                 await link.ws.get_message()
             await link.aclose()
             nursery.cancel_scope.cancel()
+
+
+async def test_one_credential_cannot_take_every_slot(cluster: ClusterConfig) -> None:
+    echo = Echo(cluster, Limits(max_connections=16, max_per_source=16, max_unauthenticated=4,
+                                handshake_timeout=5, idle_timeout=30, max_per_principal=2))
+    payer = credential_context(cluster, "payer")
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            address = await echo.start(nursery)
+            held = [await dial(nursery, address, tls=payer, timeout=5, max_message_size=2**16)
+                    for _ in range(2)]
+            with pytest.raises(ConnectionRejected) as rejected:
+                await echo_once(address, payer)
+            assert rejected.value.status_code == 429
+            assert await echo_once(address, credential_context(cluster, "operator")) == "ping"
+            for link in held:
+                await link.aclose()
+            nursery.cancel_scope.cancel()
