@@ -9,9 +9,10 @@ import click
 from quorapay.api import schema as api
 from quorapay.cli.context import AppContext, emit, json_option, pass_app, run
 from quorapay.cli.main import Failed, cli
-from quorapay.cluster import supervisor
+from quorapay.cluster import supervisor, zookeeper
 from quorapay.config import default_cluster, parse_config, render
 from quorapay.security.issue import check_owner, ensure_secrets
+from quorapay.security.secrets import SecretsDir
 
 
 @cli.command()
@@ -43,10 +44,18 @@ def init(app: AppContext, nodes: int, name: str, base_port: int, zookeeper_port:
             raise Failed(f"cannot write {path}: {exc.strerror}") from None
         click.echo(f"wrote {path}: {nodes} node(s), ZooKeeper on 127.0.0.1:{zookeeper_port}")
     cluster = app.cluster
+    credential = SecretsDir(cluster.security.secrets_dir).zookeeper
+    new_credential = not credential.exists() and zookeeper.local_data_exists(cluster)
+    if new_credential:  # the znodes' ACLs name the old one: forget them, or nothing works
+        zookeeper.reset_local_data(cluster)
     written = ensure_secrets(cluster)
     folder = cluster.security.secrets_dir
     click.echo(f"secrets in {folder}: " + (f"created {len(written)} file(s)" if written
                                            else "all present"))
+    if new_credential:
+        click.echo("a new ZooKeeper credential: reset the local ZooKeeper's data, whose ACLs "
+                   "named the old one (coordination state only: the nodes rebuild it, and "
+                   "their ledgers are untouched)")
 
 
 @cli.command()

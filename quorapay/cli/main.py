@@ -62,6 +62,14 @@ def _expected(group: BaseExceptionGroup[BaseException]) -> QuorapayError | None:
 def cli(ctx: click.Context, config_path: Path, credential: str) -> None:
     """Quorapay: a replicated payment ledger with a ZooKeeper-elected leader."""
     ctx.obj = AppContext(config_path=config_path, credential=credential)
+    if credential != OPERATOR and ctx.invoked_subcommand in OPERATOR_TOOLS:
+        click.echo(f"note: {ctx.invoked_subcommand} is an operator tool and uses the operator "
+                   f"credential; --credential {credential} applies to "
+                   f"{', '.join(sorted(CREDENTIAL_COMMANDS))}", err=True)
+
+
+CREDENTIAL_COMMANDS = {"account", "pay", "balance", "transfer"}
+OPERATOR_TOOLS = {"up", "status", "verify", "workload", "check", "chaos"}
 
 
 def main() -> None:

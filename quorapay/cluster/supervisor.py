@@ -128,8 +128,10 @@ def _ensure_zookeeper(cluster: ClusterConfig, report: UpReport) -> None:
 
 
 async def wait_for_leader(cluster: ClusterConfig, *, timeout: float) -> api.NodeStatus:
-    """Poll until some node serves as leader; fail early if a started node died."""
+    """Poll until some node serves as leader; fail early if a started node died. A timeout
+    says what the nodes last reported about ZooKeeper, if anything."""
     deadline = time.monotonic() + timeout
+    found: dict[str, api.NodeStatus | str] = {}
     while time.monotonic() < deadline:
         for node in cluster.nodes:
             process = node_process(cluster, node)
@@ -141,12 +143,16 @@ async def wait_for_leader(cluster: ClusterConfig, *, timeout: float) -> api.Node
         if runtime.proxied(cluster) and proxy.pid() is None and proxy.log_file.exists():
             why = _tail(proxy) or f"see {proxy.log_file}"
             raise ClusterError(f"the chaos proxy exited: {why}")
-        for status in (await statuses(cluster)).values():
+        found = await statuses(cluster)
+        for status in found.values():
             if isinstance(status, api.NodeStatus) and status.serving:
                 return status
         await trio.sleep(0.2)
-    raise ClusterError(f"no leader serving within {timeout:g}s; see the logs in "
-                       f"{cluster.run_dir / 'logs'}")
+    warnings = [f"{node} reports: {s.zookeeper_warning}" for node, s in found.items()
+                if isinstance(s, api.NodeStatus) and s.zookeeper_warning]
+    raise ClusterError(f"no leader serving within {timeout:g}s"
+                       + (f"; {warnings[0]}" if warnings else "")
+                       + f"; see the logs in {cluster.run_dir / 'logs'}")
 
 
 async def wait_answering(cluster: ClusterConfig, nodes: list[NodeConfig], *,

@@ -188,6 +188,23 @@ def stop_server(cluster: ClusterConfig, server: int, *, grace: float = 10.0) -> 
     return tracked(cluster, server).stop(grace=grace)
 
 
+def local_data_exists(cluster: ClusterConfig) -> bool:
+    """Whether a local ZooKeeper of this cluster has kept data (znodes, with their ACLs)."""
+    return cluster.zookeeper.mode == "local" and any(
+        (tracked(cluster, s).pid_file.parent / "data" / "version-2").exists()
+        for s in servers(cluster))
+
+
+def reset_local_data(cluster: ClusterConfig) -> None:
+    """Forget the local ZooKeeper's data: the cluster's coordination state only (its epoch
+    record, election and members), which the nodes rebuild -- epochs from what they promised.
+    The servers must be stopped."""
+    if any(tracked(cluster, s).pid() is not None for s in servers(cluster)):
+        raise ZooKeeperError("the local ZooKeeper is running: `quorapay down` first")
+    for server in servers(cluster):
+        shutil.rmtree(tracked(cluster, server).pid_file.parent / "data", ignore_errors=True)
+
+
 def admin_client(cluster: ClusterConfig) -> KazooClient:
     """A kazoo client holding the cluster's ZooKeeper credential, not started (for operators'
     tools and tests that look at or tamper with the cluster's znodes; blocking calls: run it in a
