@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 
 import msgspec
@@ -59,7 +59,9 @@ class ClientError(QuorapayError):
 class Client:
     def __init__(self, urls: Sequence[str], *, tls: ssl.SSLContext | None = None,
                  deadline: float = 30.0, attempt_timeout: float = 6.0,
-                 connect_timeout: float = 2.0) -> None:
+                 connect_timeout: float = 2.0,
+                 on_retry: Callable[[str], None] = lambda _: None) -> None:
+        """`on_retry(why)` is told each time an attempt gets no outcome and another follows."""
         if not urls:
             raise ValueError("a client needs at least one node url")
         for url in urls:
@@ -68,6 +70,7 @@ class Client:
                 raise ValueError(f"{url} needs a TLS context holding a client certificate "
                                  "(tls=...; see quorapay.security.tls.credential_context)")
         self._tls = tls
+        self._on_retry = on_retry
         self._urls = list(urls)
         self._deadline = deadline
         self._attempt_timeout = attempt_timeout
@@ -152,6 +155,8 @@ class Client:
                         await self._switch(last.leader.url)
                         continue
                 await self._switch(None)
+                self._on_retry(f"retrying ({last.code}: {last.message})" if last else
+                               "retrying (no node answered yet)")
                 await trio.sleep(RETRY_DELAYS[min(attempts, len(RETRY_DELAYS) - 1)])
                 attempts += 1
         if deadline.cancelled_caught:

@@ -35,16 +35,18 @@ class Measured:
     failed: int
 
 
-async def prepare(cluster: ClusterConfig) -> None:
+async def prepare(cluster: ClusterConfig, prefix: str) -> None:
+    """The benchmark's accounts, `<prefix>-acct-N`: its own, whatever else the cluster holds."""
     async with cluster_client(cluster, deadline=60) as client:
-        await setup_accounts(client, ACCOUNTS)
+        await setup_accounts(client, ACCOUNTS, prefix=prefix)
 
 
-async def measure(cluster: ClusterConfig, point: Point, seconds: float, run: str) -> Measured:
+async def measure(cluster: ClusterConfig, point: Point, seconds: float, run: str, prefix: str
+                  ) -> Measured:
     histogram = HdrHistogram(1, 60_000_000, 3)  # microseconds, up to a minute
     done = 0
     failed = 0
-    ids = account_ids(ACCOUNTS)
+    ids = account_ids(ACCOUNTS, prefix)
     stop_at = time.monotonic() + WARM_UP + seconds
     measuring_from = time.monotonic() + WARM_UP
 

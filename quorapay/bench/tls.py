@@ -66,10 +66,11 @@ async def run_bench(rounds: int, seconds: float,
             for round_number in range(1, rounds + 1):
                 for mode in MODES:
                     cluster = clusters[mode]
-                    await _fresh(cluster)
+                    prefix = f"bench-{uuid.uuid4().hex[:6]}"
+                    await _fresh(cluster, prefix)
                     for point in POINTS:
                         measured = await measure(cluster, point, seconds,
-                                                 f"r{round_number}-{uuid.uuid4().hex[:6]}")
+                                                 f"{prefix}-r{round_number}", prefix)
                         results[mode][point].append(measured)
                         progress(f"round {round_number}/{rounds} {mode:8} {point.clients:>2} "
                                  f"client(s) x {point.batch:>3}: {measured.transfers_per_s:>8}"
@@ -82,13 +83,13 @@ async def run_bench(rounds: int, seconds: float,
             for p in POINTS]
 
 
-async def _fresh(cluster: ClusterConfig) -> None:
+async def _fresh(cluster: ClusterConfig, prefix: str) -> None:
     supervisor.down(cluster)
     for node in cluster.nodes:
         _remove(node.data_dir)
     _remove(cluster.run_dir)
     await supervisor.up(cluster)
-    await prepare(cluster)
+    await prepare(cluster, prefix)
 
 
 def _remove(path: Path) -> None:

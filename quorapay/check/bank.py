@@ -22,13 +22,14 @@ import trio
 from quorapay.api import schema as api
 from quorapay.api.schema import AccountSpec, TransferSpec
 from quorapay.check.checker import BankReport, Evidence, check_bank
-from quorapay.check.history import Event, Fail, Info, Invoke, Ok, TransferBody, encode
+from quorapay.check.history import Event, Fail, Info, Invoke, Nemesis, Ok, TransferBody, encode
 from quorapay.check.log_tap import LogTap
 from quorapay.check.nemesis import BankNemesis, undo_everything
 from quorapay.client import Client, ClientError
 from quorapay.cluster import supervisor
 from quorapay.config import ClusterConfig
 from quorapay.core.errors import QuorapayError
+from quorapay.interrupt import NEVER, Interrupt
 from quorapay.security.access import ask_node, cluster_client
 from quorapay.verify.collect import settled_statuses
 
@@ -47,6 +48,8 @@ class Stage:
     record: Callable[[Event], None]
     now: Callable[[], float]
     stop_at: float
+    accounts: list[str]  # the run's own (its issuer aside)
+    run: str  # the prefix of its ids
     first_ack_after: Callable[[float], Awaitable[float]]  # seconds from a moment to an ack
     stall: Callable[[float, float], float]  # the longest time without an ack in a window
     acks: Callable[[float, float], int]  # transfers acknowledged within a window
@@ -74,6 +77,7 @@ class BankOutcome:
     report: BankReport
     results: Path
     measurements: dict[str, float]
+    interrupted: bool = False  # stopped early by Ctrl-C: the report checks what happened
 
 
 class _History:
@@ -84,6 +88,9 @@ class _History:
         self._acked = trio.Event()  # set (and replaced) whenever a transfer is acknowledged
         self.last_ack = -1.0
         self._ack_times: list[float] = []
+        self.failed = 0
+        self.faults = 0  # injected so far
+        self.active: dict[str, str] = {}  # fault kind -> detail, while in effect
 
     def now(self) -> float:
         return round(time.monotonic() - self._started, 6)
@@ -91,6 +98,14 @@ class _History:
     def record(self, event: Event) -> None:
         self.events.append(event)
         self._file.write(encode(event))
+        if isinstance(event, Fail | Info):
+            self.failed += 1
+        if isinstance(event, Nemesis):
+            if event.phase == "start":
+                self.faults += 1
+                self.active[event.fault] = event.detail
+            else:
+                self.active.pop(event.fault, None)
         if isinstance(event, Ok) and event.f == "transfer":
             self.last_ack = event.time
             self._ack_times.append(event.time)
@@ -105,6 +120,14 @@ class _History:
             return round(until - since, 3)
         return round(max(b - a for a, b in itertools.pairwise(moments)), 3)
 
+    def summary(self) -> str:
+        """How the test goes, for a progress line."""
+        now = self.now()
+        rate = self.acks(now - 2.0, now) / 2.0
+        faults = "; ".join(f"{k}: {d}" for k, d in self.active.items()) or "none in effect"
+        return (f"{rate:.0f} acks/s, {len(self._ack_times)} acked, {self.failed} failed or "
+                f"unknown; {self.faults} fault(s) injected, {faults}")
+
     def acks(self, since: float, until: float) -> int:
         return sum(1 for t in self._ack_times if since < t <= until)
 
@@ -118,69 +141,104 @@ class _History:
         self._file.close()
 
 
-async def run_bank(cluster: ClusterConfig, options: BankOptions) -> BankOutcome:
+async def run_bank(cluster: ClusterConfig, options: BankOptions,
+                   interrupt: Interrupt = NEVER,
+                   on_progress: Callable[[float, str], None] = lambda *_: None
+                   ) -> BankOutcome:
+    """Run the workload under the nemesis (or scenario), undo every fault, and check the history
+    against every node's committed log. Interrupted (Ctrl-C), the clients stop after the
+    operation each has in flight, the faults are undone, and the history so far is checked."""
     results = options.results or (cluster.run_dir.parent / "results"
                                   / time.strftime("bank-%Y%m%d-%H%M%S"))
     results.mkdir(parents=True, exist_ok=True)
     history = _History(results / "history.jsonl")
     rng = random.Random(options.seed)
     run_id = results.name  # transfer ids are unique per run: runs can share a cluster
-    accounts = [f"acct-{i}" for i in range(1, options.accounts + 1)]
+    # the run's own accounts: any other run, workload or benchmark may share the cluster
+    issuer = f"{run_id}-{ISSUER}"
+    accounts = [f"{run_id}-acct-{i}" for i in range(1, options.accounts + 1)]
     tap = LogTap(cluster)
     try:
         async with trio.open_nursery() as background:
             background.start_soon(tap.run)  # reads the logs before compaction forgets them
-            await _setup(cluster, accounts)
+            await _setup(cluster, issuer, accounts)
             stop_at = history.now() + options.seconds
             measurements: dict[str, float] = {}
-            async with trio.open_nursery() as nursery:
-                for process in range(1, options.clients + 1):
-                    nursery.start_soon(_client, f"{run_id}-p{process}", process, cluster, accounts,
-                                       random.Random(rng.random()), history, stop_at)
-                if options.scenario is not None:
-                    stage = Stage(cluster=cluster, record=history.record, now=history.now,
-                                  stop_at=stop_at,
-                                  first_ack_after=history.first_ack_after, stall=history.stall,
-                                  acks=history.acks)
-                    measurements = await options.scenario(stage)
-                else:
-                    nemesis = BankNemesis(cluster, options.nemesis, random.Random(rng.random()),
-                                          history.record, history.now,
-                                          interval=options.fault_interval,
-                                          duration=options.fault_duration)
-                    await nemesis.run(stop_at)
+            faults = trio.CancelScope()  # the nemesis or scenario: stopped by an interrupt
+            background.start_soon(_cancel_on, interrupt, faults)
+            background.start_soon(_report, history, on_progress)
+            with interrupt.work():
+                async with trio.open_nursery() as nursery:
+                    for process in range(1, options.clients + 1):
+                        nursery.start_soon(_client, f"{run_id}-p{process}", process, cluster,
+                                           issuer, accounts, random.Random(rng.random()),
+                                           history, stop_at, interrupt)
+                    with faults:
+                        measurements = await _inject(cluster, options, stage=Stage(
+                            cluster=cluster, record=history.record, now=history.now,
+                            stop_at=stop_at, accounts=accounts, run=run_id,
+                            first_ack_after=history.first_ack_after, stall=history.stall,
+                            acks=history.acks), rng=rng)
             undo_everything(cluster)
-            liveness = await _liveness(cluster, options.liveness_bound)
+            liveness = None if interrupt.happened else \
+                await _liveness(cluster, options.liveness_bound)
             background.cancel_scope.cancel()
         evidence = await _collect(cluster, history.events, liveness, options, tap)
+        evidence.liveness_measured = not interrupt.happened
     finally:
         history.close()
     report = check_bank(evidence)
     _save(results, report, cluster)
-    return BankOutcome(report=report, results=results, measurements=measurements)
+    return BankOutcome(report=report, results=results, measurements=measurements,
+                       interrupted=interrupt.happened)
 
 
-async def _setup(cluster: ClusterConfig, accounts: list[str]) -> None:
+async def _inject(cluster: ClusterConfig, options: BankOptions, *, stage: Stage,
+                  rng: random.Random) -> dict[str, float]:
+    """The scripted scenario, or the random nemesis until the workload stops."""
+    if options.scenario is not None:
+        return await options.scenario(stage)
+    nemesis = BankNemesis(cluster, options.nemesis, random.Random(rng.random()), stage.record,
+                          stage.now, interval=options.fault_interval,
+                          duration=options.fault_duration)
+    await nemesis.run(stage.stop_at)
+    return {}
+
+
+async def _report(history: _History, on_progress: Callable[[float, str], None]) -> None:
+    while True:
+        on_progress(history.now(), history.summary())
+        await trio.sleep(0.5)
+
+
+async def _cancel_on(interrupt: Interrupt, scope: trio.CancelScope) -> None:
+    await interrupt.requested.wait()
+    scope.cancel()
+
+
+async def _setup(cluster: ClusterConfig, issuer: str, accounts: list[str]) -> None:
     async with cluster_client(cluster, deadline=60) as client:
         opened = await client.create_accounts(
-            [AccountSpec(id=ISSUER, allow_negative=True)] + [AccountSpec(id=a) for a in accounts])
+            [AccountSpec(id=issuer, allow_negative=True)] + [AccountSpec(id=a) for a in accounts])
         funded = await client.submit_transfers([
-            TransferSpec(id=f"fund-{a}", debit=ISSUER, credit=a, amount=FUNDING)
+            TransferSpec(id=f"fund-{a}", debit=issuer, credit=a, amount=FUNDING)
             for a in accounts])
     failed = [r for r in opened + funded if r.status != "ok"]
     if failed:
         raise QuorapayError(f"cannot set up the bank test: {failed[0].id}: {failed[0].status} "
-                            "(use a fresh cluster: `quorapay down`, remove .quorapay, `up`)")
+                            "(its accounts are named after its results dir: choose another "
+                            "--results)")
 
 
-async def _client(prefix: str, process: int, cluster: ClusterConfig, accounts: list[str],
-                  rng: random.Random, history: _History, stop_at: float) -> None:
+async def _client(prefix: str, process: int, cluster: ClusterConfig, issuer: str,
+                  accounts: list[str], rng: random.Random, history: _History, stop_at: float,
+                  interrupt: Interrupt) -> None:
     op = 0
     async with cluster_client(cluster, deadline=OP_DEADLINE) as client:
-        while history.now() < stop_at:
+        while history.now() < stop_at and not interrupt.happened:
             op += 1
             if rng.random() < READ_SHARE:
-                await _read(client, process, op, [ISSUER, *accounts], history)
+                await _read(client, process, op, [issuer, *accounts], history)
             else:
                 debit, credit = rng.sample(accounts, 2)
                 body = TransferBody(id=f"{prefix}-{op}", debit=debit, credit=credit,
@@ -302,4 +360,4 @@ def describe(report: BankReport) -> str:
 
 def as_json(outcome: BankOutcome) -> dict[str, Any]:
     return {"results": str(outcome.results), "measurements": outcome.measurements,
-            **msgspec.to_builtins(outcome.report)}
+            "interrupted": outcome.interrupted, **msgspec.to_builtins(outcome.report)}

@@ -59,6 +59,7 @@ class Evidence:
     skipped: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # compacted unread
     liveness: float | None = None  # seconds from healing until a write succeeded
     liveness_bound: float = 30.0
+    liveness_measured: bool = True  # False when the run was interrupted: nothing to judge
     nemesis_requested: bool = True
 
 
@@ -336,6 +337,8 @@ def _read_totals(completions: list[Ok | Fail | Info]) -> list[str]:
 
 
 def _liveness(evidence: Evidence) -> str:
+    if not evidence.liveness_measured:
+        return "not measured (the run was interrupted)"
     if evidence.liveness is None:
         return f"no write succeeded within {evidence.liveness_bound:g}s of healing"
     return (f"writes succeeded again {evidence.liveness:.2f}s after healing (bound "
@@ -365,7 +368,8 @@ def _verdict(evidence: Evidence, checks: list[Check], stats: dict[str, int], liv
              ) -> tuple[Verdict, str]:
     if any(not c.ok for c in checks):
         return Verdict.INVALID, ", ".join(c.name for c in checks if not c.ok)
-    if evidence.liveness is None or evidence.liveness > evidence.liveness_bound:
+    if evidence.liveness_measured and (
+            evidence.liveness is None or evidence.liveness > evidence.liveness_bound):
         return Verdict.INVALID, liveness
     if evidence.unreachable:
         return Verdict.UNKNOWN, "not every node could be read"

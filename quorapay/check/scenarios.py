@@ -278,8 +278,9 @@ async def retries_across_failover(stage: Stage) -> dict[str, float]:
         async def send(client_number: int) -> None:
             nonlocal retried
             async with cluster_client(stage.cluster, deadline=60) as client:
-                transfers = [api.TransferSpec(id=f"retry-{client_number}-{i}", debit="acct-1",
-                                              credit="acct-2", amount=1) for i in range(20)]
+                transfers = [api.TransferSpec(id=f"{stage.run}-retry-{client_number}-{i}",
+                                              debit=stage.accounts[0], credit=stage.accounts[1],
+                                              amount=1) for i in range(20)]
                 results = await client.submit_transfers(transfers)
                 retried += sum(1 for r in results if r.status == "ok")
         for number in range(8):

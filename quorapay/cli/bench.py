@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
-from quorapay.bench.tls import run_bench
+from quorapay.bench.tls import MODES, POINTS, Row, run_bench
 from quorapay.cli.context import emit, json_option, run
 from quorapay.cli.main import cli
+from quorapay.cli.progress import progress
 
 
 @cli.group()
@@ -22,8 +23,19 @@ def bench() -> None:
 def tls_command(rounds: int, seconds: float, as_json: bool) -> None:
     """What TLS, client certificates and ZooKeeper ACLs cost: the same points on a secure and
     an insecure cluster, in turns, medians of the rounds."""
-    rows = run(lambda: run_bench(rounds, seconds, progress=lambda line: click.echo(
-        line, err=True)))
+    total = rounds * len(MODES) * len(POINTS)
+
+    async def go() -> list[Row]:
+        done = 0
+        with progress("points", total=total, as_json=as_json) as shown:
+            def measured(line: str) -> None:
+                nonlocal done
+                done += 1
+                shown.update(completed=done)
+                if not as_json:
+                    click.echo(line, err=True)
+            return await run_bench(rounds, seconds, progress=measured)
+    rows = run(go)
     table = [f"{'clients x batch':16} {'TLS /s':>9} {'p50':>7} {'p99':>7}   {'no TLS /s':>9} "
              f"{'p50':>7} {'p99':>7}   ratio"]
     for row in rows:

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import click
 
-from quorapay.check.bank import BankOptions, describe, run_bank
+from quorapay.check.bank import BankOptions, BankOutcome, describe, run_bank
 from quorapay.check.bank import as_json as outcome_json
 from quorapay.check.nemesis import KINDS
 from quorapay.cli.context import AppContext, emit, json_option, pass_app, run
 from quorapay.cli.main import Failed, cli
+from quorapay.cli.progress import progress
+from quorapay.interrupt import on_interrupt
 
 
 @cli.group()
@@ -46,12 +48,23 @@ def _kinds(value: str) -> tuple[str, ...]:
 @pass_app
 def bank(app: AppContext, seconds: float, clients: int, accounts: int, kinds: str, seed: int,
          results: Path | None, liveness_bound: float, as_json: bool) -> None:
-    """Transfers and reads under faults; then check every answer against the committed log."""
+    """Transfers and reads under faults; then check every answer against the committed log.
+    Ctrl-C stops the clients and the faults, undoes the faults, and checks what happened."""
     options = BankOptions(seconds=seconds, clients=clients, accounts=accounts,
                           nemesis=_kinds(kinds), seed=seed, results=results,
                           liveness_bound=liveness_bound)
-    outcome = run(run_bank, app.cluster, options)
+
+    async def go() -> BankOutcome:
+        with progress("setting up", total=seconds, as_json=as_json, counted=False) as shown:
+            async with on_interrupt() as interrupt:
+                return await run_bank(app.cluster, options, interrupt,
+                                      on_progress=lambda elapsed, text: shown.update(
+                                          completed=elapsed, text=text))
+    outcome = run(go)
     emit(as_json, outcome_json(outcome), describe(outcome.report) + f"\nresults: {outcome.results}")
+    if outcome.interrupted:
+        raise Failed(f"interrupted: the history so far was checked ({outcome.report.verdict.value})"
+                     f"; results in {outcome.results}", exit_code=130)
     verdict = outcome.report.verdict
     if verdict.exit_code:
         raise Failed(f"check {verdict.value}", exit_code=verdict.exit_code)

@@ -9,6 +9,7 @@ import click
 from quorapay.api import schema as api
 from quorapay.cli.context import AppContext, emit, json_option, pass_app, run
 from quorapay.cli.main import Failed, cli
+from quorapay.cli.progress import progress
 from quorapay.cluster import supervisor, zookeeper
 from quorapay.config import default_cluster, parse_config, render
 from quorapay.security.issue import check_owner, ensure_secrets
@@ -65,7 +66,11 @@ def init(app: AppContext, nodes: int, name: str, base_port: int, zookeeper_port:
 @pass_app
 def up(app: AppContext, timeout: float, as_json: bool) -> None:
     """Start ZooKeeper and every node that is not running; wait until a leader serves."""
-    report = run(lambda: supervisor.up(app.cluster, timeout=timeout))
+    async def go() -> supervisor.UpReport:
+        with progress("starting", total=None, as_json=as_json) as shown:
+            return await supervisor.up(app.cluster, timeout=timeout,
+                                       on_progress=lambda text: shown.update(text=text))
+    report = run(go)
     started = ", ".join(report.started) or "nothing (all running)"
     emit(as_json, {"started": report.started, "already_running": report.already_running,
                    "leader": report.leader, "epoch": report.epoch},

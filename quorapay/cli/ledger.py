@@ -9,14 +9,19 @@ import click
 from quorapay.api import schema as api
 from quorapay.cli.context import AppContext, emit, json_option, pass_app, run
 from quorapay.cli.main import Failed, cli
+from quorapay.cli.progress import progress
 
 currency_option = click.option("--currency", default="USD", show_default=True,
                                help="Currency code (upper case).")
 
 
-async def _ask(app: AppContext, request: api.Request) -> api.Response:
-    async with app.client(deadline=app.cluster.timing.request_timeout * 3) as client:
-        return await client.request(request)
+async def _ask(app: AppContext, request: api.Request, as_json: bool) -> api.Response:
+    """One request, retried until an outcome or the deadline -- saying so on a terminal."""
+    deadline = app.cluster.timing.request_timeout * 3
+    with progress("asking the cluster", total=None, as_json=as_json) as shown:
+        async with app.client(deadline=deadline, on_retry=lambda why: shown.update(
+                text=f"no outcome yet, {why}; trying until {deadline:g}s")) as client:
+            return await client.request(request)
 
 
 @cli.group()
@@ -36,7 +41,7 @@ def create(app: AppContext, account_ids: tuple[str, ...], currency: str, allow_n
     """Create accounts (creating one again with the same attributes is a no-op)."""
     specs = [api.AccountSpec(id=a, currency=currency, allow_negative=allow_negative)
              for a in account_ids]
-    response = run(_ask, app, api.CreateAccounts(accounts=specs))
+    response = run(_ask, app, api.CreateAccounts(accounts=specs), as_json)
     results = response.results or []
     emit(as_json, results, "\n".join(f"{r.status}: account {r.id}"
                                       + (f" ({r.detail})" if r.detail else "") for r in results))
@@ -60,7 +65,7 @@ def pay(app: AppContext, debit: str, credit: str, amount: int, transfer_id: str 
     transfer_id = transfer_id or f"t-{uuid.uuid4().hex[:16]}"
     spec = api.TransferSpec(id=transfer_id, debit=debit, credit=credit, amount=amount,
                             currency=currency)
-    response = run(_ask, app, api.SubmitTransfers(transfers=[spec]))
+    response = run(_ask, app, api.SubmitTransfers(transfers=[spec]), as_json)
     results = response.results or []
     emit(as_json, results, "\n".join(_describe_transfer(r, response.index, spec)
                                       for r in results))
@@ -94,7 +99,7 @@ def _at(timestamp: str | None, logical: int | None) -> str:
 @pass_app
 def balance(app: AppContext, account_ids: tuple[str, ...], as_json: bool) -> None:
     """Linearizable balances of accounts."""
-    response = run(_ask, app, api.GetBalances(accounts=list(account_ids)))
+    response = run(_ask, app, api.GetBalances(accounts=list(account_ids)), as_json)
     if response.error is not None:
         raise Failed(response.error.message)
     balances = response.balances or []
@@ -108,7 +113,7 @@ def balance(app: AppContext, account_ids: tuple[str, ...], as_json: bool) -> Non
 @pass_app
 def transfer(app: AppContext, transfer_ids: tuple[str, ...], as_json: bool) -> None:
     """Look transfers up by id (linearizable)."""
-    response = run(_ask, app, api.GetTransfers(ids=list(transfer_ids)))
+    response = run(_ask, app, api.GetTransfers(ids=list(transfer_ids)), as_json)
     found = {t.id: t for t in response.transfers or []}
     emit(as_json, {"index": response.index, "transfers": list(found.values())}, "\n".join(
         f"{t.id}: {t.status}, {t.amount} {t.currency} {t.debit} -> {t.credit} "

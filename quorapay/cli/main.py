@@ -31,6 +31,8 @@ class QuorapayGroup(click.Group):
         except KeyboardInterrupt:
             raise Failed("interrupted", exit_code=130) from None
         except BaseExceptionGroup as group:  # raised in a nursery: report the first as usual
+            if group.split(KeyboardInterrupt)[0] is not None:
+                raise Failed("interrupted", exit_code=130) from None
             expected = _expected(group)
             if expected is None:
                 raise

@@ -11,6 +11,7 @@ import click
 
 from quorapay.cli.context import emit, json_option
 from quorapay.cli.main import Failed, cli
+from quorapay.cli.progress import progress
 from quorapay.sim.run import FAULTS, Options, SeedResult, replay_command, run_seed, run_seeds
 
 
@@ -50,14 +51,26 @@ def sim(seeds: int, seed: int | None, first: int, steps: int, nodes: int, faults
     started = time.monotonic()
     results: list[SeedResult] = []
     failing: list[SeedResult] = []
-    runs = [run_seed(seed, options)] if seed is not None else \
+    runs = iter([run_seed(seed, options)]) if seed is not None else \
         run_seeds(list(range(first, first + seeds)), options, workers)  # untraced: faster
-    for result in runs:
-        results.append(result)
-        if not result.ok:
-            failing.append(result)
-            if not as_json:
-                click.echo(f"seed {result.seed}: {result.violations[0]}", err=True)
+    interrupted = False
+    total = 1 if seed is not None else seeds
+    try:
+        with progress("seeds", total=total, as_json=as_json) as shown:
+            for result in runs:
+                results.append(result)
+                if not result.ok:
+                    failing.append(result)
+                    if not as_json:
+                        click.echo(f"seed {result.seed}: {result.violations[0]}", err=True)
+                shown.update(completed=len(results),
+                             text=f"seeds ({len(failing)} failing)" if failing else "seeds")
+    except KeyboardInterrupt:  # Ctrl-C: report the seeds that finished (workers ignore it)
+        interrupted = True
+    finally:
+        close = getattr(runs, "close", None)
+        if close is not None:
+            close()  # stops the workers
     summary = _summary(results, failing, options, time.monotonic() - started)
     lines = [f"{summary['seeds']} seed(s), {summary['steps']} steps, "
              f"{summary['simulated_seconds']:.0f} simulated seconds in "
@@ -70,6 +83,12 @@ def sim(seeds: int, seed: int | None, first: int, steps: int, nodes: int, faults
         lines.append(f"trace hash: {results[0].trace_hash}")
     lines += [f"replay: {replay_command(r.seed, options)}" for r in failing[:10]]
     emit(as_json, summary, "\n".join(lines))
+    if interrupted:
+        done = [r.seed for r in results]
+        span = f"seeds {min(done)}..{max(done)}" if done else "no seed"
+        failed = f", {len(failing)} failing" if failing else ""
+        raise Failed(f"interrupted after {len(results)} of {1 if seed is not None else seeds} "
+                     f"seed(s) ({span} finished{failed})", exit_code=130)
     if failing:
         raise Failed(f"{len(failing)} seed(s) broke an invariant")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
@@ -62,7 +63,8 @@ class UpReport:
     epoch: int | None = None
 
 
-async def up(cluster: ClusterConfig, *, timeout: float = 60.0) -> UpReport:
+async def up(cluster: ClusterConfig, *, timeout: float = 60.0,
+             on_progress: Callable[[str], None] = lambda _: None) -> UpReport:
     report = UpReport()
     if not cluster.security.insecure:  # before anything starts: one clear line if missing
         require_cluster_secrets(SecretsDir(cluster.security.secrets_dir), list(cluster.node_ids),
@@ -91,7 +93,8 @@ async def up(cluster: ClusterConfig, *, timeout: float = 60.0) -> UpReport:
         node_process(cluster, node).start(node_argv(cluster, node))
         report.started.append(node.id)
     deadline = time.monotonic() + timeout
-    leader = await wait_for_leader(cluster, timeout=timeout)
+    on_progress("waiting for a leader")
+    leader = await wait_for_leader(cluster, timeout=timeout, on_progress=on_progress)
     report.leader, report.epoch = leader.node, leader.epoch
     await wait_answering(cluster, stopped, timeout=max(deadline - time.monotonic(), 5.0))
     return report
@@ -127,7 +130,9 @@ def _ensure_zookeeper(cluster: ClusterConfig, report: UpReport) -> None:
         (report.started if server in started else report.already_running).append(name)
 
 
-async def wait_for_leader(cluster: ClusterConfig, *, timeout: float) -> api.NodeStatus:
+async def wait_for_leader(cluster: ClusterConfig, *, timeout: float,
+                          on_progress: Callable[[str], None] = lambda _: None
+                          ) -> api.NodeStatus:
     """Poll until some node serves as leader; fail early if a started node died. A timeout
     says what the nodes last reported about ZooKeeper, if anything."""
     deadline = time.monotonic() + timeout
@@ -147,6 +152,9 @@ async def wait_for_leader(cluster: ClusterConfig, *, timeout: float) -> api.Node
         for status in found.values():
             if isinstance(status, api.NodeStatus) and status.serving:
                 return status
+        on_progress("waiting for a leader: " + ", ".join(
+            f"{n} {s.role if isinstance(s, api.NodeStatus) else 'not answering'}"
+            for n, s in found.items()))
         await trio.sleep(0.2)
     warnings = [f"{node} reports: {s.zookeeper_warning}" for node, s in found.items()
                 if isinstance(s, api.NodeStatus) and s.zookeeper_warning]

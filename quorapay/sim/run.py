@@ -10,6 +10,7 @@ every node, as acknowledged.
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
@@ -130,8 +131,13 @@ def run_seeds(seeds: list[int], options: Options, workers: int) -> Iterator[Seed
             yield run_checked(seed, options)
         return
     context = multiprocessing.get_context("fork")
-    with context.Pool(workers) as pool:
+    with context.Pool(workers, initializer=_ignore_interrupts) as pool:  # Ctrl-C: the caller's
         yield from pool.imap(_run_one, [(seed, options) for seed in seeds], chunksize=4)
+
+
+def _ignore_interrupts() -> None:
+    """In a worker: Ctrl-C, sent to the whole process group, is for the parent to handle."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def run_checked(seed: int, options: Options, variant: Variant = Variant()) -> SeedResult:

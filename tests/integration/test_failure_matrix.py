@@ -7,7 +7,6 @@ renders them into docs/04-evaluation/failure-matrix.md.
 from __future__ import annotations
 
 import os
-import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,11 +16,12 @@ from quorapay.check.bank import BankOptions, describe, run_bank
 from quorapay.check.checker import Verdict
 from quorapay.check.matrix import RowResult, append
 from quorapay.check.scenarios import ROWS, Row
-from quorapay.cluster import supervisor, zookeeper
-from quorapay.cluster.ports import ephemeral_start, free_ports
+from quorapay.cluster import supervisor
+from quorapay.cluster.ports import free_ports
 from quorapay.config import ClusterConfig, default_cluster, load_config, render
 from quorapay.security.issue import ensure_secrets
 from tests.integration.conftest import SESSION_TIMEOUT
+from tests.integration.helpers import zookeeper_port
 
 pytestmark = pytest.mark.integration
 ELECTION_TIMEOUT = 2.0
@@ -55,18 +55,6 @@ EXPECT: dict[str, Callable[[dict[str, float]], bool]] = {
     "client-port flood on the leader":
         lambda m: m["leader_kept"] == 1 and m["acks_per_s_during"] > 0,
 }
-
-
-def zookeeper_port(servers: int) -> int:
-    """A base port whose client, quorum and election ports are all free."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, ephemeral_start() - 2100)  # below outgoing source ports
-        ports = [base + i for i in range(servers)] + [
-            base + offset + i for offset in (1000, 2000) for i in range(1, servers + 1)]
-        if not any(zookeeper.port_problem(p) for p in ports):
-            return base
-    raise RuntimeError("no free ZooKeeper ports")
 
 
 @pytest.fixture

@@ -27,8 +27,7 @@ from trio_websocket import (
 from quorapay.api import schema as api
 from quorapay.client import Client, ClientError
 from quorapay.cluster import supervisor, zookeeper
-from quorapay.cluster.ports import free_ports
-from quorapay.config import ClusterConfig, default_cluster, load_config, render
+from quorapay.config import ClusterConfig
 from quorapay.core.hlc import Timestamp
 from quorapay.core.ledger import LedgerState
 from quorapay.core.messages import (
@@ -54,14 +53,12 @@ from quorapay.core.types import (
 )
 from quorapay.core.znodes import Layout
 from quorapay.security.access import ask_node, cluster_client
-from quorapay.security.issue import ensure_secrets
 from quorapay.security.tls import credential_context, node_client_context
 from quorapay.transport.dial import TlsRefused, dial
 from quorapay.verify.checks import Verdict
 from quorapay.workload.transfers import setup_accounts
 from tests.integration.conftest import write_cluster
-from tests.integration.helpers import leader, verified
-from tests.integration.test_failure_matrix import zookeeper_port
+from tests.integration.helpers import leader, local_cluster_file, verified
 
 pytestmark = pytest.mark.integration
 
@@ -285,15 +282,7 @@ async def test_znodes_left_open_are_closed_to_all_but_the_cluster(cluster: Clust
 async def test_new_secrets_for_a_local_cluster_reset_its_zookeeper_state(tmp_path: Path) -> None:
     """Revocation by a new CA (and a new ZooKeeper password): the local ZooKeeper's znodes, made
     with the old password's ACLs, are forgotten; the nodes rebuild them, ledgers intact."""
-    document = default_cluster(nodes=3, name="renewed")
-    base = zookeeper_port(1)
-    document["zookeeper"].update(port=base, session_timeout=2.0)
-    ports = free_ports(6, avoid={base, base + 1001, base + 2001})
-    for node in document["nodes"]:
-        node["peer_port"], node["client_port"] = ports.pop(), ports.pop()
-    (tmp_path / "cluster.toml").write_text(render(document))
-    cluster = load_config(tmp_path / "cluster.toml")
-    ensure_secrets(cluster)
+    cluster = local_cluster_file(tmp_path, name="renewed")
     try:
         await supervisor.up(cluster)
         async with cluster_client(cluster) as client:
