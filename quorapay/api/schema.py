@@ -183,6 +183,10 @@ class NodeStatus(msgspec.Struct, frozen=True, kw_only=True):
     clock: ClockStatus | None = None
     tls: bool = True  # false only in an insecure benchmark: no TLS, no credentials
     zookeeper_warning: str | None = None  # the latest oddity found in ZooKeeper (garbage, NoAuth)
+    commit_wall_ms: int = 0  # the timestamp (wall part) of the entry at the commit index
+    applied_wall_ms: int = 0  # ... and of the entry at the applied index
+    leader_contact_ms: int | None = None  # a follower: since it last heard from its leader
+    majority_contact_ms: int | None = None  # a leader: since a majority last answered
 
 
 class DigestInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from quorapay.api import schema as api
 from quorapay.cli.context import AppContext, emit, json_option, pass_app, run
 from quorapay.cli.main import Failed, cli
 from quorapay.cli.progress import progress
@@ -85,54 +84,3 @@ def down(app: AppContext, as_json: bool) -> None:
     """Stop every node and the local ZooKeeper."""
     stopped = supervisor.down(app.cluster)
     emit(as_json, {"stopped": stopped}, f"stopped: {', '.join(stopped) or 'nothing was running'}")
-
-
-@cli.command()
-@json_option
-@pass_app
-def status(app: AppContext, as_json: bool) -> None:
-    """Each node's role, epoch, log indexes and ZooKeeper session, and who leads."""
-    found = run(supervisor.statuses, app.cluster)
-    leader = supervisor.current_leader(found)
-    if as_json:
-        emit(True, {"leader": leader.node if leader else None,
-                    "nodes": {k: v if isinstance(v, api.NodeStatus) else {"error": v}
-                              for k, v in found.items()}}, "")
-        return
-    click.echo(f"{'node':6} {'role':10} {'serving':7} {'epoch':>5} {'last':>7} {'commit':>7} "
-               f"{'applied':>7}  {'zookeeper':10} leader")
-    for node_id, s in found.items():
-        if isinstance(s, api.NodeStatus):
-            click.echo(f"{node_id:6} {s.role:10} {'yes' if s.serving else 'no':7} {s.epoch:>5} "
-                       f"{s.last_index:>7} {s.commit_index:>7} {s.applied_index:>7}  "
-                       f"{s.zookeeper:10} {s.leader or '-'}")
-        else:
-            click.echo(f"{node_id:6} {s}")
-    click.echo(f"leader: {leader.node} (epoch {leader.epoch})" if leader else "leader: none")
-    answered = [s for s in found.values() if isinstance(s, api.NodeStatus)]
-    if any(not s.tls for s in answered):
-        click.echo("security: INSECURE (security.insecure_benchmark_only): no TLS, no "
-                   "credentials, no ZooKeeper ACLs -- benchmarks only")
-    for node_id, s in found.items():
-        if isinstance(s, api.NodeStatus) and s.zookeeper_warning:
-            click.echo(f"ZooKeeper, seen by {node_id}: {s.zookeeper_warning}")
-    clocks = {n: s.clock for n, s in found.items()
-              if isinstance(s, api.NodeStatus) and s.clock is not None}
-    if clocks:
-        click.echo("clocks (each peer's offset from the node, ± half the probe's round trip):")
-        for node_id, clock in clocks.items():
-            click.echo(f"  {node_id:6} {_clock_line(clock)}")
-
-
-def _clock_line(clock: api.ClockStatus) -> str:
-    peers = ", ".join(f"{p} {c.offset_ms:+.0f}±{c.error_ms:.0f} ms"
-                      for p, c in sorted(clock.peers.items())) or "not measured yet"
-    line = (f"wall {clock.wall} ({clock.injected_offset_ms:+d} ms from the machine"
-            f"{'; ' + clock.fault if clock.fault else ''}); peers: {peers}")
-    if clock.alarm:
-        line += f"; ALARM: off from a majority by more than {clock.max_offset_ms} ms"
-    if clock.hlc_ahead:
-        line += "; its timestamps run ahead of its clock: not standing for election"
-    if clock.refusing:
-        line += f"; refusing messages from {', '.join(clock.refusing)}"
-    return line

@@ -90,6 +90,7 @@ from quorapay.cli import (  # noqa: E402, F401
     ledger,
     node,
     sim,
+    status,
     verify,
     workload,
 )

@@ -178,6 +178,7 @@ class Replica:
         self._verified = LogIndex(0)  # follower: matched the current leader's log up to here
         self.role = Role.FOLLOWER
         self.leader: NodeId | None = None
+        self._heard_leader = 0  # tick of the last message accepted from the leader followed
         self.highest_epoch_seen = promised_epoch
         self.suspended = False
         self._now = 0
@@ -268,6 +269,23 @@ class Replica:
     @property
     def refusing_messages_from(self) -> list[NodeId]:
         return sorted(self._refusing)
+
+    @property
+    def ticks_since_leader(self) -> int | None:
+        """A follower: ticks since it last accepted a message from the leader it follows
+        (None while it follows none). Read by status; decides nothing."""
+        if self.role is not Role.FOLLOWER or self.leader is None:
+            return None
+        return self._now - self._heard_leader
+
+    @property
+    def ticks_since_majority(self) -> int | None:
+        """A leader (or recovering one): ticks since a majority, itself included, last
+        answered (None on a follower). Read by status; decides nothing."""
+        if self.role is Role.FOLLOWER:
+            return None
+        quiet = sorted(self._now - p.last_heard for p in self._progress.values())
+        return quiet[self._quorum - 2] if self._quorum >= 2 and quiet else 0
 
     @property
     def eligible(self) -> bool:
@@ -601,6 +619,7 @@ class Replica:
                                        reason=RefusalReason.EPOCH_TAKEN))
             return False
         self.leader = sender
+        self._heard_leader = self._now
         return True
 
     def _on_prepare(self, sender: NodeId, epoch: Epoch) -> None:

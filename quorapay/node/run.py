@@ -142,7 +142,11 @@ async def run_node(cluster: ClusterConfig, node_id: str) -> None:
             zookeeper=coordination.state,
             zookeeper_leader=zk_leader.node if zk_leader else None, clock=clock_status(),
             tls=credentials.peer_server is not None,
-            zookeeper_warning=coordination.last_warning)
+            zookeeper_warning=coordination.last_warning,
+            commit_wall_ms=_wall_at(replica, replica.commit_index),
+            applied_wall_ms=_wall_at(replica, driver.applied_index),
+            leader_contact_ms=_ms(replica.ticks_since_leader, cluster.timing.tick),
+            majority_contact_ms=_ms(replica.ticks_since_majority, cluster.timing.tick))
 
     def zk_leader() -> NodeId | None:
         return coordination.zk_leader.node if coordination.zk_leader else None
@@ -164,6 +168,15 @@ async def run_node(cluster: ClusterConfig, node_id: str) -> None:
     finally:
         store.close()
         log.info("node %s stopped", me.id)
+
+
+def _wall_at(replica: Replica, index: int) -> int:
+    ts = replica.log.ts_at(index)
+    return ts.wall_ms if ts is not None else 0
+
+
+def _ms(ticks: int | None, tick: float) -> int | None:
+    return None if ticks is None else round(ticks * tick * 1000)
 
 
 async def _stop_on_signal(scope: trio.CancelScope) -> None:
