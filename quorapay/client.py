@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import ssl
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from types import TracebackType
 
@@ -84,6 +85,9 @@ class Client:
         self._answered = False  # did any node ever answer this client?
         self._awaiting_write = False  # a write went out and its answer has not come back
         self._suspects: dict[str, float] = {}  # url -> when it last failed to answer
+        # attempts retried, by why: an error code, NO_ANSWER, or LOST_WRITE (a write sent on a
+        # connection that failed before its answer: its outcome was unknown until the retry)
+        self.retried: Counter[str] = Counter()
         self._nursery_manager = trio.open_nursery()
         self._nursery: trio.Nursery | None = None
 
@@ -149,11 +153,14 @@ class Client:
                     unknown = unknown or last.code is api.ErrorCode.TIMEOUT
                     if not last.retryable:
                         raise ClientError(last)
-                    if last.code is api.ErrorCode.NOT_LEADER and last.leader is not None \
-                            and last.leader.url != self._url \
-                            and not self._suspected(last.leader.url):
-                        await self._switch(last.leader.url)
-                        continue
+                self.retried[last.code.value if response is not None and last is not None
+                             else "LOST_WRITE" if lost else "NO_ANSWER"] += 1
+                if response is not None and last is not None \
+                        and last.code is api.ErrorCode.NOT_LEADER and last.leader is not None \
+                        and last.leader.url != self._url \
+                        and not self._suspected(last.leader.url):
+                    await self._switch(last.leader.url)
+                    continue
                 await self._switch(None)
                 self._on_retry(f"retrying ({last.code}: {last.message})" if last else
                                "retrying (no node answered yet)")

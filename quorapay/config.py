@@ -121,7 +121,8 @@ class TimingConfig:
         return Timing(heartbeat_ticks=heartbeat, retransmit_ticks=2 * heartbeat,
                       election_timeout_ticks=election, snapshot_retry_ticks=election,
                       clock_probe_ticks=max(1, round(CLOCK_PROBE_SECONDS / self.tick)),
-                      max_clock_offset_ms=round(self.max_clock_offset * 1000))
+                      max_clock_offset_ms=round(self.max_clock_offset * 1000),
+                      handover_ticks=max(1, round(self.request_timeout / 2 / self.tick)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

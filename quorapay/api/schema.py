@@ -107,8 +107,16 @@ class Entries(_Request, frozen=True, tag="entries"):
     last: int
 
 
+class Switchover(_Request, frozen=True, tag="switchover"):
+    """Operator, to the leader: hand leadership to `to` (default: the most caught-up follower
+    in contact). Answered once the leader has handed over -- it took no new request meanwhile
+    and `to` holds every entry -- or has given up (UNAVAILABLE) and leads on."""
+
+    to: str | None = None
+
+
 Request = (CreateAccounts | SubmitTransfers | Barrier | GetBalances | GetTransfers | Status
-           | Digest | EntryDigests | LocalTransfers | Entries)
+           | Digest | EntryDigests | LocalTransfers | Entries | Switchover)
 
 
 # ---------------------------------------------------------------------------- responses
@@ -203,6 +211,16 @@ class DigestInfo(msgspec.Struct, frozen=True, kw_only=True):
     unordered_at: int | None = None
 
 
+class SwitchoverInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A switchover done: `node` gave up leading `epoch` for `to`, after refusing new requests
+    for `caught_up_ms` while `to` caught up. `to` claims the next epoch in ZooKeeper."""
+
+    node: str
+    to: str
+    epoch: int
+    caught_up_ms: int
+
+
 class Response(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One response; which fields are set depends on the request's op."""
 
@@ -219,6 +237,7 @@ class Response(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     digest: DigestInfo | None = None
     entry_digests: list[str] | None = None
     entries: list[LogEntry] | None = None
+    switchover: SwitchoverInfo | None = None
 
 
 _request_decoder = msgspec.json.Decoder(Request)

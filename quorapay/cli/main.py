@@ -71,7 +71,7 @@ def cli(ctx: click.Context, config_path: Path, credential: str) -> None:
 
 
 CREDENTIAL_COMMANDS = {"account", "pay", "balance", "transfer"}
-OPERATOR_TOOLS = {"up", "status", "verify", "workload", "check", "chaos"}
+OPERATOR_TOOLS = {"up", "status", "verify", "workload", "check", "chaos", "switchover"}
 
 
 def main() -> None:
@@ -91,6 +91,7 @@ from quorapay.cli import (  # noqa: E402, F401
     node,
     sim,
     status,
+    switchover,
     verify,
     workload,
 )

@@ -79,6 +79,11 @@ def sim(seeds: int, seed: int | None, first: int, steps: int, nodes: int, faults
              f"commits: {summary['commits']}, acknowledged transfers: "
              f"{summary['acknowledged']}",
              f"violations: {len(failing)} seed(s)"]
+    asked = summary["switchovers"]
+    assert isinstance(asked, dict)
+    if asked["asked"]:
+        lines.insert(3, f"switchovers: {asked['asked']} asked, {asked['handed_over']} handed "
+                        f"over, {asked['taken_by_target']} taken over by their target first")
     if seed is not None:
         lines.append(f"trace hash: {results[0].trace_hash}")
     lines += [f"replay: {replay_command(r.seed, options)}" for r in failing[:10]]
@@ -96,14 +101,19 @@ def sim(seeds: int, seed: int | None, first: int, steps: int, nodes: int, faults
 def _summary(results: list[SeedResult], failing: list[SeedResult], options: Options,
              wall: float) -> dict[str, object]:
     faults: Counter[str] = Counter()
+    switchovers: Counter[str] = Counter()
     for result in results:
         faults.update(result.faults)
+        switchovers.update(result.switchovers)
     return {
         "seeds": len(results), "steps": sum(r.steps for r in results),
         "simulated_seconds": round(sum(r.simulated_seconds for r in results), 3),
         "wall_seconds": round(wall, 3), "faults": dict(sorted(faults.items())),
         "commits": sum(r.commits for r in results),
         "acknowledged": sum(r.acknowledged for r in results),
+        "switchovers": {"asked": faults.get("switchover", 0),
+                        "handed_over": switchovers["handed over"],
+                        "taken_by_target": switchovers["taken over by their target"]},
         "violations": [{"seed": r.seed, "violations": list(r.violations),
                         "trace_hash": r.trace_hash,
                         "replay": replay_command(r.seed, options)} for r in failing],

@@ -45,9 +45,10 @@ def workload(app: AppContext, transfers: int, accounts: int, clients: int, batch
                     on_progress=lambda done: shown.update(completed=done))
     report = run(go)
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(report.outcomes.items())) or "none"
+    retries = ", ".join(f"{k} {v}" for k, v in report.retries.items())
     emit(as_json, report, f"run {report.run} (accounts {report.prefix}-*): {report.transfers} "
                           f"transfers in {report.seconds:.2f}s ({report.per_second}/s): "
-                          f"{outcomes}")
+                          f"{outcomes}" + (f"; requests retried: {retries}" if retries else ""))
     if report.interrupted:
         kept = f"; their outcomes are in {record}" if record is not None else ""
         raise Failed(f"interrupted after {report.transfers} of {transfers} transfers{kept}",

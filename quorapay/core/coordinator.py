@@ -20,6 +20,14 @@ Election (per session, with a fresh random `token` from the driver):
      E = max(e, highest epoch seen) + 1 if still at version v, and create the ephemeral `leader`
      znode. Grant E. Keep it until the replica asks to relinquish E; then delete our leader and
      candidate znodes (only if this session owns them) and go to 2, at the back of the queue.
+  Switchover: a leader that hands over relinquishes naming its target (RelinquishRequested
+  with `handover_to`); before deleting its leader znode it creates the ephemeral `handover`
+  znode naming the target and the epoch handed over. The target, told by the old leader
+  (ClaimRequested), claims at once from wherever it waits in the queue -- step 4 -- and goes
+  back to the queue if a leader of a later epoch is there first. The head of the queue, before
+  claiming, waits while a handover names another node and its epoch is still the last granted:
+  at most HANDOVER_PATIENCE retries, then it removes it. Whoever is granted removes a handover
+  left behind. Claiming out of turn is as safe as any claim: ClaimEpoch decides.
   A node the replica declares ineligible (its clock is off from a majority) leaves the queue:
   a candidate waiting for its predecessor deletes its candidate znode, and it waits before step
   2 until it is eligible again, then rejoins at the back. (A leader relinquishes first.)
@@ -66,12 +74,14 @@ from quorapay.core.inputs import (
     LeadershipRevoked,
 )
 from quorapay.core.types import Epoch, NodeId
-from quorapay.core.znodes import EpochRecord, Layout, LeaderInfo, MemberInfo
+from quorapay.core.znodes import EpochRecord, HandoverInfo, Layout, LeaderInfo, MemberInfo
 
 # An epoch znode more than this far above every epoch a node has seen is not believed: one write
 # could otherwise use up the range of epochs (2^53). Honest epochs move by one per election; if a
 # node is so far behind, the replicas refuse its lower claim and it claims above their promise.
 MAX_EPOCH_JUMP = 2**20
+# The head of the election queue waits this many RetryDue for a handover's target to claim.
+HANDOVER_PATIENCE = 5
 
 # ---------------------------------------------------------------------------- operations
 
@@ -204,7 +214,16 @@ class WatchFired:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RelinquishRequested:
-    """The replica gave up leading `epoch` (LeadershipEnded with relinquish)."""
+    """The replica gave up leading `epoch` (LeadershipEnded with relinquish), for
+    `handover_to` in a switchover."""
+
+    epoch: Epoch
+    handover_to: NodeId | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimRequested:
+    """The leader of `epoch` handed leadership to this node (TakeOverAsked): claim it now."""
 
     epoch: Epoch
 
@@ -237,7 +256,8 @@ class EpochSeen:
 
 
 Event = (SessionStarted | ConnectionSuspended | ConnectionResumed | SessionExpired | Replied
-         | WatchFired | RelinquishRequested | EpochSeen | EligibilityChanged | RetryDue)
+         | WatchFired | RelinquishRequested | ClaimRequested | EpochSeen | EligibilityChanged
+         | RetryDue)
 Output = Request | Input | CoordinationWarning
 
 
@@ -261,6 +281,13 @@ class ZkFailure(Exception):
 
 @dataclass(frozen=True, slots=True)
 class _WaitWatch:
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class _WaitWatchOrRetry:
+    """Resumed with True when the watch on `path` fires, False when a retry is due."""
+
     path: str
 
 
@@ -289,7 +316,8 @@ class _WaitRetry:
     pass
 
 
-_Wait = _WaitWatch | _WaitRelinquish | _WaitConnected | _WaitSessionEnd | _WaitEligible | _WaitRetry
+_Wait = (_WaitWatch | _WaitWatchOrRetry | _WaitRelinquish | _WaitConnected | _WaitSessionEnd
+         | _WaitEligible | _WaitRetry)
 Fiber = Generator[ZkOp | _Wait, Any, None]
 
 
@@ -318,6 +346,8 @@ class Coordinator:
         self._fibers: list[tuple[Fiber, Any]] = []  # (fiber, what it waits for)
         self._fired: set[str] = set()
         self._relinquished: set[Epoch] = set()
+        self._handovers: dict[Epoch, NodeId] = {}  # epochs relinquished for a switchover
+        self._claim_from: Epoch | None = None  # handed leadership after this epoch: claim now
         self.eligible = True
         self._out: list[Output] = []
 
@@ -340,11 +370,20 @@ class Coordinator:
                 self._wake(lambda waiting: waiting == request_id,
                            ZkFailure(error) if error is not None else value)
             case WatchFired(path=path):
-                if not self._wake(lambda waiting: waiting == _WaitWatch(path), None, every=True):
+                woke = self._wake(lambda waiting: waiting == _WaitWatch(path), None, every=True)
+                woke |= self._wake(lambda waiting: waiting == _WaitWatchOrRetry(path), True,
+                                   every=True)
+                if not woke:
                     self._fired.add(path)
-            case RelinquishRequested(epoch=epoch):
+            case RelinquishRequested(epoch=epoch, handover_to=to):
+                if to is not None:
+                    self._handovers[epoch] = to
                 self._relinquished.add(epoch)
                 self._wake(lambda waiting: waiting == _WaitRelinquish(epoch), None, every=True)
+            case ClaimRequested(epoch=epoch):
+                if self.granted is None and self.eligible:
+                    self._claim_from = epoch
+                    self._wake(self._waits_in_queue, None, every=True)
             case EpochSeen(epoch=epoch):
                 self._floor = max(self._floor, epoch)
             case EligibilityChanged(eligible=eligible):
@@ -356,6 +395,8 @@ class Coordinator:
                     self._wake(self._waits_in_queue, None, every=True)
             case RetryDue():
                 self._wake(lambda waiting: isinstance(waiting, _WaitRetry), None, every=True)
+                self._wake(lambda waiting: isinstance(waiting, _WaitWatchOrRetry), False,
+                           every=True)
             case _:
                 assert_never(event)
         out, self._out = self._out, []
@@ -366,6 +407,7 @@ class Coordinator:
             self._end_session()  # a new session means the old one is gone, reported or not
         self._end_fibers()
         self._session, self._token = session, token
+        self._claim_from = None
         self.state = SessionState.CONNECTED
         self._out.append(CoordinationResumed())
         for fiber in (self._run_election(), self._run_leader_watch()):
@@ -417,7 +459,7 @@ class Coordinator:
     def _happened(self, wait: _Wait) -> bool:
         """Whether what a fiber wants to wait for has already happened (consuming a watch)."""
         match wait:
-            case _WaitWatch(path=path) if path in self._fired:
+            case _WaitWatch(path=path) | _WaitWatchOrRetry(path=path) if path in self._fired:
                 self._fired.discard(path)
                 return True
             case _WaitRelinquish(epoch=epoch):
@@ -478,9 +520,11 @@ class Coordinator:
             if mine not in children:
                 continue
             ahead = predecessor(children, mine, self._members)
-            if ahead is None and not self.eligible:
-                continue  # it became ineligible meanwhile: withdraw instead of leading
-            if ahead is None:
+            if ahead is None or self._claim_from is not None:  # our turn, or handed to us
+                if not self.eligible:
+                    continue  # it became ineligible meanwhile: withdraw instead of leading
+                if self._claim_from is None and (yield from self._handover_pending()):
+                    continue  # waited for another node to take a handover: look again
                 yield from self._lead(mine)
                 continue
             path = f"{layout.election}/{ahead}"
@@ -536,16 +580,91 @@ class Coordinator:
         return mine
 
     def _lead(self, mine: str) -> Fiber:
-        epoch = yield from self._claim()
+        handed, self._claim_from = self._claim_from, None
+        epoch = yield from self._claim(handed)
+        if epoch is None:
+            return  # back to the queue
         if epoch != self.granted:  # a rerun after a connection loss finds its own grant
             self.granted = epoch
             self._out.append(LeadershipGranted(epoch=epoch))
+        yield from self._remove_handover()
         yield _WaitRelinquish(epoch)
         self.granted = None
+        to = self._handovers.get(epoch)  # kept: a rerun after a connection loss needs it too
+        if to is not None:
+            yield from self._hand_over(to, epoch)
         yield from self._delete_own(self._layout.leader)
         yield from self._delete_own(f"{self._layout.election}/{mine}")
 
-    def _claim(self) -> Generator[ZkOp | _Wait, Any, Epoch]:
+    def _hand_over(self, to: NodeId, epoch: Epoch) -> Fiber:
+        """Name the switchover's target for the next in the queue to let it claim first."""
+        data = znodes.encode(HandoverInfo(to=to, epoch=epoch))
+        while True:
+            try:
+                yield Create(path=self._layout.handover, data=data, ephemeral=True)
+                return
+            except ZkFailure as failure:
+                _expect(failure, ZkError.NODE_EXISTS)
+            try:  # one left from an earlier switchover (or ours, from a lost reply)
+                found, stat = yield Get(path=self._layout.handover)
+                if found == data and stat.owner == self._session:
+                    return
+                yield Delete(path=self._layout.handover, version=stat.version)
+            except ZkFailure as failure:
+                _expect(failure, ZkError.NO_NODE, ZkError.BAD_VERSION)
+
+    def _handover_pending(self) -> Generator[ZkOp | _Wait, Any, bool]:
+        """At the head of the queue, before claiming: wait while a switchover hands leadership
+        to another node -- the `handover` znode names it and its epoch is the last granted --
+        for at most HANDOVER_PATIENCE retries, then remove it. A stale or garbage one is
+        removed at once. True if it waited (the caller looks at the queue again)."""
+        layout = self._layout
+        waited = 0
+        while True:
+            try:
+                data, stat = yield Get(path=layout.handover, watch=True)
+            except ZkFailure as failure:
+                _expect(failure, ZkError.NO_NODE)
+                return waited > 0
+            handover = znodes.parse_handover(data)
+            if handover is None or stat.owner == 0 or (
+                    self._members and handover.to not in self._members):
+                self._warn(f"removing the handover znode {layout.handover} ({_shown(data)}): "
+                           "it names no switchover of this cluster")
+            elif handover.to == self._node:
+                return waited > 0  # ours to take: removed once granted
+            elif waited < HANDOVER_PATIENCE and (yield from self._epoch_is(handover.epoch)):
+                waited += 1
+                yield _WaitWatchOrRetry(layout.handover)
+                continue
+            try:
+                yield Delete(path=layout.handover, version=stat.version)
+            except ZkFailure as failure:
+                _expect(failure, ZkError.NO_NODE, ZkError.BAD_VERSION)
+            return waited > 0
+
+    def _epoch_is(self, epoch: Epoch) -> Generator[ZkOp, Any, bool]:
+        """Whether `epoch` is still the last epoch granted."""
+        try:
+            data, _ = yield Get(path=self._layout.epoch)
+        except ZkFailure as failure:
+            _expect(failure, ZkError.NO_NODE)
+            return False
+        record = znodes.parse_epoch(data)
+        return record is not None and record.epoch == epoch
+
+    def _remove_handover(self) -> Fiber:
+        """Granted: a handover still standing is over (ours to take, or stale)."""
+        try:
+            _, stat = yield Get(path=self._layout.handover)
+            yield Delete(path=self._layout.handover, version=stat.version)
+        except ZkFailure as failure:
+            _expect(failure, ZkError.NO_NODE, ZkError.BAD_VERSION)
+
+    def _claim(self, handed: Epoch | None = None) -> Generator[ZkOp | _Wait, Any, Epoch | None]:
+        """Claim the next epoch; None when the caller must look at the queue again: after
+        waiting for a leader znode to go, or -- having been `handed` leadership after that
+        epoch -- on finding a leader of a later one (another node took over first)."""
         layout = self._layout
         while True:
             try:
@@ -580,7 +699,11 @@ class Coordinator:
             if leader is None or stat.owner == self._session:
                 yield from self._remove_squatter(data, stat)
                 continue
+            if handed is not None and leader.epoch > handed:
+                return None
             yield _WaitWatch(layout.leader)
+            if handed is None:
+                return None  # the leader is gone: look at the queue (and any handover) again
 
     def _epoch_after(self, data: bytes) -> Epoch | None:
         """The epoch to claim after the epoch znode's content. Garbage, or a value more than

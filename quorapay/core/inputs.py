@@ -78,6 +78,15 @@ class ReadRequested:
     read: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SwitchoverRequested:
+    """An operator asked this node, if it leads, to hand leadership to `to` (None: the most
+    caught-up follower in contact); `request` is the driver's token."""
+
+    request: int
+    to: NodeId | None
+
+
 Input = (
     Ticked
     | ClockRead
@@ -89,4 +98,5 @@ Input = (
     | CommandsProposed
     | ReadRequested
     | CompactionRequested
+    | SwitchoverRequested
 )

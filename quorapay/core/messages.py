@@ -19,7 +19,7 @@ from quorapay.core.hlc import ZERO, Timestamp
 from quorapay.core.ledger import LedgerState
 from quorapay.core.types import EpochField, IndexField, LogEntry, LogIndex, NodeIdField
 
-PROTOCOL_VERSION = 3  # 3: hybrid logical clocks, clock probes
+PROTOCOL_VERSION = 4  # 3: hybrid logical clocks, clock probes; 4: TakeOver
 T = TypeVar("T")
 
 
@@ -145,6 +145,15 @@ class ClockEcho(msgspec.Struct, frozen=True, kw_only=True, tag="clock_echo"):
     echo_ms: Counter
 
 
+class TakeOver(msgspec.Struct, frozen=True, kw_only=True, tag="take_over"):
+    """Leader of `epoch` -> the follower it hands leadership to (a switchover): you hold every
+    entry of my log and I take no more writes; claim leadership in ZooKeeper now, without
+    waiting for your turn. A hint only: the claim is as safe as any other (ClaimEpoch), and if
+    this message is lost the election queue decides as usual."""
+
+    epoch: EpochField
+
+
 class RefusalReason(StrEnum):
     STALE_EPOCH = "stale_epoch"  # the receiver promised a higher epoch
     EPOCH_TAKEN = "epoch_taken"  # the receiver promised this very epoch to another node
@@ -162,7 +171,7 @@ class Refused(msgspec.Struct, frozen=True, kw_only=True, tag="refused"):
 
 
 Message = (Prepare | Promise | Fetch | FetchReply | Append | AppendAck | AppendNack | Refused
-           | InstallSnapshot | ClockProbe | ClockEcho)
+           | InstallSnapshot | ClockProbe | ClockEcho | TakeOver)
 
 
 class Hello(msgspec.Struct, frozen=True, kw_only=True, tag="hello"):

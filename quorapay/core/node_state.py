@@ -23,7 +23,13 @@ from typing import Any, Generic, TypeVar
 
 from quorapay.core.compaction import CompactionPolicy
 from quorapay.core.hlc import ZERO, Timestamp
-from quorapay.core.inputs import CommandsProposed, CompactionRequested, Input, ReadRequested
+from quorapay.core.inputs import (
+    CommandsProposed,
+    CompactionRequested,
+    Input,
+    ReadRequested,
+    SwitchoverRequested,
+)
 from quorapay.core.ledger import Delta, Ledger, Result
 from quorapay.core.messages import InstallSnapshot
 from quorapay.core.ready import (
@@ -38,6 +44,8 @@ from quorapay.core.ready import (
     ReadsConfirmed,
     ReadsRejected,
     Ready,
+    SwitchoverAnswered,
+    TakeOverAsked,
     Unavailable,
 )
 from quorapay.core.replica import Replica
@@ -91,7 +99,18 @@ class ReadValue:
     value: Any
 
 
-Answer = Committed | ReadValue | Failure
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandedOver:
+    """A switchover's outcome: `node` gave up leading `epoch` for `to`, after refusing new
+    requests for `ticks` while `to` caught up."""
+
+    node: NodeId
+    to: NodeId
+    epoch: Epoch
+    ticks: int
+
+
+Answer = Committed | ReadValue | HandedOver | Failure
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,6 +157,7 @@ class Effects(Generic[K]):
     answers: list[tuple[K, Answer]]  # 2. answer clients
     relinquish: list[LeadershipEnded]  # 3. give up these ZooKeeper leaderships
     ended: list[LeadershipEnded]  # every leadership that ended (for logs and observers)
+    claims: list[Epoch] = field(default_factory=list)  # 4. claim leadership now (a handover)
     clock_warnings: list[ClockWarning] = field(default_factory=list)  # for the log
     peer_problems: list[PeerMisbehaved] = field(default_factory=list)  # for the log
 
@@ -158,6 +178,8 @@ _UNAVAILABLE = {
     Unavailable.SUSPENDED: (ErrorCode.UNAVAILABLE, "the leader lost its ZooKeeper connection; "
                             "writes are paused"),
     Unavailable.NO_QUORUM: (ErrorCode.UNAVAILABLE, "no quorum of nodes is reachable"),
+    Unavailable.HANDING_OVER: (ErrorCode.UNAVAILABLE, "the leader is handing leadership over "
+                               "to another node (a switchover); retry shortly"),
 }
 
 
@@ -196,6 +218,7 @@ class NodeState(Generic[K]):
         self._proposed: dict[int, list[_Part[K]]] = {}
         self._awaiting: dict[LogIndex, tuple[Epoch, list[_Part[K]]]] = {}
         self._reads: dict[int, Read[K]] = {}
+        self._switchovers: dict[int, K] = {}
         self._held_reads: list[tuple[LogIndex, list[Read[K]]]] = []
         self._work: Work | None = None
 
@@ -226,6 +249,13 @@ class NodeState(Generic[K]):
         self._next_token += 1
         self._reads[self._next_token] = read
         self.replica.step(ReadRequested(read=self._next_token))
+
+    def switchover(self, key: K, to: NodeId | None) -> None:
+        """Hand leadership to `to` (None: the most caught-up follower in contact), if this node
+        leads; the answer is HandedOver or a Failure."""
+        self._next_token += 1
+        self._switchovers[self._next_token] = key
+        self.replica.step(SwitchoverRequested(request=self._next_token, to=to))
 
     # ------------------------------------------------------------------ the Ready contract
 
@@ -261,6 +291,7 @@ class NodeState(Generic[K]):
         self._maybe_compact()
         return Effects(messages=messages, answers=answers,
                        relinquish=[e for e in ended if e.relinquish], ended=ended,
+                       claims=[o.epoch for o in ready.outcomes if isinstance(o, TakeOverAsked)],
                        clock_warnings=[o for o in ready.outcomes if isinstance(o, ClockWarning)],
                        peer_problems=[o for o in ready.outcomes
                                       if isinstance(o, PeerMisbehaved)])
@@ -307,6 +338,9 @@ class NodeState(Generic[K]):
                 self._held_reads.append((index, [self._reads.pop(t) for t in tokens]))
             case ReadsRejected(reads=tokens, reason=reason, leader=leader):
                 return [(self._reads.pop(t).key, unavailable(reason, leader)) for t in tokens]
+            case SwitchoverAnswered(request=token):
+                key = self._switchovers.pop(token, None)
+                return [] if key is None else [(key, _switchover_answer(outcome, self.replica))]
             case LeadershipEnded(reason=reason):
                 ended.append(outcome)
                 waiting = [(p.key, unknown(f"leadership ended ({reason})"))
@@ -332,3 +366,14 @@ class NodeState(Generic[K]):
                              value=read.query(self.ledger))
         except Exception:  # a bug in one query fails that request, not the node
             return Failure(code=ErrorCode.INTERNAL, message="internal error serving a read")
+
+
+def _switchover_answer(answer: SwitchoverAnswered, replica: Replica) -> Answer:
+    if answer.to is not None:
+        return HandedOver(node=replica.node_id, to=answer.to, epoch=answer.epoch,
+                          ticks=answer.ticks)
+    if answer.refusal is not None:
+        return unavailable(answer.refusal, replica.leader)
+    if answer.invalid:
+        return Failure(code=ErrorCode.INVALID_REQUEST, message=answer.invalid)
+    return Failure(code=ErrorCode.UNAVAILABLE, message=answer.gave_up)

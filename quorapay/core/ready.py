@@ -60,6 +60,7 @@ class Unavailable(StrEnum):
     RECOVERING = "recovering"  # the leader has not committed its epoch-start entry yet
     SUSPENDED = "suspended"  # the leader's ZooKeeper connection is suspended
     NO_QUORUM = "no_quorum"
+    HANDING_OVER = "handing_over"  # a switchover: the leader takes nothing new until it ends
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,6 +105,31 @@ class LeadershipEnded:
     epoch: Epoch
     reason: str
     relinquish: bool
+    handover_to: NodeId | None = None  # a switchover: let this node claim first
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SwitchoverAnswered:
+    """The answer to SwitchoverRequested: handed over to `to` after `ticks` of refusing new
+    requests; or not: `refusal` (this node does not lead, or not now), `invalid` (a target
+    that cannot lead) or `gave_up` (the target did not catch up in time, or leadership ended
+    for another reason first)."""
+
+    request: int
+    to: NodeId | None = None
+    epoch: Epoch = Epoch(0)  # the epoch handed over
+    ticks: int = 0
+    refusal: Unavailable | None = None
+    invalid: str = ""
+    gave_up: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TakeOverAsked:
+    """The leader of `epoch`, which this node follows, hands leadership to it: the driver MUST
+    ask coordination to claim leadership now (ahead of its turn in the election queue)."""
+
+    epoch: Epoch
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,7 +151,7 @@ class PeerMisbehaved:
 
 
 Outcome = (ProposalAccepted | ProposalRejected | ReadsConfirmed | ReadsRejected | LeadershipEnded
-           | ClockWarning | PeerMisbehaved)
+           | ClockWarning | PeerMisbehaved | SwitchoverAnswered | TakeOverAsked)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

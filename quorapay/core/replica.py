@@ -27,6 +27,15 @@ when one arrives. Append entries after a successful consistency check, truncatin
 conflicting entry (an entry that conflicts with the leader's is never committed), and
 acknowledge only what will be durable before the reply is sent (the Ready contract).
 
+Switchover (SwitchoverRequested): a leader hands leadership to a chosen follower without
+leaving a client unsure. It refuses new requests (HANDING_OVER, retryable), and once every
+entry is committed and applied (every accepted write answered), no read waits, and the target's
+match index is its last index, it sends the target `TakeOver`, answers SwitchoverAnswered, and
+ends its leadership with `relinquish` naming the target (`handover_to`), which its coordinator
+lets claim first. A target not caught up within `handover_ticks` is given up on, and the leader
+takes requests again. A follower told `TakeOver` by the leader it follows in its promised epoch
+reports TakeOverAsked; its driver has coordination claim leadership now.
+
 Compaction and snapshots: on request the log forgets applied entries (their effect is in the
 ledger). A leader that must send a follower entries it no longer holds asks its driver to send an
 InstallSnapshot of the ledger instead, then replicates from the snapshot's index; a follower
@@ -65,6 +74,7 @@ are handed out for application exactly once, in index order.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import assert_never
 
@@ -82,6 +92,7 @@ from quorapay.core.inputs import (
     LeadershipRevoked,
     MessageReceived,
     ReadRequested,
+    SwitchoverRequested,
     Ticked,
 )
 from quorapay.core.log import Log
@@ -99,6 +110,7 @@ from quorapay.core.messages import (
     Promise,
     RefusalReason,
     Refused,
+    TakeOver,
 )
 from quorapay.core.progress import Progress
 from quorapay.core.ready import (
@@ -114,6 +126,8 @@ from quorapay.core.ready import (
     ReadsRejected,
     Ready,
     SnapshotWanted,
+    SwitchoverAnswered,
+    TakeOverAsked,
     Unavailable,
 )
 from quorapay.core.recovery import Fetching, Recovery, Tail
@@ -133,6 +147,15 @@ class Role(StrEnum):
     FOLLOWER = "follower"
     RECOVERING = "recovering"
     LEADER = "leader"
+
+
+@dataclass(slots=True, kw_only=True)
+class _Handover:
+    """A switchover under way: take nothing new; hand over once `to` holds every entry."""
+
+    request: int
+    to: NodeId
+    started: int  # tick
 
 
 class Replica:
@@ -205,6 +228,7 @@ class Replica:
         self._reads: list[tuple[int, LogIndex, int]] = []  # (read, index at request, seq needed)
         self._read_round_needed = False
         self._commit_notice = False
+        self._handover: _Handover | None = None
         # output
         self._snapshot_requests: list[tuple[NodeId, Epoch]] = []
         self._outbox: list[Outgoing] = []
@@ -323,6 +347,8 @@ class Replica:
                 self._on_read(read)
             case CompactionRequested(upto=upto):
                 self._on_compaction(upto)
+            case SwitchoverRequested(request=request, to=to):
+                self._on_switchover(request, to)
             case _:
                 assert_never(event)
         self._dirty = True
@@ -391,6 +417,7 @@ class Replica:
             self._maybe_finish_promises()
         elif self.role is Role.LEADER and ready.persist is not None:
             self._maybe_commit()
+        self._maybe_hand_over()
 
     # ----------------------------------------------------------------- inputs
 
@@ -410,6 +437,7 @@ class Replica:
             return
         if self._now - self._last_heartbeat >= self._timing.heartbeat_ticks:
             self._send_heartbeats()
+        self._tick_handover()
         for progress in self._progress.values():
             stalled = self._now - progress.last_progress >= self._timing.retransmit_ticks
             if stalled and progress.match_index < self._log.last_index:
@@ -480,6 +508,8 @@ class Replica:
             return Unavailable.SUSPENDED
         if not self.serving:
             return Unavailable.RECOVERING
+        if self._handover is not None:
+            return Unavailable.HANDING_OVER
         return None
 
     # ----------------------------------------------------------------- time
@@ -592,6 +622,10 @@ class Replica:
                     self._on_reply(sender, message)
             case ClockProbe() | ClockEcho():
                 pass  # handled in _on_received
+            case TakeOver(epoch=epoch):
+                if self.role is Role.FOLLOWER and epoch == self._promised \
+                        and self._promised_to == sender and self.eligible:
+                    self._outcomes.append(TakeOverAsked(epoch=epoch))
             case Refused(promised_epoch=promised, reason=RefusalReason.EPOCH_TAKEN):
                 if promised == self._epoch and self.role is not Role.FOLLOWER:
                     self.highest_epoch_seen = max(self.highest_epoch_seen, promised)
@@ -748,6 +782,7 @@ class Replica:
                     progress.acknowledge(match_index, self._now)
                     self._maybe_commit()
                     self._maybe_confirm_reads()
+                    self._maybe_hand_over()
             case AppendNack():
                 if self.role is Role.LEADER:
                     progress.acked_seq = max(progress.acked_seq, message.seq)
@@ -983,14 +1018,78 @@ class Replica:
                 reads=tuple(r[0] for r in ready),
                 index=LogIndex(max(self._commit, *(r[1] for r in ready)))))
 
+    # ----------------------------------------------------------------- leader: switchover
+
+    def _on_switchover(self, request: int, to: NodeId | None) -> None:
+        """Stop taking requests; hand over once `to` holds every entry (`_maybe_hand_over`)."""
+        refusal = self._refusal()
+        if refusal is not None:
+            self._outcomes.append(SwitchoverAnswered(request=request, refusal=refusal))
+            return
+        target, problem = self._handover_target(to)
+        if target is None:
+            self._outcomes.append(SwitchoverAnswered(request=request, invalid=problem))
+            return
+        self._handover = _Handover(request=request, to=target, started=self._now)
+        self._maybe_hand_over()
+
+    def _handover_target(self, to: NodeId | None) -> tuple[NodeId | None, str]:
+        """`to` if it can be handed leadership, else the most caught-up follower in contact."""
+        if to == self.node_id:
+            return None, f"{to} already leads"
+        if to is not None:
+            return (to, "") if to in self._progress else (
+                None, f"{to} is not a member of this cluster")
+        window = self._timing.election_timeout_ticks
+        in_contact = [p for p, progress in self._progress.items()
+                      if self._now - progress.last_heard <= window]
+        if not in_contact:
+            return None, "no follower is in contact"
+        return max(in_contact, key=lambda p: self._progress[p].match_index), ""
+
+    def _maybe_hand_over(self) -> None:
+        """Hand over once every entry is committed and applied (every accepted request has
+        its answer), no read waits, and the target holds the whole log: tell it to take
+        over, and give up leadership in ZooKeeper naming it (`handover_to`)."""
+        handover = self._handover
+        if handover is None or self.role is not Role.LEADER or self.suspended:
+            return
+        last = self._log.last_index
+        if self._commit != last or self._handed_out != last or self._reads \
+                or self._progress[handover.to].match_index != last:
+            return
+        self._handover = None
+        self._send(handover.to, TakeOver(epoch=self._epoch))
+        self._outcomes.append(SwitchoverAnswered(request=handover.request, to=handover.to,
+                                                 epoch=self._epoch,
+                                                 ticks=self._now - handover.started))
+        self._end_leadership(f"handed over to {handover.to} (switchover)", relinquish=True,
+                             handover_to=handover.to)
+
+    def _tick_handover(self) -> None:
+        handover = self._handover
+        if handover is None or self._now - handover.started < self._timing.handover_ticks:
+            return
+        self._handover = None
+        self._outcomes.append(SwitchoverAnswered(
+            request=handover.request, gave_up=(
+                f"{handover.to} did not catch up in time; {self.node_id} leads on and takes "
+                "requests again")))
+
     # ----------------------------------------------------------------- helpers
 
-    def _end_leadership(self, reason: str, *, relinquish: bool) -> None:
+    def _end_leadership(self, reason: str, *, relinquish: bool,
+                        handover_to: NodeId | None = None) -> None:
+        if self._handover is not None:
+            self._outcomes.append(SwitchoverAnswered(
+                request=self._handover.request,
+                gave_up=f"leadership ended before the handover: {reason}"))
+            self._handover = None
         if self._reads:
             self._outcomes.append(ReadsRejected(reads=tuple(r[0] for r in self._reads),
                                                 reason=Unavailable.NOT_LEADER, leader=None))
         self._outcomes.append(LeadershipEnded(epoch=self._epoch, reason=reason,
-                                              relinquish=relinquish))
+                                              relinquish=relinquish, handover_to=handover_to))
         self.role = Role.FOLLOWER
         self.leader = None
         self._snapshot_requests = [r for r in self._snapshot_requests if r[1] != self._epoch]

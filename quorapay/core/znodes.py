@@ -35,6 +35,15 @@ class EpochRecord(msgspec.Struct, frozen=True, kw_only=True):
     epoch: EpochField
 
 
+class HandoverInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """handover (ephemeral, of the leader handing over): the leader of `epoch` gave it up for
+    `to` (a switchover). While it stands and `epoch` is the last granted, the next in the
+    election queue lets `to` claim first."""
+
+    to: NodeIdField
+    epoch: EpochField
+
+
 class Layout:
     def __init__(self, cluster: str) -> None:
         self.parent = "/quorapay"  # shared by every cluster of one ZooKeeper ensemble
@@ -43,17 +52,19 @@ class Layout:
         self.election = f"{self.root}/election"
         self.leader = f"{self.root}/leader"
         self.epoch = f"{self.root}/epoch"
+        self.handover = f"{self.root}/handover"
 
     def member(self, node: str) -> str:
         return f"{self.members}/{node}"
 
 
-def encode(value: MemberInfo | LeaderInfo | EpochRecord) -> bytes:
+def encode(value: MemberInfo | LeaderInfo | EpochRecord | HandoverInfo) -> bytes:
     return msgspec.json.encode(value)
 
 
 _leader_decoder = msgspec.json.Decoder(LeaderInfo)
 _epoch_decoder = msgspec.json.Decoder(EpochRecord)
+_handover_decoder = msgspec.json.Decoder(HandoverInfo)
 
 
 def parse_leader(data: bytes) -> LeaderInfo | None:
@@ -66,5 +77,12 @@ def parse_leader(data: bytes) -> LeaderInfo | None:
 def parse_epoch(data: bytes) -> EpochRecord | None:
     try:
         return _epoch_decoder.decode(data)
+    except ValueError:  # msgspec.DecodeError, or a UnicodeDecodeError msgspec lets through
+        return None
+
+
+def parse_handover(data: bytes) -> HandoverInfo | None:
+    try:
+        return _handover_decoder.decode(data)
     except ValueError:  # msgspec.DecodeError, or a UnicodeDecodeError msgspec lets through
         return None

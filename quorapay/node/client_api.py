@@ -42,11 +42,13 @@ from quorapay.core.types import (
 )
 from quorapay.node.loop import (
     ClientRead,
+    ClientSwitchover,
     ClientWrite,
     Committed,
     Driver,
     DriverInput,
     Failure,
+    HandedOver,
     LocalQuery,
     ReadValue,
     Reply,
@@ -175,6 +177,10 @@ class ClientApi:
                 if not 1 <= first <= last or last - first >= api.MAX_BATCH:
                     raise _Invalid(f"need 1 <= first <= last, at most {api.MAX_BATCH} entries")
                 return await self._local(request.req, lambda d: _entries(d, first, last))
+            case api.Switchover(to=to):
+                if to is not None and to not in self._cluster.node_ids:
+                    raise _Invalid(f"{to!r} is not a node of this cluster")
+                return await self._switchover(request.req, NodeId(to) if to else None)
             case api.LocalTransfers(ids=ids):
                 _bounded(ids)
                 return await self._local(
@@ -216,6 +222,16 @@ class ClientApi:
         response: api.Response = outcome
         return msgspec.structs.replace(response, req=req)
 
+    async def _switchover(self, req: int, to: NodeId | None) -> api.Response:
+        answer = await self._ask(ClientSwitchover(to=to, reply=Reply()))
+        if isinstance(answer, Failure):
+            return api.Response(req=req, error=self._error(answer))
+        assert isinstance(answer, HandedOver)
+        tick = self._cluster.timing.tick
+        return api.Response(req=req, switchover=api.SwitchoverInfo(
+            node=answer.node, to=answer.to, epoch=answer.epoch,
+            caught_up_ms=round(answer.ticks * tick * 1000)))
+
     async def _heavy_query(self, req: int, capture: Callable[[Driver], api.Response | Heavy]
                            ) -> api.Response:
         """A query whose inputs are captured between driver batches (a consistent view, cheap:
@@ -239,7 +255,7 @@ class ClientApi:
         finally:
             self._heavy.release()
 
-    async def _ask(self, item: ClientWrite | ClientRead | LocalQuery) -> Any:
+    async def _ask(self, item: ClientWrite | ClientRead | ClientSwitchover | LocalQuery) -> Any:
         with trio.move_on_after(self._timeout):
             await self._inputs.send(item)
             return await item.reply.wait()

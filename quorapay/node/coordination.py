@@ -41,6 +41,7 @@ from kazoo.security import ACL, make_acl, make_digest_acl
 from quorapay.config import ClusterConfig, NodeConfig
 from quorapay.core.coordinator import (
     ClaimEpoch,
+    ClaimRequested,
     ConnectionResumed,
     ConnectionSuspended,
     CoordinationWarning,
@@ -64,6 +65,7 @@ from quorapay.core.coordinator import (
     WatchFired,
     ZkError,
 )
+from quorapay.core.ready import LeadershipEnded
 from quorapay.core.types import Epoch
 from quorapay.core.znodes import Layout, LeaderInfo
 from quorapay.transport.address import websocket_url
@@ -123,9 +125,15 @@ class Coordination:
     def zk_leader(self) -> LeaderInfo | None:
         return self.coordinator.zk_leader
 
-    def relinquish(self, epoch: Epoch, reason: str) -> None:
-        """Called by the driver: give up the leadership of `epoch` (ignored if already gone)."""
-        self._events_send.send_nowait(RelinquishRequested(epoch=epoch))
+    def relinquish(self, ended: LeadershipEnded) -> None:
+        """Called by the driver: give up the leadership of an epoch (ignored if already gone),
+        for the node it names in a switchover."""
+        self._events_send.send_nowait(RelinquishRequested(epoch=ended.epoch,
+                                                          handover_to=ended.handover_to))
+
+    def claim(self, epoch: Epoch) -> None:
+        """Called by the driver: the leader of `epoch` handed leadership to this node."""
+        self._events_send.send_nowait(ClaimRequested(epoch=epoch))
 
     def set_eligible(self, eligible: bool) -> None:
         """Called by the driver: stand for election again, or not (a clock alarm)."""

@@ -24,19 +24,20 @@ from quorapay.core.node_state import (
     Committed,
     ErrorCode,
     Failure,
+    HandedOver,
     NodeState,
     Read,
     ReadValue,
     Write,
 )
-from quorapay.core.ready import Outgoing
+from quorapay.core.ready import LeadershipEnded, Outgoing
 from quorapay.core.replica import Replica
-from quorapay.core.types import Command, Epoch, LogIndex
+from quorapay.core.types import Command, Epoch, LogIndex, NodeId
 from quorapay.node.storage import Store
 from quorapay.transport.limits import QuietLog
 
-__all__ = ["ClientRead", "ClientWrite", "Committed", "Driver", "DriverInput", "Failure",
-           "LocalQuery", "ReadValue", "Reply"]
+__all__ = ["ClientRead", "ClientSwitchover", "ClientWrite", "Committed", "Driver", "DriverInput",
+           "Failure", "HandedOver", "LocalQuery", "ReadValue", "Reply"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,14 @@ class ClientRead:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ClientSwitchover:
+    """An operator's switchover: hand leadership to `to` (None: the most caught-up follower)."""
+
+    to: NodeId | None
+    reply: Reply[HandedOver | Failure]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LocalQuery:
     """A question about this node's own state, answered between batches (a consistent view)."""
 
@@ -83,15 +92,16 @@ class LocalQuery:
     reply: Reply[Any]
 
 
-DriverInput = Input | ClientWrite | ClientRead | LocalQuery
+DriverInput = Input | ClientWrite | ClientRead | ClientSwitchover | LocalQuery
 
 
 class Driver:
     def __init__(self, state: NodeState[Reply[Any]], store: Store,
                  send: Callable[[Outgoing], None],
-                 relinquish: Callable[[Epoch, str], None],
+                 relinquish: Callable[[LeadershipEnded], None],
                  wall_clock: Callable[[], int],
-                 eligible: Callable[[bool], None] = lambda _: None) -> None:
+                 eligible: Callable[[bool], None] = lambda _: None,
+                 claim: Callable[[Epoch], None] = lambda _: None) -> None:
         self.state = state
         self.store = store
         self._wall_clock = wall_clock  # ms since the Unix epoch, as this node believes
@@ -99,6 +109,7 @@ class Driver:
         self._eligible_now = True
         self._send = send  # non-blocking; may drop (the protocol retransmits)
         self._relinquish = relinquish  # give up the ZooKeeper leadership of an epoch
+        self._claim = claim  # claim ZooKeeper leadership now: it was handed to this node
         self._quiet = QuietLog(log)  # a misbehaving peer could flood the log
 
     @property
@@ -136,6 +147,8 @@ class Driver:
                     writes.append(Write(key=reply, commands=commands))
                 case ClientRead(query=query, reply=reply):
                     self.state.read(Read(key=reply, query=query))
+                case ClientSwitchover(to=to, reply=reply):
+                    self.state.switchover(reply, to)
                 case LocalQuery(query=query, reply=reply):
                     reply.set(_answer(partial(query, self)))
                 case _:
@@ -161,7 +174,11 @@ class Driver:
             for ended in effects.ended:
                 log.warning("leadership of epoch %d ended: %s", ended.epoch, ended.reason)
             for ended in effects.relinquish:
-                self._relinquish(ended.epoch, ended.reason)
+                self._relinquish(ended)
+            for epoch in effects.claims:
+                log.info("the leader of epoch %d hands leadership to this node: claiming it",
+                         epoch)
+                self._claim(epoch)
             if self.replica.eligible != self._eligible_now:
                 self._eligible_now = self.replica.eligible
                 self._eligible(self._eligible_now)

@@ -115,7 +115,7 @@ async def run_node(cluster: ClusterConfig, node_id: str) -> None:
     wall_clock = WallClock(me.clock)
     driver = Driver(state, store, send=peers.send,
                     relinquish=coordination.relinquish, wall_clock=wall_clock.read_ms,
-                    eligible=coordination.set_eligible)
+                    eligible=coordination.set_eligible, claim=coordination.claim)
 
     def clock_status() -> ClockStatus:
         hlc = replica.hlc

@@ -8,7 +8,8 @@ certificate names its holder in a URI subject alternative name,
 * node: speaks the peer protocol as the node its certificate names, on the peer port only;
 * payer: opens ordinary accounts, submits transfers, reads balances and transfers;
 * operator: what a payer may, and opens issuer accounts; status, barrier, digest, entry
-  digests, entries and local transfers (what `status`, `verify`, `chaos` and `check` need).
+  digests, entries, local transfers and switchover (what `status`, `verify`, `chaos`, `check`
+  and `switchover` need).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def principal_of(peer_certificate: dict[str, Any] | None, cluster: str) -> Princ
 # (allow_negative) create money: only an operator may open them.
 PAYER_OPS = frozenset({"create_accounts", "submit_transfers", "get_balances", "get_transfers"})
 OPERATOR_OPS = PAYER_OPS | {"barrier", "status", "digest", "entry_digests", "entries",
-                            "local_transfers"}
+                            "local_transfers", "switchover"}
 
 
 def may_call(principal: Principal, op: str) -> bool:

@@ -42,6 +42,7 @@ class ClientStats:
     reads: int = 0
     retries: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)  # failures answered, by error code
 
 
 class SimClient:
@@ -133,6 +134,7 @@ class SimClient:
         if op is None or (op.number, op.attempt) != (number, attempt):
             return  # an answer to an attempt we gave up on
         if isinstance(answer, Failure):
+            self.stats.errors[answer.code.value] = self.stats.errors.get(answer.code.value, 0) + 1
             self._leader = answer.leader if answer.code is ErrorCode.NOT_LEADER else None
             delay = 0.0 if answer.code is ErrorCode.NOT_LEADER and answer.leader else BACKOFF
             self._world.at(delay, self._retry, number, attempt)

@@ -10,6 +10,7 @@
 | clock | a node's clock runs fast or slow: its timers fire early or late |
 | skew | a node's wall clock is set ahead or behind, within or beyond the maximum offset |
 | disk | a node's fsync becomes slow |
+| switchover | an operator asks a node (the leader, mostly) to hand leadership over |
 
 At most a minority of nodes is killed or paused at once, so the cluster can make progress between
 faults; `stop` undoes everything at the end of the fault phase.
@@ -21,11 +22,11 @@ from collections import Counter
 from collections.abc import Callable
 
 from quorapay.sim.network import Network, between
-from quorapay.sim.node import FSYNC, SimNode
+from quorapay.sim.node import FSYNC, SimNode, SwitchoverOrder
 from quorapay.sim.world import World
 from quorapay.sim.zk_service import ZK
 
-FAULTS = ("kill", "pause", "partition", "zk", "net", "clock", "skew", "disk")
+FAULTS = ("kill", "pause", "partition", "zk", "net", "clock", "skew", "disk", "switchover")
 SKEWS_MS = (100, 400, 1500, 6000)  # the default maximum offset is 500 ms
 INTERVAL = (0.2, 2.0)  # seconds between two faults
 DURATION = (0.3, 5.0)  # how long one lasts
@@ -155,4 +156,18 @@ class Nemesis:
         def undo() -> None:
             node.fsync = FSYNC
         self._later(undo)
+        return True
+
+    def _switchover(self) -> bool:
+        """Not a fault but an operator's order, sent where it lands in the real cluster: to the
+        node believed to lead (any node, if none is known), for a random target or none."""
+        rng = self._world.rng
+        up = [n for n in self._nodes if n.up]
+        if not up:
+            return False
+        leading = [n for n in up if n.state is not None and n.state.replica.serving]
+        node = rng.choice(leading or up)
+        others = [n.id for n in self._nodes if n is not node]
+        to = rng.choice([None, *others])
+        node.process.call(node.process.incarnation, node.deliver, SwitchoverOrder(to=to))
         return True

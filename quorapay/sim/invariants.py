@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -65,6 +66,8 @@ class Checker:
         self._serving: dict[NodeId, bool] = {}
         self.acknowledged: dict[TransferId, Acknowledged] = {}
         self.highest_acknowledged = 0  # the largest index any client was told about
+        self.switchovers: Counter[str] = Counter()  # handed over; taken by the target first
+        self._handed: dict[Epoch, NodeId] = {}  # epoch handed over -> to whom
 
     def violation(self, name: str, detail: str) -> None:
         self.violations.append(Violation(name, detail, self._world.now))
@@ -82,6 +85,17 @@ class Checker:
         assert state is not None
         self._last_commit[node.id] = state.replica.commit_index
         self._serving[node.id] = False
+
+    def handed_over(self, to: NodeId, epoch: Epoch) -> None:
+        self.switchovers["handed over"] += 1
+        self._handed[epoch] = to
+
+    def granted(self, node: NodeId, epoch: Epoch) -> None:
+        """ZooKeeper granted `node` `epoch`: was it the target of the handover before it?"""
+        for handed in sorted(e for e in self._handed if e < epoch):
+            to = self._handed.pop(handed)
+            if to == node:
+                self.switchovers["taken over by their target"] += 1
 
     def node_failed(self, node: SimNode, exc: Exception) -> None:
         self.violation("nodes do not crash", f"{node.id}: {type(exc).__name__}: {exc}")

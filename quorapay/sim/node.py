@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from quorapay.core.compaction import CompactionPolicy
 from quorapay.core.coordinator import (
+    ClaimRequested,
     CoordinationWarning,
     Coordinator,
     EligibilityChanged,
@@ -23,9 +24,9 @@ from quorapay.core.coordinator import (
     RelinquishRequested,
     Request,
 )
-from quorapay.core.inputs import ClockRead, Input, MessageReceived, Ticked
+from quorapay.core.inputs import ClockRead, Input, LeadershipGranted, MessageReceived, Ticked
 from quorapay.core.ledger import Ledger
-from quorapay.core.node_state import Answer, NodeState, Read, Work, Write
+from quorapay.core.node_state import Answer, HandedOver, NodeState, Read, Work, Write
 from quorapay.core.ready import Outgoing
 from quorapay.core.replica import Replica
 from quorapay.core.timing import Timing
@@ -62,6 +63,14 @@ class ClientRequest:
     attempt: int
     commands: tuple[Command, ...] | None = None
     accounts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SwitchoverOrder:
+    """An operator's switchover, as it reaches a node: hand leadership to `to` (or the most
+    caught-up follower). Its answer is not awaited by anyone."""
+
+    to: NodeId | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -170,6 +179,8 @@ class SimNode:
                     writes.append(Write(key=key, commands=item.commands))
                 else:
                     state.read(Read(key=key, query=_balances(item.accounts)))
+            elif isinstance(item, SwitchoverOrder):
+                state.switchover(("operator", 0, 0), item.to)
             else:
                 state.step(item)
         state.submit(writes)
@@ -210,12 +221,17 @@ class SimNode:
             else len(work.ready.messages)
         self._send(effects.messages[early:])  # snapshots are made only now, whatever the bug
         for (client, op, attempt), answer in effects.answers:
+            if isinstance(answer, HandedOver):
+                self._checker.handed_over(answer.to, answer.epoch)
             self._answer(client, op, attempt, answer)
         for problem in effects.peer_problems:
             self._checker.violation("peers follow the protocol",
                                     f"{self.id}: {problem.peer} {problem.detail}")
         for ended in effects.relinquish:
-            self._on_zk_event(RelinquishRequested(epoch=ended.epoch))
+            self._on_zk_event(RelinquishRequested(epoch=ended.epoch,
+                                                  handover_to=ended.handover_to))
+        for epoch in effects.claims:
+            self._on_zk_event(ClaimRequested(epoch=epoch))
         eligible = self._state().replica.eligible
         if eligible != self.coordinator.eligible:  # stand for election again, or not
             self._on_zk_event(EligibilityChanged(eligible=eligible))
@@ -227,7 +243,9 @@ class SimNode:
                                          hlc=outgoing.hlc, wall_ms=outgoing.wall_ms))
 
     def _answer(self, client: str, op: int, attempt: int, answer: Answer) -> None:
-        handler = self.clients[client]
+        handler = self.clients.get(client)
+        if handler is None:
+            return  # the operator's switchover: nobody waits for its answer
         self._network.send(self.id, client, handler, op, attempt, self.id, answer)
 
     # ------------------------------------------------------------------ coordination
@@ -241,6 +259,8 @@ class SimNode:
                 self._checker.violation("coordination finds what it wrote",
                                         f"{self.id}: {output.message}")
             else:
+                if isinstance(output, LeadershipGranted):
+                    self._checker.granted(self.id, output.epoch)
                 self._queue_input(output)
 
     def _queue_input(self, event: Input) -> None:

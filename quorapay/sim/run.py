@@ -50,6 +50,8 @@ class SeedResult:
     acknowledged: int  # transfers acknowledged to clients
     violations: tuple[str, ...]
     trace_hash: str | None  # None for a run without tracing
+    switchovers: dict[str, int] = field(default_factory=dict)  # handed over; taken by target
+    client_errors: dict[str, int] = field(default_factory=dict)  # failures clients were told
 
     @property
     def ok(self) -> bool:
@@ -96,7 +98,16 @@ def run_seed(seed: int, options: Options = Options(), variant: Variant = Variant
                       faults=dict(nemesis.injected), commits=checker.commits,
                       acknowledged=len(checker.acknowledged),
                       violations=tuple(str(v) for v in checker.violations),
-                      trace_hash=world.trace_hash)
+                      trace_hash=world.trace_hash, switchovers=dict(checker.switchovers),
+                      client_errors=_errors(clients))
+
+
+def _errors(clients: list[SimClient]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for client in clients:
+        for code, n in client.stats.errors.items():
+            total[code] = total.get(code, 0) + n
+    return dict(sorted(total.items()))
 
 
 def _recover(world: World, nodes: list[SimNode], clients: list[SimClient], nemesis: Nemesis,

@@ -28,6 +28,7 @@ from quorapay.core.coordinator import (
     Get,
     Replied,
     Request,
+    RetryDue,
     SessionExpired,
     SessionStarted,
     WatchFired,
@@ -40,6 +41,7 @@ from quorapay.sim.zk_service import ZK, SimZooKeeper
 
 CHECK_INTERVAL = 0.05
 RECONNECT_INTERVAL = 0.3
+RETRY_INTERVAL = 1.0  # the real driver sends RetryDue about this often
 
 
 class SimZkClient:
@@ -64,6 +66,11 @@ class SimZkClient:
         self._send(self._service.open_session, self, self._timeout)
         self._process.schedule(CHECK_INTERVAL, self._check)
         self._process.schedule(self._timeout / 3, self._ping)
+        self._process.schedule(RETRY_INTERVAL, self._retry_due)
+
+    def _retry_due(self) -> None:
+        self._emit(RetryDue())
+        self._process.schedule(RETRY_INTERVAL, self._retry_due)
 
     def _send(self, fn: Callable[..., Any], *args: Any) -> None:
         self._network.send(self.endpoint, ZK, fn, *args)

@@ -15,7 +15,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,9 @@ class WorkloadReport:
     per_second: float
     prefix: str = ""  # of the accounts it used
     interrupted: bool = False
+    # attempts the clients retried, by why (Client.retried): TIMEOUT and LOST_WRITE were
+    # unknown outcomes, resolved by the retry; NOT_LEADER and UNAVAILABLE changed nothing
+    retries: dict[str, int] = field(default_factory=dict)
 
 
 async def _open_record(path: Path) -> Any:  # trio.AsyncIOWrapper of a binary file
@@ -115,6 +118,7 @@ async def run_workload(cluster: ClusterConfig, *, run: str, transfers: int, acco
             await setup_accounts(client, accounts, prefix=prefix)
         work = plan(run, transfers, accounts, seed, prefix)
         outcomes: Counter[str] = Counter()
+        retries: Counter[str] = Counter()
         started = time.monotonic()
 
         async def told(chunk: list[TransferSpec], statuses: list[str]) -> None:
@@ -144,6 +148,8 @@ async def run_workload(cluster: ClusterConfig, *, run: str, transfers: int, acco
                             * len(chunk)
                     finally:
                         await told(chunk, statuses)
+                        retries.update(client.retried)
+                        client.retried.clear()
 
         with interrupt.work():
             async with trio.open_nursery() as nursery:
@@ -158,4 +164,5 @@ async def run_workload(cluster: ClusterConfig, *, run: str, transfers: int, acco
     return WorkloadReport(run=run, transfers=sent, outcomes=dict(outcomes),
                           seconds=round(seconds, 3),
                           per_second=round(sent / seconds, 1) if seconds else 0.0,
-                          prefix=prefix, interrupted=interrupt.happened)
+                          prefix=prefix, interrupted=interrupt.happened,
+                          retries=dict(sorted(retries.items())))

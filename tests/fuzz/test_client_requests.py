@@ -31,7 +31,8 @@ PAYER = Principal(cluster="quorapay-test", role=Role.PAYER, name="payer")
 OPERATOR = Principal(cluster="quorapay-test", role=Role.OPERATOR, name="operator")
 CLEAN = {api.ErrorCode.INVALID_REQUEST, api.ErrorCode.FORBIDDEN}
 OPS = ["create_accounts", "submit_transfers", "barrier", "get_balances", "get_transfers",
-       "status", "digest", "entry_digests", "local_transfers", "entries", "nonsense", ""]
+       "status", "digest", "entry_digests", "local_transfers", "entries", "switchover",
+       "nonsense", ""]
 
 extreme_int = st.one_of(st.sampled_from([0, 1, -1, 2**31, 2**53 - 1, 2**53, 2**63, -2**63,
                                          2**64, 10**30]), st.integers())
@@ -51,7 +52,8 @@ structured = st.fixed_dictionaries({"op": st.sampled_from(OPS)}, optional={
                                              st.lists(weird_text, max_size=3), scalar),
     "transfers": st.one_of(st.lists(transfer, max_size=3), scalar),
     "ids": st.one_of(st.lists(weird_text, max_size=3), scalar),
-    "first": extreme_int, "last": extreme_int, "upto": extreme_int, "after": extreme_int})
+    "first": extreme_int, "last": extreme_int, "upto": extreme_int, "after": extreme_int,
+    "to": st.one_of(weird_text, st.sampled_from(["n1", "n2"]), scalar)})
 request_text = st.one_of(st.text(max_size=200), json_value.map(json.dumps),
                          structured.map(json.dumps))
 

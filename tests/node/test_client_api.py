@@ -76,6 +76,7 @@ async def test_invalid_commands_are_answered_without_a_log_entry(config: Cluster
     '{"op": "local_transfers", "req": 6, "ids": ["t"]}',
     '{"op": "barrier", "req": 6}',
     '{"op": "status", "req": 6}',
+    '{"op": "switchover", "req": 6, "to": "n2"}',
     '{"op": "create_accounts", "req": 6, "accounts": [{"id": "mint", "allow_negative": true}]}',
 ])
 async def test_a_payer_may_not_call_operator_operations_or_open_issuers(

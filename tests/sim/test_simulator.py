@@ -38,7 +38,20 @@ def test_clean_runs_inject_faults_commit_and_break_nothing() -> None:
     assert all(r.ok for r in results), [r.violations for r in results if not r.ok]
     assert all(r.commits > 100 and r.acknowledged > 100 for r in results)
     injected = set().union(*(r.faults for r in results))
-    assert injected == {"kill", "pause", "partition", "zk", "net", "clock", "skew", "disk"}
+    assert injected == {"kill", "pause", "partition", "zk", "net", "clock", "skew", "disk",
+                        "switchover"}
+
+
+def test_switchovers_hand_over_to_their_target_and_no_client_is_left_unsure() -> None:
+    """An operator's switchovers, nothing else: each is handed over to its target, which takes
+    over first; clients are told to retry (NOT_LEADER, UNAVAILABLE), never an unknown outcome."""
+    for seed in range(1, 11):
+        result = run_seed(seed, replace(Options(), faults=("switchover",)), trace=False)
+        assert result.ok, result.violations
+        asked = result.faults["switchover"]
+        assert asked >= 5
+        assert result.switchovers == {"handed over": asked, "taken over by their target": asked}
+        assert set(result.client_errors) <= {"NOT_LEADER", "UNAVAILABLE"}, result.client_errors
 
 
 def test_without_faults_nothing_is_injected_and_everything_commits() -> None:
