@@ -19,18 +19,18 @@ from quorapay.core.compaction import CompactionPolicy
 from quorapay.core.errors import QuorapayError
 from quorapay.core.timing import Timing
 from quorapay.core.types import NodeId
+from quorapay.logs.lines import FORMATS as LOG_FORMATS
 from quorapay.transport.address import Address, parse_address, websocket_url
 
 DEFAULT_PATH = Path("cluster.toml")
 CLOCK_PROBE_SECONDS = 0.25  # every node measures every peer's clock this often
 DEFAULT_COMPACT_EVERY = 100_000  # entries applied above the retained tail before compacting
 DEFAULT_COMPACT_RETAIN = 10_000  # applied entries kept for followers that lag a little
-DEFAULT_SECRETS_DIR = ".quorapay/secrets"
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _HOST = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 _KEYS = {
-    "": {"cluster", "zookeeper", "timing", "storage", "nodes", "chaos", "security"},
+    "": {"cluster", "zookeeper", "timing", "storage", "nodes", "chaos", "security", "logging"},
     "cluster": {"name", "run_dir"},
     "zookeeper": {"mode", "port", "hosts", "servers", "session_timeout"},
     "timing": {"tick", "heartbeat_interval", "election_timeout", "request_timeout",
@@ -38,9 +38,11 @@ _KEYS = {
     "chaos": {"proxies"},
     "storage": {"compact_every", "compact_retain"},
     "security": {"secrets_dir", "insecure_benchmark_only"},
+    "logging": {"format", "level"},
     "node": {"id", "host", "peer_port", "client_port", "data_dir", "listen_client_port",
              "routes", "clock_offset", "clock_drift"},
 }
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list",
                bool: "true or false", dict: "a table"}
 
@@ -152,6 +154,14 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LoggingConfig:
+    """How node and proxy processes write their logs: "text" lines or "json" lines."""
+
+    format: str = "text"
+    level: str = "INFO"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClusterConfig:
     path: Path
     name: str
@@ -162,6 +172,7 @@ class ClusterConfig:
     security: SecurityConfig
     proxies: bool = True  # local mode: every link goes through the chaos proxy
     storage: StorageConfig = StorageConfig()
+    logging: LoggingConfig = LoggingConfig()
 
     def node(self, node_id: str) -> NodeConfig:
         for node in self.nodes:
@@ -214,6 +225,7 @@ class _Parser:
         self.base = path.resolve().parent
         self.raw = raw
         self.problems: list[str] = []
+        self.home = cluster_home("quorapay")
 
     def parse(self) -> ClusterConfig:
         self._known(self.raw, "", "")
@@ -221,13 +233,15 @@ class _Parser:
         name = self._get(cluster, "cluster.name", str, "quorapay")
         if not _NAME.fullmatch(name):
             self.problems.append("cluster.name must be 1-64 characters of A-Z a-z 0-9 _ . -")
-        run_dir = self._path(self._get(cluster, "cluster.run_dir", str, ".quorapay/run"))
+        self.home = cluster_home(name if _NAME.fullmatch(name) else "quorapay")
+        run_dir = self._path(self._get(cluster, "cluster.run_dir", str, f"{self.home}/run"))
         zookeeper = self._zookeeper(self._table(self.raw, "zookeeper"))
         timing = self._timing(self._table(self.raw, "timing"))
         chaos = self._table(self.raw, "chaos")
         proxies = self._get(chaos, "chaos.proxies", bool, True)
         storage = self._storage(self._table(self.raw, "storage"))
         security = self._security(self._table(self.raw, "security"))
+        logs = self._logging(self._table(self.raw, "logging"))
         nodes = self._nodes()
         if zookeeper.mode == "local":
             for node in nodes:
@@ -239,7 +253,7 @@ class _Parser:
             raise ConfigError(f"{self.path}: {'; '.join(self.problems)}")
         return ClusterConfig(path=self.path, name=name, run_dir=run_dir, nodes=nodes,
                              zookeeper=zookeeper, timing=timing, security=security,
-                             proxies=proxies, storage=storage)
+                             proxies=proxies, storage=storage, logging=logs)
 
     def _zookeeper(self, table: dict[str, Any]) -> ZooKeeperConfig:
         self._known(table, "zookeeper", "zookeeper")
@@ -297,9 +311,19 @@ class _Parser:
 
     def _security(self, table: dict[str, Any]) -> SecurityConfig:
         self._known(table, "security", "security")
-        folder = self._get(table, "security.secrets_dir", str, DEFAULT_SECRETS_DIR)
+        folder = self._get(table, "security.secrets_dir", str, f"{self.home}/secrets")
         insecure = self._get(table, "security.insecure_benchmark_only", bool, False)
         return SecurityConfig(secrets_dir=self._path(folder), insecure=insecure)
+
+    def _logging(self, table: dict[str, Any]) -> LoggingConfig:
+        self._known(table, "logging", "logging")
+        fmt = self._get(table, "logging.format", str, "text")
+        level = self._get(table, "logging.level", str, "INFO")
+        if fmt not in LOG_FORMATS:
+            self.problems.append('logging.format must be "text" or "json"')
+        if level not in LOG_LEVELS:
+            self.problems.append(f"logging.level must be one of {', '.join(LOG_LEVELS)}")
+        return LoggingConfig(format=fmt, level=level)
 
     def _nodes(self) -> tuple[NodeConfig, ...]:
         raw_nodes = self.raw.get("nodes")
@@ -343,7 +367,7 @@ class _Parser:
             peer_port=self._port(table, f"{where}.peer_port", 7101 + position),
             client_port=self._port(table, f"{where}.client_port", 7201 + position),
             data_dir=self._path(self._get(table, f"{where}.data_dir", str,
-                                          f".quorapay/data/{node_id}")),
+                                          f"{self.home}/data/{node_id}")),
             listen_client_port=None if listen is None else self._port(
                 table, f"{where}.listen_client_port", 0),
             routes={str(k): str(v) for k, v in routes.items()},
@@ -406,30 +430,46 @@ class _Parser:
 
 
 def default_cluster(*, nodes: int = 3, name: str = "quorapay-local", base_port: int = 7100,
-                    zookeeper_port: int = 21810) -> dict[str, Any]:
-    """The document `quorapay init` writes: a local cluster on 127.0.0.1."""
+                    zookeeper_port: int = 21810, zookeeper_servers: int = 1,
+                    zookeeper_hosts: tuple[str, ...] = (), proxies: bool = True,
+                    log_format: str = "text") -> dict[str, Any]:
+    """The document `quorapay init` writes, every key in it: a cluster on 127.0.0.1, with a
+    local ZooKeeper (`zookeeper_servers` of them) unless `zookeeper_hosts` names external ones."""
+    home = cluster_home(name)
     return {
-        "cluster": {"name": name, "run_dir": ".quorapay/run"},
-        "zookeeper": {"mode": "local", "port": zookeeper_port, "hosts": [],
-                      "session_timeout": 4.0},
+        "cluster": {"name": name, "run_dir": f"{home}/run"},
+        "zookeeper": {"mode": "external" if zookeeper_hosts else "local",
+                      "port": zookeeper_port, "servers": zookeeper_servers,
+                      "hosts": list(zookeeper_hosts), "session_timeout": 4.0},
         "timing": {"tick": 0.05, "heartbeat_interval": 0.1, "election_timeout": 2.0,
                    "request_timeout": 5.0, "max_clock_offset": 0.5},
         "storage": {"compact_every": DEFAULT_COMPACT_EVERY,
                     "compact_retain": DEFAULT_COMPACT_RETAIN},
-        "security": {"secrets_dir": DEFAULT_SECRETS_DIR},
+        "chaos": {"proxies": proxies},
+        "security": {"secrets_dir": f"{home}/secrets", "insecure_benchmark_only": False},
+        "logging": {"format": log_format, "level": "INFO"},
         "nodes": [{"id": f"n{i}", "host": "127.0.0.1", "peer_port": base_port + i,
-                   "client_port": base_port + 100 + i, "data_dir": f".quorapay/data/n{i}"}
+                   "client_port": base_port + 100 + i, "data_dir": f"{home}/data/n{i}"}
                   for i in range(1, nodes + 1)],
     }
 
 
+def cluster_home(name: str) -> str:
+    """Where a cluster's run, data and secrets dirs are by default, next to its file: one
+    folder per cluster name, so that two cluster files in one folder share nothing."""
+    return f".quorapay/{name}"
+
+
 def render(document: dict[str, Any]) -> str:
     header = ("# Quorapay cluster file: one [[nodes]] entry per node process.\n"
-              "# zookeeper.mode = \"local\": `quorapay up` runs a ZooKeeper server on port;\n"
-              "# \"external\": nodes use zookeeper.hosts. Times are in seconds; relative paths\n"
-              "# are relative to this file. storage.compact_every = 0 keeps the whole log.\n"
-              "# timing.max_clock_offset bounds how far node clocks may be apart; a node\n"
-              "# entry may skew its clock: clock_offset = \"-1.5s\", clock_drift = \"100ppm\".\n"
+              "# zookeeper.mode = \"local\": `quorapay up` runs zookeeper.servers (1 or 3)\n"
+              "# ZooKeeper servers from port on; \"external\": nodes use zookeeper.hosts.\n"
+              "# Times are in seconds; relative paths are relative to this file.\n"
+              "# storage.compact_every = 0 keeps the whole log. timing.max_clock_offset\n"
+              "# bounds how far node clocks may be apart; a node entry may skew its clock:\n"
+              "# clock_offset = \"-1.5s\", clock_drift = \"100ppm\". chaos.proxies puts the\n"
+              "# chaos proxy on every link of a local cluster (network faults need it).\n"
               "# security.secrets_dir holds the cluster's CA, node and client certificates\n"
-              "# and ZooKeeper password (`quorapay init --secrets-only`); never commit it.\n\n")
+              "# and ZooKeeper password (`quorapay init --secrets-only`); never commit it.\n"
+              "# logging.format: \"text\" or \"json\" lines in run_dir/logs (`quorapay logs`).\n\n")
     return header + tomli_w.dumps(document)

@@ -7,8 +7,8 @@ import pathlib
 import quorapay
 
 ROOT = pathlib.Path(quorapay.__file__).parent
-PRODUCTION = ("core", "node", "cluster", "security", "transport", "clock", "api", "config.py",
-              "client.py", "files.py")
+PRODUCTION = ("core", "node", "cluster", "security", "transport", "clock", "api", "logs",
+              "config.py", "client.py", "files.py")
 FORBIDDEN = ("quorapay.chaos", "quorapay.check", "quorapay.sim", "quorapay.cli")
 
 

@@ -7,18 +7,45 @@ import signal
 from pathlib import Path
 
 from quorapay.chaos.network import ChaosError
-from quorapay.cluster import supervisor, zookeeper
+from quorapay.cluster import runtime, supervisor, zookeeper
 from quorapay.config import ClusterConfig, NodeConfig
+from quorapay.files import private_dir, write_private
+
+LEADER = "leader"
 
 
 async def resolve(cluster: ClusterConfig, target: str) -> NodeConfig:
-    """A node id, or "leader": the node serving as leader now."""
-    if target != "leader":
+    """A node id, or "leader": the node serving as leader now (remembered, for `resume leader`
+    and `restart leader` once it no longer leads)."""
+    if target != LEADER:
         return cluster.node(target)
     leader = supervisor.current_leader(await supervisor.statuses(cluster))
     if leader is None:
         raise ChaosError("no leader is serving (see `quorapay status`)")
+    write_private(_chosen_leader_path(cluster), leader.node)
     return cluster.node(leader.node)
+
+
+def recall(cluster: ClusterConfig, target: str) -> NodeConfig:
+    """A node id, or "leader": the node a fault aimed at the leader last chose."""
+    if target != LEADER:
+        return cluster.node(target)
+    try:
+        return cluster.node(_chosen_leader_path(cluster).read_text().strip())
+    except FileNotFoundError:
+        raise ChaosError("no fault has aimed at the leader yet: name the node") from None
+
+
+async def resolve_endpoints(cluster: ClusterConfig, names: list[str]) -> list[str]:
+    """Endpoint names with "leader" replaced by the id of the node leading now."""
+    if LEADER not in names:
+        return names
+    leader = (await resolve(cluster, LEADER)).id
+    return [leader if name == LEADER else name for name in names]
+
+
+def _chosen_leader_path(cluster: ClusterConfig) -> Path:
+    return private_dir(runtime.chaos_dir(cluster)) / "leader-chosen"
 
 
 def kill(cluster: ClusterConfig, node: NodeConfig) -> int:
@@ -81,3 +108,22 @@ def zk_restart(cluster: ClusterConfig, server: int | None) -> int:
     if not zookeeper.start_server(cluster, chosen):
         raise ChaosError(f"ZooKeeper server {chosen} is running")
     return chosen
+
+
+def resume_paused(cluster: ClusterConfig) -> list[str]:
+    """Resume every paused node; the ids of those resumed."""
+    paused_now = [node for node in cluster.nodes if paused(cluster, node)]
+    for node in paused_now:
+        resume(cluster, node)
+    return [node.id for node in paused_now]
+
+
+def not_running(cluster: ClusterConfig) -> list[str]:
+    """A line for each node and local ZooKeeper server that is not running, with its remedy."""
+    lines = [f"{node.id}: not running (`quorapay chaos restart {node.id}` or `quorapay up`)"
+             for node in cluster.nodes if supervisor.node_process(cluster, node).pid() is None]
+    if cluster.zookeeper.mode == "local":
+        lines += [f"zookeeper {server}: not running (`quorapay chaos zk restart {server}`)"
+                  for server in zookeeper.servers(cluster)
+                  if zookeeper.tracked(cluster, server).pid() is None]
+    return lines

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import re
-import sys
 from collections.abc import Callable
 
 import click
@@ -18,9 +16,10 @@ from quorapay.chaos.proxy import run_proxy
 from quorapay.cli.context import AppContext, emit, json_option, pass_app, run
 from quorapay.cli.main import cli
 from quorapay.clock.overrides import active_skews, clear_skews
-from quorapay.cluster import runtime, supervisor, zookeeper
+from quorapay.cluster import runtime
 from quorapay.cluster.plan import Plan, read_plan
-from quorapay.config import ClusterConfig
+from quorapay.config import ClusterConfig, NodeConfig
+from quorapay.logs.lines import configure
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s)?")
 
@@ -48,30 +47,31 @@ def kill_leader_command(app: AppContext, timeout: float, as_json: bool) -> None:
          f"bring {report.killed} back with `quorapay up`")
 
 
-def _process_verb(name: str, act: Callable[[ClusterConfig, object], int], doing: str,
-                  undo: str, help_text: str, leader_ok: bool = True) -> None:
+def _process_verb(name: str, act: Callable[[ClusterConfig, NodeConfig], int], doing: str,
+                  undo: str, help_text: str, *, leads_now: bool = True) -> None:
     @chaos.command(name, help=help_text)
-    @click.argument("target")
+    @click.argument("target", metavar="NODE|leader")
     @json_option
     @pass_app
     def command(app: AppContext, target: str, as_json: bool) -> None:
-        if target == "leader" and not leader_ok:
-            raise ChaosError(f"`chaos {name}` takes a node id")
-        node = run(processes.resolve, app.cluster, target)
+        node = run(processes.resolve, app.cluster, target) if leads_now else \
+            processes.recall(app.cluster, target)
         pid = act(app.cluster, node)
         emit(as_json, {"verb": name, "node": node.id, "pid": pid},
              f"{doing} {node.id} (pid {pid})" + (f"; undo with `quorapay chaos {undo} {node.id}`"
                                                  if undo else ""))
 
 
-_process_verb("kill", processes.kill, "killed (SIGKILL)", "restart",  # type: ignore[arg-type]
+_process_verb("kill", processes.kill, "killed (SIGKILL)", "restart",
               "kill -9 NODE or the leader.")
-_process_verb("pause", processes.pause, "paused (SIGSTOP)", "resume",  # type: ignore[arg-type]
+_process_verb("pause", processes.pause, "paused (SIGSTOP)", "resume",
               "Stop NODE or the leader (SIGSTOP) until resumed.")
-_process_verb("resume", processes.resume, "resumed (SIGCONT)", "",  # type: ignore[arg-type]
-              "Resume a paused NODE (SIGCONT).", leader_ok=False)
-_process_verb("restart", processes.restart, "restarted", "",  # type: ignore[arg-type]
-              "Start a killed NODE again.", leader_ok=False)
+_process_verb("resume", processes.resume, "resumed (SIGCONT)", "",
+              "Resume a paused NODE (SIGCONT); `leader`: the node a fault aimed at the leader "
+              "last chose.", leads_now=False)
+_process_verb("restart", processes.restart, "restarted", "",
+              "Start a killed NODE again; `leader`: the node a fault aimed at the leader last "
+              "chose.", leads_now=False)
 
 
 @chaos.group("zk")
@@ -121,31 +121,41 @@ def _nodes(app: AppContext) -> list[str]:
     return [n.id for n in app.cluster.nodes]
 
 
+def _named(app: AppContext, *names: str) -> list[str]:
+    """Endpoint names, `leader` replaced by the node leading now."""
+    return run(processes.resolve_endpoints, app.cluster, list(names))
+
+
 @chaos.command()
 @click.argument("groups", nargs=-1, required=True)
 @json_option
 @pass_app
 def partition(app: AppContext, groups: tuple[str, ...], as_json: bool) -> None:
-    """Split nodes into groups: `partition n1,n2 n3` (nodes left out form one more group)."""
-    named = [[n for n in g.split(",") if n] for g in groups]
+    """Split nodes into groups: `partition n1,n2 n3`, `partition leader` (nodes left out form
+    one more group)."""
+    split = [[n for n in g.split(",") if n] for g in groups]
+    flat = _named(app, *(n for g in split for n in g))
+    named = [[flat.pop(0) for _ in g] for g in split]
     _edit(app, "partition", lambda f, p: network.partition(f, p, _nodes(app), named), as_json)
 
 
 @chaos.command()
-@click.argument("node")
+@click.argument("node", metavar="NODE|leader")
 @json_option
 @pass_app
 def isolate(app: AppContext, node: str, as_json: bool) -> None:
-    """Cut NODE from every other node (ZooKeeper still reachable)."""
+    """Cut NODE (or the leader) from every other node (ZooKeeper still reachable)."""
+    [node] = _named(app, node)
     _edit(app, "isolate", lambda f, p: network.partition(f, p, _nodes(app), [[node]]), as_json)
 
 
 @chaos.command("isolate-zk")
-@click.argument("node")
+@click.argument("node", metavar="NODE|leader")
 @json_option
 @pass_app
 def isolate_zk(app: AppContext, node: str, as_json: bool) -> None:
-    """Cut NODE from ZooKeeper (other nodes still reachable)."""
+    """Cut NODE (or the leader) from ZooKeeper (other nodes still reachable)."""
+    [node] = _named(app, node)
     app.cluster.node(node)
     _edit(app, "isolate-zk", lambda f, p: network.cut(f, p, [[node], ["zk"]]), as_json)
 
@@ -183,8 +193,10 @@ def _duration_ms(text: str) -> float:
 @pass_app
 def delay(app: AppContext, source: str, destination: str, duration: str, jitter: str,
           as_json: bool) -> None:
-    """Delay traffic from SOURCE to DESTINATION (nodes, zk, client) by DURATION (200ms, 1s)."""
+    """Delay traffic from SOURCE to DESTINATION (nodes, leader, zk, client) by DURATION
+    (200ms, 1s)."""
     ms, spread = _duration_ms(duration), _duration_ms(jitter)
+    source, destination = _named(app, source, destination)
     _edit(app, "delay", lambda f, p: network.delay(f, p, source, destination, ms, spread),
           as_json)
 
@@ -196,7 +208,9 @@ def delay(app: AppContext, source: str, destination: str, duration: str, jitter:
 @json_option
 @pass_app
 def drop(app: AppContext, source: str, destination: str, fraction: float, as_json: bool) -> None:
-    """Kill connections from SOURCE to DESTINATION: each chunk with probability FRACTION."""
+    """Kill connections from SOURCE to DESTINATION (nodes, leader, zk, client): each chunk
+    with probability FRACTION."""
+    source, destination = _named(app, source, destination)
     _edit(app, "drop", lambda f, p: network.drop(f, p, source, destination, fraction), as_json)
 
 
@@ -206,7 +220,9 @@ def drop(app: AppContext, source: str, destination: str, fraction: float, as_jso
 @json_option
 @pass_app
 def reset(app: AppContext, source: str, destination: str, as_json: bool) -> None:
-    """Close the connections between two endpoints and refuse new ones until healed."""
+    """Close the connections between two endpoints (nodes, leader, zk, client) and refuse new
+    ones until healed."""
+    source, destination = _named(app, source, destination)
     _edit(app, "reset", lambda f, p: network.reset(f, p, source, destination), as_json)
 
 
@@ -214,15 +230,19 @@ def reset(app: AppContext, source: str, destination: str, as_json: bool) -> None
 @json_option
 @pass_app
 def heal(app: AppContext, as_json: bool) -> None:
-    """Undo every network fault and every clock fault."""
+    """Undo every network and clock fault and resume paused nodes; say which processes are
+    left stopped (killed nodes and ZooKeeper servers: `up` or `restart` brings them back)."""
     cluster = app.cluster
     changed = [f"{node} clock" for node in clear_skews(cluster.run_dir)]
     if runtime.proxied(cluster) and runtime.plan_path(cluster).exists():
         path = runtime.faults_path(cluster)
         changed += [line.split(":")[0] for line in network.describe(read_faults(path))]
         write_faults(path, Faults())
-    emit(as_json, {"verb": "heal", "changed": changed},
-         f"heal: {', '.join(changed) or 'nothing changed'}")
+    changed += [f"{node} resumed" for node in processes.resume_paused(cluster)]
+    left = processes.not_running(cluster)
+    emit(as_json, {"verb": "heal", "changed": changed, "left": left},
+         f"heal: {', '.join(changed) or 'nothing changed'}"
+         + "".join(f"\nleft: {line}" for line in left))
 
 
 @chaos.command("status")
@@ -234,16 +254,9 @@ def status(app: AppContext, as_json: bool) -> None:
     lines = network.describe(read_faults(runtime.faults_path(cluster)))
     lines += [f"{node}: wall clock {skew.describe()} (`quorapay chaos heal`)"
               for node, skew in active_skews(cluster.run_dir).items()]
-    for node in cluster.nodes:
-        if supervisor.node_process(cluster, node).pid() is None:
-            lines.append(f"{node.id}: not running (`quorapay chaos restart {node.id}`)")
-        elif processes.paused(cluster, node):
-            lines.append(f"{node.id}: paused (`quorapay chaos resume {node.id}`)")
-    if cluster.zookeeper.mode == "local":
-        for server in zookeeper.servers(cluster):
-            if zookeeper.tracked(cluster, server).pid() is None:
-                lines.append(f"zookeeper {server}: not running "
-                             f"(`quorapay chaos zk restart {server}`)")
+    lines += [f"{node.id}: paused (`quorapay chaos resume {node.id}`)"
+              for node in cluster.nodes if processes.paused(cluster, node)]
+    lines += processes.not_running(cluster)
     emit(as_json, {"faults": lines}, "\n".join(lines) or "no faults in effect")
 
 
@@ -251,7 +264,6 @@ def status(app: AppContext, as_json: bool) -> None:
 @pass_app
 def proxy_run(app: AppContext) -> None:
     """Run the chaos proxy in the foreground (what `quorapay up` starts)."""
-    logging.basicConfig(level="INFO", stream=sys.stderr,
-                        format="%(asctime)s proxy %(levelname)s %(name)s: %(message)s")
+    configure("proxy", level=app.cluster.logging.level, fmt=app.cluster.logging.format)
     plan = read_plan(runtime.plan_path(app.cluster))
     trio.run(run_proxy, plan, runtime.faults_path(app.cluster))

@@ -11,6 +11,7 @@ from quorapay.cli.main import Failed, cli
 from quorapay.cli.progress import progress
 from quorapay.cluster import supervisor, zookeeper
 from quorapay.config import default_cluster, parse_config, render
+from quorapay.logs.lines import FORMATS as LOG_FORMATS
 from quorapay.security.issue import check_owner, ensure_secrets
 from quorapay.security.secrets import SecretsDir
 
@@ -22,27 +23,48 @@ from quorapay.security.secrets import SecretsDir
               help="Node i listens for peers on base+i and for clients on base+100+i.")
 @click.option("--zookeeper-port", default=21810, show_default=True,
               type=click.IntRange(1024, 65535))
+@click.option("--zookeeper-servers", type=click.Choice(["1", "3"]), default="1",
+              show_default=True, help="Local ZooKeeper: a standalone server or an ensemble of "
+                                      "three (on the ports from --zookeeper-port on).")
+@click.option("--zookeeper-hosts", default=None, metavar="HOST:PORT,...",
+              help="Use this external ZooKeeper instead of a local one.")
+@click.option("--proxies/--no-proxies", default=True, show_default=True,
+              help="Put the chaos proxy on every link of a local cluster (network faults).")
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text",
+              show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite an existing cluster file.")
 @click.option("--secrets-only", is_flag=True,
               help="Keep the cluster file; create whatever of its secrets is missing.")
 @pass_app
 def init(app: AppContext, nodes: int, name: str, base_port: int, zookeeper_port: int,
+         zookeeper_servers: str, zookeeper_hosts: str | None, proxies: bool, log_format: str,
          force: bool, secrets_only: bool) -> None:
-    """Write a cluster file for a local cluster, and its secrets: a CA, a certificate per node,
-    the operator and payer credentials, a ZooKeeper password."""
+    """Write a cluster file, with every key, and create its secrets: a CA, a certificate per
+    node, the operator and payer credentials, a ZooKeeper password. Its run, data and secrets
+    dirs are in .quorapay/NAME/ next to it."""
     path: Path = app.config_path
     if not secrets_only:
         if path.exists() and not force:
             raise Failed(f"{path} exists (use --force to overwrite it, or --secrets-only to "
                          "create its missing secrets)")
+        hosts = tuple(h.strip() for h in (zookeeper_hosts or "").split(",") if h.strip())
+        if zookeeper_hosts is not None and not hosts:
+            raise click.BadParameter("name at least one HOST:PORT",
+                                     param_hint="--zookeeper-hosts")
         text = render(default_cluster(nodes=nodes, name=name, base_port=base_port,
-                                      zookeeper_port=zookeeper_port))
+                                      zookeeper_port=zookeeper_port,
+                                      zookeeper_servers=int(zookeeper_servers),
+                                      zookeeper_hosts=hosts, proxies=proxies,
+                                      log_format=log_format))
         check_owner(parse_config(path, text))  # valid, and its secrets its own, before
         try:  # anything is written
             path.write_text(text)
         except OSError as exc:
             raise Failed(f"cannot write {path}: {exc.strerror}") from None
-        click.echo(f"wrote {path}: {nodes} node(s), ZooKeeper on 127.0.0.1:{zookeeper_port}")
+        where = f"external ZooKeeper at {','.join(hosts)}" if hosts else (
+            f"ZooKeeper on 127.0.0.1:{zookeeper_port}" if zookeeper_servers == "1" else
+            f"3 ZooKeeper servers on 127.0.0.1:{zookeeper_port}-{zookeeper_port + 2}")
+        click.echo(f"wrote {path}: {nodes} node(s), {where}")
     cluster = app.cluster
     credential = SecretsDir(cluster.security.secrets_dir).zookeeper
     new_credential = not credential.exists() and zookeeper.local_data_exists(cluster)

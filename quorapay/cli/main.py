@@ -88,6 +88,7 @@ from quorapay.cli import (  # noqa: E402, F401
     cluster,
     credentials,
     ledger,
+    logs,
     node,
     sim,
     status,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-import sys
-
 import click
 import trio
 
 from quorapay.cli.context import AppContext, pass_app
 from quorapay.cli.main import cli
+from quorapay.config import LOG_LEVELS
+from quorapay.logs.lines import configure
 from quorapay.node.run import run_node
 
 
@@ -20,15 +19,12 @@ def node() -> None:
 
 @node.command("run")
 @click.option("--node", "node_id", required=True, help="The node id from the cluster file.")
-@click.option("--log-level", default="INFO", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+@click.option("--log-level", default=None, type=click.Choice(LOG_LEVELS),
+              help="Overrides logging.level of the cluster file.")
 @pass_app
-def run_command(app: AppContext, node_id: str, log_level: str) -> None:
+def run_command(app: AppContext, node_id: str, log_level: str | None) -> None:
     """Run one node in the foreground until SIGTERM or Ctrl-C."""
     cluster = app.cluster
     cluster.node(node_id)
-    logging.basicConfig(level=log_level, stream=sys.stderr,
-                        format=f"%(asctime)s {node_id} %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kazoo").setLevel(logging.ERROR)  # we report ZooKeeper states ourselves
-    logging.getLogger("trio-websocket").setLevel(logging.WARNING)
+    configure(node_id, level=log_level or cluster.logging.level, fmt=cluster.logging.format)
     trio.run(run_node, cluster, node_id)

@@ -120,6 +120,7 @@ def _runtime_document(cluster: ClusterConfig, plan: Plan) -> dict[str, Any]:
         "chaos": {"proxies": True},
         "security": {"secrets_dir": str(cluster.security.secrets_dir),
                      "insecure_benchmark_only": cluster.security.insecure},
+        "logging": {"format": cluster.logging.format, "level": cluster.logging.level},
         "nodes": [_runtime_node(cluster, plan, node) for node in cluster.nodes],
     }
 

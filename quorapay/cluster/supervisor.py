@@ -25,6 +25,7 @@ from quorapay.config import ClusterConfig, NodeConfig
 from quorapay.core.errors import QuorapayError
 from quorapay.files import private_dir
 from quorapay.security.access import ask_node
+from quorapay.security.issue import check_owner
 from quorapay.security.secrets import SecretsDir, require_cluster_secrets
 
 
@@ -69,6 +70,7 @@ async def up(cluster: ClusterConfig, *, timeout: float = 60.0,
     if not cluster.security.insecure:  # before anything starts: one clear line if missing
         require_cluster_secrets(SecretsDir(cluster.security.secrets_dir), list(cluster.node_ids),
                                 cluster_file=cluster.path)
+        check_owner(cluster)  # another cluster's secrets: its nodes would refuse each other
     for folder in (cluster.run_dir, *(n.data_dir for n in cluster.nodes)):
         try:
             private_dir(folder)  # made private, or tightened if an older version made it open
@@ -89,6 +91,8 @@ async def up(cluster: ClusterConfig, *, timeout: float = 60.0,
     if proxy_needed:
         proxy_process(cluster).start(proxy_argv(cluster))
         report.started.append("proxy")
+    elif runtime.proxied(cluster):
+        report.already_running.append("proxy")
     for node in stopped:
         node_process(cluster, node).start(node_argv(cluster, node))
         report.started.append(node.id)

@@ -586,7 +586,9 @@ class Coordinator:
             return  # back to the queue
         if epoch != self.granted:  # a rerun after a connection loss finds its own grant
             self.granted = epoch
-            self._out.append(LeadershipGranted(epoch=epoch))
+            self._out.append(LeadershipGranted(epoch=epoch, cause=(
+                f"the leader of epoch {handed} handed leadership to this node" if handed is not None
+                else "first in ZooKeeper's election queue, with no leader znode")))
         yield from self._remove_handover()
         yield _WaitRelinquish(epoch)
         self.granted = None

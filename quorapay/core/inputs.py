@@ -38,6 +38,7 @@ class LeadershipGranted:
     """ZooKeeper elected this node and the epoch counter was advanced to `epoch` for it."""
 
     epoch: Epoch
+    cause: str = ""  # why this node, now (for its log): handed over, or first in the queue
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,8 +1,9 @@
 """The batch of work the replica hands to its driver, and the order it MUST be done in.
 
 One Ready is produced by `Replica.ready()` and acknowledged by `Replica.advance(ready)`; the
-driver MUST NOT step the replica in between. `quorapay.node.loop.handle_ready` is the one place
-that honours these obligations.
+driver MUST NOT step the replica in between. `quorapay.core.node_state.NodeState` takes each
+Ready into a unit of work (`next_work` / `finish`), and `quorapay.node.loop.Driver.drain` is the
+one place that carries it out in order: persist, then send, then answer.
 """
 
 from __future__ import annotations
@@ -139,6 +140,7 @@ class ClockWarning:
 
     message: str
     alarm: bool  # True while the condition lasts
+    subject: str = "clock"  # the condition: its raised and cleared warnings share it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

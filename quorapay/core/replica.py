@@ -429,7 +429,7 @@ class Replica:
             return
         if not self._has_majority_contact():
             self._end_leadership(
-                f"no reply from a majority for {self._timing.election_timeout_ticks} ticks",
+                "no reply from a majority within the election timeout",
                 relinquish=True)
             return
         if self.role is Role.RECOVERING:
@@ -525,14 +525,14 @@ class Replica:
         if skewed:
             off = ", ".join(f"{p} {s.offset_ms:+.0f} ms" for p, s in
                             self._sync.offsets(self._now).items())
-            self._outcomes.append(ClockWarning(alarm=True, message=(
+            self._outcomes.append(ClockWarning(alarm=True, subject="majority", message=(
                 f"clock alarm: this node's clock is more than {self._clock.max_offset_ms} ms "
                 f"from a majority of the cluster (peers: {off}); it will not lead")))
             if self.role is not Role.FOLLOWER:
                 self._end_leadership("this node's clock is off from a majority of the cluster",
                                      relinquish=True)
         else:
-            self._outcomes.append(ClockWarning(alarm=False, message=(
+            self._outcomes.append(ClockWarning(alarm=False, subject="majority", message=(
                 "clock alarm cleared: this node's clock is within "
                 f"{self._clock.max_offset_ms} ms of a majority of the cluster")))
 
@@ -543,7 +543,7 @@ class Replica:
         if (ahead > self._clock.max_offset_ms) == self.hlc_ahead:
             return
         self.hlc_ahead = not self.hlc_ahead
-        self._outcomes.append(ClockWarning(alarm=self.hlc_ahead, message=(
+        self._outcomes.append(ClockWarning(alarm=self.hlc_ahead, subject="hlc", message=(
             f"this node's hybrid logical clock is {ahead} ms ahead of its wall clock (which "
             "jumped back, or timestamps came from a clock that ran ahead): it will not stand "
             "for election until real time catches up" if self.hlc_ahead else
@@ -590,13 +590,15 @@ class Replica:
     def _track(self, peers: set[NodeId], sender: NodeId, now: bool, raised: str,
                cleared: str) -> None:
         """Record whether a condition holds for `sender`; report it when it changes."""
+        what = "refusing" if peers is self._refusing else "not adopting"
         if now == (sender in peers):
             return
         if now:
             peers.add(sender)
         else:
             peers.discard(sender)
-        self._outcomes.append(ClockWarning(alarm=now, message=raised if now else cleared))
+        self._outcomes.append(ClockWarning(alarm=now, subject=f"{what} {sender}",
+                                           message=raised if now else cleared))
 
     # ----------------------------------------------------------------- messages
 

@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 import trio
 
-from quorapay.core.inputs import ClockRead, Input
+from quorapay.core.inputs import ClockRead, Input, LeadershipGranted
 from quorapay.core.ledger import Ledger
 from quorapay.core.node_state import (
     Answer,
@@ -33,8 +33,9 @@ from quorapay.core.node_state import (
 from quorapay.core.ready import LeadershipEnded, Outgoing
 from quorapay.core.replica import Replica
 from quorapay.core.types import Command, Epoch, LogIndex, NodeId
+from quorapay.logs.quiet import QuietLog
+from quorapay.node.roles import RoleLog
 from quorapay.node.storage import Store
-from quorapay.transport.limits import QuietLog
 
 __all__ = ["ClientRead", "ClientSwitchover", "ClientWrite", "Committed", "Driver", "DriverInput",
            "Failure", "HandedOver", "LocalQuery", "ReadValue", "Reply"]
@@ -101,7 +102,8 @@ class Driver:
                  relinquish: Callable[[LeadershipEnded], None],
                  wall_clock: Callable[[], int],
                  eligible: Callable[[bool], None] = lambda _: None,
-                 claim: Callable[[Epoch], None] = lambda _: None) -> None:
+                 claim: Callable[[Epoch], None] = lambda _: None,
+                 roles: RoleLog | None = None) -> None:
         self.state = state
         self.store = store
         self._wall_clock = wall_clock  # ms since the Unix epoch, as this node believes
@@ -110,7 +112,8 @@ class Driver:
         self._send = send  # non-blocking; may drop (the protocol retransmits)
         self._relinquish = relinquish  # give up the ZooKeeper leadership of an epoch
         self._claim = claim  # claim ZooKeeper leadership now: it was handed to this node
-        self._quiet = QuietLog(log)  # a misbehaving peer could flood the log
+        self._quiet = QuietLog(log)  # a misbehaving peer could flood the log; a clock can flap
+        self._roles = roles if roles is not None else RoleLog(tick_seconds=0.05)
 
     @property
     def replica(self) -> Replica:
@@ -151,12 +154,16 @@ class Driver:
                     self.state.switchover(reply, to)
                 case LocalQuery(query=query, reply=reply):
                     reply.set(_answer(partial(query, self)))
+                case LeadershipGranted():
+                    self._roles.granted(item)
+                    self.state.step(item)
                 case _:
                     self.state.step(item)
         self.state.submit(writes)
 
     async def drain(self) -> None:
         """Persist, then send, then answer: the Ready contract, for every piece of work."""
+        self._quiet.flush()
         while (work := self.state.next_work()) is not None:
             if not work.batch.empty:
                 await self.store.write_async(work.batch)  # durable (fsync) BEFORE any send
@@ -167,18 +174,21 @@ class Driver:
                 _log_internal(answer)
                 reply.set(answer)
             for warning in effects.clock_warnings:
-                (log.warning if warning.alarm else log.info)("%s", warning.message)
+                self._quiet.state(f"clock {warning.subject}",
+                                  logging.WARNING if warning.alarm else logging.INFO,
+                                  "%s", warning.message)
             for problem in effects.peer_problems:
                 self._quiet.warning(f"peer-{problem.peer}", "dropped a message from %s: %s",
                                     problem.peer, problem.detail)
             for ended in effects.ended:
-                log.warning("leadership of epoch %d ended: %s", ended.epoch, ended.reason)
+                self._roles.ended(ended)
             for ended in effects.relinquish:
                 self._relinquish(ended)
             for epoch in effects.claims:
                 log.info("the leader of epoch %d hands leadership to this node: claiming it",
                          epoch)
                 self._claim(epoch)
+            self._roles.observe(self.replica)
             if self.replica.eligible != self._eligible_now:
                 self._eligible_now = self.replica.eligible
                 self._eligible(self._eligible_now)

@@ -32,6 +32,7 @@ from quorapay.node.clock import WallClock, follow_clock_faults
 from quorapay.node.coordination import Coordination
 from quorapay.node.loop import Driver, DriverInput
 from quorapay.node.peers import PeerLinks
+from quorapay.node.roles import RoleLog
 from quorapay.node.storage import Store
 from quorapay.security.secrets import SecretsDir, read_zookeeper_credential
 from quorapay.security.tls import node_client_context, node_server_context
@@ -115,7 +116,8 @@ async def run_node(cluster: ClusterConfig, node_id: str) -> None:
     wall_clock = WallClock(me.clock)
     driver = Driver(state, store, send=peers.send,
                     relinquish=coordination.relinquish, wall_clock=wall_clock.read_ms,
-                    eligible=coordination.set_eligible, claim=coordination.claim)
+                    eligible=coordination.set_eligible, claim=coordination.claim,
+                    roles=RoleLog(tick_seconds=cluster.timing.tick))
 
     def clock_status() -> ClockStatus:
         hlc = replica.hlc

@@ -7,7 +7,7 @@
 
 The dir is 0700 and every file 0600 (`quorapay init` makes them so); a key or password readable by
 other users is refused, as ssh refuses such a key. Nothing here is ever committed: the default
-dir, `.quorapay/secrets` next to the cluster file, is ignored by git.
+dir, `.quorapay/<cluster name>/secrets` next to the cluster file, is ignored by git.
 """
 
 from __future__ import annotations

@@ -11,8 +11,6 @@ for `idle_timeout` seconds is closed.
 
 from __future__ import annotations
 
-import logging
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -133,22 +131,3 @@ def _decrement(counts: dict[str, int], key: str) -> None:
     else:
         del counts[key]
 
-
-class QuietLog:
-    """Log a recurring event at most once per `interval` seconds, with how many were not."""
-
-    def __init__(self, logger: logging.Logger, *, interval: float = 10.0) -> None:
-        self._logger = logger
-        self._interval = interval
-        self._last: dict[str, float] = {}
-        self._quiet: dict[str, int] = {}
-
-    def warning(self, key: str, message: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last.get(key, -self._interval) < self._interval:
-            self._quiet[key] = self._quiet.get(key, 0) + 1
-            return
-        skipped = self._quiet.pop(key, 0)
-        self._last[key] = now
-        suffix = f" ({skipped} more like it not logged)" if skipped else ""
-        self._logger.warning(message + suffix, *args)

@@ -20,8 +20,9 @@ from typing import Any
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_stream
 
+from quorapay.logs.quiet import QuietLog
 from quorapay.security.identity import Principal, principal_of
-from quorapay.transport.limits import Admission, Limits, QuietLog, Ticket
+from quorapay.transport.limits import Admission, Limits, Ticket
 
 log = logging.getLogger(__name__)
 CLOSE_GRACE = 1.0  # seconds for a polite websocket close before the socket is cut

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from click.testing import CliRunner
 
 from quorapay.cli.main import cli
 from quorapay.cluster.ports import free_ports
-from quorapay.config import default_cluster, load_config, render
+from quorapay.config import _KEYS, default_cluster, load_config, render
 from quorapay.security.issue import ensure_secrets
 
 
@@ -94,6 +95,10 @@ peer_port = 70000
      "nodes[0]: 'soon' is not a clock offset like +2s"),
     ('[timing]\nmax_clock_offset = 0\n[[nodes]]\nid = "n1"\n',
      "timing.max_clock_offset must be between"),
+    ('[logging]\nformat = "xml"\n[[nodes]]\nid = "n1"\n',
+     'logging.format must be "text" or "json"'),
+    ('[logging]\nlevel = "LOUD"\n[[nodes]]\nid = "n1"\n',
+     "logging.level must be one of DEBUG, INFO, WARNING, ERROR"),
 ])
 def test_cluster_file_mistakes_are_named(tmp_path: Path, text: str, problem: str) -> None:
     code, output = invoke("-c", str(write(tmp_path / "c.toml", text)), "status")
@@ -109,11 +114,34 @@ def test_init_writes_a_valid_file_and_will_not_overwrite_it(tmp_path: Path) -> N
     assert "exists (use --force" in output
 
 
+def test_init_writes_every_key_and_each_cluster_gets_its_own_dirs(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.toml", tmp_path / "b.toml"
+    assert invoke("-c", str(a), "init", "--zookeeper-servers", "3", "--log-format", "json")[0] == 0
+    code, output = invoke("-c", str(b), "init", "--name", "other", "--no-proxies",
+                          "--zookeeper-hosts", "zk1.example:2181, zk2.example:2181")
+    assert code == 0 and "external ZooKeeper at zk1.example:2181,zk2.example:2181" in output
+    written = tomllib.loads(a.read_text())
+    for table, keys in _KEYS.items():
+        if table == "node":
+            assert all(set(node) == keys - {"listen_client_port", "routes", "clock_offset",
+                                            "clock_drift"} for node in written["nodes"])
+        else:
+            assert set(written.get(table, written) if table else written) == keys, table
+    first, second = load_config(a), load_config(b)
+    assert (first.zookeeper.servers, first.logging.format, first.proxies) == (3, "json", True)
+    assert (second.zookeeper.mode, second.zookeeper.hosts, second.proxies) == (
+        "external", ("zk1.example:2181", "zk2.example:2181"), False)
+    dirs = [{c.run_dir, c.security.secrets_dir, *(n.data_dir for n in c.nodes)}
+            for c in (first, second)]
+    assert not any(x == y or x in y.parents or y in x.parents
+                   for x in dirs[0] for y in dirs[1])
+
+
 def test_init_creates_the_secrets_and_secrets_only_completes_them(tmp_path: Path) -> None:
     path = tmp_path / "cluster.toml"
     code, output = invoke("-c", str(path), "init")
     assert code == 0 and "created 13 file(s)" in output
-    secrets = tmp_path / ".quorapay" / "secrets"
+    secrets = tmp_path / ".quorapay" / "quorapay-local" / "secrets"
     assert {p.name for p in (secrets / "nodes").iterdir()} == {
         "n1.pem", "n1.key", "n2.pem", "n2.key", "n3.pem", "n3.key"}
     for item in secrets.rglob("*"):
@@ -130,14 +158,14 @@ def test_a_cluster_without_secrets_says_how_to_make_them(tmp_path: Path) -> None
     code, output = invoke("-c", str(path), "up")
     assert code == 1
     assert "missing" in output and "init --secrets-only" in output
-    assert not (tmp_path / ".quorapay" / "run" / "pids").exists()
+    assert not (load_config(path).run_dir / "pids").exists()
     code, output = invoke("-c", str(path), "pay", "a", "b", "5")
     assert code == 1 and "init --secrets-only" in output
 
 
 def test_a_key_readable_by_others_is_refused(tmp_path: Path) -> None:
     path = local_config(tmp_path)
-    key = tmp_path / ".quorapay" / "secrets" / "clients" / "operator.key"
+    key = tmp_path / ".quorapay" / "quorapay-local" / "secrets" / "clients" / "operator.key"
     key.chmod(0o644)
     code, output = invoke("-c", str(path), "balance", "a")
     assert code == 1 and "readable by other users" in output and "chmod 600" in output
@@ -179,7 +207,7 @@ def test_clock_faults_are_checked_before_anything_changes(
     config = local_config(tmp_path)
     code, output = invoke("-c", str(config), "chaos", *args)
     assert code == 1 and problem in output, output
-    assert not (tmp_path / ".quorapay" / "run" / "clocks").exists()
+    assert not (tmp_path / ".quorapay" / "quorapay-local" / "run" / "clocks").exists()
 
 
 @pytest.mark.parametrize("amount", ["ten", "1.5"])
@@ -194,7 +222,7 @@ def test_unreachable_external_zookeeper_is_reported_before_starting_nodes(tmp_pa
     code, output = invoke("-c", str(path), "up")
     assert code == 1
     assert "ZooKeeper unreachable at" in output
-    assert not (tmp_path / ".quorapay" / "run" / "pids").exists()
+    assert not (load_config(path).run_dir / "pids").exists()
 
 
 def test_commands_against_a_cluster_that_is_down_fail_cleanly(tmp_path: Path) -> None:
@@ -240,28 +268,30 @@ def test_sim_runs_a_seed_and_rejects_unknown_faults() -> None:
 def test_secrets_of_another_cluster_are_refused_not_mixed(tmp_path: Path) -> None:
     path = tmp_path / "cluster.toml"
     assert invoke("-c", str(path), "init", "--name", "first")[0] == 0
-    before = path.read_text()
-    code, output = invoke("-c", str(path), "init", "--name", "second", "--force")
-    assert code == 1
-    assert "belong to cluster 'first', not 'second'" in output
-    assert path.read_text() == before  # nothing changed
+    text = path.read_text().replace('name = "first"', 'name = "second"')
+    second = write(tmp_path / "second.toml", text)  # pointing at first's secrets dir
+    for command in (["init", "--secrets-only"], ["up"]):
+        code, output = invoke("-c", str(second), *command)
+        assert code == 1
+        assert "belong to cluster 'first', not 'second'" in output
+    assert not (tmp_path / ".quorapay" / "second").exists()  # nothing made
 
 
 def test_a_missing_operator_credential_is_one_line_everywhere(tmp_path: Path) -> None:
     path = local_config(tmp_path)
-    (tmp_path / ".quorapay" / "secrets" / "clients" / "operator.pem").unlink()
+    (tmp_path / ".quorapay" / "quorapay-local" / "secrets" / "clients" / "operator.pem").unlink()
     for command in (["status"], ["up"]):
         code, output = invoke("-c", str(path), *command)
         assert code == 1, output
         assert "operator" in output and ("init --secrets-only" in output
                                          or "--role operator" in output), output
-    assert not (tmp_path / ".quorapay" / "run" / "pids").exists()  # up started nothing
+    assert not (load_config(path).run_dir / "pids").exists()  # up started nothing
 
 
 def test_a_secrets_dir_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
     path = local_config(tmp_path, secrets=False)
-    (tmp_path / ".quorapay").mkdir(exist_ok=True)
-    (tmp_path / ".quorapay" / "secrets").write_text("a file, not a dir")
+    (tmp_path / ".quorapay" / "quorapay-local").mkdir(parents=True, exist_ok=True)
+    (tmp_path / ".quorapay" / "quorapay-local" / "secrets").write_text("a file, not a dir")
     code, output = invoke("-c", str(path), "init", "--secrets-only")
     assert code == 1 and "cannot write the secrets" in output
 

@@ -1,5 +1,7 @@
 """`quorapay switchover` under load: ten planned leader changes while clients pay, and not one
-client request fails or is left with an unknown outcome -- they are only told to retry."""
+client request fails or is left with an unknown outcome -- they are only told to retry. The
+nodes log in JSON, and `quorapay logs` tells each change: who handed over, who took over, and
+how long it took in seconds."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -25,7 +28,7 @@ QUORAPAY = [sys.executable, "-m", "quorapay"]
 
 @pytest.fixture
 def local(tmp_path: Path) -> Iterator[ClusterConfig]:
-    cluster = local_cluster_file(tmp_path, name="switchover")
+    cluster = local_cluster_file(tmp_path, name="switchover", log_format="json")
     trio.run(supervisor.up, cluster)
     yield cluster
     supervisor.down(cluster)
@@ -84,6 +87,28 @@ def test_ten_switchovers_under_load_fail_no_client_request(local: ClusterConfig,
     assert len({r["old_leader"] for r in reports} | {r["new_leader"] for r in reports}) >= 2
     verified = quorapay(local, "verify", "--acknowledged", str(record))
     assert verified.returncode == 0, verified.stdout + verified.stderr
+    _every_change_is_in_the_logs(local, reports)
+
+
+def _every_change_is_in_the_logs(cluster: ClusterConfig, reports: list[dict[str, Any]]) -> None:
+    shown = quorapay(cluster, "logs", "--json", "--level", "INFO")
+    assert shown.returncode == 0, shown.stderr
+    records = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert [r["time"] for r in records] == sorted(r["time"] for r in records)
+    roles = [r for r in records if r.get("fields", {}).get("event") == "role"]
+    for report in reports:
+        epoch = report["new_epoch"]
+        [ended] = [r for r in roles if r["node"] == report["old_leader"]
+                   and r["fields"]["epoch"] == report["old_epoch"] and "led_seconds" in r["fields"]]
+        assert ended["level"] == "INFO"  # planned: no warning
+        assert ended["fields"]["cause"] == f"handed over to {report['target']} (switchover)"
+        [took] = [r for r in roles if r["node"] == report["new_leader"]
+                  and r["fields"] == {**r["fields"], "role": "leader", "epoch": epoch}]
+        assert 0 <= took["fields"]["takeover_seconds"] < report["seconds"] + 1
+        assert f"leader of epoch {epoch}, serving: took over" in took["message"]
+        [candidate] = [r for r in roles if r["node"] == report["new_leader"]
+                       and r["fields"]["role"] == "candidate" and r["fields"]["epoch"] == epoch]
+        assert "handed leadership to this node" in candidate["fields"]["cause"]
 
 
 def _not_leading(cluster: ClusterConfig, nodes: list[str]) -> str:

@@ -1,0 +1,158 @@
+"""Every command's `--json` output has exactly the shape docs/01-api documents, on a real cluster;
+and the chaos verbs take `leader` wherever they take a node, with `heal` undoing every fault it
+can and naming what it left."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from quorapay.chaos import processes
+from quorapay.cluster import supervisor
+from quorapay.config import ClusterConfig
+from tests.integration.helpers import local_cluster_file
+
+pytestmark = pytest.mark.integration
+QUORAPAY = [sys.executable, "-m", "quorapay"]
+API = Path(__file__).parents[2] / "docs" / "01-api" / "README.md"
+
+
+def documented_shapes() -> dict[str, str]:
+    """The CLI table of docs/01-api: each row's command cell -> its first JSON shape."""
+    section = API.read_text().split("## The CLI and its `--json` output", 1)[1]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        if len(cells) == 2 and (shape := re.search(r"`([\[{].*?[\]}])`", cells[1])):
+            rows[cells[0]] = shape.group(1)
+    return rows
+
+
+def top_level(shape: str) -> tuple[str, set[str]]:
+    """("object", its keys) or ("list", the keys of its items, if documented)."""
+    kind = "object" if shape.startswith("{") else "list"
+    body = shape[1:-1].strip()
+    if kind == "list":
+        return kind, top_level(body)[1] if body.startswith("{") else set()
+    keys, depth, part = set(), 0, ""
+    for char in body + ",":
+        if char in "{[":
+            depth += 1
+        elif char in "}]":
+            depth -= 1
+        if char == "," and depth == 0:
+            key = part.split(":", 1)[0].strip()
+            if key and key != "...":
+                keys.add(key)
+            part = ""
+        else:
+            part += char
+    return kind, keys
+
+
+SHAPES = documented_shapes()
+
+
+def check(row: str, value: Any) -> None:
+    """`value` has the shape documented in the row whose command cell starts with `row`."""
+    [cell] = [c for c in SHAPES if re.match(rf"`{re.escape(row)}[ `\\]", c)]
+    kind, keys = top_level(SHAPES[cell])
+    if kind == "list":
+        assert isinstance(value, list), (row, value)
+        for item in value:
+            assert not keys or set(item) == keys, (row, item, keys)
+    else:
+        assert isinstance(value, dict) and set(value) == keys, (row, sorted(value), sorted(keys))
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Iterator[ClusterConfig]:
+    cluster = local_cluster_file(tmp_path, name="clijson", log_format="json")
+    yield cluster
+    supervisor.down(cluster)
+    for node in cluster.nodes:
+        assert supervisor.node_process(cluster, node).pid() is None
+
+
+def json_of(cluster: ClusterConfig, *args: str, code: int = 0) -> Any:
+    done = subprocess.run([*QUORAPAY, "-c", str(cluster.path), *args, "--json"],
+                          capture_output=True, text=True, timeout=300, cwd=cluster.path.parent)
+    assert done.returncode == code, f"{args}: {done.stdout}{done.stderr}"
+    assert "Traceback" not in done.stderr
+    return json.loads(done.stdout) if code == 0 or done.stdout else done.stderr
+
+
+def leader_of(cluster: ClusterConfig) -> str:
+    leader = supervisor.current_leader(trio.run(supervisor.statuses, cluster))
+    assert leader is not None
+    return leader.node
+
+
+def test_every_commands_json_has_its_documented_shape(local: ClusterConfig) -> None:
+    check("up", up := json_of(local, "up"))
+    check("up", again := json_of(local, "up"))
+    assert again["started"] == [] and set(again["already_running"]) == set(up["started"])
+    assert {"proxy", "zookeeper", "n1", "n2", "n3"} <= set(again["already_running"])
+    check("status", json_of(local, "status"))
+    check("credential issue", json_of(local, "credential", "issue", "app", "--role", "payer"))
+    check("credential list", json_of(local, "credential", "list"))
+    check("account create", json_of(local, "account", "create", "bank", "--allow-negative"))
+    check("account create", json_of(local, "account", "create", "alice"))
+    check("pay", json_of(local, "pay", "bank", "alice", "500", "--id", "p1"))
+    check("balance", json_of(local, "balance", "alice"))
+    check("transfer", json_of(local, "transfer", "p1"))
+    check("workload", json_of(local, "workload", "--transfers", "50"))
+    check("switchover", json_of(local, "switchover"))
+    check("chaos skew", json_of(local, "chaos", "skew", "leader", "+100ms"))
+    check("chaos partition", json_of(local, "chaos", "delay", "leader", "zk", "10ms"))
+    check("chaos status", json_of(local, "chaos", "status"))
+    check("chaos heal", json_of(local, "chaos", "heal"))
+    check("chaos zk kill", json_of(local, "chaos", "zk", "kill"))
+    check("chaos zk kill", json_of(local, "chaos", "zk", "restart"))
+    json_of(local, "up")  # waits until a leader serves again
+    check("chaos kill-leader", json_of(local, "chaos", "kill-leader"))
+    check("up", json_of(local, "up"))
+    check("verify", json_of(local, "verify"))
+    check("check bank", json_of(local, "check", "bank", "--time", "3", "--results",
+                                str(local.path.parent / "bank"), code=2))  # no fault in 3 s
+    check("sim", json_of(local, "sim", "--seeds", "2", "--steps", "300"))
+    shown = subprocess.run([*QUORAPAY, "-c", str(local.path), "logs", "--json", "n1"],
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and shown.stdout, shown.stderr
+    for line in shown.stdout.splitlines():
+        check("logs", json.loads(line))
+    check("down", json_of(local, "down"))
+
+
+def test_chaos_verbs_take_the_leader_and_heal_says_what_it_left(local: ClusterConfig) -> None:
+    json_of(local, "up")
+    leader = leader_of(local)
+    isolated = json_of(local, "chaos", "isolate", "leader")
+    assert isolated["changed"] and all(leader in change for change in isolated["changed"])
+    assert set(json_of(local, "chaos", "heal")["changed"]) == set(isolated["changed"])
+    leader = leader_of(local)  # (the isolated leader may have lost its office)
+    assert json_of(local, "chaos", "isolate-zk", "leader")["changed"]
+    assert json_of(local, "chaos", "partition", "leader")["changed"]
+    json_of(local, "chaos", "heal")
+    check("chaos kill", pause := json_of(local, "chaos", "pause", "leader"))
+    paused = pause["node"]
+    healed = json_of(local, "chaos", "heal")
+    assert f"{paused} resumed" in healed["changed"] and healed["left"] == []
+    assert not processes.paused(local, local.node(paused))
+    json_of(local, "up")  # a leader serves again
+    check("chaos kill", kill := json_of(local, "chaos", "kill", "leader"))
+    killed = kill["node"]
+    healed = json_of(local, "chaos", "heal")
+    assert healed["left"] == [f"{killed}: not running (`quorapay chaos restart {killed}` or "
+                              "`quorapay up`)"]
+    check("chaos kill", restart := json_of(local, "chaos", "restart", "leader"))
+    assert restart["node"] == killed  # the node `kill leader` chose
+    assert "no node 'n9'" in json_of(local, "chaos", "resume", "n9", code=1)
