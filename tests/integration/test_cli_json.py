@@ -1,11 +1,13 @@
 """Every command's `--json` output has exactly the shape docs/01-api documents, on a real cluster;
-and the chaos verbs take `leader` wherever they take a node, with `heal` undoing every fault it
-can and naming what it left."""
+the protocol's documented points hold for a raw websocket client written from docs/01-api; and
+the chaos verbs take `leader` wherever they take a node, with `heal` undoing every fault it can
+and naming what it left."""
 
 from __future__ import annotations
 
 import json
 import re
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,10 +16,12 @@ from typing import Any
 
 import pytest
 import trio
+from trio_websocket import open_websocket_url
 
 from quorapay.chaos import processes
 from quorapay.cluster import supervisor
 from quorapay.config import ClusterConfig
+from quorapay.security.secrets import SecretsDir
 from tests.integration.helpers import local_cluster_file
 
 pytestmark = pytest.mark.integration
@@ -106,6 +110,8 @@ def test_every_commands_json_has_its_documented_shape(local: ClusterConfig) -> N
     check("credential list", json_of(local, "credential", "list"))
     check("account create", json_of(local, "account", "create", "bank", "--allow-negative"))
     check("account create", json_of(local, "account", "create", "alice"))
+    trio.run(_protocol_as_documented, local, leader_of(local))
+    assert json_of(local, "transfer", "w-3", code=1)["transfers"] == []  # NOT_LEADER: not applied
     check("pay", json_of(local, "pay", "bank", "alice", "500", "--id", "p1"))
     check("balance", json_of(local, "balance", "alice"))
     check("transfer", json_of(local, "transfer", "p1"))
@@ -130,6 +136,56 @@ def test_every_commands_json_has_its_documented_shape(local: ClusterConfig) -> N
     for line in shown.stdout.splitlines():
         check("logs", json.loads(line))
     check("down", json_of(local, "down"))
+
+
+async def _protocol_as_documented(cluster: ClusterConfig, leader: str) -> None:
+    """docs/01-api, sent as raw JSON over a websocket with the operator's certificate."""
+    secrets = SecretsDir(cluster.security.secrets_dir)
+    tls = ssl.create_default_context(cafile=str(secrets.ca_cert))
+    tls.load_cert_chain(str(secrets.client_cert("operator")), str(secrets.client_key("operator")))
+    url = cluster.client_url(cluster.node(leader))
+    with trio.fail_after(60):
+        async with open_websocket_url(url, ssl_context=tls) as ws:
+            async def ask(request: dict[str, Any]) -> dict[str, Any]:
+                await ws.send_message(json.dumps({**request, "req": 1}))
+                answer: dict[str, Any] = json.loads(await ws.get_message())
+                assert answer["req"] == 1
+                return answer
+
+            pay = {"op": "submit_transfers", "transfers": [
+                {"id": "w-1", "debit": "bank", "credit": "alice", "amount": 7},
+                {"id": "w 2", "debit": "bank", "credit": "alice", "amount": 7}]}
+            first, again = await ask(pay), await ask(pay)
+            ok, invalid = first["results"]
+            assert ok["status"] == "ok" and "detail" not in ok
+            assert invalid["status"] == "invalid" and invalid["detail"]
+            assert "index" not in invalid and "timestamp" not in invalid  # nothing recorded
+            assert again["index"] > first["index"]  # the resend is a new entry ...
+            assert again["results"][0]["index"] == ok["index"]  # ... deciding nothing new
+            found = await ask({"op": "get_transfers", "ids": ["w-1", "never"]})
+            assert [set(t) for t in found["transfers"]] == [{
+                "id", "debit", "credit", "amount", "currency", "status", "index", "timestamp",
+                "logical"}]
+            shown = await ask({"op": "entries", "first": ok["index"], "last": again["index"]})
+            entry = shown["entries"][0]
+            assert set(entry) == {"index", "epoch", "payload", "ts"} and len(entry["ts"]) == 2
+            assert entry["payload"]["type"] == "commands"
+            assert entry["payload"]["commands"][0] == {
+                "type": "transfer", "id": "w-1", "debit": "bank", "credit": "alice",
+                "amount": 7, "currency": "USD"}
+            digest = (await ask({"op": "digest", "after": ok["index"] - 1}))["digest"]
+            assert set(digest) == {"node", "index", "after", "log_start", "log_digest",
+                                   "state_digest", "stored_state_digest", "totals",
+                                   "unordered_at"}
+            assert digest["after"] == ok["index"] - 1 and digest["state_digest"] is None
+    follower = next(n for n in cluster.nodes if n.id != leader)
+    with trio.fail_after(60):
+        async with open_websocket_url(cluster.client_url(follower), ssl_context=tls) as ws:
+            await ws.send_message(json.dumps({**pay, "req": 2, "transfers": [
+                {"id": "w-3", "debit": "bank", "credit": "alice", "amount": 7}]}))
+            refused = json.loads(await ws.get_message())
+    assert refused["error"]["code"] == "NOT_LEADER" and refused["error"]["retryable"]
+    assert refused["error"]["leader"]["node"] == leader
 
 
 def test_chaos_verbs_take_the_leader_and_heal_says_what_it_left(local: ClusterConfig) -> None:
