@@ -26,7 +26,7 @@ DEFAULT_PATH = Path("cluster.toml")
 CLOCK_PROBE_SECONDS = 0.25  # every node measures every peer's clock this often
 DEFAULT_COMPACT_EVERY = 100_000  # entries applied above the retained tail before compacting
 DEFAULT_COMPACT_RETAIN = 10_000  # applied entries kept for followers that lag a little
-_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")  # no leading dot: names are dirs
 _HOST = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 _KEYS = {
@@ -232,7 +232,8 @@ class _Parser:
         cluster = self._table(self.raw, "cluster")
         name = self._get(cluster, "cluster.name", str, "quorapay")
         if not _NAME.fullmatch(name):
-            self.problems.append("cluster.name must be 1-64 characters of A-Z a-z 0-9 _ . -")
+            self.problems.append("cluster.name must be 1-64 characters of A-Z a-z 0-9 _ . -, "
+                                 "not starting with a dot")
         self.home = cluster_home(name if _NAME.fullmatch(name) else "quorapay")
         run_dir = self._path(self._get(cluster, "cluster.run_dir", str, f"{self.home}/run"))
         zookeeper = self._zookeeper(self._table(self.raw, "zookeeper"))
@@ -344,7 +345,8 @@ class _Parser:
         self._known(table, "node", where)
         node_id = self._get(table, f"{where}.id", str, f"n{position + 1}")
         if not _NAME.fullmatch(node_id):
-            self.problems.append(f"{where}.id must be 1-64 characters of A-Z a-z 0-9 _ . -")
+            self.problems.append(f"{where}.id must be 1-64 characters of A-Z a-z 0-9 _ . -, "
+                                 "not starting with a dot")
         elif "__" in node_id:
             self.problems.append(f"{where}.id must not contain \"__\" (it separates the parts "
                                  "of ZooKeeper election znodes)")

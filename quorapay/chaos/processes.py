@@ -15,25 +15,33 @@ LEADER = "leader"
 
 
 async def resolve(cluster: ClusterConfig, target: str) -> NodeConfig:
-    """A node id, or "leader": the node serving as leader now (remembered, for `resume leader`
-    and `restart leader` once it no longer leads)."""
+    """A node id, or "leader": the node serving as leader now."""
     if target != LEADER:
         return cluster.node(target)
     leader = supervisor.current_leader(await supervisor.statuses(cluster))
     if leader is None:
         raise ChaosError("no leader is serving (see `quorapay status`)")
-    write_private(_chosen_leader_path(cluster), leader.node)
     return cluster.node(leader.node)
 
 
-def recall(cluster: ClusterConfig, target: str) -> NodeConfig:
-    """A node id, or "leader": the node a fault aimed at the leader last chose."""
+def remember(cluster: ClusterConfig, verb: str, node: NodeConfig) -> None:
+    """`verb leader` chose `node`: `resume leader` / `restart leader` will mean it."""
+    write_private(_chosen_path(cluster, verb), node.id)
+
+
+def recall(cluster: ClusterConfig, target: str, verb: str) -> NodeConfig:
+    """A node id, or "leader": the node the last `verb leader` chose."""
     if target != LEADER:
         return cluster.node(target)
     try:
-        return cluster.node(_chosen_leader_path(cluster).read_text().strip())
+        return cluster.node(_chosen_path(cluster, verb).read_text().strip())
     except FileNotFoundError:
-        raise ChaosError("no fault has aimed at the leader yet: name the node") from None
+        raise ChaosError(f"no `chaos {verb} leader` to undo: name the node") from None
+
+
+def forget(cluster: ClusterConfig, verb: str) -> None:
+    """The node `verb leader` chose is back: `leader` no longer means it."""
+    _chosen_path(cluster, verb).unlink(missing_ok=True)
 
 
 async def resolve_endpoints(cluster: ClusterConfig, names: list[str]) -> list[str]:
@@ -44,8 +52,8 @@ async def resolve_endpoints(cluster: ClusterConfig, names: list[str]) -> list[st
     return [leader if name == LEADER else name for name in names]
 
 
-def _chosen_leader_path(cluster: ClusterConfig) -> Path:
-    return private_dir(runtime.chaos_dir(cluster)) / "leader-chosen"
+def _chosen_path(cluster: ClusterConfig, verb: str) -> Path:
+    return private_dir(runtime.chaos_dir(cluster)) / f"{verb}-leader-chose"
 
 
 def kill(cluster: ClusterConfig, node: NodeConfig) -> int:
@@ -78,11 +86,15 @@ def restart(cluster: ClusterConfig, node: NodeConfig) -> int:
 
 
 def paused(cluster: ClusterConfig, node: NodeConfig) -> bool:
+    """Stopped by SIGSTOP (state T; not t, a debugger's stop, which SIGCONT does not end)."""
     pid = supervisor.node_process(cluster, node).pid()
     if pid is None:
         return False
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat.rsplit(")", 1)[1].split()[0] in ("T", "t")
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # it exited meanwhile
+    return stat.rsplit(")", 1)[1].split()[0] == "T"
 
 
 def zk_server(cluster: ClusterConfig, server: int | None) -> int:

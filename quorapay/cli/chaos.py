@@ -48,15 +48,19 @@ def kill_leader_command(app: AppContext, timeout: float, as_json: bool) -> None:
 
 
 def _process_verb(name: str, act: Callable[[ClusterConfig, NodeConfig], int], doing: str,
-                  undo: str, help_text: str, *, leads_now: bool = True) -> None:
+                  undo: str, help_text: str, *, undoes: str = "") -> None:
     @chaos.command(name, help=help_text)
     @click.argument("target", metavar="NODE|leader")
     @json_option
     @pass_app
     def command(app: AppContext, target: str, as_json: bool) -> None:
-        node = run(processes.resolve, app.cluster, target) if leads_now else \
-            processes.recall(app.cluster, target)
+        node = processes.recall(app.cluster, target, undoes) if undoes else \
+            run(processes.resolve, app.cluster, target)
         pid = act(app.cluster, node)
+        if target == processes.LEADER and not undoes:
+            processes.remember(app.cluster, name, node)
+        elif target == processes.LEADER:
+            processes.forget(app.cluster, undoes)
         emit(as_json, {"verb": name, "node": node.id, "pid": pid},
              f"{doing} {node.id} (pid {pid})" + (f"; undo with `quorapay chaos {undo} {node.id}`"
                                                  if undo else ""))
@@ -67,11 +71,11 @@ _process_verb("kill", processes.kill, "killed (SIGKILL)", "restart",
 _process_verb("pause", processes.pause, "paused (SIGSTOP)", "resume",
               "Stop NODE or the leader (SIGSTOP) until resumed.")
 _process_verb("resume", processes.resume, "resumed (SIGCONT)", "",
-              "Resume a paused NODE (SIGCONT); `leader`: the node a fault aimed at the leader "
-              "last chose.", leads_now=False)
+              "Resume a paused NODE (SIGCONT); `leader`: the node `pause leader` chose.",
+              undoes="pause")
 _process_verb("restart", processes.restart, "restarted", "",
-              "Start a killed NODE again; `leader`: the node a fault aimed at the leader last "
-              "chose.", leads_now=False)
+              "Start a killed NODE again; `leader`: the node `kill leader` chose.",
+              undoes="kill")
 
 
 @chaos.group("zk")
@@ -239,6 +243,7 @@ def heal(app: AppContext, as_json: bool) -> None:
         changed += [line.split(":")[0] for line in network.describe(read_faults(path))]
         write_faults(path, Faults())
     changed += [f"{node} resumed" for node in processes.resume_paused(cluster)]
+    processes.forget(cluster, "pause")
     left = processes.not_running(cluster)
     emit(as_json, {"verb": "heal", "changed": changed, "left": left},
          f"heal: {', '.join(changed) or 'nothing changed'}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import click
@@ -42,11 +44,14 @@ def logs(app: AppContext, names: tuple[str, ...], follow: bool, since: str | Non
     if not any(path.exists() for path in sources.values()):
         raise click.ClickException(f"no logs yet in {cluster.run_dir / 'logs'} (the cluster "
                                    "has not been started with `quorapay up`)")
-    if follow:
-        run(_follow, sources, start, level, as_json)
-        return
-    for line in merged(sources, since=start, level=level):
-        _print(line, as_json)
+    try:
+        if follow:
+            run(_follow, sources, start, level, as_json)
+            return
+        for line in merged(sources, since=start, level=level):
+            _print(line, as_json)
+    except BrokenPipeError:  # `quorapay logs | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def log_sources(cluster: ClusterConfig, names: tuple[str, ...]) -> dict[str, Path]:

@@ -67,6 +67,7 @@ class UpReport:
 async def up(cluster: ClusterConfig, *, timeout: float = 60.0,
              on_progress: Callable[[str], None] = lambda _: None) -> UpReport:
     report = UpReport()
+    refuse_old_layout(cluster)
     if not cluster.security.insecure:  # before anything starts: one clear line if missing
         require_cluster_secrets(SecretsDir(cluster.security.secrets_dir), list(cluster.node_ids),
                                 cluster_file=cluster.path)
@@ -221,8 +222,25 @@ def current_leader(found: dict[str, api.NodeStatus | str]) -> api.NodeStatus | N
     return max(leaders, key=lambda s: s.epoch) if leaders else None
 
 
+def refuse_old_layout(cluster: ClusterConfig) -> None:
+    """ClusterError if this cluster's files are still where every cluster's were before each
+    got its own folder (.quorapay/run, data, secrets): starting anew would hide them."""
+    folder = cluster.path.resolve().parent / ".quorapay"
+    home = folder / cluster.name
+    old = [folder / part for part in ("run", "data", "secrets") if (folder / part).exists()]
+    uses_defaults = cluster.run_dir == home / "run" or cluster.security.secrets_dir == \
+        home / "secrets" or any(n.data_dir == home / "data" / n.id for n in cluster.nodes)
+    if old and uses_defaults and not home.exists():
+        shown = ", ".join(str(p) for p in old)
+        raise ClusterError(f"{shown}: this cluster's files from before each cluster got its own "
+                           f"folder; stop it (`quorapay down` with cluster.run_dir = "
+                           f"\".quorapay/run\"), then move them into {home}/ (or set "
+                           "cluster.run_dir, security.secrets_dir and the data_dirs to them)")
+
+
 def down(cluster: ClusterConfig) -> list[str]:
     """Stop every node, the proxy, then ZooKeeper (in local mode). Returns what was stopped."""
+    refuse_old_layout(cluster)
     stopped: list[str] = [node.id for node in cluster.nodes if node_process(cluster, node).stop()]
     if proxy_process(cluster).stop(grace=5):
         stopped.append("proxy")

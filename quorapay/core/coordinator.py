@@ -511,6 +511,7 @@ class Coordinator:
             _expect(failure, ZkError.NODE_EXISTS)
         yield from self._register_member()
         prefix = candidate_prefix(self._node, self._token)
+        yield from self._resume_leadership(prefix)
         while True:
             if not self.eligible:
                 yield from self._withdraw(prefix)
@@ -584,19 +585,45 @@ class Coordinator:
         epoch = yield from self._claim(handed)
         if epoch is None:
             return  # back to the queue
-        if epoch != self.granted:  # a rerun after a connection loss finds its own grant
-            self.granted = epoch
-            self._out.append(LeadershipGranted(epoch=epoch, cause=(
-                f"the leader of epoch {handed} handed leadership to this node" if handed is not None
-                else "first in ZooKeeper's election queue, with no leader znode")))
-        yield from self._remove_handover()
+        yield from self._hold(epoch, (
+            f"the leader of epoch {handed} handed leadership to this node" if handed is not None
+            else "first in ZooKeeper's election queue, with no leader znode"))
+        yield from self._delete_own(f"{self._layout.election}/{mine}")
+
+    def _hold(self, epoch: Epoch, cause: str) -> Fiber:
+        """Lead `epoch` (its leader znode is ours) until the core relinquishes it; then hand
+        it over if a switchover asked, and delete the leader znode."""
+        if epoch != self.granted and epoch not in self._relinquished:
+            self.granted = epoch  # (a rerun after a connection loss finds its own grant)
+            self._out.append(LeadershipGranted(epoch=epoch, cause=cause))
+            yield from self._remove_handover()
         yield _WaitRelinquish(epoch)
         self.granted = None
         to = self._handovers.get(epoch)  # kept: a rerun after a connection loss needs it too
         if to is not None:
             yield from self._hand_over(to, epoch)
         yield from self._delete_own(self._layout.leader)
-        yield from self._delete_own(f"{self._layout.election}/{mine}")
+
+    def _resume_leadership(self, prefix: str) -> Fiber:
+        """First in every run of the election fiber: a leader znode of ours -- a leadership
+        held across a connection loss, one being given up when it was lost, or a claim whose
+        reply was lost -- is held until relinquished, then removed with our candidate,
+        whatever our place in the queue. (A switchover's target leads out of queue order:
+        waiting for its turn there would keep its leader znode, and every other node,
+        waiting for ever.)"""
+        try:
+            data, stat = yield Get(path=self._layout.leader)
+        except ZkFailure as failure:
+            _expect(failure, ZkError.NO_NODE)
+            return
+        leader = self._leader_in(data, stat)
+        if stat.owner != self._session or leader is None or not self.eligible:
+            return  # (an ineligible node withdraws: that deletes it)
+        yield from self._hold(leader.epoch, "its own leader znode, found after a ZooKeeper "
+                                            "connection loss")
+        mine = own_candidate((yield GetChildren(path=self._layout.election)), prefix)
+        if mine is not None:
+            yield from self._delete_own(f"{self._layout.election}/{mine}")
 
     def _hand_over(self, to: NodeId, epoch: Epoch) -> Fiber:
         """Name the switchover's target for the next in the queue to let it claim first."""

@@ -22,6 +22,7 @@ from quorapay.logs.lines import LogLine, parse_line, utc_time
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _AGO = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_CRASH = "Traceback (most recent call last)"
 
 
 class LogsError(ValueError):
@@ -69,7 +70,9 @@ def read_records(name: str, path: Path) -> Iterator[LogLine]:
     reader = _Reader(name)
     with path.open(encoding="utf-8", errors="replace") as file:
         for text in file:
-            yield from reader.feed(text.rstrip("\n"))
+            if not text.endswith("\n"):
+                break  # being written now: not a line yet
+            yield from reader.feed(text[:-1])
     yield from reader.end(utc_time(path.stat().st_mtime))
 
 
@@ -81,9 +84,12 @@ def merged(sources: dict[str, Path], *, since: str = "", level: str = "DEBUG"
 
 
 def keep(lines: Iterable[LogLine], *, since: str, level: str) -> Iterator[LogLine]:
+    """Records from `since` on, at `level` or above; a crash (a traceback, whatever the level
+    of the record it follows) and lines that are not records are always kept."""
     least = LEVELS.index(level)
     for line in lines:
-        if line.time >= since and (line.level not in LEVELS or LEVELS.index(line.level) >= least):
+        if line.time >= since and (line.level not in LEVELS or LEVELS.index(line.level) >= least
+                                   or _CRASH in line.message):
             yield line
 
 
@@ -125,14 +131,17 @@ def since_time(text: str, now: datetime | None = None) -> str:
     says otherwise), as the text a record's time compares with."""
     text = text.strip()
     match = _AGO.fullmatch(text)
-    if match is not None:
-        ago = timedelta(seconds=float(match[1]) * _UNIT[match[2]])
-        return utc_time(((now or datetime.now(UTC)) - ago).timestamp())
     try:
+        if match is not None:
+            ago = timedelta(seconds=float(match[1]) * _UNIT[match[2]])
+            return utc_time(((now or datetime.now(UTC)) - ago).timestamp())
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise LogsError(f"--since {text!r} is neither a duration (90s, 5m, 2h, 1d) nor an ISO "
                         "8601 time (2026-11-29T12:00:00)") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return utc_time(moment.timestamp())
+    except (OverflowError, OSError):
+        raise LogsError(f"--since {text!r} is out of range") from None
+    try:
+        return utc_time((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
+    except (ValueError, OverflowError, OSError):
+        raise LogsError(f"--since {text!r} is out of range") from None

@@ -192,6 +192,7 @@ class Driver:
             if self.replica.eligible != self._eligible_now:
                 self._eligible_now = self.replica.eligible
                 self._eligible(self._eligible_now)
+        self._roles.observe(self.replica)  # changes without work (ZooKeeper suspended, resumed)
 
 
 def _answer(query: Callable[[], T]) -> T | Failure:

@@ -46,26 +46,34 @@ class RoleLog:
         self._now = now
         self._view: RoleView | None = None
         self._heard_leader = now()  # when this node last heard from a leader (or started)
-        self._grant: LeadershipGranted | None = None
-        self._granted_at = 0.0
-        self._serving_since: float | None = None
+        self._grants: dict[Epoch, tuple[LeadershipGranted, float]] = {}  # not yet taken up
+        self._led: Epoch | None = None  # the epoch this node is candidate or leader of
+        self._led_since = 0.0  # its grant
+        self._serving: Epoch | None = None  # the epoch it has served in, since when
+        self._serving_since = 0.0
         self._stopped_serving_at = 0.0
 
     def granted(self, grant: LeadershipGranted) -> None:
-        """ZooKeeper granted an epoch (before the core steps it): remember why."""
-        self._grant = grant
-        self._granted_at = self._now()
+        """ZooKeeper granted an epoch (before the core steps it): remember why, and when."""
+        self._grants = {e: g for e, g in self._grants.items() if e > grant.epoch - 8}
+        self._grants[grant.epoch] = (grant, self._now())
 
     def ended(self, ended: LeadershipEnded) -> None:
         now = self._now()
-        since = self._serving_since if self._serving_since is not None else self._granted_at
+        if ended.epoch != self._led:  # granted, but the core would not take it up
+            self._grants.pop(ended.epoch, None)
+            self._line(logging.INFO, f"declined the leadership of epoch {ended.epoch} that "
+                       f"ZooKeeper granted: {ended.reason}", role="follower",
+                       epoch=ended.epoch, cause=ended.reason)
+            return
+        since = self._serving_since if self._serving == ended.epoch else self._led_since
         led = round(now - since, 3)
         planned = ended.handover_to is not None
         self._line(logging.INFO if planned else logging.WARNING,
                    f"leadership of epoch {ended.epoch} ended after {led:g} s: {ended.reason}",
                    role="follower", epoch=ended.epoch, cause=ended.reason, led_seconds=led)
         self._heard_leader = now  # this node was the leader until now
-        self._serving_since = None
+        self._led = self._serving = None
 
     def observe(self, replica: Replica) -> None:
         """Log what changed since the last call."""
@@ -82,7 +90,7 @@ class RoleLog:
         if view.role is Role.RECOVERING and not (same_epoch and was and was.role is view.role):
             self._candidate(view, now)
         elif view.serving and not (same_epoch and was and was.serving):
-            self._serving(view, now)
+            self._serving_now(view, now)
         elif view.role is Role.LEADER and same_epoch and was and was.serving:
             self._stopped_serving_at = now
             self._line(logging.WARNING, f"leader of epoch {view.epoch} stopped serving: its "
@@ -92,19 +100,18 @@ class RoleLog:
             self._following(view, now)
 
     def _candidate(self, view: RoleView, now: float) -> None:
-        grant = self._grant if self._grant is not None and self._grant.epoch == view.epoch \
-            else None
+        grant, granted_at = self._grants.pop(view.epoch, (None, now))
         cause = grant.cause if grant is not None and grant.cause else "ZooKeeper granted it"
-        if grant is None:
-            self._granted_at = now
+        self._led, self._led_since = view.epoch, granted_at
         self._line(logging.INFO, f"candidate for epoch {view.epoch}: {cause}; collecting "
                    "promises from a majority", role="candidate", epoch=view.epoch, cause=cause)
 
-    def _serving(self, view: RoleView, now: float) -> None:
-        if self._serving_since is None:
-            took = round(now - self._granted_at, 3)
+    def _serving_now(self, view: RoleView, now: float) -> None:
+        if self._serving != view.epoch:
+            since = self._led_since if self._led == view.epoch else now
+            took = round(now - since, 3)
             leaderless = round(now - self._heard_leader, 3)
-            self._serving_since = now
+            self._led, self._serving, self._serving_since = view.epoch, view.epoch, now
             self._line(logging.INFO, f"leader of epoch {view.epoch}, serving: took over "
                        f"{took:g} s after ZooKeeper's grant, {leaderless:g} s after this node "
                        "last heard from a leader", role="leader", epoch=view.epoch,
@@ -116,9 +123,9 @@ class RoleLog:
 
     def _following(self, view: RoleView, now: float) -> None:
         leaderless = round(now - self._heard_leader, 3)
-        self._line(logging.INFO, f"following {view.leader}, leader of epoch {view.epoch} "
-                   f"({leaderless:g} s since this node last heard from a leader)",
-                   role="follower", epoch=view.epoch, leader=view.leader,
+        self._line(logging.INFO, f"following {view.leader} in epoch {view.epoch} (promised to "
+                   f"it as candidate or leader; {leaderless:g} s since this node last heard "
+                   "from a leader)", role="follower", epoch=view.epoch, leader=view.leader,
                    leaderless_seconds=leaderless)
 
     def _line(self, level: int, message: str, **fields: Any) -> None:

@@ -95,6 +95,7 @@ peer_port = 70000
      "nodes[0]: 'soon' is not a clock offset like +2s"),
     ('[timing]\nmax_clock_offset = 0\n[[nodes]]\nid = "n1"\n',
      "timing.max_clock_offset must be between"),
+    ('[cluster]\nname = ".."\n[[nodes]]\nid = "n1"\n', "not starting with a dot"),
     ('[logging]\nformat = "xml"\n[[nodes]]\nid = "n1"\n',
      'logging.format must be "text" or "json"'),
     ('[logging]\nlevel = "LOUD"\n[[nodes]]\nid = "n1"\n',
@@ -300,3 +301,12 @@ def test_a_node_id_with_a_double_underscore_is_refused(tmp_path: Path) -> None:
     text = render(default_cluster()).replace('id = "n1"', 'id = "a__b"')
     code, output = invoke("-c", str(write(tmp_path / "c.toml", text)), "status")
     assert code == 1 and 'must not contain "__"' in output
+
+
+def test_files_of_the_shared_layout_are_not_hidden_by_a_fresh_start(tmp_path: Path) -> None:
+    path = local_config(tmp_path, secrets=False)
+    (tmp_path / ".quorapay" / "run" / "pids").mkdir(parents=True)  # where every cluster's were
+    for command in ("up", "down"):
+        code, output = invoke("-c", str(path), command)
+        assert code == 1 and "before each cluster got its own folder" in output, output
+    assert not (tmp_path / ".quorapay" / "quorapay-local").exists()

@@ -4,8 +4,10 @@ head of the queue lets it. Claiming out of turn stays safe: the epoch counter de
 
 from __future__ import annotations
 
+import pytest
+
 from quorapay.core import znodes
-from quorapay.core.coordinator import ClaimRequested, RelinquishRequested, RetryDue
+from quorapay.core.coordinator import ClaimRequested, Create, Delete, RelinquishRequested, RetryDue
 from quorapay.core.inputs import SwitchoverRequested
 from quorapay.core.messages import TakeOver
 from quorapay.core.ready import LeadershipEnded, SwitchoverAnswered, TakeOverAsked, Unavailable
@@ -141,3 +143,29 @@ def test_a_target_beaten_to_it_goes_back_to_the_queue() -> None:
     world.feed("n2", RelinquishRequested(epoch=Epoch(2)))
     world.run()
     assert world.grants("n3") == [3]  # still in the queue, after n2
+
+
+@pytest.mark.parametrize("lost_at", [Create, Delete])
+def test_a_target_leading_out_of_queue_order_that_loses_its_connection_still_lets_go(
+        lost_at: type) -> None:
+    """Found by the simulator (seed 860): n3 took over out of queue order (n2 is ahead of it),
+    then handed over in turn and lost its ZooKeeper connection mid-way. Its election fiber
+    started over and queued behind n2 -- keeping its leader znode, which n2 waited for: no
+    leader ever again. Now a run first finishes a leadership of its own leader znode."""
+    world = started("n1", "n2", "n3")
+    world.feed("n3", ClaimRequested(epoch=Epoch(1)))
+    world.feed("n1", RelinquishRequested(epoch=Epoch(1), handover_to=NodeId("n3")))
+    world.run()
+    assert world.grants("n3") == [2]
+    world.feed("n3", RelinquishRequested(epoch=Epoch(2), handover_to=NodeId("n1")))
+    world.run_until("n3", lost_at)
+    world.run(lose_replies_of="n3")  # the handover or the delete lands; n3 hears a loss
+    world.reconnect("n3")
+    world.run()
+    world.feed("n1", ClaimRequested(epoch=Epoch(2)))  # (the TakeOver n1 was sent)
+    world.run()
+    for _ in range(5):  # whoever is to lead, leads
+        world.feed("n2", RetryDue())
+        world.run()
+    assert world.grants("n1")[1:] + world.grants("n2") == [3]
+    assert world.grants("n3") == [2]  # and n3 was not granted its old epoch again

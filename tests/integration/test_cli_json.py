@@ -200,8 +200,17 @@ def test_chaos_verbs_take_the_leader_and_heal_says_what_it_left(local: ClusterCo
     json_of(local, "chaos", "heal")
     check("chaos kill", pause := json_of(local, "chaos", "pause", "leader"))
     paused = pause["node"]
+    json_of(local, "up")  # another node leads
+    isolated = json_of(local, "chaos", "isolate", "leader")["changed"]
+    assert paused not in "".join(isolated)
+    assert json_of(local, "chaos", "resume", "leader")["node"] == paused  # the one paused
+    assert not processes.paused(local, local.node(paused))
+    assert "no `chaos pause leader` to undo" in json_of(local, "chaos", "resume", "leader",
+                                                          code=1)
+    json_of(local, "chaos", "pause", paused)
     healed = json_of(local, "chaos", "heal")
     assert f"{paused} resumed" in healed["changed"] and healed["left"] == []
+    assert set(isolated) <= set(healed["changed"])
     assert not processes.paused(local, local.node(paused))
     json_of(local, "up")  # a leader serves again
     check("chaos kill", kill := json_of(local, "chaos", "kill", "leader"))

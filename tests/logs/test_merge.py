@@ -97,3 +97,12 @@ def test_tail_reads_what_is_added_and_starts_over_after_truncation(tmp_path: Pat
 
 def messages(lines: list[LogLine]) -> list[str]:
     return [line.message for line in lines]
+
+
+def test_a_line_being_written_waits_and_a_crash_shows_at_any_level(tmp_path: Path) -> None:
+    path = tmp_path / "n1.log"
+    path.write_text(text(1, "n1", "serving") + "Traceback (most recent call last):\n"
+                    "  File x\nSystemExit: boom\n" + text(2, "n1", "half writ")[:-1])
+    [crash] = list(merged({"n1": path}, level="WARNING"))
+    assert crash.message.startswith("serving\nTraceback") and crash.level == "INFO"
+    assert "half writ" not in crash.message

@@ -40,8 +40,12 @@ def test_a_flood_of_events_is_one_line_per_interval_with_a_count(
         quiet.warning("peer-n2", "dropped a message from %s", "n2")
     assert messages(caplog) == [
         (logging.WARNING, "dropped a message from n2"),
-        (logging.WARNING, "dropped a message from n2 (99 more like it not logged)"),
-        (logging.WARNING, "dropped a message from n2 (99 more like it not logged)")]
+        (logging.WARNING, "dropped a message from n2 (99 more like it in 10 s not logged)"),
+        (logging.WARNING, "dropped a message from n2 (99 more like it in 10 s not logged)")]
+    clock.now = 40.0  # the flood stopped at 24.9 s: its last 49 events are told of too
+    quiet.flush()
+    assert messages(caplog)[3:] == [
+        (logging.WARNING, "dropped a message from n2 (48 more like it in 10 s not logged)")]
 
 
 def test_keys_are_limited_separately(caplog: pytest.LogCaptureFixture, clock: Clock) -> None:

@@ -117,9 +117,27 @@ def test_a_leader_that_loses_its_majority_says_why_and_for_how_long_it_led(
 
 
 def test_a_switchover_ending_is_not_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    roles = RoleLog(tick_seconds=TICK, now=lambda: 5.0)
-    roles.ended(LeadershipEnded(epoch=Epoch(3), reason="handed over to n2 (switchover)",
-                                relinquish=True, handover_to=NodeId("n2")))
-    [record] = caplog.records
+    world = World()
+    world.grant("n1", 1, "first")
+    world.run(4)
+    world.now += 2.0
+    world.roles["n1"].ended(LeadershipEnded(epoch=Epoch(1), reason="handed over to n2 "
+                                            "(switchover)", relinquish=True,
+                                            handover_to=NodeId("n2")))
+    [record] = [r for r in caplog.records if "ended" in r.getMessage()]
     assert record.levelno == logging.INFO
-    assert record.getMessage().startswith("leadership of epoch 3 ended after ")
+    assert 2.0 < record.fields["led_seconds"] <= 2.0 + 4 * TICK  # type: ignore[attr-defined]
+
+
+def test_a_grant_the_core_declines_is_not_a_leadership_that_ended(
+        caplog: pytest.LogCaptureFixture) -> None:
+    world = World()
+    world.grant("n1", 2, "first")
+    world.run(4)
+    world.grant("n2", 2, "first")  # a stale grant: n2 promised epoch 2 to n1
+    world.observe()
+    [(message, fields)] = [(m, f) for m, f in role_lines(caplog) if "n2" not in f.get(
+        "leader", "") and "declined" in m]
+    assert message.startswith("declined the leadership of epoch 2 that ZooKeeper granted: ")
+    assert "led_seconds" not in fields
+    assert not [m for m, _ in role_lines(caplog) if "ended" in m]

