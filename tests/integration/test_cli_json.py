@@ -201,8 +201,9 @@ def test_chaos_verbs_take_the_leader_and_heal_says_what_it_left(local: ClusterCo
     check("chaos kill", pause := json_of(local, "chaos", "pause", "leader"))
     paused = pause["node"]
     json_of(local, "up")  # another node leads
+    assert (now_leading := leader_of(local)) != paused
     isolated = json_of(local, "chaos", "isolate", "leader")["changed"]
-    assert paused not in "".join(isolated)
+    assert isolated and all(now_leading in change for change in isolated)
     assert json_of(local, "chaos", "resume", "leader")["node"] == paused  # the one paused
     assert not processes.paused(local, local.node(paused))
     assert "no `chaos pause leader` to undo" in json_of(local, "chaos", "resume", "leader",
@@ -221,3 +222,15 @@ def test_chaos_verbs_take_the_leader_and_heal_says_what_it_left(local: ClusterCo
     check("chaos kill", restart := json_of(local, "chaos", "restart", "leader"))
     assert restart["node"] == killed  # the node `kill leader` chose
     assert "no node 'n9'" in json_of(local, "chaos", "resume", "n9", code=1)
+
+
+def test_the_benchmarks_json_has_its_documented_shape(tmp_path: Path) -> None:
+    """`bench tls` runs its own two clusters (TLS and insecure), briefly here."""
+    done = subprocess.run([*QUORAPAY, "bench", "tls", "--rounds", "1", "--seconds", "1",
+                           "--json"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = json.loads(done.stdout)
+    check("bench tls", rows)
+    for row in rows:
+        assert set(row["tls"]) == set(row["insecure"]) == {
+            "transfers_per_s", "p50_ms", "p99_ms", "failed"}
