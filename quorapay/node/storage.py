@@ -20,10 +20,10 @@ from __future__ import annotations
 import fcntl
 import sqlite3
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, Protocol
 
 import msgspec
 import trio
@@ -117,10 +117,26 @@ def record_crc(index: int, epoch: int, payload: bytes, ts: Timestamp | None = No
     return zlib.crc32(payload, zlib.crc32(head.encode()))
 
 
+class Connection(Protocol):
+    """What the store uses of a SQLite connection: `sqlite3`'s (the node's), or another one
+    over the same file format (tests put a VFS that records every write and fsync under it)."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Any: ...
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Any: ...
+    def executescript(self, script: str, /) -> Any: ...
+    def close(self) -> None: ...
+
+
+def connect_sqlite3(path: Path) -> Connection:
+    """Autocommit (the store opens its own transactions), usable from the writer thread."""
+    return sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+
 class Store:
     """One node's database. Synchronous methods; `write_async` runs them off the event loop."""
 
-    def __init__(self, path: Path, *, cluster: str, node_id: str) -> None:
+    def __init__(self, path: Path, *, cluster: str, node_id: str,
+                 connect: Callable[[Path], Connection] = connect_sqlite3) -> None:
         try:
             private_dir(path.parent)
         except OSError as exc:
@@ -128,7 +144,7 @@ class Store:
         self.path = path
         self._lock = _lock(path.with_name(path.name + ".lock"))
         try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db = connect(path)
         except sqlite3.DatabaseError as exc:
             self._lock.close()
             raise _unusable(path, exc) from None
