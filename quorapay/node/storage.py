@@ -160,6 +160,7 @@ class Store:
             self.close()
             raise
         self._writer = trio.CapacityLimiter(1)  # one writer: batches land in order
+        self._broken = ""  # why no write may be tried any more
 
     def _claim(self, cluster: str, node_id: str) -> None:
         meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
@@ -289,17 +290,29 @@ class Store:
     # ------------------------------------------------------------------ write
 
     def write(self, batch: WriteBatch) -> None:
-        """Make `batch` durable in one transaction (fsync before returning)."""
+        """Make `batch` durable in one transaction (fsync before returning). A write that fails
+        (an I/O error, a failed fsync, a full disk) breaks the store for good: StorageError now
+        and for every later write. A failed fsync is never retried -- the kernel may already
+        have dropped the pages it failed to write, so a retry that succeeds proves nothing --
+        the node stops, and a restart recovers from what is on disk."""
+        if self._broken:
+            raise StorageError(self._broken)
         if batch.empty:
             return
-        self._db.execute("BEGIN IMMEDIATE")
         try:
-            for _ in self.write_steps(batch):
-                pass
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for _ in self.write_steps(batch):
+                    pass
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except Exception as exc:
+            self._broken = (f"{self.path}: a write failed ({exc}); this node stops rather than "
+                            "retry it (a failed fsync may have lost data for good): restart it "
+                            "to recover from what is on disk")
+            raise StorageError(self._broken) from None
 
     def write_steps(self, batch: WriteBatch) -> Iterator[str]:
         """The statements of one batch, yielding after each (tests crash between any two)."""

@@ -31,7 +31,22 @@ class RecordingVFS(apsw.VFS):
     def __init__(self) -> None:
         self.name = f"recording-{uuid.uuid4().hex[:8]}"
         self.ops: list[Op] = []
+        self.failing_syncs = 0  # fsyncs from now on that fail (after `syncs_before_failing`)
+        self.syncs_before_failing = 0
         super().__init__(self.name, "")
+
+    def fail_fsync(self, *, after: int, times: int = 1) -> None:
+        """Let `after` more fsyncs succeed, then fail `times` of them (EIO, as a disk does)."""
+        self.syncs_before_failing, self.failing_syncs = after, times
+
+    def sync_fails(self) -> bool:
+        if self.syncs_before_failing:
+            self.syncs_before_failing -= 1
+            return False
+        if self.failing_syncs:
+            self.failing_syncs -= 1
+            return True
+        return False
 
     def xOpen(self, name: Any, flags: Any) -> RecordingFile:
         return RecordingFile(self, name, flags)
@@ -68,6 +83,7 @@ def _apply(content: bytes, op: Op) -> bytes:
 
 class RecordingFile(apsw.VFSFile):
     def __init__(self, vfs: RecordingVFS, name: Any, flags: Any) -> None:
+        self._vfs = vfs
         self._ops = vfs.ops
         filename = name.filename() if isinstance(name, apsw.URIFilename) else name
         self._file = Path(filename).name if filename else ""
@@ -82,6 +98,8 @@ class RecordingFile(apsw.VFSFile):
         super().xTruncate(newsize)
 
     def xSync(self, flags: int) -> None:
+        if self._vfs.sync_fails():
+            raise apsw.IOError("injected: fsync failed")  # nothing is known to be durable
         self._ops.append(Op(self._file, "sync"))
         super().xSync(flags)
 

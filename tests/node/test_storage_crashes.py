@@ -9,7 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from quorapay.node.storage import Store
+import pytest
+
+from quorapay.node.storage import StorageError, Store
 from tests.node.recording_vfs import ApswConnection, RecordingVFS, write_image
 from tests.node.test_storage import ME, boot, run, snapshot, workload
 
@@ -74,3 +76,39 @@ def test_the_check_sees_a_store_that_acknowledges_before_fsync(tmp_path: Path) -
     problems = lost_acknowledged_writes(vfs, states, acknowledged_at, tmp_path / "crashes")
     assert any("was acknowledged" in p for p in problems), problems
 
+
+def test_a_failed_fsync_breaks_the_store_for_good_and_loses_nothing_acknowledged(
+        tmp_path: Path) -> None:
+    """What PostgreSQL learned in 2018: after a failed fsync the kernel may have dropped the
+    pages, so a retry that succeeds proves nothing. The store refuses every later write (the
+    node stops); a restart recovers from what is on disk, which holds every acknowledged
+    write."""
+    vfs = RecordingVFS()
+    store = Store(tmp_path / "run" / "node.db", cluster="test", node_id=ME, connect=vfs.connect)
+    states = [snapshot(store)]
+    failed: list[Any] = []
+    write = store.write
+
+    def spy(batch: Any) -> None:
+        try:
+            write(batch)
+        except StorageError:
+            failed.append(batch)
+            raise
+    store.write = spy  # type: ignore[method-assign]
+    replica, ledger = boot(store)
+    vfs.fail_fsync(after=8)
+    with pytest.raises(StorageError, match=r"a write failed .*fsync failed.*restart it"):
+        run(store, replica, ledger, workload(), after_write=lambda: states.append(
+            snapshot(store)))
+    assert len(states) > 2 and failed
+    syncs = sum(op.kind == "sync" for op in vfs.ops)
+    with pytest.raises(StorageError, match="a write failed"):
+        write(failed[0])  # the same batch again: refused, not retried
+    assert sum(op.kind == "sync" for op in vfs.ops) == syncs
+    durable, _ = vfs.images(len(vfs.ops))  # the machine crashes now, say
+    write_image(tmp_path / "restarted", durable)
+    recovered = Store(tmp_path / "restarted" / "node.db", cluster="test", node_id=ME)
+    assert snapshot(recovered) == states[-1]  # every acknowledged write, nothing else
+    recovered.close()
+    store.close()
