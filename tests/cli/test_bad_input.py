@@ -33,8 +33,9 @@ def write(path: Path, text: str) -> Path:
 
 def local_config(tmp_path: Path, *, secrets: bool = True, **changes: object) -> Path:
     document = default_cluster()
-    for node in document["nodes"]:
-        node["peer_port"], node["client_port"] = free_port(), free_port()
+    ports = free_ports(2 * len(document["nodes"]), avoid={document["zookeeper"]["port"]})
+    for node in document["nodes"]:  # (drawn together: never one port twice)
+        node["peer_port"], node["client_port"] = ports.pop(), ports.pop()
     document["zookeeper"].update(changes)
     document["timing"]["request_timeout"] = 0.5
     path = write(tmp_path / "cluster.toml", render(document))
