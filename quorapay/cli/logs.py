@@ -12,10 +12,10 @@ import trio
 
 from quorapay.cli.context import AppContext, pass_app, run
 from quorapay.cli.main import cli
-from quorapay.config import ClusterConfig
+from quorapay.config import LOG_LEVELS, ClusterConfig
 from quorapay.interrupt import on_interrupt
 from quorapay.logs.lines import LogLine
-from quorapay.logs.merge import LEVELS, LogsError, Tail, keep, merged, since_time
+from quorapay.logs.merge import LogsError, Tail, keep, merged, since_time
 
 FOLLOW_POLL_SECONDS = 0.25
 
@@ -26,7 +26,7 @@ FOLLOW_POLL_SECONDS = 0.25
 @click.option("--since", default=None, metavar="WHEN",
               help="Only lines from then on: a duration ago (90s, 5m, 2h, 1d) or an ISO 8601 "
                    "time (UTC unless it says otherwise).")
-@click.option("--level", type=click.Choice(LEVELS[:-1]), default="DEBUG", show_default=True,
+@click.option("--level", type=click.Choice(LOG_LEVELS), default="DEBUG", show_default=True,
               help="Only lines at this level or above.")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per line: time, node, level, logger, message, fields.")

@@ -15,6 +15,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import trio
@@ -81,7 +82,16 @@ class WebsocketServer:
                     task_status: trio.TaskStatus[list[trio.SocketListener]]
                     = trio.TASK_STATUS_IGNORED) -> None:
         """Accept on `listeners` until cancelled (started: once they accept)."""
-        await trio.serve_listeners(self._accepted, listeners, task_status=task_status)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._flush_quiet_log)
+            task_status.started(await nursery.start(
+                partial(trio.serve_listeners, self._accepted, listeners)))
+
+    async def _flush_quiet_log(self) -> None:
+        """Rate-limited warnings held back (the end of a flood) are told once their time is up."""
+        while True:
+            await trio.sleep(self._quiet.interval)
+            self._quiet.flush()
 
     async def _accepted(self, stream: trio.SocketStream) -> None:
         remote = _remote(stream)
