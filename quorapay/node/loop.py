@@ -3,8 +3,9 @@
 Each iteration takes every input that is waiting (up to a bound) and steps them together --
 client writes of the whole batch become one log entry -- and then, for each piece of work:
 makes its batch durable in one SQLite transaction (one fsync for the whole batch), only then
-sends its messages, then answers clients. The decisions are all `quorapay.core.node_state`;
-this module only does the I/O, in the order the Ready contract demands.
+sends its messages, then answers clients. The decisions are all `quorapay.core.node_state`,
+and the order of the work is `quorapay.core.executor`'s (the simulator runs the same executor);
+this module feeds it from a trio channel and does the I/O behind its ports.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from typing import Any, Generic, TypeVar
 
 import trio
 
-from quorapay.core.inputs import ClockRead, Input, LeadershipGranted
+from quorapay.core.executor import Executor, ExecutorInput, Observer, Ports, Switchover
+from quorapay.core.inputs import Input, LeadershipGranted
 from quorapay.core.ledger import Ledger
 from quorapay.core.node_state import (
     Answer,
     Committed,
+    Effects,
     ErrorCode,
     Failure,
     HandedOver,
@@ -97,23 +100,26 @@ DriverInput = Input | ClientWrite | ClientRead | ClientSwitchover | LocalQuery
 
 
 class Driver:
+    """The node's trio side of the Executor: batches inputs off a channel, runs the executor,
+    and makes each batch durable in a worker thread (the event loop never waits on a disk)."""
+
     def __init__(self, state: NodeState[Reply[Any]], store: Store,
                  send: Callable[[Outgoing], None],
                  relinquish: Callable[[LeadershipEnded], None],
                  wall_clock: Callable[[], int],
                  eligible: Callable[[bool], None] = lambda _: None,
                  claim: Callable[[Epoch], None] = lambda _: None,
-                 roles: RoleLog | None = None) -> None:
+                 roles: RoleLog | None = None,
+                 executor: type[Executor[Reply[Any]]] = Executor) -> None:
         self.state = state
         self.store = store
-        self._wall_clock = wall_clock  # ms since the Unix epoch, as this node believes
-        self._eligible = eligible  # tell coordination whether to stand for election
-        self._eligible_now = True
-        self._send = send  # non-blocking; may drop (the protocol retransmits)
-        self._relinquish = relinquish  # give up the ZooKeeper leadership of an epoch
-        self._claim = claim  # claim ZooKeeper leadership now: it was handed to this node
         self._quiet = QuietLog(log)  # a misbehaving peer could flood the log; a clock can flap
         self._roles = roles if roles is not None else RoleLog(tick_seconds=0.05)
+        self._local: list[LocalQuery] = []
+        self.executor = executor(state, Ports(
+            transport=_Transport(send), clients=_Clients(),
+            coordination=_Coordination(relinquish, claim, eligible),
+            clock=_Clock(wall_clock), observer=_Observer(state, self._roles, self._quiet)))
 
     @property
     def replica(self) -> Replica:
@@ -141,58 +147,82 @@ class Driver:
                 await self.drain()
 
     def step_batch(self, batch: list[DriverInput]) -> None:
-        # Read after the batch arrived: a message's arrival is never after this reading.
-        self.state.step(ClockRead(wall_ms=self._wall_clock()))
-        writes: list[Write[Reply[Any]]] = []
+        items: list[ExecutorInput[Reply[Any]]] = []
         for item in batch:
             match item:
                 case ClientWrite(commands=commands, reply=reply):
-                    writes.append(Write(key=reply, commands=commands))
+                    items.append(Write(key=reply, commands=commands))
                 case ClientRead(query=query, reply=reply):
-                    self.state.read(Read(key=reply, query=query))
+                    items.append(Read(key=reply, query=query))
                 case ClientSwitchover(to=to, reply=reply):
-                    self.state.switchover(reply, to)
-                case LocalQuery(query=query, reply=reply):
-                    reply.set(_answer(partial(query, self)))
+                    items.append(Switchover(key=reply, to=to))
+                case LocalQuery():
+                    self._local.append(item)  # answered once the batch's work is done
                 case LeadershipGranted():
                     self._roles.granted(item)
-                    self.state.step(item)
+                    items.append(item)
                 case _:
-                    self.state.step(item)
-        self.state.submit(writes)
+                    items.append(item)
+        self.executor.step(items)
 
     async def drain(self) -> None:
         """Persist, then send, then answer: the Ready contract, for every piece of work."""
         self._quiet.flush()
-        while (work := self.state.next_work()) is not None:
-            if not work.batch.empty:
-                await self.store.write_async(work.batch)  # durable (fsync) BEFORE any send
-            effects = self.state.finish(work)
-            for outgoing in effects.messages:
-                self._send(outgoing)
-            for reply, answer in effects.answers:
-                _log_internal(answer)
-                reply.set(answer)
-            for warning in effects.clock_warnings:
-                self._quiet.state(f"clock {warning.subject}",
-                                  logging.WARNING if warning.alarm else logging.INFO,
-                                  "%s", warning.message)
-            for problem in effects.peer_problems:
-                self._quiet.warning(f"peer-{problem.peer}", "dropped a message from %s: %s",
-                                    problem.peer, problem.detail)
-            for ended in effects.ended:
-                self._roles.ended(ended)
-            for ended in effects.relinquish:
-                self._relinquish(ended)
-            for epoch in effects.claims:
-                log.info("the leader of epoch %d hands leadership to this node: claiming it",
-                         epoch)
-                self._claim(epoch)
-            self._roles.observe(self.replica)
-            if self.replica.eligible != self._eligible_now:
-                self._eligible_now = self.replica.eligible
-                self._eligible(self._eligible_now)
-        self._roles.observe(self.replica)  # changes without work (ZooKeeper suspended, resumed)
+        while (batch := self.executor.pending()) is not None:
+            await self.store.write_async(batch)  # durable (fsync) BEFORE any send
+            self.executor.persisted()
+        local, self._local = self._local, []
+        for item in local:
+            item.reply.set(_answer(partial(item.query, self)))
+
+
+@dataclass(frozen=True, slots=True)
+class _Transport:
+    send: Callable[[Outgoing], None]  # non-blocking; may drop (the protocol retransmits)
+
+
+class _Clients:
+    def answer(self, key: Reply[Any], answer: Answer) -> None:
+        _log_internal(answer)
+        key.set(answer)
+
+
+@dataclass(frozen=True, slots=True)
+class _Coordination:
+    relinquish: Callable[[LeadershipEnded], None]  # give up the ZooKeeper leadership of an epoch
+    claim_now: Callable[[Epoch], None]  # claim ZooKeeper leadership: it was handed to us
+    eligible: Callable[[bool], None]  # tell coordination whether to stand for election
+
+    def claim(self, epoch: Epoch) -> None:
+        log.info("the leader of epoch %d hands leadership to this node: claiming it", epoch)
+        self.claim_now(epoch)
+
+
+@dataclass(frozen=True, slots=True)
+class _Clock:
+    wall_ms: Callable[[], int]  # ms since the Unix epoch, as this node believes
+
+
+class _Observer(Observer):
+    """The node's logs: clock warnings, misbehaving peers, role changes."""
+
+    def __init__(self, state: NodeState[Any], roles: RoleLog, quiet: QuietLog) -> None:
+        self._state, self._roles, self._quiet = state, roles, quiet
+
+    def finished(self, effects: Effects[Any]) -> None:
+        for warning in effects.clock_warnings:
+            self._quiet.state(f"clock {warning.subject}",
+                              logging.WARNING if warning.alarm else logging.INFO,
+                              "%s", warning.message)
+        for problem in effects.peer_problems:
+            self._quiet.warning(f"peer-{problem.peer}", "dropped a message from %s: %s",
+                                problem.peer, problem.detail)
+        for ended in effects.ended:
+            self._roles.ended(ended)
+        self._roles.observe(self._state.replica)
+
+    def idle(self) -> None:
+        self._roles.observe(self._state.replica)  # changes without work (ZooKeeper suspended)
 
 
 def _answer(query: Callable[[], T]) -> T | Failure:

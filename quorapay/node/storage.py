@@ -136,21 +136,25 @@ class Store:
     """One node's database. Synchronous methods; `write_async` runs them off the event loop."""
 
     def __init__(self, path: Path, *, cluster: str, node_id: str,
-                 connect: Callable[[Path], Connection] = connect_sqlite3) -> None:
-        try:
-            private_dir(path.parent)
-        except OSError as exc:
-            raise StorageError(f"cannot create {path.parent}: {exc.strerror}") from None
+                 connect: Callable[[Path], Connection] = connect_sqlite3,
+                 lock: bool = True) -> None:
+        """Open (or create) the node's database. Without `lock` the data dir is neither created
+        nor locked: `connect` keeps the files elsewhere (the simulator's disk)."""
         self.path = path
-        self._lock = _lock(path.with_name(path.name + ".lock"))
+        self._lock: IO[str] | None = None
+        if lock:
+            try:
+                private_dir(path.parent)
+            except OSError as exc:
+                raise StorageError(f"cannot create {path.parent}: {exc.strerror}") from None
+            self._lock = _lock(path.with_name(path.name + ".lock"))
         try:
             self._db = connect(path)
         except sqlite3.DatabaseError as exc:
-            self._lock.close()
+            self._unlock()
             raise _unusable(path, exc) from None
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._configure()
             self._db.executescript(_SCHEMA)
             self._claim(cluster, node_id)
         except sqlite3.DatabaseError as exc:
@@ -161,6 +165,15 @@ class Store:
             raise
         self._writer = trio.CapacityLimiter(1)  # one writer: batches land in order
         self._broken = ""  # why no write may be tried any more
+
+    def _configure(self) -> None:
+        """Durability: a commit returns only once its WAL frames are fsynced."""
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
 
     def _claim(self, cluster: str, node_id: str) -> None:
         meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
@@ -214,7 +227,7 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
-        self._lock.close()
+        self._unlock()
 
     # ------------------------------------------------------------------ load
 

@@ -1,74 +1,250 @@
-"""A simulated node disk with the semantics of `quorapay.node.storage.Store`.
+"""A simulated node disk under the real store: a SQLite VFS (apsw) that keeps files in memory
+and loses, on a crash, what a real kernel could lose.
 
-A write batch lands whole or not at all (one SQLite transaction); a crash loses every batch whose
-fsync had not completed. A snapshot install replaces log, ledger and applied index; a compaction
-drops the log up to a point, as the real store does. Like the real `transfers` table, a transfer
-id can be recorded only once: a second record is an integrity error, which the real node would
-crash on.
+Each file has what its last fsync made durable and the writes (and truncations) since. A crash
+keeps the durable content and, of the writes after it, a random subset (the kernel flushes dirty
+pages in any order), some of them torn (only a prefix of their 512-byte sectors reached the
+disk). SQLite's WAL checksums must make sense of whatever is left; the store's record checksums
+catch what they do not.
+
+Faults a test or the nemesis arms on a disk:
+
+* `die_after(n)` -- the process dies inside a write: the n-th file operation from now never
+  happens, nor anything after it (the caller then crashes the node, `died` tells it so);
+* `fail_syncs(n)` -- the next n fsyncs fail (EIO); nothing they covered is known durable;
+* `full` -- writes fail with SQLITE_FULL while it is set.
+
+Every open of the store (each start of the node) gets its own VFS registration; a crash retires
+it, so the dead process's connection -- closed later, or collected -- can no longer touch a file.
+SQLite's shared-memory WAL index is not modelled: the store opens with locking_mode=EXCLUSIVE
+here, which keeps that index in the process's memory (it is rebuilt from the WAL after a crash,
+as on a real disk).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+import itertools
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from quorapay.core.hlc import ZERO
-from quorapay.core.ledger import Account, Ledger, TransferRecord
-from quorapay.core.node_state import WriteBatch
-from quorapay.core.types import AccountId, Epoch, LogEntry, LogIndex, NodeId, TransferId
+import apsw
+
+from quorapay.node.storage import Connection
+
+SECTOR = 512
+_registrations = itertools.count(1)
 
 
-class IntegrityError(Exception):
-    """The batch breaks a constraint the real database enforces (a transfer recorded twice)."""
+@dataclass(slots=True)
+class _File:
+    data: bytearray = field(default_factory=bytearray)
+    durable: bytearray = field(default_factory=bytearray)  # as of the last fsync
+    unsynced: list[tuple[int, bytes | None]] = field(default_factory=list)  # (offset, data)
+    # data None: a truncation to `offset`
 
 
 class SimDisk:
-    def __init__(self) -> None:
-        self.promised = Epoch(0)
-        self.promised_to: NodeId | None = None
-        self.log: list[LogEntry] = []  # the entries after log_start
-        self.log_start = LogIndex(0)
-        self.log_start_epoch = Epoch(0)
-        self.log_start_ts = ZERO
-        self.applied_index = LogIndex(0)
-        self._accounts: dict[AccountId, Account] = {}
-        self._transfers: dict[TransferId, TransferRecord] = {}
+    """One node's disk: its files, what is durable, and the faults armed on it."""
 
-    def write(self, batch: WriteBatch) -> None:
-        """Make `batch` durable. Raises IntegrityError (and writes nothing) on a duplicate."""
-        install = batch.persist.install if batch.persist is not None else None
-        installed = Ledger.from_state(install.state) if install is not None else None
-        existing = installed.transfers if installed is not None else self._transfers
-        duplicates = [r.transfer.id for r in batch.delta.transfers if r.transfer.id in existing]
-        if duplicates:
-            raise IntegrityError(f"transfer {duplicates[0]} recorded twice")
-        if install is not None and installed is not None:
-            self._accounts = {a.id: replace(a) for a in installed.accounts.values()}
-            self._transfers = dict(installed.transfers)
-            self.log, self.log_start, self.log_start_epoch = [], install.index, install.last_epoch
-            self.log_start_ts = install.last_ts
-            self.applied_index = install.index
-        if batch.persist is not None:
-            del self.log[max(0, batch.persist.keep_upto - self.log_start):]
-            self.log.extend(batch.persist.entries)
-            if batch.persist.promised_epoch is not None:
-                self.promised = batch.persist.promised_epoch
-                self.promised_to = batch.persist.promised_to
-        if batch.applied_index is not None:
-            for account in batch.delta.accounts.values():
-                self._accounts[account.id] = replace(account)  # the row, not the live object
-            for record in batch.delta.transfers:
-                self._transfers[record.transfer.id] = record
-            self.applied_index = batch.applied_index
-        persist = batch.persist
-        if persist is not None and persist.compact_upto is not None:
-            assert persist.compact_epoch is not None
-            del self.log[:persist.compact_upto - self.log_start]
-            self.log_start, self.log_start_epoch = persist.compact_upto, persist.compact_epoch
-            self.log_start_ts = persist.compact_ts or ZERO
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.files: dict[str, _File] = {}
+        self.full = False
+        self.died = False  # the process died inside a write (die_after)
+        self.injected = 0  # faults that fired (a failed write is expected, not a finding)
+        self.writes = self.syncs = 0
+        self._die_in: int | None = None
+        self._failing_syncs = 0
+        self._vfs: _SimVFS | None = None
 
-    def ledger(self) -> Ledger:
-        """The ledger as a restarted node loads it."""
-        return Ledger([replace(a) for a in self._accounts.values()], self._transfers.values())
+    # ------------------------------------------------------------------ faults
 
-    def transfer(self, transfer_id: TransferId) -> TransferRecord | None:
-        return self._transfers.get(transfer_id)
+    def die_after(self, operations: int) -> None:
+        self._die_in = operations
+
+    def fail_syncs(self, times: int) -> None:
+        self._failing_syncs = times
+
+    def disarm(self) -> None:
+        self._die_in, self._failing_syncs, self.full = None, 0, False
+
+    @property
+    def armed(self) -> bool:
+        return self._die_in is not None or self._failing_syncs > 0 or self.full
+
+    # ------------------------------------------------------------------ life
+
+    def connect(self, path: Path) -> Connection:
+        """A connection of a new incarnation of the node (the store's `connect`)."""
+        self.retire()
+        self._vfs = _SimVFS(self)
+        db = apsw.Connection(str(path), vfs=self._vfs.vfsname)
+        db.execute("PRAGMA locking_mode=EXCLUSIVE")
+        return _ApswConnection(db)
+
+    def retire(self) -> None:
+        """The process holding the disk is gone: its connection can no longer touch a file."""
+        if self._vfs is not None:
+            self._vfs.dead = True
+            self._vfs = None
+
+    def crash(self, rng: random.Random) -> None:
+        """Lose what a crash could lose: of every file, what its last fsync did not cover, in
+        any subset, some writes torn."""
+        self.retire()
+        self.disarm()
+        self.died = False
+        for file in self.files.values():
+            content = bytearray(file.durable)
+            for offset, data in file.unsynced:
+                if data is None:
+                    if rng.random() < 0.5:
+                        del content[offset:]
+                    continue
+                roll = rng.random()
+                if roll < 0.4:
+                    continue  # never reached the disk
+                if roll < 0.5 and len(data) > SECTOR:
+                    data = data[:SECTOR * rng.randrange(1, -(-len(data) // SECTOR))]  # torn
+                _write(content, offset, data)
+            file.data, file.durable, file.unsynced = content, bytearray(content), []
+
+    # ------------------------------------------------------------------ file operations
+
+    def _operation(self) -> None:
+        """Count one operation towards an armed death; after it, the process is gone."""
+        if self._die_in is not None:
+            if self._die_in <= 0:
+                self._die_in, self.died = None, True
+                self.injected += 1
+                self.retire()
+            else:
+                self._die_in -= 1
+        if self.died:
+            raise apsw.IOError("simulated crash: the process died in this write")
+
+    def write(self, file: _File, data: bytes, offset: int) -> None:
+        self._operation()
+        if self.full:
+            self.injected += 1
+            raise apsw.FullError("simulated: the disk is full")
+        self.writes += 1
+        _write(file.data, offset, data)
+        file.unsynced.append((offset, data))
+
+    def truncate(self, file: _File, size: int) -> None:
+        self._operation()
+        del file.data[size:]
+        file.unsynced.append((size, None))
+
+    def sync(self, file: _File) -> None:
+        self._operation()
+        if self._failing_syncs:
+            self._failing_syncs -= 1
+            self.injected += 1
+            raise apsw.IOError("simulated: fsync failed (EIO)")
+        self.syncs += 1
+        for offset, data in file.unsynced:  # replay, not copy: files grow, syncs are small
+            if data is None:
+                del file.durable[offset:]
+            else:
+                _write(file.durable, offset, data)
+        file.unsynced = []
+
+
+def _write(content: bytearray, offset: int, data: bytes) -> None:
+    if len(content) < offset:
+        content.extend(bytes(offset - len(content)))
+    content[offset:offset + len(data)] = data
+
+
+class _SimVFS(apsw.VFS):
+    def __init__(self, disk: SimDisk) -> None:
+        self.disk = disk
+        self.dead = False
+        self.vfsname = f"sim-{disk.name}-{next(_registrations)}"
+        super().__init__(self.vfsname, "")
+
+    def xOpen(self, name: Any, flags: list[int]) -> Any:  # a VFSFile by its methods
+        filename = name.filename() if isinstance(name, apsw.URIFilename) else name
+        if not filename:  # a temporary file: never durable, never recovered
+            return _SimFile(self, _File())
+        file = self.disk.files.setdefault(filename, _File())
+        return _SimFile(self, file)
+
+    def xDelete(self, filename: str, syncdir: bool) -> None:
+        if not self.dead:
+            self.disk.files.pop(filename, None)
+
+    def xAccess(self, pathname: str, flags: int) -> bool:
+        return pathname in self.disk.files
+
+    def xFullPathname(self, name: str) -> str:
+        return name
+
+
+class _SimFile:
+    """An open file of the simulated disk; inert once its process is dead."""
+
+    def __init__(self, vfs: _SimVFS, file: _File) -> None:
+        self._vfs, self._file, self._disk = vfs, file, vfs.disk
+
+    def xRead(self, amount: int, offset: int) -> bytes:
+        return bytes(self._file.data[offset:offset + amount])
+
+    def xWrite(self, data: Any, offset: int) -> None:
+        if not self._vfs.dead:
+            self._disk.write(self._file, bytes(data), offset)
+
+    def xTruncate(self, newsize: int) -> None:
+        if not self._vfs.dead:
+            self._disk.truncate(self._file, newsize)
+
+    def xSync(self, flags: int) -> None:
+        if not self._vfs.dead:
+            self._disk.sync(self._file)
+
+    def xFileSize(self) -> int:
+        return len(self._file.data)
+
+    def xLock(self, level: int) -> None:
+        pass
+
+    def xUnlock(self, level: int) -> None:
+        pass
+
+    def xCheckReservedLock(self) -> bool:
+        return False
+
+    def xFileControl(self, op: int, ptr: int) -> bool:
+        return False
+
+    def xSectorSize(self) -> int:
+        return SECTOR
+
+    def xDeviceCharacteristics(self) -> int:
+        return 0
+
+    def xClose(self) -> None:
+        pass
+
+
+@dataclass(slots=True)
+class _ApswConnection:
+    """An apsw connection with the calls of `sqlite3`'s that the store makes."""
+
+    db: apsw.Connection
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Any:
+        return self.db.execute(sql, parameters)
+
+    def executemany(self, sql: str, rows: Any, /) -> Any:
+        return self.db.executemany(sql, list(rows))
+
+    def executescript(self, script: str, /) -> Any:
+        return self.db.execute(script)
+
+    def close(self) -> None:
+        self.db.close()

@@ -2,7 +2,7 @@
 
 | fault | what happens |
 |---|---|
-| kill | a node process dies (memory and unfsynced writes lost) and restarts later |
+| kill | a node dies (often mid-batch), restarts later: memory, that batch, unfsynced writes lost |
 | pause | a node stops (SIGSTOP) and resumes later, possibly past its session timeout |
 | partition | the nodes split into two groups that cannot talk |
 | zk | a node is cut from ZooKeeper |
@@ -10,6 +10,7 @@
 | clock | a node's clock runs fast or slow: its timers fire early or late |
 | skew | a node's wall clock is set ahead or behind, within or beyond the maximum offset |
 | disk | a node's fsync becomes slow |
+| storage | a node's next write fails (dies inside it, fsync EIO, disk full): it stops, restarts |
 | switchover | an operator asks a node (the leader, mostly) to hand leadership over |
 
 At most a minority of nodes is killed or paused at once, so the cluster can make progress between
@@ -26,7 +27,8 @@ from quorapay.sim.node import FSYNC, SimNode, SwitchoverOrder
 from quorapay.sim.world import World
 from quorapay.sim.zk_service import ZK
 
-FAULTS = ("kill", "pause", "partition", "zk", "net", "clock", "skew", "disk", "switchover")
+FAULTS = ("kill", "pause", "partition", "zk", "net", "clock", "skew", "disk", "storage",
+          "switchover")
 SKEWS_MS = (100, 400, 1500, 6000)  # the default maximum offset is 500 ms
 INTERVAL = (0.2, 2.0)  # seconds between two faults
 DURATION = (0.3, 5.0)  # how long one lasts
@@ -81,10 +83,13 @@ class Nemesis:
 
     def _victim(self) -> SimNode | None:
         """A node that may be killed or paused without stopping a majority."""
-        down = [n for n in self._nodes if not n.up or n.process.paused]
+        down = [n for n in self._nodes if not n.up or n.process.paused or n.disk.armed]
         if len(down) >= (len(self._nodes) - 1) // 2:
             return None
         candidates = [n for n in self._nodes if n.up and not n.process.paused]
+        writing = [n for n in candidates if n.writing]  # a crash with a batch half-way there
+        if writing and self._world.rng.random() < 0.5:
+            return self._world.rng.choice(writing)
         return self._world.rng.choice(candidates)
 
     # ------------------------------------------------------------------ the faults
@@ -95,6 +100,26 @@ class Nemesis:
             return False
         node.crash()
         self._later(lambda: None if node.up else node.start())
+        return True
+
+    def _storage(self) -> bool:
+        node = self._victim()
+        if node is None:
+            return False
+        rng, disk = self._world.rng, node.disk
+        fault = rng.choice(("die", "die", "fsync", "full"))
+        if fault == "die":
+            disk.die_after(rng.randrange(0, 16))
+        elif fault == "fsync":
+            disk.fail_syncs(1)
+        else:
+            disk.full = True
+
+        def undo() -> None:
+            disk.disarm()
+            if not node.up:
+                node.start()
+        self._later(undo)
         return True
 
     def _pause(self) -> bool:

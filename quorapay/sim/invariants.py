@@ -14,6 +14,10 @@
 | ledgers converge | at the end, replicas that applied the same index hold the same ledger |
 | commits again after faults | once faults stop, a write commits within the bound |
 | nodes do not crash | no node raises (a core LocalError is a broken protocol invariant) |
+| acknowledged entries are durable | no node acknowledges (AppendAck, Promise) what its disk lacks |
+| promises are durable | no Promise, AppendAck or AppendNack of an epoch not promised on disk |
+| durable writes survive a crash | a restart recovers every completed write: log, promise, applied |
+| storage writes succeed | no write of the real store fails but by an injected disk fault |
 | peers follow the protocol | no node drops a message no correct peer sends (PeerMisbehaved) |
 | coordination finds what it wrote | the coordinator finds no garbage in the model ZooKeeper |
 """
@@ -27,11 +31,14 @@ from typing import TYPE_CHECKING
 
 from quorapay.core.digest import entry_digest
 from quorapay.core.hlc import Timestamp
-from quorapay.core.node_state import Work
+from quorapay.core.messages import AppendAck, AppendNack, Promise
+from quorapay.core.node_state import Work, WriteBatch
+from quorapay.core.ready import Outgoing
 from quorapay.core.replica import Role
 from quorapay.core.types import Epoch, LogIndex, NodeId, Transfer, TransferId
 
 if TYPE_CHECKING:
+    from quorapay.node.storage import Restored
     from quorapay.sim.node import SimNode
     from quorapay.sim.world import World
 
@@ -68,6 +75,10 @@ class Checker:
         self.highest_acknowledged = 0  # the largest index any client was told about
         self.switchovers: Counter[str] = Counter()  # handed over; taken by the target first
         self._handed: dict[Epoch, NodeId] = {}  # epoch handed over -> to whom
+        self._durable_promise: dict[NodeId, Epoch] = {}  # per node: the promise on its disk
+        self._durable_applied: dict[NodeId, LogIndex] = {}  # and its applied index
+        self._interrupted: dict[NodeId, int] = {}  # a failed write's keep_upto
+        self.storage_failures = 0  # writes an injected disk fault failed (the node stopped)
 
     def violation(self, name: str, detail: str) -> None:
         self.violations.append(Violation(name, detail, self._world.now))
@@ -78,13 +89,76 @@ class Checker:
 
     # ------------------------------------------------------------------ from nodes
 
-    def started(self, node: SimNode) -> None:
-        # durable() mirrors every disk write, so the list kept across a crash is the disk's
-        self._prefixes.setdefault(node.id, _prefix_hashes(node.disk.log))
+    def started(self, node: SimNode, restored: Restored) -> None:
+        """`node` recovered `restored` from its disk: its durable log, as the mirror knows it
+        (a batch whose write a crash interrupted may or may not have landed)."""
+        self._restarted(node.id, restored)
         state = node.state
         assert state is not None
         self._last_commit[node.id] = state.replica.commit_index
         self._serving[node.id] = False
+
+    def _restarted(self, node: NodeId, restored: Restored) -> None:
+        start = restored.snapshot_index
+        before = self._prefixes.get(node, [])
+        prefix = before[:start]
+        if start:
+            at = self._prefix_at.get((start, restored.snapshot_epoch))
+            prefix = [*prefix, *[""] * (start - len(prefix))]
+            prefix[start - 1] = at if at is not None else prefix[start - 1]
+        for entry in restored.log:
+            prefix.append(_chain(prefix[-1] if prefix else "", entry_digest(entry)))
+            self._prefix_at.setdefault((entry.index, entry.epoch), prefix[-1])
+        self._survived(node, restored, before, prefix)
+        self._prefixes[node] = prefix
+        self._durable_promise[node] = restored.promised_epoch
+        self._durable_applied[node] = restored.applied_index
+
+    def _survived(self, node: NodeId, restored: Restored, before: list[str],
+                  after: list[str]) -> None:
+        """Everything a completed write made durable is still there after a crash (a write
+        that a crash interrupted may have landed too, or not)."""
+        lost = []
+        if restored.promised_epoch < self._durable_promise.get(node, Epoch(0)):
+            lost.append(f"promised epoch {self._durable_promise[node]} became "
+                        f"{restored.promised_epoch}")
+        if restored.applied_index < self._durable_applied.get(node, LogIndex(0)):
+            lost.append(f"applied index {self._durable_applied[node]} became "
+                        f"{restored.applied_index}")
+        keep = self._interrupted.pop(node, None)
+        held = len(before) if keep is None else min(len(before), keep)
+        if len(after) < held or (held and before[held - 1] and after[held - 1]
+                                 and after[held - 1] != before[held - 1]):
+            lost.append(f"its durable log through index {held} is not what it was")
+        if lost:
+            self.violation("durable writes survive a crash", f"{node}: {'; '.join(lost)}")
+
+    def sent(self, node: SimNode, outgoing: Outgoing) -> None:
+        """A message that only durable state may justify: is it on `node`'s disk?"""
+        message = outgoing.message
+        if isinstance(message, AppendAck):
+            held = len(self._prefixes[node.id])
+            if message.match_index > held:
+                self.violation("acknowledged entries are durable",
+                               f"{node.id} acknowledged index {message.match_index} of epoch "
+                               f"{message.epoch} with only {held} entries on disk")
+        if isinstance(message, Promise | AppendAck | AppendNack) \
+                and self._durable_promise[node.id] < message.epoch:
+            self.violation("promises are durable",
+                           f"{node.id} sent {type(message).__name__} of epoch {message.epoch} "
+                           f"with epoch {self._durable_promise[node.id]} promised on disk")
+        if isinstance(message, Promise) and message.last_index > len(self._prefixes[node.id]):
+            self.violation("acknowledged entries are durable",
+                           f"{node.id} promised with last index {message.last_index}, more than "
+                           "its disk holds")
+
+    def storage_stopped(self, node: SimNode, batch: WriteBatch) -> None:
+        """An injected disk fault failed a write of `node`: it stops, as the real node does.
+        The write may have landed in part on disk (a crash keeps what it keeps): recovery must
+        still hold the log up to where the batch began to change it."""
+        self.storage_failures += 1
+        self._interrupted[node.id] = (batch.persist.keep_upto if batch.persist is not None
+                                      else len(self._prefixes[node.id]))
 
     def handed_over(self, to: NodeId, epoch: Epoch) -> None:
         self.switchovers["handed over"] += 1
@@ -103,6 +177,10 @@ class Checker:
     def durable(self, node: SimNode, work: Work) -> None:
         """A batch reached `node`'s disk: check its log and what it applied."""
         persist = work.batch.persist
+        if persist is not None and persist.promised_epoch is not None:
+            self._durable_promise[node.id] = persist.promised_epoch
+        if work.batch.applied_index is not None:
+            self._durable_applied[node.id] = work.batch.applied_index
         if persist is not None:
             prefix = self._prefixes[node.id]
             if persist.install is not None:
@@ -192,9 +270,10 @@ class Checker:
 
     def final(self, nodes: list[SimNode]) -> None:
         self._converged(nodes)
+        transfers = {node.id: node.recovered().ledger.transfers for node in nodes}
         for ack in self.acknowledged.values():
             for node in nodes:
-                record = node.disk.transfer(ack.transfer.id)
+                record = transfers[node.id].get(ack.transfer.id)
                 if record is None or record.status.value != ack.status or \
                         record.transfer != ack.transfer:
                     self.violation("acknowledged transfers applied",

@@ -1,16 +1,19 @@
-"""A simulated node: the real NodeState (replica, ledger, pending requests) and the real
-Coordinator, driven the way `quorapay.node.loop.Driver` drives them.
+"""A simulated node: the production executor (`quorapay.core.executor`) over the production
+store (`quorapay.node.storage`), on a simulated disk, with seeded models around them.
 
-Inputs that arrive while the node works are queued and stepped together as the next batch. Each
-piece of work is made durable on the simulated disk, which takes a random fsync time; only then
-are its messages sent and its clients answered. A crash loses the work whose fsync had not
-completed, and everything in memory; a restart recovers from the disk alone.
+The executor, NodeState, Replica, ledger and Coordinator are the node's own; what the simulator
+supplies are the ports -- a network, a model ZooKeeper behind the coordinator, a wall clock --
+and the time a batch takes to become durable. Inputs that arrive while a batch is being written
+are queued and stepped together as the next batch. A crash loses the batch being written and,
+of what the store wrote but had not fsynced, whatever the disk model drops
+(`quorapay.sim.disk`); a restart recovers from the disk alone, through `Store.load`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from quorapay.core.compaction import CompactionPolicy
@@ -24,14 +27,25 @@ from quorapay.core.coordinator import (
     RelinquishRequested,
     Request,
 )
-from quorapay.core.inputs import ClockRead, Input, LeadershipGranted, MessageReceived, Ticked
+from quorapay.core.executor import Executor, ExecutorInput, Observer, Ports, Switchover
+from quorapay.core.inputs import Input, LeadershipGranted, MessageReceived, Ticked
 from quorapay.core.ledger import Ledger
-from quorapay.core.node_state import Answer, HandedOver, NodeState, Read, Work, Write
-from quorapay.core.ready import Outgoing
+from quorapay.core.node_state import (
+    Answer,
+    Effects,
+    HandedOver,
+    NodeState,
+    Read,
+    Work,
+    Write,
+    WriteBatch,
+)
+from quorapay.core.ready import LeadershipEnded, Outgoing
 from quorapay.core.replica import Replica
 from quorapay.core.timing import Timing
-from quorapay.core.types import AccountId, Command, NodeId
-from quorapay.sim.disk import IntegrityError, SimDisk
+from quorapay.core.types import AccountId, Command, Epoch, NodeId
+from quorapay.node.storage import Restored, StorageError, Store
+from quorapay.sim.disk import SimDisk
 from quorapay.sim.network import Network
 from quorapay.sim.process import Process
 from quorapay.sim.world import World
@@ -41,6 +55,7 @@ from quorapay.sim.zk_service import SimZooKeeper
 if TYPE_CHECKING:
     from quorapay.sim.invariants import Checker
 
+Key = tuple[str, int, int]  # (client, op, attempt): whom to answer
 FSYNC = (0.0005, 0.004)  # seconds
 WALL_EPOCH_MS = 1_800_000_000_000  # the wall clocks' reading at simulated time 0 (in 2027)
 
@@ -51,7 +66,8 @@ class Variant:
 
     replica: type[Replica] = Replica
     ledger: type[Ledger] = Ledger
-    send_before_durable: bool = False  # a driver bug: acknowledge before fsync
+    executor: type[Executor[Key]] = Executor
+    store: type[Store] = Store
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,7 +103,7 @@ class SimNode:
                  checker: Checker) -> None:
         self.id = node_id
         self.process = Process(world, node_id)
-        self.disk = SimDisk()
+        self.disk = SimDisk(node_id)
         self.rate = 1.0  # clock drift: ticks come every tick / rate simulated seconds
         self.wall_offset_ms = 0  # clock skew: this node's wall clock minus the true time
         self.fsync = FSYNC
@@ -96,35 +112,55 @@ class SimNode:
         self._world, self._network, self._zookeeper = world, network, zookeeper
         self._members, self._setting, self._variant = members, setting, variant
         self._checker = checker
-        self.state: NodeState[tuple[str, int, int]] | None = None
+        self.state: NodeState[Key] | None = None
+        self.store: Store | None = None
+        self.writing = False  # a batch is being made durable (a crash now loses it)
 
     # ------------------------------------------------------------------ life
 
     def start(self) -> None:
         self.process.start()
-        restored = self.disk.ledger()
-        ledger = self._variant.ledger(restored.accounts.values(), restored.transfers.values())
+        self.store = self.open_store()
+        restored = self.store.load()
+        ledger = self._variant.ledger(restored.ledger.accounts.values(),
+                                      restored.ledger.transfers.values())
         replica = self._variant.replica(
             node_id=self.id, members=self._members, timing=self._setting.timing,
-            promised_epoch=self.disk.promised, promised_to=self.disk.promised_to,
-            log=list(self.disk.log),
-            applied_index=self.disk.applied_index, snapshot_index=self.disk.log_start,
-            snapshot_epoch=self.disk.log_start_epoch, snapshot_ts=self.disk.log_start_ts)
+            promised_epoch=restored.promised_epoch, promised_to=restored.promised_to,
+            log=restored.log, applied_index=restored.applied_index,
+            snapshot_index=restored.snapshot_index, snapshot_epoch=restored.snapshot_epoch,
+            snapshot_ts=restored.snapshot_ts)
         self.state = NodeState(replica, ledger, compaction=self._setting.compaction)
         self.coordinator = Coordinator(cluster="sim", node=self.id, peer_url=f"sim://{self.id}",
                                        client_url=f"sim://{self.id}", members=self._members)
+        self.executor = self._variant.executor(self.state, Ports(
+            transport=_Transport(self), clients=_Clients(self),
+            coordination=_Coordination(self), clock=_Clock(self),
+            observer=_Checked(self, self._checker)))
         self.zk = SimZkClient(self._world, self._network, self._zookeeper, self.process,
                               self._setting.session_timeout, self._guarded(self._on_zk_event))
         self._inbox: list[Any] = []
-        self._busy = False
+        self.writing = False
         self._scheduled = False
-        self._checker.started(self)
+        self._checker.started(self, restored)
         self.zk.start()
         self.process.schedule(self._setting.tick / self.rate, self._tick)
 
+    def open_store(self) -> Store:
+        """The node's store on its simulated disk, as a new process opens it."""
+        return self._variant.store(Path(f"/{self.id}/node.db"), cluster="sim",
+                                   node_id=self.id, connect=self.disk.connect, lock=False)
+
+    def recovered(self) -> Restored:
+        """What the node's store loads from its disk now (the node is up)."""
+        assert self.store is not None, f"{self.id} is down"
+        return self.store.load()
+
     def crash(self) -> None:
+        """The process dies: memory, the batch being written and unsynced writes are lost."""
         self.process.crash()
-        self.state = None
+        self.disk.crash(self._world.rng)
+        self.state, self.store, self.writing = None, None, False
 
     @property
     def up(self) -> bool:
@@ -156,7 +192,7 @@ class SimNode:
         return run
 
     def _wake(self) -> None:
-        if not self._busy and not self._scheduled:
+        if not self.writing and not self._scheduled:
             self._scheduled = True
             self.process.schedule(0, self._guarded(self._step_batch))
 
@@ -166,81 +202,44 @@ class SimNode:
 
     def _step_batch(self) -> None:
         self._scheduled = False
-        if self._busy:
+        if self.writing:
             return
-        state = self._state()
         batch, self._inbox = self._inbox, []
-        state.step(ClockRead(wall_ms=self.wall_ms()))
-        writes: list[Write[tuple[str, int, int]]] = []
-        for item in batch:
-            if isinstance(item, ClientRequest):
-                key = (item.client, item.op, item.attempt)
-                if item.commands is not None:
-                    writes.append(Write(key=key, commands=item.commands))
-                else:
-                    state.read(Read(key=key, query=_balances(item.accounts)))
-            elif isinstance(item, SwitchoverOrder):
-                state.switchover(("operator", 0, 0), item.to)
-            else:
-                state.step(item)
-        state.submit(writes)
+        self.executor.step([_executor_input(item) for item in batch])
         self._continue()
 
     def _continue(self) -> None:
-        state = self._state()
-        while (work := state.next_work()) is not None:
-            if not work.batch.empty:
-                self._busy = True
-                if self._variant.send_before_durable:
-                    self._send(work.ready.messages)
-                low, high = self.fsync
-                self.process.schedule(self._world.rng.uniform(low, high),
-                                      self._guarded(self._durable), work)
-                return
-            self._finish(work)
-        self._busy = False
-        if self._inbox:
-            self._wake()
-
-    def _durable(self, work: Work) -> None:
-        try:
-            self.disk.write(work.batch)
-        except IntegrityError as exc:
-            self._checker.violation("no transfer applied twice", f"{self.id}: {exc}")
-            self.crash()
+        batch = self.executor.pending()
+        if batch is None:
+            self.writing = False
+            if self._inbox:
+                self._wake()
             return
-        self._checker.durable(self, work)
-        self._finish(work)
+        self.writing = True
+        low, high = self.fsync
+        self.process.schedule(self._world.rng.uniform(low, high),
+                              self._guarded(self._durable), batch)
+
+    def _durable(self, batch: WriteBatch) -> None:
+        """The fsync time has passed: the store writes the batch (one transaction)."""
+        assert self.store is not None
+        try:
+            self.store.write(batch)
+        except StorageError as exc:
+            self._storage_failed(exc, batch)
+            return
+        self.executor.persisted()
         self._continue()
 
-    def _finish(self, work: Work) -> None:
-        state = self._state()
-        effects = state.finish(work)
-        self._checker.finished(self)
-        early = 0 if work.batch.empty or not self._variant.send_before_durable \
-            else len(work.ready.messages)
-        self._send(effects.messages[early:])  # snapshots are made only now, whatever the bug
-        for (client, op, attempt), answer in effects.answers:
-            if isinstance(answer, HandedOver):
-                self._checker.handed_over(answer.to, answer.epoch)
-            self._answer(client, op, attempt, answer)
-        for problem in effects.peer_problems:
-            self._checker.violation("peers follow the protocol",
-                                    f"{self.id}: {problem.peer} {problem.detail}")
-        for ended in effects.relinquish:
-            self._on_zk_event(RelinquishRequested(epoch=ended.epoch,
-                                                  handover_to=ended.handover_to))
-        for epoch in effects.claims:
-            self._on_zk_event(ClaimRequested(epoch=epoch))
-        eligible = self._state().replica.eligible
-        if eligible != self.coordinator.eligible:  # stand for election again, or not
-            self._on_zk_event(EligibilityChanged(eligible=eligible))
-
-    def _send(self, messages: tuple[Outgoing, ...]) -> None:
-        for outgoing in messages:
-            self.send_to(self.peers[outgoing.to],
-                         MessageReceived(sender=self.id, message=outgoing.message,
-                                         hlc=outgoing.hlc, wall_ms=outgoing.wall_ms))
+    def _storage_failed(self, exc: StorageError, batch: WriteBatch) -> None:
+        """A write failed: an injected disk fault stops the node (it never retries); any other
+        failure is a finding (a constraint the database enforces, broken)."""
+        if not self.disk.injected:
+            name = ("no transfer applied twice" if "UNIQUE" in str(exc)
+                    else "storage writes succeed")
+            self._checker.violation(name, f"{self.id}: {exc}")
+        self._checker.storage_stopped(self, batch)
+        self.crash()
 
     def _answer(self, client: str, op: int, attempt: int, answer: Answer) -> None:
         handler = self.clients.get(client)
@@ -261,14 +260,85 @@ class SimNode:
             else:
                 if isinstance(output, LeadershipGranted):
                     self._checker.granted(self.id, output.epoch)
-                self._queue_input(output)
+                self.deliver(output)
 
-    def _queue_input(self, event: Input) -> None:
-        self.deliver(event)
-
-    def _state(self) -> NodeState[tuple[str, int, int]]:
+    def _state(self) -> NodeState[Key]:
         assert self.state is not None, f"{self.id} is down"
         return self.state
+
+
+def _executor_input(item: Any) -> ExecutorInput[Key]:
+    if isinstance(item, ClientRequest):
+        key = (item.client, item.op, item.attempt)
+        if item.commands is not None:
+            return Write(key=key, commands=item.commands)
+        return Read(key=key, query=_balances(item.accounts))
+    if isinstance(item, SwitchoverOrder):
+        return Switchover(key=("operator", 0, 0), to=item.to)
+    assert isinstance(item, Input)
+    return item
+
+
+@dataclass(frozen=True, slots=True)
+class _Transport:
+    node: SimNode
+
+    def send(self, outgoing: Outgoing) -> None:
+        node = self.node
+        node._checker.sent(node, outgoing)
+        node.send_to(node.peers[outgoing.to],
+                     MessageReceived(sender=node.id, message=outgoing.message,
+                                     hlc=outgoing.hlc, wall_ms=outgoing.wall_ms))
+
+
+@dataclass(frozen=True, slots=True)
+class _Clients:
+    node: SimNode
+
+    def answer(self, key: Key, answer: Answer) -> None:
+        if isinstance(answer, HandedOver):
+            self.node._checker.handed_over(answer.to, answer.epoch)
+        self.node._answer(*key, answer)
+
+
+@dataclass(frozen=True, slots=True)
+class _Coordination:
+    node: SimNode
+
+    def relinquish(self, ended: LeadershipEnded) -> None:
+        self.node._on_zk_event(RelinquishRequested(epoch=ended.epoch,
+                                                   handover_to=ended.handover_to))
+
+    def claim(self, epoch: Epoch) -> None:
+        self.node._on_zk_event(ClaimRequested(epoch=epoch))
+
+    def eligible(self, eligible: bool) -> None:
+        if eligible != self.node.coordinator.eligible:  # stand for election again, or not
+            self.node._on_zk_event(EligibilityChanged(eligible=eligible))
+
+
+@dataclass(frozen=True, slots=True)
+class _Clock:
+    node: SimNode
+
+    def wall_ms(self) -> int:
+        return self.node.wall_ms()
+
+
+class _Checked(Observer):
+    """The simulator's checker watches every batch reach the disk and every state advance."""
+
+    def __init__(self, node: SimNode, checker: Checker) -> None:
+        self._node, self._checker = node, checker
+
+    def durable(self, work: Work) -> None:
+        self._checker.durable(self._node, work)
+
+    def finished(self, effects: Effects[Any]) -> None:
+        self._checker.finished(self._node)
+        for problem in effects.peer_problems:
+            self._checker.violation("peers follow the protocol",
+                                    f"{self._node.id}: {problem.peer} {problem.detail}")
 
 
 def _balances(accounts: tuple[str, ...]) -> Callable[[Ledger], dict[str, int]]:

@@ -1,13 +1,57 @@
-"""Test-only variants of the core with one planted bug each. The simulator must catch them."""
+"""Test-only variants of the node with one planted bug each -- in the core, the executor or
+the store. The simulator must catch every one of them."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
+from quorapay.core.executor import Executor
 from quorapay.core.hlc import Timestamp
 from quorapay.core.ledger import Delta, Ledger, Result, Status, TransferRecord
 from quorapay.core.messages import Append, Message
+from quorapay.core.node_state import Effects, WriteBatch
 from quorapay.core.replica import Replica, Role
 from quorapay.core.types import Epoch, LogIndex, NodeId, Transfer
-from quorapay.sim.node import Variant
+from quorapay.node.storage import Store
+from quorapay.sim.node import Key, Variant
+
+
+class SendBeforeDurable(Executor[Key]):
+    """Sends a batch's messages as soon as its write starts, instead of once it is durable."""
+
+    _early = 0
+
+    def pending(self) -> WriteBatch | None:
+        batch = super().pending()
+        if batch is not None and self._work is not None:
+            for outgoing in self._work.ready.messages:
+                self.ports.transport.send(outgoing)
+            self._early = len(self._work.ready.messages)
+        return batch
+
+    def _carry_out(self, effects: Effects[Any]) -> None:
+        early, self._early = self._early, 0
+        super()._carry_out(replace(effects, messages=effects.messages[early:]))
+
+
+class SyncNormalStore(Store):
+    """WAL with synchronous=NORMAL, the setting most guides recommend: a commit is not
+    fsynced (only checkpoints are), so a crash can take back an acknowledged write."""
+
+    def _configure(self) -> None:
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+
+
+class PromiseWithNextBatch(Replica):
+    """Writes a raised promise only with the next batch that changes the log, so a Promise
+    (or an ack of a new leader) can leave before the promise is on disk."""
+
+    def _persist_needed(self) -> bool:
+        return (self._durable_upto != self._disk_last
+                or self._log.last_index != self._durable_upto
+                or self._install is not None or self._compaction is not None)
 
 
 class CommitWithoutMajority(Replica):
@@ -76,7 +120,9 @@ class ApplyTwiceOnRetry(Ledger):
 
 
 CANARIES = {
-    "acknowledge before fsync": Variant(send_before_durable=True),
+    "acknowledge before fsync": Variant(executor=SendBeforeDurable),
+    "commit without fsync (synchronous=NORMAL)": Variant(store=SyncNormalStore),
+    "promise written with the next batch": Variant(replica=PromiseWithNextBatch),
     "commit without a majority": Variant(replica=CommitWithoutMajority),
     "skip the epoch check": Variant(replica=SkipEpochCheck),
     "truncate a committed entry": Variant(replica=TruncateCommitted),

@@ -39,7 +39,7 @@ def test_clean_runs_inject_faults_commit_and_break_nothing() -> None:
     assert all(r.commits > 100 and r.acknowledged > 100 for r in results)
     injected = set().union(*(r.faults for r in results))
     assert injected == {"kill", "pause", "partition", "zk", "net", "clock", "skew", "disk",
-                        "switchover"}
+                        "storage", "switchover"}
 
 
 def test_switchovers_hand_over_to_their_target_and_no_client_is_left_unsure() -> None:
@@ -61,11 +61,7 @@ def test_without_faults_nothing_is_injected_and_everything_commits() -> None:
     assert result.commits > 500
 
 
-UNCAUGHT = {  # known misses: strict, so that catching one fails here until it is moved out
-    "acknowledge before fsync": "seen only through a liveness bug of switchover's coordinator "
-                                "(fixed): the simulated disk and driver do not expose it; "
-                                "issue 13 brings the real driver and storage under the "
-                                "simulator",
+UNCAUGHT: dict[str, str] = {  # known misses: strict, so that catching one fails here
 }
 
 

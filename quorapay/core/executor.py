@@ -1,0 +1,171 @@
+"""The one executor of the Ready contract: persist, then send, then apply, then answer.
+
+The node (`quorapay.node.loop`), the simulator (`quorapay.sim.node`) and the tests all carry out
+a NodeState's work through this class; each gives it ports -- transport, clients, coordination,
+clock, observer (logs, metrics, the simulator's checker) -- and makes its batches durable:
+
+    executor.step(inputs)                              # one batch of inputs
+    while (batch := executor.pending()) is not None:
+        make `batch` durable (one transaction, fsync)  # the storage port: sync or async
+        executor.persisted()                           # only now: send, answer, coordinate
+
+It is synchronous and does no I/O of its own: the caller decides when a write completes (a
+trio worker thread, a simulated fsync time, at once), so the simulator drives the same rules the
+node runs, step by step, independently of any event loop's scheduling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from quorapay.core.inputs import ClockRead, Input
+from quorapay.core.node_state import (
+    Answer,
+    Effects,
+    NodeState,
+    Read,
+    Work,
+    Write,
+    WriteBatch,
+)
+from quorapay.core.ready import LeadershipEnded, Outgoing
+from quorapay.core.types import Epoch, NodeId
+
+K = TypeVar("K")
+K_contra = TypeVar("K_contra", contravariant=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Switchover(Generic[K]):
+    """An operator's switchover: hand leadership to `to` (None: the most caught-up follower)."""
+
+    key: K
+    to: NodeId | None
+
+
+ExecutorInput = Input | Write[K] | Read[K] | Switchover[K]
+
+
+class Transport(Protocol):
+    def send(self, outgoing: Outgoing) -> None:
+        """Queue a message to a peer without blocking; it may be lost (the protocol resends)."""
+
+
+class Clients(Protocol[K_contra]):
+    def answer(self, key: K_contra, answer: Answer) -> None:
+        """Deliver a request's answer (late answers to gone clients are dropped)."""
+
+
+class Coordination(Protocol):
+    def relinquish(self, ended: LeadershipEnded) -> None:
+        """Give up the ZooKeeper leadership of `ended.epoch` and rejoin the election."""
+
+    def claim(self, epoch: Epoch) -> None:
+        """Claim leadership now: the leader of `epoch` handed it to this node."""
+
+    def eligible(self, eligible: bool) -> None:
+        """Stand for election, or stop standing."""
+
+
+class Clock(Protocol):
+    def wall_ms(self) -> int:
+        """This node's wall clock, in ms since the Unix epoch (as it believes)."""
+
+
+class Observer:
+    """Watches the work go by (logs, metrics, the simulator's checker); does nothing itself."""
+
+    def durable(self, work: Work) -> None:
+        """`work.batch` is on disk (before anything of it is sent or answered)."""
+
+    def finished(self, effects: Effects[Any]) -> None:
+        """The state advanced past a Work; its effects are about to be carried out."""
+
+    def idle(self) -> None:
+        """No work is left for this batch of inputs."""
+
+
+@dataclass(slots=True, kw_only=True)
+class Ports(Generic[K]):
+    transport: Transport
+    clients: Clients[K]
+    coordination: Coordination
+    clock: Clock
+    observer: Observer = field(default_factory=Observer)
+
+
+class Executor(Generic[K]):
+    def __init__(self, state: NodeState[K], ports: Ports[K], *, eligible: bool = True) -> None:
+        self.state = state
+        self.ports = ports
+        self._eligible = eligible  # what coordination was last told
+        self._work: Work | None = None  # staged, waiting for its batch to be durable
+
+    @property
+    def writing(self) -> bool:
+        """A batch is out for writing: nothing of its work may happen until persisted()."""
+        return self._work is not None
+
+    def step(self, inputs: Iterable[ExecutorInput[K]]) -> None:
+        """Step one batch of inputs; client writes of the whole batch become one log entry."""
+        assert self._work is None, "step() while a batch is being written"
+        # Read after the batch arrived: a message's arrival is never after this reading.
+        self.state.step(ClockRead(wall_ms=self.ports.clock.wall_ms()))
+        writes: list[Write[K]] = []
+        for item in inputs:
+            if isinstance(item, Write):
+                writes.append(item)
+            elif isinstance(item, Read):
+                self.state.read(item)
+            elif isinstance(item, Switchover):
+                self.state.switchover(item.key, item.to)
+            else:
+                self.state.step(item)
+        self.state.submit(writes)
+
+    def pending(self) -> WriteBatch | None:
+        """Carry out every piece of work that needs no disk; return the batch that must be
+        durable before the next can go on (then call persisted()), or None: all done."""
+        assert self._work is None, "pending() before the last batch was persisted()"
+        while (work := self.state.next_work()) is not None:
+            if not work.batch.empty:
+                self._work = work
+                return work.batch
+            self._finish(work)
+        self.ports.observer.idle()
+        return None
+
+    def persisted(self) -> None:
+        """The batch pending() returned is durable (fsync done): finish its work."""
+        work, self._work = self._work, None
+        assert work is not None, "persisted() without a pending batch"
+        self.ports.observer.durable(work)
+        self._finish(work)
+
+    def run(self, write: Callable[[WriteBatch], None]) -> None:
+        """All the work, writing each batch with `write` (synchronous, durable on return)."""
+        while (batch := self.pending()) is not None:
+            write(batch)
+            self.persisted()
+
+    def _finish(self, work: Work) -> None:
+        effects = self.state.finish(work)
+        self.ports.observer.finished(effects)
+        self._carry_out(effects)
+
+    def _carry_out(self, effects: Effects[K]) -> None:
+        for outgoing in effects.messages:
+            self.ports.transport.send(outgoing)
+        for key, answer in effects.answers:
+            self.ports.clients.answer(key, answer)
+        coordination = self.ports.coordination
+        for ended in effects.relinquish:
+            coordination.relinquish(ended)
+        for epoch in effects.claims:
+            coordination.claim(epoch)
+        eligible = self.state.replica.eligible
+        if eligible != self._eligible:
+            self._eligible = eligible
+            coordination.eligible(eligible)
