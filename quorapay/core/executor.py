@@ -70,8 +70,9 @@ class Coordination(Protocol):
 
 
 class Clock(Protocol):
-    def wall_ms(self) -> int:
-        """This node's wall clock, in ms since the Unix epoch (as it believes)."""
+    def wall_ms(self) -> int | None:
+        """This node's wall clock, in ms since the Unix epoch (as it believes); None: no wall
+        clock (core tests that leave time out)."""
 
 
 class Observer:
@@ -80,8 +81,8 @@ class Observer:
     def durable(self, work: Work) -> None:
         """`work.batch` is on disk (before anything of it is sent or answered)."""
 
-    def finished(self, effects: Effects[Any]) -> None:
-        """The state advanced past a Work; its effects are about to be carried out."""
+    def finished(self, work: Work, effects: Effects[Any]) -> None:
+        """The state advanced past `work`; its effects are about to be carried out."""
 
     def idle(self) -> None:
         """No work is left for this batch of inputs."""
@@ -104,15 +105,17 @@ class Executor(Generic[K]):
         self._work: Work | None = None  # staged, waiting for its batch to be durable
 
     @property
-    def writing(self) -> bool:
-        """A batch is out for writing: nothing of its work may happen until persisted()."""
-        return self._work is not None
+    def work(self) -> Work | None:
+        """The work whose batch is out for writing: none of it happens until persisted()."""
+        return self._work
 
     def step(self, inputs: Iterable[ExecutorInput[K]]) -> None:
         """Step one batch of inputs; client writes of the whole batch become one log entry."""
         assert self._work is None, "step() while a batch is being written"
         # Read after the batch arrived: a message's arrival is never after this reading.
-        self.state.step(ClockRead(wall_ms=self.ports.clock.wall_ms()))
+        wall_ms = self.ports.clock.wall_ms()
+        if wall_ms is not None:
+            self.state.step(ClockRead(wall_ms=wall_ms))
         writes: list[Write[K]] = []
         for item in inputs:
             if isinstance(item, Write):
@@ -152,7 +155,7 @@ class Executor(Generic[K]):
 
     def _finish(self, work: Work) -> None:
         effects = self.state.finish(work)
-        self.ports.observer.finished(effects)
+        self.ports.observer.finished(work, effects)
         self._carry_out(effects)
 
     def _carry_out(self, effects: Effects[K]) -> None:

@@ -1,7 +1,7 @@
 """Everything one node decides, without doing any I/O: its replica, its ledger, and the client
 requests waiting on them. The trio node driver and the simulator both run this same code.
 
-Use it as the node does:
+`quorapay.core.executor.Executor` uses it so (and nothing else should):
 
     state.step(input) / state.submit(writes) / state.read(read)   # a batch of inputs, then
     while (work := state.next_work()) is not None:
@@ -227,28 +227,34 @@ class NodeState(Generic[K]):
     def step(self, event: Input) -> None:
         self.replica.step(event)
 
-    def submit(self, writes: Sequence[Write[K]]) -> None:
-        """Propose a batch of client writes as few entries as the size bound allows."""
+    def submit(self, writes: Sequence[Write[K]]) -> list[int]:
+        """Propose a batch of client writes as few entries as the size bound allows; return
+        the proposals' tokens (the `proposal` of their outcomes)."""
         commands: list[Command] = []
         parts: list[_Part[K]] = []
+        tokens: list[int] = []
         for write in writes:
             if commands and len(commands) + len(write.commands) > MAX_COMMANDS_PER_ENTRY:
-                self._propose(commands, parts)
+                tokens.append(self._propose(commands, parts))
                 commands, parts = [], []
             parts.append(_Part(write.key, len(commands), len(write.commands)))
             commands.extend(write.commands)
         if parts:
-            self._propose(commands, parts)
+            tokens.append(self._propose(commands, parts))
+        return tokens
 
-    def _propose(self, commands: list[Command], parts: list[_Part[K]]) -> None:
+    def _propose(self, commands: list[Command], parts: list[_Part[K]]) -> int:
         self._next_token += 1
         self._proposed[self._next_token] = parts
         self.replica.step(CommandsProposed(proposal=self._next_token, commands=tuple(commands)))
+        return self._next_token
 
-    def read(self, read: Read[K]) -> None:
+    def read(self, read: Read[K]) -> int:
+        """Ask for a linearizable read; return its token (in ReadsConfirmed / ReadsRejected)."""
         self._next_token += 1
         self._reads[self._next_token] = read
         self.replica.step(ReadRequested(read=self._next_token))
+        return self._next_token
 
     def switchover(self, key: K, to: NodeId | None) -> None:
         """Hand leadership to `to` (None: the most caught-up follower in contact), if this node

@@ -2,8 +2,9 @@
 
 One Ready is produced by `Replica.ready()` and acknowledged by `Replica.advance(ready)`; the
 driver MUST NOT step the replica in between. `quorapay.core.node_state.NodeState` takes each
-Ready into a unit of work (`next_work` / `finish`), and `quorapay.node.loop.Driver.drain` is the
-one place that carries it out in order: persist, then send, then answer.
+Ready into a unit of work (`next_work` / `finish`), and `quorapay.core.executor.Executor` is the
+one place that carries it out in order -- persist, then send, then answer -- for the node, the
+simulator and the tests alike.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from quorapay.core.node_state import (
     NodeState,
     Read,
     ReadValue,
+    Work,
     Write,
 )
 from quorapay.core.ready import LeadershipEnded, Outgoing
@@ -209,7 +210,7 @@ class _Observer(Observer):
     def __init__(self, state: NodeState[Any], roles: RoleLog, quiet: QuietLog) -> None:
         self._state, self._roles, self._quiet = state, roles, quiet
 
-    def finished(self, effects: Effects[Any]) -> None:
+    def finished(self, work: Work, effects: Effects[Any]) -> None:
         for warning in effects.clock_warnings:
             self._quiet.state(f"clock {warning.subject}",
                               logging.WARNING if warning.alarm else logging.INFO,

@@ -334,7 +334,7 @@ class _Checked(Observer):
     def durable(self, work: Work) -> None:
         self._checker.durable(self._node, work)
 
-    def finished(self, effects: Effects[Any]) -> None:
+    def finished(self, work: Work, effects: Effects[Any]) -> None:
         self._checker.finished(self._node)
         for problem in effects.peer_problems:
             self._checker.violation("peers follow the protocol",

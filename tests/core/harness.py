@@ -1,31 +1,40 @@
 """A deterministic cluster of real replicas for core tests: no trio, no mocks.
 
-Each node has a disk (what a crash keeps) and an inbox; the network is a FIFO of messages that
-tests deliver, drop, cut or reorder explicitly. Handling a Ready follows the driver contract:
-persist, then send, then apply, then record outcomes, then advance.
+Each node is the real NodeState, carried out by the production Executor (the Ready contract:
+persist, then send, then apply, then answer); its ports here are a model disk (what a crash
+keeps, written at once), a FIFO network that tests deliver, drop, cut or reorder explicitly, and
+an optional wall clock per node. Tests observe every outcome the core produced.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from quorapay.core.executor import Executor, Observer, Ports
 from quorapay.core.hlc import ZERO, Timestamp
 from quorapay.core.inputs import (
-    ClockRead,
-    CommandsProposed,
     CompactionRequested,
     Input,
     LeadershipGranted,
     LeadershipRevoked,
     MessageReceived,
-    ReadRequested,
     Ticked,
 )
 from quorapay.core.ledger import Delta, Ledger, LedgerState, Result
-from quorapay.core.messages import InstallSnapshot, Message
-from quorapay.core.ready import Outcome, Persist, ProposalAccepted
+from quorapay.core.messages import Message
+from quorapay.core.node_state import Answer, Effects, NodeState, Read, Work, Write, WriteBatch
+from quorapay.core.ready import (
+    LeadershipEnded,
+    Outcome,
+    Outgoing,
+    Persist,
+    ProposalAccepted,
+    ProposalRejected,
+    ReadsConfirmed,
+    ReadsRejected,
+)
 from quorapay.core.replica import Replica, Role
 from quorapay.core.timing import Timing
 from quorapay.core.types import (
@@ -62,12 +71,21 @@ class Disk:
 @dataclass
 class Node:
     id: NodeId
-    replica: Replica
+    state: NodeState[int]
     disk: Disk
-    ledger: Ledger = field(default_factory=Ledger)
+    executor: Executor[int] | None = None
     outcomes: list[Outcome] = field(default_factory=list)
     results: dict[LogIndex, list[Result]] = field(default_factory=dict)
+    tokens: dict[int, int] = field(default_factory=dict)  # NodeState's token -> the harness's
     up: bool = True
+
+    @property
+    def replica(self) -> Replica:
+        return self.state.replica
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.state.ledger
 
 
 @dataclass(frozen=True)
@@ -107,7 +125,12 @@ class ReplicaCluster:
         ledger = Ledger.from_state(disk.base)
         for entry in disk.applied:
             ledger.apply(entry, Delta())
-        return Node(id=node_id, replica=replica, disk=disk, ledger=ledger)
+        node = Node(id=node_id, state=NodeState(replica, ledger), disk=disk)
+        node.executor = Executor(node.state, Ports(
+            transport=_Network(self, node_id), clients=_Unanswered(),
+            coordination=_NoCoordination(), clock=_Wall(self, node_id),
+            observer=_Recorder(self, node)))
+        return node
 
     def __getitem__(self, node_id: str) -> Replica:
         return self.nodes[NodeId(node_id)].replica
@@ -137,14 +160,12 @@ class ReplicaCluster:
 
     # ---------------------------------------------------------------- inputs
     def step(self, node_id: str, *events: Input) -> None:
-        """Feed one batch of inputs, then handle the Ready, as the driver does per batch."""
+        """Feed one batch of inputs, then carry out its work, as the driver does per batch."""
         node = self.nodes[NodeId(node_id)]
         if not node.up:
             return
-        if self.walls is not None:
-            node.replica.step(ClockRead(wall_ms=self.walls[node.id]))
-        for event in events:
-            node.replica.step(event)
+        assert node.executor is not None
+        node.executor.step(events)
         self._process(node)
 
     def grant(self, node_id: str, epoch: int) -> None:
@@ -155,14 +176,22 @@ class ReplicaCluster:
 
     def propose(self, node_id: str, *commands: Command) -> int:
         self._proposal += 1
-        self.step(node_id, CommandsProposed(proposal=self._proposal, commands=tuple(commands)))
+        node = self.nodes[NodeId(node_id)]
+        if node.up:
+            (token,) = node.state.submit([Write(key=self._proposal, commands=tuple(commands))])
+            node.tokens[token] = self._proposal
+            self.step(node_id)
         return self._proposal
 
     def read(self, node_id: str, count: int = 1) -> list[int]:
         """Request `count` reads in one batch; return their tokens."""
         tokens = list(range(self._proposal + 1, self._proposal + count + 1))
         self._proposal += count
-        self.step(node_id, *(ReadRequested(read=t) for t in tokens))
+        node = self.nodes[NodeId(node_id)]
+        if node.up:
+            for token in tokens:
+                node.tokens[node.state.read(Read(key=token, query=lambda _: None))] = token
+            self.step(node_id)
         return tokens
 
     def compact(self, node_id: str, upto: int) -> None:
@@ -226,30 +255,27 @@ class ReplicaCluster:
 
     # ---------------------------------------------------------------- the driver contract
     def _process(self, node: Node) -> None:
-        replica = node.replica
+        """Carry out all of the node's work, through the production executor."""
+        executor = node.executor
+        assert executor is not None
         for _ in range(1000):
-            if not replica.has_ready():
+            batch = executor.pending()
+            if batch is None:
                 return
-            ready = replica.ready()
-            if ready.persist is not None:
-                self._persist(node, ready.persist)
-            for out in ready.messages:
-                self.network.append(InFlight(src=node.id, dst=out.to, message=out.message,
-                                             hlc=out.hlc, wall_ms=out.wall_ms))
-            for entry in ready.committed:
-                assert entry.index == node.disk.applied_index + 1, "applied out of order"
-                node.results[entry.index] = node.ledger.apply(entry, Delta())
-                self.commit_epoch.setdefault(entry.index, replica.promised_epoch)
-                node.disk.applied.append(entry)
-            for wanted in ready.snapshots:
-                assert wanted.index == node.disk.applied_index, "a snapshot of the applied state"
-                self.network.append(InFlight(src=node.id, dst=wanted.to, message=InstallSnapshot(
-                    epoch=wanted.epoch, index=wanted.index, last_epoch=wanted.last_epoch,
-                    last_ts=wanted.last_ts, state=node.ledger.export()), hlc=ready.hlc,
-                    wall_ms=ready.wall_ms))
-            node.outcomes.extend(ready.outcomes)
-            replica.advance(ready)
-        raise AssertionError(f"{node.id} still has work after 1000 Readies")
+            assert executor.work is not None
+            self._write(node, executor.work, batch)
+            executor.persisted()
+        raise AssertionError(f"{node.id} still has work after 1000 batches")
+
+    def _write(self, node: Node, work: Work, batch: WriteBatch) -> None:
+        """The model disk: the batch lands whole, at once."""
+        if batch.persist is not None:
+            self._persist(node, batch.persist)
+        for entry, results in work.applied:
+            assert entry.index == node.disk.applied_index + 1, "applied out of order"
+            node.results[entry.index] = results
+            self.commit_epoch.setdefault(entry.index, node.replica.promised_epoch)
+            node.disk.applied.append(entry)
 
     @staticmethod
     def _persist(node: Node, p: Persist) -> None:
@@ -258,7 +284,6 @@ class ReplicaCluster:
             disk.log, disk.start, disk.start_epoch = [], p.install.index, p.install.last_epoch
             disk.start_ts = p.install.last_ts
             disk.base_index, disk.base, disk.applied = p.install.index, p.install.state, []
-            node.ledger = Ledger.from_state(p.install.state)
         del disk.log[max(0, p.keep_upto - disk.start):]
         disk.log.extend(p.entries)
         if p.promised_epoch is not None:
@@ -300,6 +325,78 @@ class ReplicaCluster:
                         assert all(a[j] == b[j] for j in common if j <= i), \
                             f"log matching broken at {i}"
                         break
+
+
+@dataclass(frozen=True, slots=True)
+class _Network:
+    cluster: ReplicaCluster
+    node: NodeId
+
+    def send(self, out: Outgoing) -> None:
+        self.cluster.network.append(InFlight(src=self.node, dst=out.to, message=out.message,
+                                             hlc=out.hlc, wall_ms=out.wall_ms))
+
+
+class _Unanswered:
+    """Tests read the core's outcomes (the Recorder), not the clients' answers."""
+
+    def answer(self, key: object, answer: Answer) -> None:
+        pass
+
+
+class _NoCoordination:
+    def relinquish(self, ended: LeadershipEnded) -> None:
+        pass
+
+    def claim(self, epoch: Epoch) -> None:
+        pass
+
+    def eligible(self, eligible: bool) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Wall:
+    cluster: ReplicaCluster
+    node: NodeId
+
+    def wall_ms(self) -> int | None:
+        walls = self.cluster.walls
+        return None if walls is None else walls[self.node]
+
+
+class _Recorder(Observer):
+    """Keeps every outcome of the core, with the harness's tokens for its requests."""
+
+    def __init__(self, cluster: ReplicaCluster, node: Node) -> None:
+        self._node = node
+
+    def finished(self, work: Work, effects: Effects[object]) -> None:
+        self._node.outcomes.extend(self._translate(o) for o in work.ready.outcomes)
+
+    def _translate(self, outcome: Outcome) -> Outcome:
+        tokens = self._node.tokens
+        if isinstance(outcome, ProposalAccepted | ProposalRejected):
+            return replace(outcome, proposal=tokens.get(outcome.proposal, outcome.proposal))
+        if isinstance(outcome, ReadsConfirmed | ReadsRejected):
+            return replace(outcome, reads=tuple(tokens.get(t, t) for t in outcome.reads))
+        return outcome
+
+
+class _Nowhere:
+    def send(self, out: Outgoing) -> None:
+        pass
+
+
+class _NoWall:
+    def wall_ms(self) -> int | None:
+        return None
+
+
+def lone_ports() -> Ports[object]:
+    """Ports for a node alone: nothing to send to, nobody to answer, no coordination."""
+    return Ports(transport=_Nowhere(), clients=_Unanswered(), coordination=_NoCoordination(),
+                 clock=_NoWall())
 
 
 def account(name: str, *, issuer: bool = False) -> CreateAccount:

@@ -10,6 +10,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
+from quorapay.core.executor import Executor
 from quorapay.core.hlc import Timestamp
 from quorapay.core.inputs import MessageReceived
 from quorapay.core.messages import PROTOCOL_VERSION, Append, Frame, Message, decode_frame, encode
@@ -18,15 +19,15 @@ from quorapay.core.replica import Replica
 from quorapay.core.timing import Timing
 from quorapay.core.types import Commands, CreateAccount, Epoch, LogEntry, LogIndex, NodeId
 from quorapay.node.storage import Store
+from tests.core.harness import lone_ports
 from tests.fuzz.test_peer_frames import FUZZ, messages, valid
 
 MEMBERS = (NodeId("n1"), NodeId("n2"), NodeId("n3"))
 
 
 def drain(state: NodeState[object], store: Store) -> None:
-    while (work := state.next_work()) is not None:
-        store.write(work.batch)
-        state.finish(work)
+    """Carry out the work with the production executor, writing to the real store."""
+    Executor(state, lone_ports()).run(store.write)
 
 
 def follower(path: Path) -> tuple[NodeState[object], Store]:

@@ -6,17 +6,18 @@ from pathlib import Path
 import pytest
 
 from quorapay.core.digest import replay
+from quorapay.core.executor import Executor
 from quorapay.core.hlc import Timestamp
-from quorapay.core.inputs import CommandsProposed, CompactionRequested, LeadershipGranted
+from quorapay.core.inputs import CompactionRequested, LeadershipGranted
 from quorapay.core.ledger import Delta, Ledger
 from quorapay.core.messages import InstallSnapshot
-from quorapay.core.node_state import WriteBatch, stage
+from quorapay.core.node_state import NodeState, Write, WriteBatch
 from quorapay.core.ready import Persist
 from quorapay.core.replica import Replica
 from quorapay.core.timing import Timing
 from quorapay.core.types import Commands, Epoch, LogEntry, LogIndex, NodeId
 from quorapay.node.storage import StorageError, Store, record_crc
-from tests.core.harness import account, transfer
+from tests.core.harness import account, lone_ports, transfer
 
 ME = NodeId("solo")
 
@@ -37,10 +38,10 @@ def boot(store: Store) -> tuple[Replica, object]:
 def workload() -> list:
     """Inputs for a one-node cluster: leadership, accounts, then transfers in batches."""
     inputs = [[LeadershipGranted(epoch=Epoch(1))],
-              [CommandsProposed(proposal=1, commands=(account("bank", issuer=True),
-                                                      account("alice"), account("bob")))]]
+              [Write(key=1, commands=(account("bank", issuer=True), account("alice"),
+                                      account("bob")))]]
     for i in range(6):
-        inputs.append([CommandsProposed(proposal=10 + i, commands=(
+        inputs.append([Write(key=10 + i, commands=(
             transfer(f"d{i}", "bank", "alice", 100), transfer(f"t{i}", "alice", "bob", 30)))])
         if i == 3:
             inputs.append([CompactionRequested(upto=LogIndex(4))])
@@ -49,27 +50,25 @@ def workload() -> list:
 
 def run(store: Store, replica: Replica, ledger, inputs, *,
         crash_at: tuple[int, int] | None = None, after_write=None) -> int | None:
-    """Drive the replica as the node does. With crash_at=(w, k), die after k statements of
-    write w and return the number of the input batch that was being handled; else None."""
+    """Drive the replica as the node does, through the production executor. With
+    crash_at=(w, k), die after k statements of write w and return the number of the input
+    batch that was being handled; else None."""
+    executor = Executor(NodeState(replica, ledger), lone_ports())
     writes = 0
     for number, batch in enumerate(inputs):
-        for event in batch:
-            replica.step(event)
-        while replica.has_ready():
-            ready = replica.ready()
-            write, _ = stage(ready, ledger)
-            if not write.empty:
-                writes += 1
-                if crash_at and writes == crash_at[0]:
-                    store._db.execute("BEGIN IMMEDIATE")
-                    steps = store.write_steps(write)
-                    for _ in range(crash_at[1]):
-                        next(steps, None)
-                    return number  # the process dies here: the transaction never commits
-                store.write(write)
-                if after_write:
-                    after_write()
-            replica.advance(ready)
+        executor.step(batch)
+        while (write := executor.pending()) is not None:
+            writes += 1
+            if crash_at and writes == crash_at[0]:
+                store._db.execute("BEGIN IMMEDIATE")
+                steps = store.write_steps(write)
+                for _ in range(crash_at[1]):
+                    next(steps, None)
+                return number  # the process dies here: the transaction never commits
+            store.write(write)
+            if after_write:
+                after_write()
+            executor.persisted()
     return None
 
 
