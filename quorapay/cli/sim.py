@@ -12,7 +12,15 @@ import click
 from quorapay.cli.context import emit, json_option
 from quorapay.cli.main import Failed, cli
 from quorapay.cli.progress import progress
-from quorapay.sim.run import FAULTS, Options, SeedResult, replay_command, run_seed, run_seeds
+from quorapay.sim.run import (
+    COVERAGE,
+    FAULTS,
+    Options,
+    SeedResult,
+    replay_command,
+    run_seed,
+    run_seeds,
+)
 
 
 def _faults(value: str) -> tuple[str, ...]:
@@ -78,6 +86,7 @@ def sim(seeds: int, seed: int | None, first: int, steps: int, nodes: int, faults
              f"faults injected: {_counts(summary['faults'])}",
              f"commits: {summary['commits']}, acknowledged transfers: "
              f"{summary['acknowledged']}",
+             f"coverage (seeds reaching each hard state): {_coverage(summary['coverage'])}",
              f"violations: {len(failing)} seed(s)"]
     asked = summary["switchovers"]
     assert isinstance(asked, dict)
@@ -114,11 +123,18 @@ def _summary(results: list[SeedResult], failing: list[SeedResult], options: Opti
         "switchovers": {"asked": faults.get("switchover", 0),
                         "handed_over": switchovers["handed over"],
                         "taken_by_target": switchovers["taken over by their target"]},
+        "coverage": {state: sum(1 for r in results if r.coverage.get(state))
+                     for state in COVERAGE},
         "violations": [{"seed": r.seed, "violations": list(r.violations),
                         "trace_hash": r.trace_hash,
                         "replay": replay_command(r.seed, options)} for r in failing],
         "trace_hash": results[0].trace_hash if len(results) == 1 else None,  # of a --seed replay
     }
+
+
+def _coverage(coverage: object) -> str:
+    assert isinstance(coverage, dict)
+    return ", ".join(f"{state} {n}" for state, n in coverage.items())
 
 
 def _counts(counts: object) -> str:

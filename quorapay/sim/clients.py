@@ -1,6 +1,7 @@
 """Simulated clients: transfers between funded accounts and linearizable reads.
 
-A client does one operation at a time. It sends it to the node it believes leads, follows
+A client does one operation at a time. It sends it to the node it believes leads (a read, one
+time in three, to any node: a deposed leader that does not know it yet is reached so), follows
 NOT_LEADER hints, and retries everything else -- UNAVAILABLE, TIMEOUT, silence -- with the same
 request, hence the same transfer ids, until it gets a definitive answer. The first client also
 opens and funds the accounts before anyone transfers.
@@ -24,6 +25,7 @@ ANSWER_TIMEOUT = 1.5
 BACKOFF = 0.05
 THINK = (0.001, 0.05)
 ISSUER = "bank"
+READ_ANYWHERE = 0.3  # reads sent to any node, not the one believed to lead
 
 
 @dataclass(slots=True)
@@ -32,7 +34,6 @@ class _Op:
     commands: tuple[Command, ...] | None  # None for a read
     accounts: tuple[str, ...] = ()
     attempt: int = 0
-    floor: int = 0  # reads: the highest index acknowledged before this read began
     barrier: bool = False
 
 
@@ -47,8 +48,12 @@ class ClientStats:
 
 class SimClient:
     def __init__(self, world: World, network: Network, name: str, nodes: list[SimNode],
-                 checker: Checker, accounts: list[str], *, opens_accounts: bool) -> None:
+                 checker: Checker, accounts: list[str], *, opens_accounts: bool,
+                 reader: bool = False) -> None:
         self.name = name
+        self.reader = reader  # reads only, from every node in turn (a monitor polling them)
+        self._turn = 0
+        self._read_floors: dict[tuple[int, int], int] = {}  # read attempts out: their floors
         self.network = network
         self._world, self._network, self._nodes = world, network, nodes
         self._checker = checker
@@ -94,7 +99,7 @@ class SimClient:
         self._count += 1
         if self._setup:
             self._op = _Op(number=self._count, commands=self._setup.pop(0))
-        elif self._world.rng.random() < 0.8:
+        elif not self.reader and self._world.rng.random() < 0.8:
             debit, credit = self._world.rng.sample(self._accounts, 2)
             transfer = Transfer(id=TransferId(f"{self.name}-{self._count}"),
                                 debit=AccountId(debit), credit=AccountId(credit),
@@ -102,8 +107,7 @@ class SimClient:
             self._op = _Op(number=self._count, commands=(transfer,))
         else:
             accounts = tuple(self._world.rng.sample(self._accounts, 2))
-            self._op = _Op(number=self._count, commands=None, accounts=accounts,
-                           floor=self._checker.highest_acknowledged)
+            self._op = _Op(number=self._count, commands=None, accounts=accounts)
         self._send()
 
     def _send(self) -> None:
@@ -114,8 +118,16 @@ class SimClient:
         op.attempt += 1
         if op.attempt > 1:
             self.stats.retries += 1
-        up = [n for n in self._nodes if n.id == self._leader] or self._nodes
-        target = self._world.rng.choice(up)
+        rng = self._world.rng
+        if self.reader:
+            self._turn += 1
+            target = self._nodes[self._turn % len(self._nodes)]
+        else:
+            anywhere = op.commands is None and rng.random() < READ_ANYWHERE
+            up = [] if anywhere else [n for n in self._nodes if n.id == self._leader]
+            target = rng.choice(up or self._nodes)
+        if op.commands is None:  # what this attempt must reflect: all acknowledged by now
+            self._read_floors[(op.number, op.attempt)] = self._checker.highest_acknowledged
         request = ClientRequest(client=self.name, op=op.number, attempt=op.attempt,
                                 commands=op.commands, accounts=op.accounts)
         self._network.send(self.name, target.id, target.process.call, target.process.incarnation,
@@ -126,13 +138,25 @@ class SimClient:
         op = self._op
         if op is not None and (op.number, op.attempt) == (number, attempt):
             self._leader = None
+            if self.reader:
+                self._op = None
+                self._next()
+                return
             self._send()
 
     def on_answer(self, number: int, attempt: int, node: str,
                   answer: Committed | ReadValue | Failure) -> None:
+        floor = self._read_floors.pop((number, attempt), None)
+        if isinstance(answer, ReadValue) and floor is not None:
+            # every read answered is checked, also one to an attempt given up on
+            self._checker.read(self.name, answer.index, floor, answer.value)
         op = self._op
         if op is None or (op.number, op.attempt) != (number, attempt):
             return  # an answer to an attempt we gave up on
+        if isinstance(answer, Failure) and self.reader:
+            self._op = None  # a monitor moves on to the next node
+            self._world.at(self._world.rng.uniform(*THINK), self._next)
+            return
         if isinstance(answer, Failure):
             self.stats.errors[answer.code.value] = self.stats.errors.get(answer.code.value, 0) + 1
             self._leader = answer.leader if answer.code is ErrorCode.NOT_LEADER else None
@@ -145,7 +169,6 @@ class SimClient:
             self._record_write(op, answer)
         else:
             self.stats.reads += 1
-            self._checker.read(self.name, answer.index, op.floor)
         self._world.at(self._world.rng.uniform(*THINK), self._next)
 
     def _retry(self, number: int, attempt: int) -> None:

@@ -12,6 +12,7 @@
 | disk | a node's fsync becomes slow |
 | storage | a node's next write fails (dies inside it, fsync EIO, disk full): it stops, restarts |
 | switchover | an operator asks a node (the leader, mostly) to hand leadership over |
+| figure8 | a staged sequence of cuts and a kill that builds Raft's Figure 8 (`sim/figure8.py`) |
 
 At most a minority of nodes is killed or paused at once, so the cluster can make progress between
 faults; `stop` undoes everything at the end of the fault phase.
@@ -22,13 +23,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
+from quorapay.sim.figure8 import Figure8
 from quorapay.sim.network import Network, between
 from quorapay.sim.node import FSYNC, SimNode, SwitchoverOrder
 from quorapay.sim.world import World
 from quorapay.sim.zk_service import ZK
 
 FAULTS = ("kill", "pause", "partition", "zk", "net", "clock", "skew", "disk", "storage",
-          "switchover")
+          "switchover", "figure8")
 SKEWS_MS = (100, 400, 1500, 6000)  # the default maximum offset is 500 ms
 INTERVAL = (0.2, 2.0)  # seconds between two faults
 DURATION = (0.3, 5.0)  # how long one lasts
@@ -45,6 +47,7 @@ class Nemesis:
         self.injected: Counter[str] = Counter()
         self._undo: list[Callable[[], None]] = []
         self._stopped = False
+        self._staged: Figure8 | None = None  # a Figure 8 scenario under way
 
     def start(self, delay: float) -> None:
         if self._kinds:
@@ -53,6 +56,8 @@ class Nemesis:
     def stop(self) -> None:
         """Undo every fault still in effect: heal, resume, restart, reset."""
         self._stopped = True
+        if self._staged is not None:
+            self._staged.stop()
         for undo in self._undo:
             undo()
         self._undo.clear()
@@ -165,8 +170,16 @@ class Nemesis:
         return True
 
     def _skew(self) -> bool:
-        node = self._world.rng.choice(self._nodes)
-        node.wall_offset_ms = self._world.rng.choice(SKEWS_MS) * self._world.rng.choice([-1, 1])
+        """A node's wall clock set ahead or behind; half the time the leader's, set ahead, so
+        that the next takeover is by a node whose clock is behind the log's timestamps."""
+        rng = self._world.rng
+        leading = [n for n in self._nodes
+                   if n.up and n.state is not None and n.state.replica.serving]
+        if leading and rng.random() < 0.5:
+            node, sign = rng.choice(leading), 1
+        else:
+            node, sign = rng.choice(self._nodes), rng.choice([-1, 1])
+        node.wall_offset_ms = rng.choice(SKEWS_MS) * sign
 
         def undo() -> None:
             node.wall_offset_ms = 0
@@ -182,6 +195,22 @@ class Nemesis:
             node.fsync = FSYNC
         self._later(undo)
         return True
+
+    def _figure8(self) -> bool:
+        leading = [n for n in self._nodes if n.up and not n.process.paused
+                   and n.state is not None and n.state.replica.serving]
+        if self._staged is not None or not leading or len(self._nodes) < 3:
+            return False
+        scenario = Figure8(self._world, self._network, self._nodes, lambda: self._end(scenario))
+        self._staged = scenario
+        scenario.start(self._world.rng.choice(leading))
+        return True
+
+    def _end(self, scenario: Figure8) -> None:
+        self._staged = None
+        killed = scenario.killed
+        if killed is not None and not self._stopped:
+            self._later(lambda: None if killed.up else killed.start())
 
     def _switchover(self) -> bool:
         """Not a fault but an operator's order, sent where it lands in the real cluster: to the

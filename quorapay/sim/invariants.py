@@ -10,6 +10,8 @@
 | money conserved | the balances of each currency sum to zero on every replica |
 | no transfer applied twice | no replica records a transfer id twice (the database would refuse) |
 | reads are not stale | a read reflects every write acknowledged before it began |
+| reads are linearizable | a read's balances are the log's at the index it reports |
+| applied state never goes back | no node's durable applied index decreases |
 | acknowledged transfers applied | every acknowledged transfer is on every replica as told |
 | ledgers converge | at the end, replicas that applied the same index hold the same ledger |
 | commits again after faults | once faults stop, a write commits within the bound |
@@ -24,6 +26,7 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections import Counter
 from dataclasses import dataclass
@@ -31,16 +34,20 @@ from typing import TYPE_CHECKING
 
 from quorapay.core.digest import entry_digest
 from quorapay.core.hlc import Timestamp
+from quorapay.core.ledger import Delta, Ledger
 from quorapay.core.messages import AppendAck, AppendNack, Promise
 from quorapay.core.node_state import Work, WriteBatch
 from quorapay.core.ready import Outgoing
 from quorapay.core.replica import Role
-from quorapay.core.types import Epoch, LogIndex, NodeId, Transfer, TransferId
+from quorapay.core.types import AccountId, Epoch, LogEntry, LogIndex, NodeId, Transfer, TransferId
 
 if TYPE_CHECKING:
     from quorapay.node.storage import Restored
     from quorapay.sim.node import SimNode
     from quorapay.sim.world import World
+
+
+_BIG = 1 << 62
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +67,30 @@ class Acknowledged:
     index: LogIndex
 
 
+COVERAGE = {  # the hard states a seed should reach, and what reaching one means
+    "figure 8": "a leader takes over holding uncommitted entries of an older epoch that a "
+                "majority of nodes holds (Raft's Figure 8)",
+    "late snapshot": "a snapshot arrives at or below its receiver's commit index (late, "
+                     "duplicated or reordered)",
+    "read at a deposed leader": "a read reaches a node that still leads an epoch a newer one "
+                                "has replaced",
+    "takeover behind the clock": "a new leader's wall clock is behind its log's last timestamp",
+    "retry after a snapshot": "a decided transfer is retried on a node that installed a "
+                              "snapshot covering it",
+    "crash while writing": "a node dies with a batch half-way to its disk",
+    "storage fault": "a write fails: the process dies inside it, fsync EIO, or a full disk",
+}
+
+
 class Checker:
     def __init__(self, world: World) -> None:
         self._world = world
         self.violations: list[Violation] = []
+        self.coverage: Counter[str] = Counter()  # how often each hard state was reached
+        self._reference = Ledger()  # each index applied once, in order: what reads must see
+        self._reference_index = 0
+        self._balances: dict[AccountId, list[tuple[int, int]]] = {}  # (index, balance) history
+        self._snapshot_at: dict[NodeId, int] = {}  # per node: the index of its last snapshot
         self._prefixes: dict[NodeId, list[str]] = {}  # per node: hash of its durable log prefix
         self._prefix_at: dict[tuple[int, int], str] = {}  # (index, epoch) -> prefix hash
         self._applied: dict[int, tuple[str, Epoch]] = {}  # index -> (entry, commit epoch bound)
@@ -73,6 +100,7 @@ class Checker:
         self._serving: dict[NodeId, bool] = {}
         self.acknowledged: dict[TransferId, Acknowledged] = {}
         self.highest_acknowledged = 0  # the largest index any client was told about
+        self.highest_granted = Epoch(0)  # the newest epoch ZooKeeper granted
         self.switchovers: Counter[str] = Counter()  # handed over; taken by the target first
         self._handed: dict[Epoch, NodeId] = {}  # epoch handed over -> to whom
         self._durable_promise: dict[NodeId, Epoch] = {}  # per node: the promise on its disk
@@ -82,6 +110,10 @@ class Checker:
 
     def violation(self, name: str, detail: str) -> None:
         self.violations.append(Violation(name, detail, self._world.now))
+
+    def reached(self, state: str) -> None:
+        assert state in COVERAGE, state
+        self.coverage[state] += 1
 
     @property
     def commits(self) -> int:
@@ -164,12 +196,31 @@ class Checker:
         self.switchovers["handed over"] += 1
         self._handed[epoch] = to
 
-    def granted(self, node: NodeId, epoch: Epoch) -> None:
-        """ZooKeeper granted `node` `epoch`: was it the target of the handover before it?"""
+    def granted(self, node: SimNode, epoch: Epoch) -> None:
+        """ZooKeeper granted `node` `epoch`: was it the target of the handover before it? Is
+        this takeover one of the hard ones?"""
+        self.highest_granted = max(self.highest_granted, epoch)
         for handed in sorted(e for e in self._handed if e < epoch):
             to = self._handed.pop(handed)
-            if to == node:
+            if to == node.id:
                 self.switchovers["taken over by their target"] += 1
+        if self._majority_holds_uncommitted():
+            self.reached("figure 8")
+        state = node.state
+        if state is not None and node.wall_ms() < state.replica.log.last_ts.wall_ms:
+            self.reached("takeover behind the clock")
+
+    def _majority_holds_uncommitted(self) -> bool:
+        """Does a majority of nodes hold the same entry above every index yet applied?"""
+        majority = len(self._prefixes) // 2 + 1
+        applied = max(self._applied, default=0)
+        longest = max((len(p) for p in self._prefixes.values()), default=0)
+        for index in range(applied + 1, longest + 1):
+            held = Counter(p[index - 1] for p in self._prefixes.values()
+                           if len(p) >= index and p[index - 1])
+            if held and held.most_common(1)[0][1] >= majority:
+                return True
+        return False
 
     def node_failed(self, node: SimNode, exc: Exception) -> None:
         self.violation("nodes do not crash", f"{node.id}: {type(exc).__name__}: {exc}")
@@ -179,8 +230,6 @@ class Checker:
         persist = work.batch.persist
         if persist is not None and persist.promised_epoch is not None:
             self._durable_promise[node.id] = persist.promised_epoch
-        if work.batch.applied_index is not None:
-            self._durable_applied[node.id] = work.batch.applied_index
         if persist is not None:
             prefix = self._prefixes[node.id]
             if persist.install is not None:
@@ -195,7 +244,17 @@ class Checker:
                                    f"{entry.epoch}")
         state = node.state
         assert state is not None
+        applied = work.batch.applied_index
+        if applied is not None:
+            if applied < self._durable_applied.get(node.id, LogIndex(0)):
+                self.violation("applied state never goes back",
+                               f"{node.id} went from applied index "
+                               f"{self._durable_applied[node.id]} back to {applied}")
+            if persist is not None and persist.install is not None:
+                self._snapshot_at[node.id] = persist.install.index
+            self._durable_applied[node.id] = applied
         for entry, _ in work.applied:
+            self._follow_reference(entry)
             digest = entry_digest(entry)
             first = self._applied.setdefault(entry.index,
                                              (digest, state.replica.promised_epoch))
@@ -207,6 +266,21 @@ class Checker:
         if work.applied and any(total != 0 for total in state.ledger.totals().values()):
             self.violation("money conserved",
                            f"{node.id}: balances sum to {state.ledger.totals()}")
+
+    def _follow_reference(self, entry: LogEntry) -> None:
+        """Apply each index once, in order, to a reference ledger: balances at every index."""
+        if entry.index != self._reference_index + 1:
+            return
+        delta = Delta()
+        self._reference.apply(entry, delta)
+        self._reference_index = entry.index
+        for account in delta.accounts.values():
+            self._balances.setdefault(account.id, []).append((entry.index, account.balance))
+
+    def _balance_at(self, account: AccountId, index: int) -> int | None:
+        history = self._balances.get(account, [])
+        at = bisect.bisect_right(history, (index, _BIG)) - 1
+        return history[at][1] if at >= 0 else None
 
     def _check_stamp(self, index: int, ts: Timestamp) -> None:
         self._stamps[index] = ts
@@ -261,10 +335,29 @@ class Checker:
         self.acknowledged.setdefault(transfer.id, Acknowledged(transfer, status, index))
         self.highest_acknowledged = max(self.highest_acknowledged, index)
 
-    def read(self, client: str, index: LogIndex, floor: int) -> None:
+    def read(self, client: str, index: LogIndex, floor: int, value: dict[str, int]) -> None:
+        """A read answered: not older than what was acknowledged before it began, and exactly
+        the balances the log gives at the index it reports (checked against the history)."""
         if index < floor:
             self.violation("reads are not stale", f"{client} read at index {index} after a "
                            f"write was acknowledged at index {floor}")
+        if index > self._reference_index:
+            self.violation("reads are linearizable", f"{client} read at index {index}, which "
+                           "no node has applied")
+            return
+        for account, balance in value.items():
+            expected = self._balance_at(AccountId(account), index)
+            if expected != balance:
+                self.violation("reads are linearizable",
+                               f"{client} read {account} = {balance} at index {index}; the log "
+                               f"gives {expected}")
+                return
+
+    def retried(self, node: SimNode, transfer_id: TransferId) -> None:
+        """A request retried a transfer: was it decided before a snapshot this node installed?"""
+        record = self._reference.transfers.get(transfer_id)
+        if record is not None and record.index <= self._snapshot_at.get(node.id, 0):
+            self.reached("retry after a snapshot")
 
     # ------------------------------------------------------------------ at the end
 

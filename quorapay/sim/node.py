@@ -30,6 +30,7 @@ from quorapay.core.coordinator import (
 from quorapay.core.executor import Executor, ExecutorInput, Observer, Ports, Switchover
 from quorapay.core.inputs import Input, LeadershipGranted, MessageReceived, Ticked
 from quorapay.core.ledger import Ledger
+from quorapay.core.messages import InstallSnapshot
 from quorapay.core.node_state import (
     Answer,
     Effects,
@@ -41,9 +42,9 @@ from quorapay.core.node_state import (
     WriteBatch,
 )
 from quorapay.core.ready import LeadershipEnded, Outgoing
-from quorapay.core.replica import Replica
+from quorapay.core.replica import Replica, Role
 from quorapay.core.timing import Timing
-from quorapay.core.types import AccountId, Command, Epoch, NodeId
+from quorapay.core.types import AccountId, Command, Epoch, NodeId, Transfer
 from quorapay.node.storage import Restored, StorageError, Store
 from quorapay.sim.disk import SimDisk
 from quorapay.sim.network import Network
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
 
 Key = tuple[str, int, int]  # (client, op, attempt): whom to answer
 FSYNC = (0.0005, 0.004)  # seconds
+LATE_SNAPSHOTS = 0.3  # the share of snapshots also delivered again, late
+LATE_SNAPSHOT_DELAY = (0.2, 3.0)  # seconds
 WALL_EPOCH_MS = 1_800_000_000_000  # the wall clocks' reading at simulated time 0 (in 2027)
 
 
@@ -115,6 +118,7 @@ class SimNode:
         self.state: NodeState[Key] | None = None
         self.store: Store | None = None
         self.writing = False  # a batch is being made durable (a crash now loses it)
+        self.watchers: list[Callable[[SimNode], None]] = []  # staged faults: after each Work
 
     # ------------------------------------------------------------------ life
 
@@ -158,6 +162,8 @@ class SimNode:
 
     def crash(self) -> None:
         """The process dies: memory, the batch being written and unsynced writes are lost."""
+        if self.writing:
+            self._checker.reached("crash while writing")
         self.process.crash()
         self.disk.crash(self._world.rng)
         self.state, self.store, self.writing = None, None, False
@@ -205,8 +211,29 @@ class SimNode:
         if self.writing:
             return
         batch, self._inbox = self._inbox, []
+        if self._world.rng.random() < 0.5:
+            # What arrived together has no order between connections: a real node's channel
+            # may hold its clients' requests ahead of its peers' messages (after a pause, say).
+            batch.sort(key=lambda item: not isinstance(item, ClientRequest))
+        for item in batch:
+            self._observe(item)
         self.executor.step([_executor_input(item) for item in batch])
         self._continue()
+
+    def _observe(self, item: Any) -> None:
+        """Count the hard states an input brings this node into (the checker's coverage)."""
+        replica = self._state().replica
+        if isinstance(item, ClientRequest):
+            if item.commands is None and replica.role is Role.LEADER \
+                    and replica.epoch < self._checker.highest_granted:
+                self._checker.reached("read at a deposed leader")
+            if item.attempt > 1:
+                for command in item.commands or ():
+                    if isinstance(command, Transfer):
+                        self._checker.retried(self, command.id)
+        elif isinstance(item, MessageReceived) and isinstance(item.message, InstallSnapshot) \
+                and item.message.index <= replica.commit_index:
+            self._checker.reached("late snapshot")
 
     def _continue(self) -> None:
         batch = self.executor.pending()
@@ -239,6 +266,7 @@ class SimNode:
                     else "storage writes succeed")
             self._checker.violation(name, f"{self.id}: {exc}")
         self._checker.storage_stopped(self, batch)
+        self._checker.reached("storage fault")
         self.crash()
 
     def _answer(self, client: str, op: int, attempt: int, answer: Answer) -> None:
@@ -259,7 +287,7 @@ class SimNode:
                                         f"{self.id}: {output.message}")
             else:
                 if isinstance(output, LeadershipGranted):
-                    self._checker.granted(self.id, output.epoch)
+                    self._checker.granted(self, output.epoch)
                 self.deliver(output)
 
     def _state(self) -> NodeState[Key]:
@@ -286,9 +314,14 @@ class _Transport:
     def send(self, outgoing: Outgoing) -> None:
         node = self.node
         node._checker.sent(node, outgoing)
-        node.send_to(node.peers[outgoing.to],
-                     MessageReceived(sender=node.id, message=outgoing.message,
-                                     hlc=outgoing.hlc, wall_ms=outgoing.wall_ms))
+        received = MessageReceived(sender=node.id, message=outgoing.message, hlc=outgoing.hlc,
+                                   wall_ms=outgoing.wall_ms)
+        peer = node.peers[outgoing.to]
+        node.send_to(peer, received)
+        rng = node._world.rng
+        if isinstance(outgoing.message, InstallSnapshot) and rng.random() < LATE_SNAPSHOTS:
+            # a copy that arrives late: a retransmission overtaken by newer traffic
+            node._world.at(rng.uniform(*LATE_SNAPSHOT_DELAY), node.send_to, peer, received)
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +369,8 @@ class _Checked(Observer):
 
     def finished(self, work: Work, effects: Effects[Any]) -> None:
         self._checker.finished(self._node)
+        for watcher in list(self._node.watchers):  # before the effects are carried out
+            watcher(self._node)
         for problem in effects.peer_problems:
             self._checker.violation("peers follow the protocol",
                                     f"{self._node.id}: {problem.peer} {problem.detail}")

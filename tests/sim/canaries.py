@@ -8,11 +8,12 @@ from typing import Any
 
 from quorapay.core.executor import Executor
 from quorapay.core.hlc import Timestamp
-from quorapay.core.ledger import Delta, Ledger, Result, Status, TransferRecord
-from quorapay.core.messages import Append, Message
+from quorapay.core.ledger import Delta, Ledger, LedgerState, Result, Status, TransferRecord
+from quorapay.core.messages import Append, AppendAck, InstallSnapshot, Message
 from quorapay.core.node_state import Effects, WriteBatch
+from quorapay.core.ready import ReadsConfirmed
 from quorapay.core.replica import Replica, Role
-from quorapay.core.types import Epoch, LogIndex, NodeId, Transfer
+from quorapay.core.types import Epoch, EpochStart, LogEntry, LogIndex, NodeId, Transfer
 from quorapay.node.storage import Store
 from quorapay.sim.node import Key, Variant
 
@@ -119,6 +120,71 @@ class ApplyTwiceOnRetry(Ledger):
         return Result(kind="transfer", id=transfer.id, status=status, index=index, ts=ts)
 
 
+class ReadsWithoutConfirmation(Replica):
+    """Serves a read at once from what it has committed while it believes it leads (a lease
+    nobody checks): a deposed leader that has not heard of it yet answers from the past."""
+
+    def _on_read(self, read: int) -> None:
+        if self._refusal() is None:
+            self._outcomes.append(ReadsConfirmed(reads=(read,), index=self._commit))
+            return
+        super()._on_read(read)
+
+
+class InstallStaleSnapshot(Replica):
+    """Installs any snapshot whose last entry it does not hold -- also one at or below its
+    commit index (a late, duplicated or reordered one), going back in time."""
+
+    def _on_install(self, sender: NodeId, snapshot: InstallSnapshot) -> None:
+        if self._log.epoch_at(snapshot.index) != snapshot.last_epoch:
+            self._install_snapshot(snapshot)
+        self._verified = max(self._verified, snapshot.index)
+        self._commit = max(self._commit, snapshot.index)
+        self._send(sender, AppendAck(epoch=snapshot.epoch, match_index=snapshot.index, seq=0))
+
+
+class NoWitnessOnTakeover(Replica):
+    """A new leader stamps its entries from its own clock, without first moving its clock past
+    the adopted log's last timestamp."""
+
+    def _become_leader(self) -> None:
+        self.role = Role.LEADER
+        self._recovery = None
+        self._epoch_start = LogIndex(self._log.last_index + 1)
+        self._log.append(LogEntry(index=self._epoch_start, epoch=self._epoch,
+                                  payload=EpochStart(leader=self.node_id),
+                                  ts=self._clock.now(self._wall)))
+        for progress in self._progress.values():
+            progress.match_index = LogIndex(0)
+            progress.rewind(self._epoch_start, self._now)
+
+
+class CommitOlderEpochByCount(Replica):
+    """Commits an index once a majority holds it, whatever the epoch of its entry: an entry of
+    an older epoch can be committed by counting replicas (Raft's Figure 8)."""
+
+    def _maybe_commit(self) -> None:
+        if self.role is not Role.LEADER or self.suspended:
+            return
+        durable = sorted([self._durable_upto, *(p.match_index for p in self._progress.values())],
+                         reverse=True)
+        candidate = durable[self._quorum - 1]
+        if candidate > self._commit:
+            self._commit = candidate
+            self._commit_notice = True
+            self._maybe_confirm_reads()
+
+
+class SnapshotKeepsMovedMoney(Ledger):
+    """A snapshot carries only the transfers that moved money: the ids of refused ones are
+    forgotten by whoever installs it, so a retry of one is decided again."""
+
+    def export(self) -> LedgerState:
+        state = super().export()
+        return LedgerState(accounts=state.accounts,
+                           transfers=tuple(t for t in state.transfers if t.status is Status.OK))
+
+
 CANARIES = {
     "acknowledge before fsync": Variant(executor=SendBeforeDurable),
     "commit without fsync (synchronous=NORMAL)": Variant(store=SyncNormalStore),
@@ -127,4 +193,10 @@ CANARIES = {
     "skip the epoch check": Variant(replica=SkipEpochCheck),
     "truncate a committed entry": Variant(replica=TruncateCommitted),
     "apply twice on retry": Variant(ledger=ApplyTwiceOnRetry),
+    "serve reads without confirming leadership": Variant(replica=ReadsWithoutConfirmation),
+    "install a stale snapshot": Variant(replica=InstallStaleSnapshot),
+    "no clock witness on takeover": Variant(replica=NoWitnessOnTakeover),
+    "commit an older epoch's entry by counting (Figure 8)":
+        Variant(replica=CommitOlderEpochByCount),
+    "snapshots forget refused transfer ids": Variant(ledger=SnapshotKeepsMovedMoney),
 }
