@@ -255,6 +255,9 @@ class SimNode:
         except StorageError as exc:
             self._storage_failed(exc, batch)
             return
+        if self.disk.died:  # it died where SQLite ignores errors: the write never finished
+            self._storage_failed(StorageError("the process died inside a write"), batch)
+            return
         self.executor.persisted()
         self._continue()
 
