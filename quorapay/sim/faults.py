@@ -10,7 +10,7 @@
 | clock | a node's clock runs fast or slow: its timers fire early or late |
 | skew | a node's wall clock is set ahead or behind, within or beyond the maximum offset |
 | disk | a node's fsync becomes slow |
-| storage | a node's next write fails (dies inside it, fsync EIO, disk full): it stops, restarts |
+| storage | a node's next write fails (dies in it, fsync EIO, disk full), or it dies just after it |
 | switchover | an operator asks a node (the leader, mostly) to hand leadership over |
 | figure8 | a staged sequence of cuts and a kill that builds Raft's Figure 8 (`sim/figure8.py`) |
 
@@ -88,7 +88,8 @@ class Nemesis:
 
     def _victim(self) -> SimNode | None:
         """A node that may be killed or paused without stopping a majority."""
-        down = [n for n in self._nodes if not n.up or n.process.paused or n.disk.armed]
+        down = [n for n in self._nodes if not n.up or n.process.paused or n.disk.armed
+                or n.crash_after_write is not None]
         if len(down) >= (len(self._nodes) - 1) // 2:
             return None
         candidates = [n for n in self._nodes if n.up and not n.process.paused]
@@ -112,9 +113,11 @@ class Nemesis:
         if node is None:
             return False
         rng, disk = self._world.rng, node.disk
-        fault = rng.choice(("die", "die", "fsync", "full"))
+        fault = rng.choice(("die", "die", "fsync", "full", "between", "between"))
         if fault == "die":
             disk.die_after(rng.randrange(0, 16))
+        elif fault == "between":  # after the next write: before its sends, or among them
+            node.crash_after_write = rng.choice((0, 0, rng.randrange(1, 4)))
         elif fault == "fsync":
             disk.fail_syncs(1)
         else:
@@ -122,6 +125,7 @@ class Nemesis:
 
         def undo() -> None:
             disk.disarm()
+            node.crash_after_write = None
             if not node.up:
                 node.start()
         self._later(undo)

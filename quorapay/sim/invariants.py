@@ -18,6 +18,7 @@
 | nodes do not crash | no node raises (a core LocalError is a broken protocol invariant) |
 | acknowledged entries are durable | no node acknowledges (AppendAck, Promise) what its disk lacks |
 | promises are durable | no Promise, AppendAck or AppendNack of an epoch not promised on disk |
+| promises are kept | no node acknowledges an Append of an epoch older than the one it promised |
 | durable writes survive a crash | a restart recovers every completed write: log, promise, applied |
 | storage writes succeed | no write of the real store fails but by an injected disk fault |
 | peers follow the protocol | no node drops a message no correct peer sends (PeerMisbehaved) |
@@ -78,6 +79,8 @@ COVERAGE = {  # the hard states a seed should reach, and what reaching one means
     "retry after a snapshot": "a decided transfer is retried on a node that installed a "
                               "snapshot covering it",
     "crash while writing": "a node dies with a batch half-way to its disk",
+    "crash between the steps of a Ready": "a node dies after a batch is durable, before its "
+                                          "messages and answers are all out",
     "storage fault": "a write fails: the process dies inside it, fsync EIO, or a full disk",
 }
 
@@ -105,6 +108,7 @@ class Checker:
         self._handed: dict[Epoch, NodeId] = {}  # epoch handed over -> to whom
         self._durable_promise: dict[NodeId, Epoch] = {}  # per node: the promise on its disk
         self._durable_applied: dict[NodeId, LogIndex] = {}  # and its applied index
+        self._promise_before: dict[NodeId, Epoch] = {}  # and its promise before the last write
         self._interrupted: dict[NodeId, int] = {}  # a failed write's keep_upto
         self.storage_failures = 0  # writes an injected disk fault failed (the node stopped)
 
@@ -143,7 +147,7 @@ class Checker:
             self._prefix_at.setdefault((entry.index, entry.epoch), prefix[-1])
         self._survived(node, restored, before, prefix)
         self._prefixes[node] = prefix
-        self._durable_promise[node] = restored.promised_epoch
+        self._durable_promise[node] = self._promise_before[node] = restored.promised_epoch
         self._durable_applied[node] = restored.applied_index
 
     def _survived(self, node: NodeId, restored: Restored, before: list[str],
@@ -174,6 +178,11 @@ class Checker:
                 self.violation("acknowledged entries are durable",
                                f"{node.id} acknowledged index {message.match_index} of epoch "
                                f"{message.epoch} with only {held} entries on disk")
+        kept = self._promise_before.get(node.id, Epoch(0))
+        if isinstance(message, AppendAck) and message.epoch < kept:
+            self.violation("promises are kept",
+                           f"{node.id} acknowledged an Append of epoch {message.epoch} after "
+                           f"promising epoch {kept}")
         if isinstance(message, Promise | AppendAck | AppendNack) \
                 and self._durable_promise[node.id] < message.epoch:
             self.violation("promises are durable",
@@ -228,6 +237,8 @@ class Checker:
     def durable(self, node: SimNode, work: Work) -> None:
         """A batch reached `node`'s disk: check its log and what it applied."""
         persist = work.batch.persist
+        # (an ack of the old leader may leave with the Promise to a new one: it was made first)
+        self._promise_before[node.id] = self._durable_promise[node.id]
         if persist is not None and persist.promised_epoch is not None:
             self._durable_promise[node.id] = persist.promised_epoch
         if persist is not None:

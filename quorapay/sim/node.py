@@ -119,6 +119,8 @@ class SimNode:
         self.store: Store | None = None
         self.writing = False  # a batch is being made durable (a crash now loses it)
         self.watchers: list[Callable[[SimNode], None]] = []  # staged faults: after each Work
+        self.crash_after_write: int | None = None  # armed: effects let out after the next write
+        self._effects_left: int | None = None  # counting down, once that write is durable
 
     # ------------------------------------------------------------------ life
 
@@ -167,6 +169,7 @@ class SimNode:
         self.process.crash()
         self.disk.crash(self._world.rng)
         self.state, self.store, self.writing = None, None, False
+        self.crash_after_write = self._effects_left = None
 
     @property
     def up(self) -> bool:
@@ -258,7 +261,15 @@ class SimNode:
         if self.disk.died:  # it died where SQLite ignores errors: the write never finished
             self._storage_failed(StorageError("the process died inside a write"), batch)
             return
+        if self.crash_after_write is not None:  # a crash point between the Ready's steps
+            self._effects_left, self.crash_after_write = self.crash_after_write, None
         self.executor.persisted()
+        if self._effects_left is not None:
+            self._effects_left = None
+            self._checker.reached("crash between the steps of a Ready")
+            self.writing = False  # (the batch is durable: not a crash while writing)
+            self.crash()
+            return
         self._continue()
 
     def _storage_failed(self, exc: StorageError, batch: WriteBatch) -> None:
@@ -271,6 +282,15 @@ class SimNode:
         self._checker.storage_stopped(self, batch)
         self._checker.reached("storage fault")
         self.crash()
+
+    def let_out(self) -> bool:
+        """May an effect (a message, an answer) leave? Not past an armed crash point."""
+        if self._effects_left is None:
+            return True
+        if self._effects_left == 0:
+            return False
+        self._effects_left -= 1
+        return True
 
     def _answer(self, client: str, op: int, attempt: int, answer: Answer) -> None:
         handler = self.clients.get(client)
@@ -316,6 +336,8 @@ class _Transport:
 
     def send(self, outgoing: Outgoing) -> None:
         node = self.node
+        if not node.let_out():
+            return
         node._checker.sent(node, outgoing)
         received = MessageReceived(sender=node.id, message=outgoing.message, hlc=outgoing.hlc,
                                    wall_ms=outgoing.wall_ms)
@@ -332,6 +354,8 @@ class _Clients:
     node: SimNode
 
     def answer(self, key: Key, answer: Answer) -> None:
+        if not self.node.let_out():
+            return
         if isinstance(answer, HandedOver):
             self.node._checker.handed_over(answer.to, answer.epoch)
         self.node._answer(*key, answer)
