@@ -5,7 +5,7 @@ a NodeState's work through this class; each gives it ports -- transport, clients
 clock, observer (logs, metrics, the simulator's checker) -- and makes its batches durable:
 
     executor.step(inputs)                              # one batch of inputs
-    while (batch := executor.pending()) is not None:
+    while (batch := executor.pending()) is not None:   # (a leader's Appends leave now)
         make `batch` durable (one transaction, fsync)  # the storage port: sync or async
         executor.persisted()                           # only now: send, answer, coordinate
 
@@ -135,8 +135,11 @@ class Executor(Generic[K]):
         while (work := self.state.next_work()) is not None:
             if not work.batch.empty:
                 self._work = work
+                for outgoing in work.ready.messages:
+                    if self._sends_now(outgoing):  # beside the write: a leader's Appends
+                        self.ports.transport.send(outgoing)
                 return work.batch
-            self._finish(work)
+            self._finish(work, sent_early=False)
         self.ports.observer.idle()
         return None
 
@@ -145,7 +148,7 @@ class Executor(Generic[K]):
         work, self._work = self._work, None
         assert work is not None, "persisted() without a pending batch"
         self.ports.observer.durable(work)
-        self._finish(work)
+        self._finish(work, sent_early=True)
 
     def run(self, write: Callable[[WriteBatch], None]) -> None:
         """All the work, writing each batch with `write` (synchronous, durable on return)."""
@@ -153,14 +156,19 @@ class Executor(Generic[K]):
             write(batch)
             self.persisted()
 
-    def _finish(self, work: Work) -> None:
+    def _sends_now(self, outgoing: Outgoing) -> bool:
+        """Whether a message of a batch being written leaves before the write is durable."""
+        return not outgoing.after_persist
+
+    def _finish(self, work: Work, *, sent_early: bool) -> None:
         effects = self.state.finish(work)
         self.ports.observer.finished(work, effects)
-        self._carry_out(effects)
+        self._carry_out(effects, sent_early=sent_early)
 
-    def _carry_out(self, effects: Effects[K]) -> None:
+    def _carry_out(self, effects: Effects[K], *, sent_early: bool) -> None:
         for outgoing in effects.messages:
-            self.ports.transport.send(outgoing)
+            if not (sent_early and self._sends_now(outgoing)):
+                self.ports.transport.send(outgoing)
         for key, answer in effects.answers:
             self.ports.clients.answer(key, answer)
         coordination = self.ports.coordination

@@ -41,6 +41,9 @@ class Outgoing:
     message: Message
     hlc: Timestamp = ZERO  # the sender's hybrid logical clock: stamp the frame with it
     wall_ms: int = 0  # and its wall clock
+    # False: send at once, in parallel with this Ready's persist. Only a leader's Appends are:
+    # they claim nothing about the leader's disk (it counts itself once durable; Raft 10.2.1).
+    after_persist: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -162,7 +165,8 @@ class Ready:
     """One batch of work. Handle the fields in the order listed."""
 
     persist: Persist | None  # 1. make durable (fsync) BEFORE sending anything below
-    messages: tuple[Outgoing, ...]  # 2. send only AFTER step 1 is durable
+    messages: tuple[Outgoing, ...]  # 2. send only AFTER step 1 is durable (except those
+    #                                    marked after_persist=False: at once, beside step 1)
     committed: tuple[LogEntry, ...]  # 3. apply in index order, exactly once (may share 1's txn)
     outcomes: tuple[Outcome, ...]  # 4. AFTER 3: answer clients, act on leadership changes
     snapshots: tuple[SnapshotWanted, ...] = ()  # 2'. AFTER 3: send, like the messages

@@ -387,7 +387,8 @@ class Replica:
                                       self._handed_out + self._timing.max_apply_batch))
         ready = Ready(
             persist=persist,
-            messages=tuple(Outgoing(to=o.to, message=o.message, hlc=stamp, wall_ms=self._wall)
+            messages=tuple(Outgoing(to=o.to, message=o.message, hlc=stamp, wall_ms=self._wall,
+                                    after_persist=not isinstance(o.message, Append))
                            for o in self._outbox),
             committed=self._log.slice(self._handed_out + 1, last_committed),
             outcomes=tuple(self._outcomes),

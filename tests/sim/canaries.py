@@ -3,15 +3,11 @@ the store. The simulator must catch every one of them."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any
-
 from quorapay.core.executor import Executor
 from quorapay.core.hlc import Timestamp
 from quorapay.core.ledger import Delta, Ledger, LedgerState, Result, Status, TransferRecord
 from quorapay.core.messages import Append, AppendAck, InstallSnapshot, Message
-from quorapay.core.node_state import Effects, WriteBatch
-from quorapay.core.ready import ReadsConfirmed
+from quorapay.core.ready import Outgoing, ReadsConfirmed
 from quorapay.core.replica import Replica, Role
 from quorapay.core.types import Epoch, EpochStart, LogEntry, LogIndex, NodeId, Transfer
 from quorapay.node.storage import Store
@@ -19,21 +15,11 @@ from quorapay.sim.node import Key, Variant
 
 
 class SendBeforeDurable(Executor[Key]):
-    """Sends a batch's messages as soon as its write starts, instead of once it is durable."""
+    """Sends every message of a batch as soon as its write starts, not only a leader's Appends:
+    acknowledgements and promises leave before they are durable."""
 
-    _early = 0
-
-    def pending(self) -> WriteBatch | None:
-        batch = super().pending()
-        if batch is not None and self._work is not None:
-            for outgoing in self._work.ready.messages:
-                self.ports.transport.send(outgoing)
-            self._early = len(self._work.ready.messages)
-        return batch
-
-    def _carry_out(self, effects: Effects[Any]) -> None:
-        early, self._early = self._early, 0
-        super()._carry_out(replace(effects, messages=effects.messages[early:]))
+    def _sends_now(self, outgoing: Outgoing) -> bool:
+        return True
 
 
 class SyncNormalStore(Store):
