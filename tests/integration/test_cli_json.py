@@ -194,9 +194,13 @@ def test_chaos_verbs_take_the_leader_and_heal_says_what_it_left(local: ClusterCo
     isolated = json_of(local, "chaos", "isolate", "leader")
     assert isolated["changed"] and all(leader in change for change in isolated["changed"])
     assert set(json_of(local, "chaos", "heal")["changed"]) == set(isolated["changed"])
-    leader = leader_of(local)  # (the isolated leader may have lost its office)
-    assert json_of(local, "chaos", "isolate-zk", "leader")["changed"]
+    # `leader` names the node serving now: wait for one after each fault (an isolated leader
+    # may lose its office, and one cut from ZooKeeper stops serving within seconds)
+    json_of(local, "up")
     assert json_of(local, "chaos", "partition", "leader")["changed"]
+    json_of(local, "chaos", "heal")
+    json_of(local, "up")
+    assert json_of(local, "chaos", "isolate-zk", "leader")["changed"]
     json_of(local, "chaos", "heal")
     check("chaos kill", pause := json_of(local, "chaos", "pause", "leader"))
     paused = pause["node"]
