@@ -82,7 +82,7 @@ class SimDisk:
         self._vfs = _SimVFS(self)
         db = apsw.Connection(str(path), vfs=self._vfs.vfsname)
         db.execute("PRAGMA locking_mode=EXCLUSIVE")
-        return _ApswConnection(db)
+        return ApswConnection(db)
 
     def retire(self) -> None:
         """The process holding the disk is gone: its connection can no longer touch a file."""
@@ -232,8 +232,9 @@ class _SimFile:
 
 
 @dataclass(slots=True)
-class _ApswConnection:
-    """An apsw connection with the calls of `sqlite3`'s that the store makes."""
+class ApswConnection:
+    """An apsw connection with the calls of `sqlite3`'s that the store makes (a `Connection`
+    of `quorapay.node.storage` over any apsw VFS)."""
 
     db: apsw.Connection
 

@@ -10,11 +10,13 @@ them, and every one of them (a prefix of the run's writes, in order).
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import apsw
+
+from quorapay.sim.disk import ApswConnection
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,26 +104,6 @@ class RecordingFile(apsw.VFSFile):
             raise apsw.IOError("injected: fsync failed")  # nothing is known to be durable
         self._ops.append(Op(self._file, "sync"))
         super().xSync(flags)
-
-
-@dataclass(slots=True)
-class ApswConnection:
-    """An apsw connection with the three calls of `sqlite3`'s that the store makes."""
-
-    db: apsw.Connection
-    closed: bool = field(default=False)
-
-    def execute(self, sql: str, parameters: Any = (), /) -> Any:
-        return self.db.execute(sql, parameters)
-
-    def executemany(self, sql: str, rows: Any, /) -> Any:
-        return self.db.executemany(sql, list(rows))
-
-    def executescript(self, script: str, /) -> Any:
-        return self.db.execute(script)
-
-    def close(self) -> None:
-        self.db.close()
 
 
 def write_image(folder: Path, files: dict[str, bytes]) -> None:
