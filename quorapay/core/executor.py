@@ -78,8 +78,11 @@ class Clock(Protocol):
 class Observer:
     """Watches the work go by (logs, metrics, the simulator's checker); does nothing itself."""
 
+    def writing(self, work: Work) -> None:
+        """`work.batch` goes out for writing; its send-now messages leave next."""
+
     def durable(self, work: Work) -> None:
-        """`work.batch` is on disk (before anything of it is sent or answered)."""
+        """`work.batch` is on disk (before anything else of it is sent or answered)."""
 
     def finished(self, work: Work, effects: Effects[Any]) -> None:
         """The state advanced past `work`; its effects are about to be carried out."""
@@ -135,6 +138,7 @@ class Executor(Generic[K]):
         while (work := self.state.next_work()) is not None:
             if not work.batch.empty:
                 self._work = work
+                self.ports.observer.writing(work)
                 for outgoing in work.ready.messages:
                     if self._sends_now(outgoing):  # beside the write: a leader's Appends
                         self.ports.transport.send(outgoing)

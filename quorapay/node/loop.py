@@ -3,7 +3,9 @@
 Each iteration takes every input that is waiting (up to a bound) and steps them together --
 client writes of the whole batch become one log entry -- and then, for each piece of work:
 makes its batch durable in one SQLite transaction (one fsync for the whole batch), only then
-sends its messages, then answers clients. The decisions are all `quorapay.core.node_state`,
+sends its messages (a leader's Appends excepted: they leave beside the write), then answers
+clients. Questions about the node's own state (LocalQuery) are answered once the batch's work
+is done. The decisions are all `quorapay.core.node_state`,
 and the order of the work is `quorapay.core.executor`'s (the simulator runs the same executor);
 this module feeds it from a trio channel and does the I/O behind its ports.
 """
@@ -170,7 +172,7 @@ class Driver:
         """Persist, then send, then answer: the Ready contract, for every piece of work."""
         self._quiet.flush()
         while (batch := self.executor.pending()) is not None:
-            await self.store.write_async(batch)  # durable (fsync) BEFORE any send
+            await self.store.write_async(batch)  # durable (fsync) BEFORE acks and answers
             self.executor.persisted()
         local, self._local = self._local, []
         for item in local:

@@ -53,7 +53,8 @@ class SimClient:
         self.name = name
         self.reader = reader  # reads only, from every node in turn (a monitor polling them)
         self._turn = 0
-        self._read_floors: dict[tuple[int, int], int] = {}  # read attempts out: their floors
+        # read attempts out: their floors, and the accounts asked for
+        self._read_floors: dict[tuple[int, int], tuple[int, tuple[str, ...]]] = {}
         self.network = network
         self._world, self._network, self._nodes = world, network, nodes
         self._checker = checker
@@ -127,7 +128,8 @@ class SimClient:
             up = [] if anywhere else [n for n in self._nodes if n.id == self._leader]
             target = rng.choice(up or self._nodes)
         if op.commands is None:  # what this attempt must reflect: all acknowledged by now
-            self._read_floors[(op.number, op.attempt)] = self._checker.highest_acknowledged
+            self._read_floors[(op.number, op.attempt)] = (self._checker.highest_acknowledged,
+                                                          op.accounts)
         request = ClientRequest(client=self.name, op=op.number, attempt=op.attempt,
                                 commands=op.commands, accounts=op.accounts)
         self._network.send(self.name, target.id, target.process.call, target.process.incarnation,
@@ -146,10 +148,10 @@ class SimClient:
 
     def on_answer(self, number: int, attempt: int, node: str,
                   answer: Committed | ReadValue | Failure) -> None:
-        floor = self._read_floors.pop((number, attempt), None)
-        if isinstance(answer, ReadValue) and floor is not None:
+        asked = self._read_floors.pop((number, attempt), None)
+        if isinstance(answer, ReadValue) and asked is not None:
             # every read answered is checked, also one to an attempt given up on
-            self._checker.read(self.name, answer.index, floor, answer.value)
+            self._checker.read(self.name, answer.index, asked[0], answer.value, asked[1])
         op = self._op
         if op is None or (op.number, op.attempt) != (number, attempt):
             return  # an answer to an attempt we gave up on

@@ -84,6 +84,13 @@ class SimDisk:
         db.execute("PRAGMA locking_mode=EXCLUSIVE")
         return ApswConnection(db)
 
+    def close(self) -> None:
+        """The simulation is over: let go of the VFS registration (the files stay)."""
+        vfs = self._vfs
+        self.retire()
+        if vfs is not None:
+            vfs.unregister()
+
     def retire(self) -> None:
         """The process holding the disk is gone: its connection can no longer touch a file."""
         if self._vfs is not None:

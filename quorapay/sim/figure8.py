@@ -5,10 +5,11 @@ majority, and a node holding a different entry at its index from a newer (but no
 2. Once another node B takes over (a newer epoch), it is cut off in turn the moment it leads:
    its epoch-start entry sits at the same index as A's entries, on B alone. A is let back.
 3. If A leads again it adopts its own log and replicates its old entries to the third node C
-   -- the Figure 8 state. The moment A's commit index moves it dies, and what it had not sent
-   yet is lost with it. B is let back soon after: the next leader must choose between B's log
-   (newer last epoch) and C's. A correct A commits only once C holds its epoch-start entry (C's
-   log wins); an A that committed old entries by counting replicas has now lost them.
+   -- the Figure 8 state -- while the Appends that carry entries of A's new epoch are lost on
+   the way to C. The moment A applies an entry (its clients are answered) it dies, and what it
+   had not sent its peers yet is lost with it. B is let back soon after: the next leader must
+   choose between B's log (newer last epoch) and C's. A correct A commits nothing while C lacks
+   its epoch-start entry; an A that committed old entries by counting replicas lost them now.
 
 Each stage gives up after STAGE_TIMEOUT and undoes what it did; so does the nemesis's stop.
 """
@@ -18,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from quorapay.core.messages import Append
+from quorapay.core.ready import Outgoing
 from quorapay.core.replica import Role
 from quorapay.core.types import Epoch
 from quorapay.sim.network import Network, between
@@ -38,6 +41,7 @@ class Figure8:
         self._cuts: list[list[tuple[str, str]]] = []
         self._over = False
         self.killed: SimNode | None = None  # A, if stage 3 killed it: restart it later
+        self._lossy: SimNode | None = None  # the node whose messages to C are being lost
 
     def start(self, leader: SimNode) -> None:
         self._a = leader
@@ -50,6 +54,8 @@ class Figure8:
         if self._over:
             return
         self._over = True
+        if self._lossy is not None:
+            self._lossy.lose = None
         for cut in self._cuts:
             self._network.restore(cut)
         self._cuts.clear()
@@ -91,17 +97,26 @@ class Figure8:
         return None
 
     def _stage_three(self, a: SimNode) -> None:
-        """A leads again: the moment its commit index moves, it dies -- what it had not sent
-        yet (its epoch-start entry, perhaps) is lost with it -- and B is let back."""
+        """A leads again: C gets A's old entries but loses every Append that carries one of
+        A's new epoch. The moment A applies an entry (and answers its clients), it dies -- what
+        it had not sent to its peers yet is lost with it -- and B is let back."""
         assert a.state is not None
-        epoch, start = _epoch(a), a.state.replica.commit_index
+        epoch, start = _epoch(a), a.state.applied_index
+        c = next(n for n in self._nodes if n is not a and n is not self._b)
+
+        def lose(outgoing: Outgoing) -> bool:
+            message = outgoing.message
+            return outgoing.to == c.id and isinstance(message, Append) and any(
+                e.epoch == epoch for e in message.entries)
+        a.lose = lose
+        self._lossy = a
 
         def watch(node: SimNode) -> None:
             state = node.state
             if self._over or state is None or _epoch(node) != epoch:
                 node.watchers.remove(watch)
                 self.stop()
-            elif state.replica.commit_index > start:
+            elif state.applied_index > start:  # committed, applied, about to be answered
                 node.watchers.remove(watch)
                 self._cut(a)  # its unsent messages die with it
                 self._world.at(0.0, self._kill, a)

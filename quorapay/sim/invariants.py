@@ -11,6 +11,7 @@
 | no transfer applied twice | no replica records a transfer id twice (the database would refuse) |
 | reads are not stale | a read reflects every write acknowledged before it began |
 | reads are linearizable | a read's balances are the log's at the index it reports |
+| commits are durable on a majority | a leader's commit index is held by a majority of disks |
 | applied state never goes back | no node's durable applied index decreases |
 | acknowledged transfers applied | every acknowledged transfer is on every replica as told |
 | ledgers converge | at the end, replicas that applied the same index hold the same ledger |
@@ -110,7 +111,6 @@ class Checker:
         self._durable_applied: dict[NodeId, LogIndex] = {}  # and its applied index
         self._promise_before: dict[NodeId, Epoch] = {}  # and its promise before the last write
         self._interrupted: dict[NodeId, int] = {}  # a failed write's keep_upto
-        self.storage_failures = 0  # writes an injected disk fault failed (the node stopped)
 
     def violation(self, name: str, detail: str) -> None:
         self.violations.append(Violation(name, detail, self._world.now))
@@ -173,11 +173,7 @@ class Checker:
         """A message that only durable state may justify: is it on `node`'s disk?"""
         message = outgoing.message
         if isinstance(message, AppendAck):
-            held = len(self._prefixes[node.id])
-            if message.match_index > held:
-                self.violation("acknowledged entries are durable",
-                               f"{node.id} acknowledged index {message.match_index} of epoch "
-                               f"{message.epoch} with only {held} entries on disk")
+            self._check_held(node, message.match_index, "acknowledged")
         kept = self._promise_before.get(node.id, Epoch(0))
         if isinstance(message, AppendAck) and message.epoch < kept:
             self.violation("promises are kept",
@@ -188,16 +184,28 @@ class Checker:
             self.violation("promises are durable",
                            f"{node.id} sent {type(message).__name__} of epoch {message.epoch} "
                            f"with epoch {self._durable_promise[node.id]} promised on disk")
-        if isinstance(message, Promise) and message.last_index > len(self._prefixes[node.id]):
+        if isinstance(message, Promise):
+            self._check_held(node, message.last_index, "promised with last")
+
+    def _check_held(self, node: SimNode, index: int, what: str) -> None:
+        """`node` told a peer it holds its log through `index`: does its disk, entry for entry?"""
+        prefix = self._prefixes[node.id]
+        state = node.state
+        epoch = state.replica.log.epoch_at(index) if state is not None and index else None
+        expected = self._prefix_at.get((index, epoch)) if epoch is not None else None
+        if index > len(prefix) or (epoch is not None and prefix[index - 1] not in ("", expected)):
             self.violation("acknowledged entries are durable",
-                           f"{node.id} promised with last index {message.last_index}, more than "
-                           "its disk holds")
+                           f"{node.id} {what} index {index} (epoch {epoch}), which its disk "
+                           f"does not hold ({len(prefix)} entries on disk)")
+
+    def unwritten(self, node: SimNode) -> None:
+        """`node` finished work that wrote nothing: its disk's promise is the one in force."""
+        self._promise_before[node.id] = self._durable_promise[node.id]
 
     def storage_stopped(self, node: SimNode, batch: WriteBatch) -> None:
         """An injected disk fault failed a write of `node`: it stops, as the real node does.
         The write may have landed in part on disk (a crash keeps what it keeps): recovery must
         still hold the log up to where the batch began to change it."""
-        self.storage_failures += 1
         self._interrupted[node.id] = (batch.persist.keep_upto if batch.persist is not None
                                       else len(self._prefixes[node.id]))
 
@@ -321,11 +329,26 @@ class Checker:
             if owner != node.id:
                 self.violation("one leader commits per epoch",
                                f"{owner} and {node.id} both committed in epoch {replica.epoch}")
+            self._check_majority(node, replica.commit_index)
         self._last_commit[node.id] = replica.commit_index
         serving = replica.serving
         if serving and not self._serving[node.id]:
             self._check_completeness(node)
         self._serving[node.id] = serving
+
+    def _check_majority(self, node: SimNode, index: int) -> None:
+        """A leader commits only what a majority of disks holds (its own counts once durable)."""
+        state = node.state
+        assert state is not None
+        epoch = state.replica.log.epoch_at(index)
+        if epoch is None:
+            return  # compacted here already: it was applied, so committed
+        expected = self._prefix_at.get((index, epoch))
+        held = sum(1 for prefix in self._prefixes.values() if len(prefix) >= index
+                   and prefix[index - 1] in ("", expected))
+        if expected is None or held < len(self._prefixes) // 2 + 1:
+            self.violation("commits are durable on a majority",
+                           f"{node.id} committed index {index} held on {held} disks")
 
     def _check_completeness(self, node: SimNode) -> None:
         state = node.state
@@ -346,7 +369,8 @@ class Checker:
         self.acknowledged.setdefault(transfer.id, Acknowledged(transfer, status, index))
         self.highest_acknowledged = max(self.highest_acknowledged, index)
 
-    def read(self, client: str, index: LogIndex, floor: int, value: dict[str, int]) -> None:
+    def read(self, client: str, index: LogIndex, floor: int, value: dict[str, int],
+             accounts: tuple[str, ...] = ()) -> None:
         """A read answered: not older than what was acknowledged before it began, and exactly
         the balances the log gives at the index it reports (checked against the history)."""
         if index < floor:
@@ -356,8 +380,8 @@ class Checker:
             self.violation("reads are linearizable", f"{client} read at index {index}, which "
                            "no node has applied")
             return
-        for account, balance in value.items():
-            expected = self._balance_at(AccountId(account), index)
+        for account in {*value, *accounts}:
+            expected, balance = self._balance_at(AccountId(account), index), value.get(account)
             if expected != balance:
                 self.violation("reads are linearizable",
                                f"{client} read {account} = {balance} at index {index}; the log "
@@ -403,10 +427,3 @@ class Checker:
 
 def _chain(previous: str, digest: str) -> str:
     return hashlib.sha256(f"{previous}{digest}".encode()).hexdigest()[:24]
-
-
-def _prefix_hashes(log: list) -> list[str]:  # type: ignore[type-arg]
-    hashes: list[str] = []
-    for entry in log:
-        hashes.append(_chain(hashes[-1] if hashes else "", entry_digest(entry)))
-    return hashes

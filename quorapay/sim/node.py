@@ -119,13 +119,24 @@ class SimNode:
         self.store: Store | None = None
         self.writing = False  # a batch is being made durable (a crash now loses it)
         self.watchers: list[Callable[[SimNode], None]] = []  # staged faults: after each Work
+        self.lose: Callable[[Outgoing], bool] | None = None  # staged faults: messages to lose
         self.crash_after_write: int | None = None  # armed: effects let out after the next write
         self._effects_left: int | None = None  # counting down, once that write is durable
 
     # ------------------------------------------------------------------ life
 
     def start(self) -> None:
+        """Start a process on the node's disk. One that cannot recover is a finding (it stays
+        down)."""
         self.process.start()
+        try:
+            self._boot()
+        except Exception as exc:
+            self._checker.violation("nodes recover from their disk",
+                                    f"{self.id}: {type(exc).__name__}: {exc}")
+            self.crash()
+
+    def _boot(self) -> None:
         self.store = self.open_store()
         restored = self.store.load()
         ledger = self._variant.ledger(restored.ledger.accounts.values(),
@@ -162,6 +173,13 @@ class SimNode:
         assert self.store is not None, f"{self.id} is down"
         return self.store.load()
 
+    def shut_down(self) -> None:
+        """The simulation is over: close the store and let go of the disk's VFS."""
+        self.disk.retire()
+        if self.store is not None:
+            self.store.close()
+        self.disk.close()
+
     def crash(self) -> None:
         """The process dies: memory, the batch being written and unsynced writes are lost."""
         if self.writing:
@@ -170,6 +188,7 @@ class SimNode:
         self.disk.crash(self._world.rng)
         self.state, self.store, self.writing = None, None, False
         self.crash_after_write = self._effects_left = None
+        self.lose = None
 
     @property
     def up(self) -> bool:
@@ -253,13 +272,15 @@ class SimNode:
     def _durable(self, batch: WriteBatch) -> None:
         """The fsync time has passed: the store writes the batch (one transaction)."""
         assert self.store is not None
+        injected = self.disk.injected
         try:
             self.store.write(batch)
         except StorageError as exc:
-            self._storage_failed(exc, batch)
+            self._storage_failed(exc, batch, injected=self.disk.injected > injected)
             return
         if self.disk.died:  # it died where SQLite ignores errors: the write never finished
-            self._storage_failed(StorageError("the process died inside a write"), batch)
+            self._storage_failed(StorageError("the process died inside a write"), batch,
+                                 injected=True)
             return
         if self.crash_after_write is not None:  # a crash point between the Ready's steps
             self._effects_left, self.crash_after_write = self.crash_after_write, None
@@ -272,16 +293,21 @@ class SimNode:
             return
         self._continue()
 
-    def _storage_failed(self, exc: StorageError, batch: WriteBatch) -> None:
+    def _storage_failed(self, exc: StorageError, batch: WriteBatch, *, injected: bool) -> None:
         """A write failed: an injected disk fault stops the node (it never retries); any other
         failure is a finding (a constraint the database enforces, broken)."""
-        if not self.disk.injected:
+        if not injected:
             name = ("no transfer applied twice" if "UNIQUE" in str(exc)
                     else "storage writes succeed")
             self._checker.violation(name, f"{self.id}: {exc}")
         self._checker.storage_stopped(self, batch)
         self._checker.reached("storage fault")
         self.crash()
+
+    @property
+    def silenced(self) -> bool:
+        """Past an armed crash point: nothing more leaves this process."""
+        return self._effects_left == 0
 
     def let_out(self) -> bool:
         """May an effect (a message, an answer) leave? Not past an armed crash point."""
@@ -339,6 +365,8 @@ class _Transport:
         if not node.let_out():
             return
         node._checker.sent(node, outgoing)
+        if node.lose is not None and node.lose(outgoing):
+            return
         received = MessageReceived(sender=node.id, message=outgoing.message, hlc=outgoing.hlc,
                                    wall_ms=outgoing.wall_ms)
         peer = node.peers[outgoing.to]
@@ -366,13 +394,17 @@ class _Coordination:
     node: SimNode
 
     def relinquish(self, ended: LeadershipEnded) -> None:
-        self.node._on_zk_event(RelinquishRequested(epoch=ended.epoch,
-                                                   handover_to=ended.handover_to))
+        if not self.node.silenced:
+            self.node._on_zk_event(RelinquishRequested(epoch=ended.epoch,
+                                                       handover_to=ended.handover_to))
 
     def claim(self, epoch: Epoch) -> None:
-        self.node._on_zk_event(ClaimRequested(epoch=epoch))
+        if not self.node.silenced:
+            self.node._on_zk_event(ClaimRequested(epoch=epoch))
 
     def eligible(self, eligible: bool) -> None:
+        if self.node.silenced:
+            return
         if eligible != self.node.coordinator.eligible:  # stand for election again, or not
             self.node._on_zk_event(EligibilityChanged(eligible=eligible))
 
@@ -391,16 +423,24 @@ class _Checked(Observer):
     def __init__(self, node: SimNode, checker: Checker) -> None:
         self._node, self._checker = node, checker
 
+    def writing(self, work: Work) -> None:
+        self._watch()  # before a leader's Appends leave
+
     def durable(self, work: Work) -> None:
         self._checker.durable(self._node, work)
 
     def finished(self, work: Work, effects: Effects[Any]) -> None:
+        if work.batch.empty:
+            self._checker.unwritten(self._node)
         self._checker.finished(self._node)
-        for watcher in list(self._node.watchers):  # before the effects are carried out
-            watcher(self._node)
         for problem in effects.peer_problems:
             self._checker.violation("peers follow the protocol",
                                     f"{self._node.id}: {problem.peer} {problem.detail}")
+        self._watch()  # before the effects are carried out
+
+    def _watch(self) -> None:
+        for watcher in list(self._node.watchers):
+            watcher(self._node)
 
 
 def _balances(accounts: tuple[str, ...]) -> Callable[[Ledger], dict[str, int]]:

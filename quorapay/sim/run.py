@@ -100,12 +100,16 @@ def run_seed(seed: int, options: Options = Options(), variant: Variant = Variant
     for position, client in enumerate(clients):
         client.start(0.5 + (0.0 if position == 0 else 1.0))
     nemesis.start(2.0)
-    while world.steps < options.steps and not checker.violations and world.step():
-        pass
-    if not checker.violations:
-        _recover(world, nodes, clients, nemesis, checker, options.recovery_bound)
-    if not checker.violations:
-        checker.final(nodes)
+    try:
+        while world.steps < options.steps and not checker.violations and world.step():
+            pass
+        if not checker.violations:
+            _recover(world, nodes, clients, nemesis, checker, options.recovery_bound)
+        if not checker.violations:
+            checker.final(nodes)
+    finally:
+        for node in nodes:  # a worker runs thousands of seeds: free their disks now
+            node.shut_down()
     return SeedResult(seed=seed, steps=world.steps, simulated_seconds=round(world.now, 3),
                       faults=dict(nemesis.injected), commits=checker.commits,
                       acknowledged=len(checker.acknowledged),

@@ -129,7 +129,7 @@ class ReplicaCluster:
         node.executor = Executor(node.state, Ports(
             transport=_Network(self, node_id), clients=_Unanswered(),
             coordination=_NoCoordination(), clock=_Wall(self, node_id),
-            observer=_Recorder(self, node)))
+            observer=_Recorder(node)))
         return node
 
     def __getitem__(self, node_id: str) -> Replica:
@@ -368,7 +368,7 @@ class _Wall:
 class _Recorder(Observer):
     """Keeps every outcome of the core, with the harness's tokens for its requests."""
 
-    def __init__(self, cluster: ReplicaCluster, node: Node) -> None:
+    def __init__(self, node: Node) -> None:
         self._node = node
 
     def finished(self, work: Work, effects: Effects[object]) -> None:
