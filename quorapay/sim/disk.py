@@ -54,7 +54,6 @@ class SimDisk:
         self.full = False
         self.died = False  # the process died inside a write (die_after)
         self.injected = 0  # faults that fired (a failed write is expected, not a finding)
-        self.writes = self.syncs = 0
         self._die_in: int | None = None
         self._failing_syncs = 0
         self._vfs: _SimVFS | None = None
@@ -137,7 +136,6 @@ class SimDisk:
         if self.full:
             self.injected += 1
             raise apsw.FullError("simulated: the disk is full")
-        self.writes += 1
         _write(file.data, offset, data)
         file.unsynced.append((offset, data))
 
@@ -152,7 +150,6 @@ class SimDisk:
             self._failing_syncs -= 1
             self.injected += 1
             raise apsw.IOError("simulated: fsync failed (EIO)")
-        self.syncs += 1
         for offset, data in file.unsynced:  # replay, not copy: files grow, syncs are small
             if data is None:
                 del file.durable[offset:]
