@@ -60,9 +60,10 @@ class ClientError(QuorapayError):
 class Client:
     def __init__(self, urls: Sequence[str], *, tls: ssl.SSLContext | None = None,
                  deadline: float = 30.0, attempt_timeout: float = 6.0,
-                 connect_timeout: float = 2.0,
+                 connect_timeout: float = 2.0, retry_delays: Sequence[float] = RETRY_DELAYS,
                  on_retry: Callable[[str], None] = lambda _: None) -> None:
-        """`on_retry(why)` is told each time an attempt gets no outcome and another follows."""
+        """`on_retry(why)` is told each time an attempt gets no outcome and another follows;
+        `retry_delays` are the pauses before the 1st, 2nd, ... retry (the last one repeats)."""
         if not urls:
             raise ValueError("a client needs at least one node url")
         for url in urls:
@@ -70,7 +71,10 @@ class Client:
             if secure and tls is None:
                 raise ValueError(f"{url} needs a TLS context holding a client certificate "
                                  "(tls=...; see quorapay.security.tls.credential_context)")
+        if not retry_delays or min(retry_delays) < 0:
+            raise ValueError("retry_delays must be a non-empty sequence of seconds >= 0")
         self._tls = tls
+        self._retry_delays = tuple(retry_delays)
         self._on_retry = on_retry
         self._urls = list(urls)
         self._deadline = deadline
@@ -164,7 +168,7 @@ class Client:
                 await self._switch(None)
                 self._on_retry(f"retrying ({last.code}: {last.message})" if last else
                                "retrying (no node answered yet)")
-                await trio.sleep(RETRY_DELAYS[min(attempts, len(RETRY_DELAYS) - 1)])
+                await trio.sleep(self._retry_delays[min(attempts, len(self._retry_delays) - 1)])
                 attempts += 1
         if deadline.cancelled_caught:
             # The deadline may have cut an attempt short after its write was sent: then the

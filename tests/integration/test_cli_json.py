@@ -67,7 +67,8 @@ SHAPES = documented_shapes()
 
 def check(row: str, value: Any) -> None:
     """`value` has the shape documented in the row whose command cell starts with `row`."""
-    [cell] = [c for c in SHAPES if re.match(rf"`{re.escape(row)}[ `\\]", c)]
+    [cell] = [c for c in SHAPES if re.match(rf"`{re.escape(row)}[ `\\]", c)
+              and not re.match(rf"`{re.escape(row)} [a-z]", c)]  # not a subcommand's row
     kind, keys = top_level(SHAPES[cell])
     if kind == "list":
         assert isinstance(value, list), (row, value)
@@ -226,6 +227,29 @@ def test_chaos_verbs_take_the_leader_and_heal_says_what_it_left(local: ClusterCo
     check("chaos kill", restart := json_of(local, "chaos", "restart", "leader"))
     assert restart["node"] == killed  # the node `kill leader` chose
     assert "no node 'n9'" in json_of(local, "chaos", "resume", "n9", code=1)
+
+
+def test_bench_and_bench_failover_smoke(local: ClusterConfig, tmp_path: Path) -> None:
+    """A few seconds of each benchmark on a real cluster: correctness and shapes, no timing."""
+    json_of(local, "up")
+    plot = tmp_path / "bench.png"
+    check("bench", load := json_of(local, "bench", "--points", "2,2x10", "--seconds", "1",
+                                   "--warm-up", "0.2", "--plot", str(plot)))
+    assert load["valid"] and load["check"]["found"] == load["check"]["acknowledged"] > 0
+    assert [(p["clients"], p["batch"]) for p in load["points"]] == [(2, 1), (2, 10)]
+    assert all(p["acknowledged"] > 0 and set(p["cpu_seconds"]) == {"n1", "n2", "n3", "proxy"}
+               for p in load["points"])
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    check("bench failover", killed := json_of(local, "bench", "failover", "--kills", "1",
+                                              "--clients", "2"))
+    [takeover] = killed["takeovers"]
+    assert killed["valid"] and takeover["fenced"] is None
+    assert takeover["new_leader"] != takeover["old_leader"]
+    assert takeover["new_epoch"] > takeover["old_epoch"]
+    paused = json_of(local, "bench", "failover", "--kills", "1", "--pause", "--clients", "2")
+    assert paused["valid"] and paused["takeovers"][0]["fenced"] is True
+    assert json_of(local, "bench", "--points", "0", code=1).strip().endswith(
+        "1-256 clients, 1-1000 transfers per request")
 
 
 def test_the_benchmarks_json_has_its_documented_shape(tmp_path: Path) -> None:
