@@ -26,6 +26,7 @@ DEFAULT_PATH = Path("cluster.toml")
 CLOCK_PROBE_SECONDS = 0.25  # every node measures every peer's clock this often
 DEFAULT_COMPACT_EVERY = 100_000  # entries applied above the retained tail before compacting
 DEFAULT_COMPACT_RETAIN = 10_000  # applied entries kept for followers that lag a little
+DEFAULT_LEADER_SILENCE = 0.5  # seconds: see TimingConfig.leader_silence
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")  # no leading dot: names are dirs
 _HOST = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
@@ -34,7 +35,7 @@ _KEYS = {
     "cluster": {"name", "run_dir"},
     "zookeeper": {"mode", "port", "hosts", "servers", "session_timeout"},
     "timing": {"tick", "heartbeat_interval", "election_timeout", "request_timeout",
-               "max_clock_offset"},
+               "max_clock_offset", "leader_silence"},
     "chaos": {"proxies"},
     "storage": {"compact_every", "compact_retain"},
     "security": {"secrets_dir", "insecure_benchmark_only"},
@@ -116,6 +117,9 @@ class TimingConfig:
     election_timeout: float  # a leader without a majority this long gives up leadership
     request_timeout: float  # a client request without an outcome this long gets TIMEOUT
     max_clock_offset: float = 0.5  # the bound on clock offsets between nodes
+    # followers that heard nothing from the leader this long, a majority agreeing, depose it
+    # in ZooKeeper (0: wait for its session to expire)
+    leader_silence: float = DEFAULT_LEADER_SILENCE
 
     def core(self) -> Timing:
         heartbeat = max(1, round(self.heartbeat_interval / self.tick))
@@ -124,7 +128,9 @@ class TimingConfig:
                       election_timeout_ticks=election, snapshot_retry_ticks=election,
                       clock_probe_ticks=max(1, round(CLOCK_PROBE_SECONDS / self.tick)),
                       max_clock_offset_ms=round(self.max_clock_offset * 1000),
-                      handover_ticks=max(1, round(self.request_timeout / 2 / self.tick)))
+                      handover_ticks=max(1, round(self.request_timeout / 2 / self.tick)),
+                      silence_ticks=max(2 * heartbeat + 1, round(self.leader_silence / self.tick))
+                      if self.leader_silence else 0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -297,8 +303,13 @@ class _Parser:
                 "timing must satisfy tick <= heartbeat_interval < election_timeout / 2")
         if request <= 0:
             self.problems.append("timing.request_timeout must be positive")
+        silence = self._get(table, "timing.leader_silence", float, DEFAULT_LEADER_SILENCE)
+        if silence != 0 and not 2 * heartbeat < silence <= 60:
+            self.problems.append("timing.leader_silence must be 0 (off) or more than twice "
+                                 "timing.heartbeat_interval, and at most 60 seconds")
         return TimingConfig(tick=tick, heartbeat_interval=heartbeat, election_timeout=election,
-                            request_timeout=request, max_clock_offset=max_offset)
+                            request_timeout=request, max_clock_offset=max_offset,
+                            leader_silence=silence)
 
     def _storage(self, table: dict[str, Any]) -> StorageConfig:
         self._known(table, "storage", "storage")
@@ -444,7 +455,8 @@ def default_cluster(*, nodes: int = 3, name: str = "quorapay-local", base_port: 
                       "port": zookeeper_port, "servers": zookeeper_servers,
                       "hosts": list(zookeeper_hosts), "session_timeout": 4.0},
         "timing": {"tick": 0.05, "heartbeat_interval": 0.1, "election_timeout": 2.0,
-                   "request_timeout": 5.0, "max_clock_offset": 0.5},
+                   "request_timeout": 5.0, "max_clock_offset": 0.5,
+                   "leader_silence": DEFAULT_LEADER_SILENCE},
         "storage": {"compact_every": DEFAULT_COMPACT_EVERY,
                     "compact_retain": DEFAULT_COMPACT_RETAIN},
         "chaos": {"proxies": proxies},
@@ -469,8 +481,10 @@ def render(document: dict[str, Any]) -> str:
               "# Times are in seconds; relative paths are relative to this file.\n"
               "# storage.compact_every = 0 keeps the whole log. timing.max_clock_offset\n"
               "# bounds how far node clocks may be apart; a node entry may skew its clock:\n"
-              "# clock_offset = \"-1.5s\", clock_drift = \"100ppm\". chaos.proxies puts the\n"
-              "# chaos proxy on every link of a local cluster (network faults need it).\n"
+              "# clock_offset = \"-1.5s\", clock_drift = \"100ppm\". Followers that hear\n"
+              "# nothing from the leader for timing.leader_silence (a majority agreeing)\n"
+              "# depose it; 0 waits for its ZooKeeper session to expire. chaos.proxies puts\n"
+              "# the chaos proxy on every link of a local cluster (network faults need it).\n"
               "# security.secrets_dir holds the cluster's CA, node and client certificates\n"
               "# and ZooKeeper password (`quorapay init --secrets-only`); never commit it.\n"
               "# logging.format: \"text\" or \"json\" lines in run_dir/logs (`quorapay logs`).\n\n")

@@ -65,7 +65,13 @@ from typing import Any, assert_never
 
 from quorapay.core import znodes
 from quorapay.core.bounds import MAX_COUNTER
-from quorapay.core.election import candidate_prefix, next_epoch, own_candidate, predecessor
+from quorapay.core.election import (
+    candidate_node,
+    candidate_prefix,
+    next_epoch,
+    own_candidate,
+    predecessor,
+)
 from quorapay.core.inputs import (
     CoordinationResumed,
     CoordinationSuspended,
@@ -229,6 +235,16 @@ class ClaimRequested:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DeposeRequested:
+    """A majority heard nothing from `node`, leader of `epoch`, for the leader-silence time
+    (LeaderSilent): end its ZooKeeper leadership now rather than when its session expires."""
+
+    epoch: Epoch
+    node: NodeId
+    agreeing: tuple[NodeId, ...] = ()  # for the log
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EligibilityChanged:
     """Whether this node may lead (False while its clock is off from a majority)."""
 
@@ -249,6 +265,14 @@ class CoordinationWarning:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CoordinationNotice:
+    """Something the coordinator did that an operator should see in the log (a silent leader
+    deposed): not an oddity of ZooKeeper's content."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EpochSeen:
     """The replica has seen `epoch`: the next claim must go above it."""
 
@@ -257,8 +281,8 @@ class EpochSeen:
 
 Event = (SessionStarted | ConnectionSuspended | ConnectionResumed | SessionExpired | Replied
          | WatchFired | RelinquishRequested | ClaimRequested | EpochSeen | EligibilityChanged
-         | RetryDue)
-Output = Request | Input | CoordinationWarning
+         | RetryDue | DeposeRequested)
+Output = Request | Input | CoordinationWarning | CoordinationNotice
 
 
 class SessionState(StrEnum):
@@ -393,6 +417,9 @@ class Coordinator:
                                every=True)
                 else:  # a candidate waiting in the queue: leave it
                     self._wake(self._waits_in_queue, None, every=True)
+            case DeposeRequested(epoch=epoch, node=node, agreeing=agreeing):
+                if self.state is SessionState.CONNECTED:
+                    self._advance(self._depose(epoch, node, agreeing), None)
             case RetryDue():
                 self._wake(lambda waiting: isinstance(waiting, _WaitRetry), None, every=True)
                 self._wake(lambda waiting: isinstance(waiting, _WaitWatchOrRetry), False,
@@ -787,6 +814,35 @@ class Coordinator:
                 yield Delete(path=path, version=stat.version)
         except ZkFailure as failure:
             _expect(failure, ZkError.NO_NODE, ZkError.BAD_VERSION)
+
+    # ------------------------------------------------------------------ deposing a silent leader
+
+    def _depose(self, epoch: Epoch, node: NodeId, agreeing: tuple[NodeId, ...]) -> Fiber:
+        """Delete the leader znode if it still names `node` in `epoch` (another session's),
+        then that session's election candidates, so that the next candidate claims a new
+        epoch now. One try: any failure ends it (the leader is gone already, or the
+        connection is; a silence that lasts is reported again). Safety does not depend on
+        it: the new epoch is promised by a majority before anything commits in it."""
+        layout = self._layout
+        try:
+            data, stat = yield Get(path=layout.leader)
+            leader = self._leader_in(data, stat)
+            if leader is None or (leader.node, leader.epoch) != (node, epoch) \
+                    or stat.owner == self._session:
+                return
+            yield Delete(path=layout.leader, version=stat.version)
+            self._out.append(CoordinationNotice(
+                message=f"deposed the leader {node} of epoch {epoch}: "
+                        f"{', '.join(agreeing) or 'a majority'} heard nothing from it for the "
+                        "leader-silence time; the next candidate claims a new epoch"))
+            for child in (yield GetChildren(path=layout.election)):
+                if candidate_node(child) != node:
+                    continue
+                _, candidate = yield Get(path=f"{layout.election}/{child}")
+                if candidate.owner == stat.owner:
+                    yield Delete(path=f"{layout.election}/{child}", version=candidate.version)
+        except ZkFailure:
+            return
 
     # ------------------------------------------------------------------ the leader-watch fiber
 

@@ -30,7 +30,7 @@ from quorapay.core.node_state import (
     Write,
     WriteBatch,
 )
-from quorapay.core.ready import LeadershipEnded, Outgoing
+from quorapay.core.ready import LeadershipEnded, LeaderSilent, Outgoing
 from quorapay.core.types import Epoch, NodeId
 
 K = TypeVar("K")
@@ -67,6 +67,10 @@ class Coordination(Protocol):
 
     def eligible(self, eligible: bool) -> None:
         """Stand for election, or stop standing."""
+
+    def depose(self, silent: LeaderSilent) -> None:
+        """End the ZooKeeper leadership of `silent.leader` if it still holds `silent.epoch`:
+        a majority heard nothing from it, so the next candidate may claim now."""
 
 
 class Clock(Protocol):
@@ -180,6 +184,8 @@ class Executor(Generic[K]):
             coordination.relinquish(ended)
         for epoch in effects.claims:
             coordination.claim(epoch)
+        for silent in effects.depose:
+            coordination.depose(silent)
         eligible = self.state.replica.eligible
         if eligible != self._eligible:
             self._eligible = eligible

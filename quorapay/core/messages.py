@@ -1,4 +1,4 @@
-"""Peer messages of the replication protocol (version 3), as typed msgspec Structs.
+"""Peer messages of the replication protocol (version 5), as typed msgspec Structs.
 
 Every message carries the sender's epoch. The receiver compares it with the highest epoch it has
 durably promised and refuses anything older. The wire form is msgpack, one `Frame` per websocket
@@ -19,7 +19,7 @@ from quorapay.core.hlc import ZERO, Timestamp
 from quorapay.core.ledger import LedgerState
 from quorapay.core.types import EpochField, IndexField, LogEntry, LogIndex, NodeIdField
 
-PROTOCOL_VERSION = 4  # 3: hybrid logical clocks, clock probes; 4: TakeOver
+PROTOCOL_VERSION = 5  # 3: hybrid logical clocks, clock probes; 4: TakeOver; 5: silence
 T = TypeVar("T")
 
 
@@ -154,6 +154,22 @@ class TakeOver(msgspec.Struct, frozen=True, kw_only=True, tag="take_over"):
     epoch: EpochField
 
 
+class SilenceQuery(msgspec.Struct, frozen=True, kw_only=True, tag="silence_query"):
+    """Follower -> the other followers: I have heard nothing from the leader of `epoch` for the
+    leader-silence time; have you? (A majority agreeing deposes it in ZooKeeper at once,
+    instead of after its session expires; the epochs' promises still fence it.)"""
+
+    epoch: EpochField
+
+
+class SilenceReport(msgspec.Struct, frozen=True, kw_only=True, tag="silence_report"):
+    """The answer to SilenceQuery: `silent` if this node has not heard from the leader of
+    `epoch` for at least half the leader-silence time, or has promised a later epoch."""
+
+    epoch: EpochField
+    silent: bool
+
+
 class RefusalReason(StrEnum):
     STALE_EPOCH = "stale_epoch"  # the receiver promised a higher epoch
     EPOCH_TAKEN = "epoch_taken"  # the receiver promised this very epoch to another node
@@ -171,7 +187,7 @@ class Refused(msgspec.Struct, frozen=True, kw_only=True, tag="refused"):
 
 
 Message = (Prepare | Promise | Fetch | FetchReply | Append | AppendAck | AppendNack | Refused
-           | InstallSnapshot | ClockProbe | ClockEcho | TakeOver)
+           | InstallSnapshot | ClockProbe | ClockEcho | TakeOver | SilenceQuery | SilenceReport)
 
 
 class Hello(msgspec.Struct, frozen=True, kw_only=True, tag="hello"):

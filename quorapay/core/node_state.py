@@ -35,6 +35,7 @@ from quorapay.core.messages import InstallSnapshot
 from quorapay.core.ready import (
     ClockWarning,
     LeadershipEnded,
+    LeaderSilent,
     Outcome,
     Outgoing,
     PeerMisbehaved,
@@ -158,6 +159,7 @@ class Effects(Generic[K]):
     relinquish: list[LeadershipEnded]  # 3. give up these ZooKeeper leaderships
     ended: list[LeadershipEnded]  # every leadership that ended (for logs and observers)
     claims: list[Epoch] = field(default_factory=list)  # 4. claim leadership now (a handover)
+    depose: list[LeaderSilent] = field(default_factory=list)  # 5. depose these silent leaders
     clock_warnings: list[ClockWarning] = field(default_factory=list)  # for the log
     peer_problems: list[PeerMisbehaved] = field(default_factory=list)  # for the log
 
@@ -298,6 +300,7 @@ class NodeState(Generic[K]):
         return Effects(messages=messages, answers=answers,
                        relinquish=[e for e in ended if e.relinquish], ended=ended,
                        claims=[o.epoch for o in ready.outcomes if isinstance(o, TakeOverAsked)],
+                       depose=[o for o in ready.outcomes if isinstance(o, LeaderSilent)],
                        clock_warnings=[o for o in ready.outcomes if isinstance(o, ClockWarning)],
                        peer_problems=[o for o in ready.outcomes
                                       if isinstance(o, PeerMisbehaved)])

@@ -156,8 +156,20 @@ class PeerMisbehaved:
     detail: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaderSilent:
+    """A majority, this follower included, has heard nothing from `leader`, which leads
+    `epoch`, for the leader-silence time: it cannot commit. The driver MUST ask coordination
+    to depose it (remove its ZooKeeper leadership if it still holds `epoch`) so that the next
+    candidate claims a new epoch now."""
+
+    epoch: Epoch
+    leader: NodeId
+    agreeing: tuple[NodeId, ...]  # the majority that heard nothing, this node first
+
+
 Outcome = (ProposalAccepted | ProposalRejected | ReadsConfirmed | ReadsRejected | LeadershipEnded
-           | ClockWarning | PeerMisbehaved | SwitchoverAnswered | TakeOverAsked)
+           | ClockWarning | PeerMisbehaved | SwitchoverAnswered | TakeOverAsked | LeaderSilent)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

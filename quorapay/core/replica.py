@@ -110,12 +110,15 @@ from quorapay.core.messages import (
     Promise,
     RefusalReason,
     Refused,
+    SilenceQuery,
+    SilenceReport,
     TakeOver,
 )
 from quorapay.core.progress import Progress
 from quorapay.core.ready import (
     ClockWarning,
     LeadershipEnded,
+    LeaderSilent,
     Outcome,
     Outgoing,
     PeerMisbehaved,
@@ -202,6 +205,11 @@ class Replica:
         self.role = Role.FOLLOWER
         self.leader: NodeId | None = None
         self._heard_leader = 0  # tick of the last message accepted from the leader followed
+        # leader silence: the current round of SilenceQuery (its tick), who agreed, whether a
+        # majority was reported
+        self._silence_round: int | None = None
+        self._silent_peers: set[NodeId] = set()
+        self._silence_reported = False
         self.highest_epoch_seen = promised_epoch
         self.suspended = False
         self._now = 0
@@ -427,6 +435,7 @@ class Replica:
         if self._sync.due(self._now):
             self._tick_clock()
         if self.role is Role.FOLLOWER:
+            self._tick_silence()
             return
         if not self._has_majority_contact():
             self._end_leadership(
@@ -625,6 +634,12 @@ class Replica:
                     self._on_reply(sender, message)
             case ClockProbe() | ClockEcho():
                 pass  # handled in _on_received
+            case SilenceQuery(epoch=epoch):
+                self._send(sender, SilenceReport(epoch=epoch,
+                                                 silent=self._silent_about(epoch, sender)))
+            case SilenceReport(epoch=epoch, silent=silent):
+                if silent:
+                    self._on_silence_agreed(sender, epoch)
             case TakeOver(epoch=epoch):
                 if self.role is Role.FOLLOWER and epoch == self._promised \
                         and self._promised_to == sender and self.eligible:
@@ -641,6 +656,49 @@ class Replica:
                                          relinquish=True)
             case _:
                 assert_never(message)
+
+    # ----------------------------------------------------------------- leader silence
+
+    def _tick_silence(self) -> None:
+        """A follower whose leader has been silent for silence_ticks asks the other followers
+        whether they heard from it, once per heartbeat interval while the silence lasts."""
+        quiet = self.ticks_since_leader
+        if not self._timing.silence_ticks or quiet is None or quiet < self._timing.silence_ticks:
+            return
+        if self._silence_round is not None and \
+                self._now - self._silence_round < self._timing.heartbeat_ticks:
+            return
+        self._silence_round = self._now
+        self._silent_peers = set()
+        self._silence_reported = False
+        for peer in self._peers:
+            if peer != self.leader:
+                self._send(peer, SilenceQuery(epoch=self._promised))
+
+    def _silent_about(self, epoch: Epoch, asker: NodeId) -> bool:
+        """Whether this node agrees that the leader of `epoch` is silent: it promised another
+        epoch (so that leader cannot count on it), or it follows that epoch and has heard
+        nothing from a leader for half the silence time. A leader never agrees."""
+        if epoch != self._promised:
+            return True
+        if self.role is not Role.FOLLOWER:
+            return False
+        # (following no one yet -- just restarted, say: the time since it started)
+        return 2 * (self._now - self._heard_leader) >= self._timing.silence_ticks
+
+    def _on_silence_agreed(self, sender: NodeId, epoch: Epoch) -> None:
+        """A follower agreed: with a majority (this node included), report the leader."""
+        quiet = self.ticks_since_leader
+        if self._silence_round is None or epoch != self._promised or sender == self.leader \
+                or quiet is None or quiet < self._timing.silence_ticks:
+            return  # an answer to an earlier silence, since broken
+        self._silent_peers.add(sender)
+        if self._silence_reported or 1 + len(self._silent_peers) < self._quorum:
+            return
+        assert self.leader is not None
+        self._silence_reported = True
+        self._outcomes.append(LeaderSilent(epoch=self._promised, leader=self.leader,
+                                           agreeing=(self.node_id, *sorted(self._silent_peers))))
 
     def _follow(self, sender: NodeId, epoch: Epoch) -> bool:
         """Accept `sender` as leader of `epoch` (>= promised). False, refusing it, if that epoch

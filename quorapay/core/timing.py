@@ -19,6 +19,9 @@ class Timing:
     clock_probe_ticks: int = 5  # every node measures every peer's clock offset this often
     max_clock_offset_ms: int = 500  # the bound on clock offsets the cluster runs within
     handover_ticks: int = 200  # a switchover whose target has not caught up by then gives up
+    # a follower that heard nothing from its leader this long asks the others; if a majority
+    # agrees, the leader is deposed in ZooKeeper (0: never; wait for its session to expire)
+    silence_ticks: int = 0
 
     def __post_init__(self) -> None:
         if not 0 < self.heartbeat_ticks <= self.retransmit_ticks < self.election_timeout_ticks:
@@ -28,6 +31,8 @@ class Timing:
             raise LocalError("need snapshot_retry_ticks >= retransmit_ticks")
         if self.clock_probe_ticks < 1 or self.max_clock_offset_ms < 1:
             raise LocalError("clock_probe_ticks and max_clock_offset_ms must be positive")
+        if self.silence_ticks and self.silence_ticks <= self.retransmit_ticks:
+            raise LocalError("need silence_ticks > retransmit_ticks (or 0: off)")
         if self.handover_ticks < 1:
             raise LocalError("handover_ticks must be positive")
         if min(self.max_append_weight, self.max_inflight, self.max_apply_batch) < 1:

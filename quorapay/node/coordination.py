@@ -44,10 +44,12 @@ from quorapay.core.coordinator import (
     ClaimRequested,
     ConnectionResumed,
     ConnectionSuspended,
+    CoordinationNotice,
     CoordinationWarning,
     Coordinator,
     Create,
     Delete,
+    DeposeRequested,
     EligibilityChanged,
     EnsurePath,
     EpochSeen,
@@ -65,7 +67,7 @@ from quorapay.core.coordinator import (
     WatchFired,
     ZkError,
 )
-from quorapay.core.ready import LeadershipEnded
+from quorapay.core.ready import LeadershipEnded, LeaderSilent
 from quorapay.core.types import Epoch
 from quorapay.core.znodes import Layout, LeaderInfo
 from quorapay.transport.address import websocket_url
@@ -135,6 +137,11 @@ class Coordination:
         """Called by the driver: the leader of `epoch` handed leadership to this node."""
         self._events_send.send_nowait(ClaimRequested(epoch=epoch))
 
+    def depose(self, silent: LeaderSilent) -> None:
+        """Called by the driver: a majority heard nothing from the leader of an epoch."""
+        self._events_send.send_nowait(DeposeRequested(epoch=silent.epoch, node=silent.leader,
+                                                      agreeing=silent.agreeing))
+
     def set_eligible(self, eligible: bool) -> None:
         """Called by the driver: stand for election again, or not (a clock alarm)."""
         self._events_send.send_nowait(EligibilityChanged(eligible=eligible))
@@ -174,6 +181,8 @@ class Coordination:
             elif isinstance(output, CoordinationWarning):
                 log.warning("ZooKeeper: %s", output.message)
                 self.last_warning = output.message
+            elif isinstance(output, CoordinationNotice):
+                log.warning("ZooKeeper: %s", output.message)
             else:
                 await self._inputs.send(output)
 

@@ -36,7 +36,7 @@ from quorapay.core.node_state import (
     Work,
     Write,
 )
-from quorapay.core.ready import LeadershipEnded, Outgoing
+from quorapay.core.ready import LeadershipEnded, LeaderSilent, Outgoing
 from quorapay.core.replica import Replica
 from quorapay.core.types import Command, Epoch, LogIndex, NodeId
 from quorapay.logs.quiet import QuietLog
@@ -112,6 +112,7 @@ class Driver:
                  wall_clock: Callable[[], int],
                  eligible: Callable[[bool], None] = lambda _: None,
                  claim: Callable[[Epoch], None] = lambda _: None,
+                 depose: Callable[[LeaderSilent], None] = lambda _: None,
                  roles: RoleLog | None = None,
                  executor: type[Executor[Reply[Any]]] = Executor) -> None:
         self.state = state
@@ -121,7 +122,7 @@ class Driver:
         self._local: list[LocalQuery] = []
         self.executor = executor(state, Ports(
             transport=_Transport(send), clients=_Clients(),
-            coordination=_Coordination(relinquish, claim, eligible),
+            coordination=_Coordination(relinquish, claim, eligible, depose),
             clock=_Clock(wall_clock), observer=_Observer(state, self._roles, self._quiet)))
 
     @property
@@ -195,10 +196,17 @@ class _Coordination:
     relinquish: Callable[[LeadershipEnded], None]  # give up the ZooKeeper leadership of an epoch
     claim_now: Callable[[Epoch], None]  # claim ZooKeeper leadership: it was handed to us
     eligible: Callable[[bool], None]  # tell coordination whether to stand for election
+    depose_now: Callable[[LeaderSilent], None]  # end a silent leader's ZooKeeper leadership
 
     def claim(self, epoch: Epoch) -> None:
         log.info("the leader of epoch %d hands leadership to this node: claiming it", epoch)
         self.claim_now(epoch)
+
+    def depose(self, silent: LeaderSilent) -> None:
+        log.warning("leader %s of epoch %d is silent: %s heard nothing from it; asking "
+                    "ZooKeeper to depose it", silent.leader, silent.epoch,
+                    ", ".join(silent.agreeing))
+        self.depose_now(silent)
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,6 +117,7 @@ async def run_node(cluster: ClusterConfig, node_id: str) -> None:
     driver = Driver(state, store, send=peers.send,
                     relinquish=coordination.relinquish, wall_clock=wall_clock.read_ms,
                     eligible=coordination.set_eligible, claim=coordination.claim,
+                    depose=coordination.depose,
                     roles=RoleLog(tick_seconds=cluster.timing.tick))
 
     def clock_status() -> ClockStatus:

@@ -83,6 +83,8 @@ COVERAGE = {  # the hard states a seed should reach, and what reaching one means
     "crash between the steps of a Ready": "a node dies after a batch is durable, before its "
                                           "messages and answers are all out",
     "storage fault": "a write fails: the process dies inside it, fsync EIO, or a full disk",
+    "silent leader deposed": "a majority of followers agree that their leader is silent, and "
+                             "its ZooKeeper leadership is deleted before its session expires",
 }
 
 

@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 from quorapay.core.compaction import CompactionPolicy
 from quorapay.core.coordinator import (
     ClaimRequested,
+    CoordinationNotice,
     CoordinationWarning,
     Coordinator,
+    DeposeRequested,
     EligibilityChanged,
     EpochSeen,
     Event,
@@ -41,7 +43,7 @@ from quorapay.core.node_state import (
     Write,
     WriteBatch,
 )
-from quorapay.core.ready import LeadershipEnded, Outgoing
+from quorapay.core.ready import LeadershipEnded, LeaderSilent, Outgoing
 from quorapay.core.replica import Replica, Role
 from quorapay.core.timing import Timing
 from quorapay.core.types import AccountId, Command, Epoch, NodeId, Transfer
@@ -334,6 +336,8 @@ class SimNode:
             elif isinstance(output, CoordinationWarning):  # nothing in the model is garbage
                 self._checker.violation("coordination finds what it wrote",
                                         f"{self.id}: {output.message}")
+            elif isinstance(output, CoordinationNotice):  # a silent leader deposed
+                self._checker.reached("silent leader deposed")
             else:
                 if isinstance(output, LeadershipGranted):
                     self._checker.granted(self, output.epoch)
@@ -401,6 +405,11 @@ class _Coordination:
     def claim(self, epoch: Epoch) -> None:
         if not self.node.silenced:
             self.node._on_zk_event(ClaimRequested(epoch=epoch))
+
+    def depose(self, silent: LeaderSilent) -> None:
+        if not self.node.silenced:
+            self.node._on_zk_event(DeposeRequested(epoch=silent.epoch, node=silent.leader,
+                                                   agreeing=silent.agreeing))
 
     def eligible(self, eligible: bool) -> None:
         if self.node.silenced:

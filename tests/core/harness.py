@@ -27,6 +27,7 @@ from quorapay.core.messages import Message
 from quorapay.core.node_state import Answer, Effects, NodeState, Read, Work, Write, WriteBatch
 from quorapay.core.ready import (
     LeadershipEnded,
+    LeaderSilent,
     Outcome,
     Outgoing,
     Persist,
@@ -352,6 +353,9 @@ class _NoCoordination:
         pass
 
     def eligible(self, eligible: bool) -> None:
+        pass
+
+    def depose(self, silent: LeaderSilent) -> None:
         pass
 
 
