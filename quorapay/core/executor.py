@@ -5,9 +5,10 @@ a NodeState's work through this class; each gives it ports -- transport, clients
 clock, observer (logs, metrics, the simulator's checker) -- and makes its batches durable:
 
     executor.step(inputs)                              # one batch of inputs
-    while (batch := executor.pending()) is not None:   # (a leader's Appends leave now)
+    while (batch := executor.pending()) is not None:   # a leader's Appends leave now, and
+                                                       # the answers to committed writes
         make `batch` durable (one transaction, fsync)  # the storage port: sync or async
-        executor.persisted()                           # only now: send, answer, coordinate
+        executor.persisted()                           # only now: the rest is sent, answered
 
 It is synchronous and does no I/O of its own: the caller decides when a write completes (a
 trio worker thread, a simulated fsync time, at once), so the simulator drives the same rules the
@@ -146,6 +147,8 @@ class Executor(Generic[K]):
                 for outgoing in work.ready.messages:
                     if self._sends_now(outgoing):  # beside the write: a leader's Appends
                         self.ports.transport.send(outgoing)
+                for key, answer in self.state.committed_answers(work):  # beside it too
+                    self.ports.clients.answer(key, answer)
                 return work.batch
             self._finish(work, sent_early=False)
         self.ports.observer.idle()

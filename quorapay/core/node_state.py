@@ -280,6 +280,16 @@ class NodeState(Generic[K]):
         self._work = Work(ready=ready, batch=batch, applied=applied)
         return self._work
 
+    def committed_answers(self, work: Work) -> list[tuple[K, Answer]]:
+        """The answers to client writes whose entries `work` applies. They may go out before
+        `work.batch` is durable: the entries are committed -- durable on a majority -- and
+        their results follow from the log alone (a node that crashes before its applied state
+        is on disk applies them again, to the same results). `finish` will not repeat them."""
+        answers: list[tuple[K, Answer]] = []
+        for entry, results in work.applied:
+            answers += self._answer_writes(entry, results)
+        return answers
+
     def finish(self, work: Work) -> Effects[K]:
         """`work.batch` is durable: advance, and say what to send and whom to answer."""
         assert work is self._work, "finish() takes the Work that next_work() returned"

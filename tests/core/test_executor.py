@@ -2,9 +2,9 @@
 
 from quorapay.core.inputs import MessageReceived
 from quorapay.core.messages import Append, AppendAck
-from quorapay.core.node_state import Write
+from quorapay.core.node_state import Answer, Committed, Write
 from quorapay.core.types import NodeId
-from tests.core.harness import ReplicaCluster, account
+from tests.core.harness import InFlight, ReplicaCluster, account
 
 
 def sent_by(cluster: ReplicaCluster, node: str, kind: type) -> list:
@@ -40,3 +40,38 @@ def test_a_leaders_appends_leave_beside_its_write_a_followers_ack_only_after_its
     follower.executor.persisted()
     (ack,) = sent_by(cluster, "n2", AppendAck)
     assert ack.message.match_index == batch.persist.entries[-1].index
+
+
+class Answers:
+    def __init__(self) -> None:
+        self.given: list[tuple[object, Answer]] = []
+
+    def answer(self, key: object, answer: Answer) -> None:
+        self.given.append((key, answer))
+
+
+def test_a_committed_write_is_answered_beside_the_write_that_applies_it() -> None:
+    cluster = ReplicaCluster()
+    cluster.grant("n1", 1)
+    cluster.stabilize()
+    leader = cluster.nodes[NodeId("n1")]
+    assert leader.executor is not None
+    answers = Answers()
+    leader.executor.ports.clients = answers
+    leader.state.submit([Write(key="w", commands=(account("x"),))])
+    leader.executor.step([])
+    cluster._process(leader)  # its log write: the entry is not committed yet
+    assert answers.given == []
+    held: list[InFlight] = []
+    cluster.deliver_all(drop=lambda m: m.dst == "n1" and not held.append(m))  # followers write
+    acks = [m for m in held if isinstance(m.message, AppendAck)]
+    assert acks
+    leader.executor.step([MessageReceived(sender=a.src, message=a.message) for a in acks])
+    batch = leader.executor.pending()  # ...so it commits: applying it is this write
+    assert batch is not None and batch.applied_index is not None
+    assert [(k, type(a)) for k, a in answers.given] == [("w", Committed)]  # before the fsync
+    assert leader.executor.work is not None
+    cluster._write(leader, leader.executor.work, batch)
+    leader.executor.persisted()
+    cluster.stabilize()
+    assert [k for k, _ in answers.given].count("w") == 1  # never answered twice
