@@ -201,6 +201,7 @@ class Replica:
         # commit and apply: everything applied was committed, so it is the safe restart point
         self._commit = applied_index
         self._handed_out = applied_index
+        self._held_since: int | None = None  # a follower: tick since when it holds entries back
         self._verified = LogIndex(0)  # follower: matched the current leader's log up to here
         self.role = Role.FOLLOWER
         self.leader: NodeId | None = None
@@ -365,7 +366,7 @@ class Replica:
         return bool(self._dirty or self._outbox or self._outcomes or self._commit_notice
                     or self._read_round_needed or self._persist_needed()
                     or self._snapshot_requests
-                    or self._commit > self._handed_out)
+                    or (self._commit > self._handed_out and not self._holding_back()))
 
     def ready(self) -> Ready:
         """Collect the work produced since the last advance()."""
@@ -391,8 +392,9 @@ class Replica:
                 compact_epoch=self._log.start_epoch if self._compaction is not None else None,
                 compact_ts=self._log.start_ts if self._compaction is not None else None,
             )
-        last_committed = LogIndex(min(self._commit,
-                                      self._handed_out + self._timing.max_apply_batch))
+        last_committed = LogIndex(self._handed_out if self._holding_back() else min(
+            self._commit, self._handed_out + self._timing.max_apply_batch))
+        self._held_since = None if last_committed == self._commit else self._held_since
         ready = Ready(
             persist=persist,
             messages=tuple(Outgoing(to=o.to, message=o.message, hlc=stamp, wall_ms=self._wall,
@@ -436,6 +438,8 @@ class Replica:
             self._tick_clock()
         if self.role is Role.FOLLOWER:
             self._tick_silence()
+            if self._commit > self._handed_out and self._held_since is None:
+                self._held_since = self._now
             return
         if not self._has_majority_contact():
             self._end_leadership(
@@ -656,6 +660,16 @@ class Replica:
                                          relinquish=True)
             case _:
                 assert_never(message)
+
+    def _holding_back(self) -> bool:
+        """A follower holds committed entries back -- they leave with its next write (one
+        transaction for both), or after apply_hold_ticks -- unless there are many."""
+        if self.role is not Role.FOLLOWER or not self._timing.apply_hold_ticks \
+                or self._persist_needed() \
+                or self._commit - self._handed_out >= self._timing.max_apply_batch:
+            return False
+        return self._held_since is None or \
+            self._now - self._held_since < self._timing.apply_hold_ticks
 
     # ----------------------------------------------------------------- leader silence
 

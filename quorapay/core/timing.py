@@ -22,6 +22,9 @@ class Timing:
     # a follower that heard nothing from its leader this long asks the others; if a majority
     # agrees, the leader is deposed in ZooKeeper (0: never; wait for its session to expire)
     silence_ticks: int = 0
+    # a follower holds committed entries back this long, unless a write of its own goes with
+    # them: one transaction for both instead of one each (it answers no client writes)
+    apply_hold_ticks: int = 2
 
     def __post_init__(self) -> None:
         if not 0 < self.heartbeat_ticks <= self.retransmit_ticks < self.election_timeout_ticks:
@@ -33,6 +36,8 @@ class Timing:
             raise LocalError("clock_probe_ticks and max_clock_offset_ms must be positive")
         if self.silence_ticks and self.silence_ticks <= self.retransmit_ticks:
             raise LocalError("need silence_ticks > retransmit_ticks (or 0: off)")
+        if self.apply_hold_ticks < 0:
+            raise LocalError("apply_hold_ticks must not be negative")
         if self.handover_ticks < 1:
             raise LocalError("handover_ticks must be positive")
         if min(self.max_append_weight, self.max_inflight, self.max_apply_batch) < 1:

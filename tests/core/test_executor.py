@@ -3,6 +3,7 @@
 from quorapay.core.inputs import MessageReceived
 from quorapay.core.messages import Append, AppendAck
 from quorapay.core.node_state import Answer, Committed, Write
+from quorapay.core.timing import Timing
 from quorapay.core.types import NodeId
 from tests.core.harness import InFlight, ReplicaCluster, account
 
@@ -75,3 +76,22 @@ def test_a_committed_write_is_answered_beside_the_write_that_applies_it() -> Non
     leader.executor.persisted()
     cluster.stabilize()
     assert [k for k, _ in answers.given].count("w") == 1  # never answered twice
+
+
+def test_a_follower_applies_committed_entries_with_its_next_write_or_after_a_pause() -> None:
+    cluster = ReplicaCluster(timing=Timing(apply_hold_ticks=2))
+    cluster.grant("n1", 1)
+    cluster.stabilize()
+    follower = cluster["n2"]
+    cluster.propose("n1", account("a"))
+    cluster.deliver_all()  # n2 holds entry k; n1 commits it and tells n2 (commit notice)
+    k = cluster["n1"].commit_index
+    assert follower.commit_index == k and follower.applied_index == k - 1  # held back
+    cluster.propose("n1", account("b"))
+    cluster.deliver_all()  # n2 writes k + 1 and applies k in the same transaction
+    assert follower.applied_index == k
+    assert follower.commit_index == k + 1 and follower.applied_index == k
+    cluster.tick(3)  # nothing more to write: it applies after the pause
+    cluster.deliver_all()
+    assert follower.applied_index == k + 1
+    assert cluster["n1"].applied_index == k + 1  # the leader never holds back
