@@ -28,6 +28,7 @@ class Progress:
     # tick snapshot_sent); nothing else is sent until it is acknowledged or the retry is due.
     snapshot_index: LogIndex | None = None
     snapshot_sent: int = 0
+    told_commit: int = 0  # the commit index the last Append sent to it carried
 
     def acknowledge(self, match_index: LogIndex, now: int) -> None:
         if match_index > self.match_index:

@@ -363,7 +363,7 @@ class Replica:
         self._dirty = True
 
     def has_ready(self) -> bool:
-        return bool(self._dirty or self._outbox or self._outcomes or self._commit_notice
+        return bool(self._dirty or self._outbox or self._outcomes
                     or self._read_round_needed or self._persist_needed()
                     or self._snapshot_requests
                     or (self._commit > self._handed_out and not self._holding_back()))
@@ -451,6 +451,8 @@ class Replica:
             return
         if self._now - self._last_heartbeat >= self._timing.heartbeat_ticks:
             self._send_heartbeats()
+        elif self._commit_notice:
+            self._send_commit_notices()
         self._tick_handover()
         for progress in self._progress.values():
             stalled = self._now - progress.last_progress >= self._timing.retransmit_ticks
@@ -1024,9 +1026,8 @@ class Replica:
                    and len(progress.inflight) < progress.window(self._timing.max_inflight)):
                 self._send_entries(peer, progress)
                 sent = True
-            if self._commit_notice and not sent and progress.snapshot_index is None:
-                self._send(peer, self._heartbeat(progress))
-        self._commit_notice = False
+            if sent:
+                progress.told_commit = self._commit
 
     def _maybe_send_snapshot(self, peer: NodeId, progress: Progress) -> bool:
         """The entries this follower needs were compacted: have a snapshot sent instead."""
@@ -1069,13 +1070,24 @@ class Replica:
         if new_round:
             self._hb_seq += 1
         self._last_heartbeat = self._now
+        self._commit_notice = False
         for peer, progress in self._progress.items():
             self._send(peer, self._heartbeat(progress))
+
+    def _send_commit_notices(self) -> None:
+        """The commit index, to each follower that has not had it with entries since it
+        advanced: once a tick at most, not once per commit (followers need it only to apply,
+        which they do not hurry; clients are answered by the leader)."""
+        self._commit_notice = False
+        for peer, progress in self._progress.items():
+            if progress.told_commit < self._commit and progress.snapshot_index is None:
+                self._send(peer, self._heartbeat(progress))
 
     def _heartbeat(self, progress: Progress) -> Append:
         # prev = match: known to be on the follower, so a heartbeat never fails the check
         # (unless that entry is compacted here: then the start, which a follower may lack)
         prev = max(progress.match_index, self._log.start)
+        progress.told_commit = self._commit
         return Append(epoch=self._epoch, prev_index=prev, prev_epoch=self._epoch_at(prev),
                       entries=(),
                       commit=self._commit, seq=self._hb_seq)

@@ -84,14 +84,18 @@ def test_a_follower_applies_committed_entries_with_its_next_write_or_after_a_pau
     cluster.stabilize()
     follower = cluster["n2"]
     cluster.propose("n1", account("a"))
-    cluster.deliver_all()  # n2 holds entry k; n1 commits it and tells n2 (commit notice)
+    cluster.deliver_all()  # n2 holds entry k; n1 commits it (n2 hears of that later)
     k = cluster["n1"].commit_index
-    assert follower.commit_index == k and follower.applied_index == k - 1  # held back
+    assert follower.last_index == k and follower.applied_index == k - 1
     cluster.propose("n1", account("b"))
-    cluster.deliver_all()  # n2 writes k + 1 and applies k in the same transaction
+    cluster.deliver_all()  # n2 writes k + 1, learns k is committed, applies it in that write
     assert follower.applied_index == k
+    disk = cluster.nodes[NodeId("n2")].disk
+    assert disk.log[-1].index == k + 1 and disk.applied_index == k
+    cluster.tick()  # the commit notice: k + 1 is committed; n2 holds it back a while...
+    cluster.deliver_all()
     assert follower.commit_index == k + 1 and follower.applied_index == k
-    cluster.tick(3)  # nothing more to write: it applies after the pause
+    cluster.tick(3)  # ...and applies it when nothing else comes
     cluster.deliver_all()
     assert follower.applied_index == k + 1
     assert cluster["n1"].applied_index == k + 1  # the leader never holds back
