@@ -7,6 +7,11 @@ passes after any attempt whose outcome is unknown, the error is TIMEOUT: retry l
 same ids. A credential the nodes refuse (UNAUTHENTICATED) or an operation its role may not call
 (FORBIDDEN) fails at once.
 
+Requests may be pipelined: any number of tasks may call one Client at once, and their requests
+share its connection (up to PIPELINE_DEPTH in flight, as a node accepts), each answered by its
+`req` (a reader task routes the answers). A connection that fails fails every request waiting
+on it; each is retried as above.
+
 Nodes speak TLS (wss://) and want a client certificate of the cluster's CA. Give the client a
 TLS context holding one -- `quorapay.security.tls.credential_context(cluster, "payer")` builds it
 from a cluster file's secrets dir, or build it with the `ssl` module from the PEM files:
@@ -24,6 +29,7 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
 
 import msgspec
@@ -43,6 +49,7 @@ from quorapay.transport.dial import DialedLink, TlsRefused, dial
 
 RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)
 SUSPICION = 5.0  # seconds a node that failed to answer is tried only when all others fail too
+PIPELINE_DEPTH = 64  # requests in flight on one connection (what a node accepts at once)
 
 
 class ClientError(QuorapayError):
@@ -85,9 +92,12 @@ class Client:
         self._rotation = itertools.cycle(self._urls)
         self._url: str | None = None
         self._ws: DialedLink | None = None
+        self._generation = 0  # of the connection in self._ws: each new one counts up
+        self._dialing = trio.Lock()
+        self._waiting: dict[int, _Waiting] = {}  # req -> a request waiting for its answer
+        self._in_flight = trio.Semaphore(PIPELINE_DEPTH)
         self._req = 0
         self._answered = False  # did any node ever answer this client?
-        self._awaiting_write = False  # a write went out and its answer has not come back
         self._suspects: dict[str, float] = {}  # url -> when it last failed to answer
         # attempts retried, by why: an error code, NO_ANSWER, or LOST_WRITE (a write sent on a
         # connection that failed before its answer: its outcome was unknown until the retry)
@@ -144,10 +154,10 @@ class Client:
         unknown = False
         last: api.Error | None = None
         attempts = 0
-        self._awaiting_write = False
+        attempt = _Attempt()
         with trio.move_on_after(self._deadline) as deadline:
             while True:
-                response, lost = await self._attempt(request)
+                response, lost = await self._attempt(request, attempt)
                 unknown = unknown or lost
                 if response is not None and response.error is None:
                     return response
@@ -163,9 +173,9 @@ class Client:
                         and last.code is api.ErrorCode.NOT_LEADER and last.leader is not None \
                         and last.leader.url != self._url \
                         and not self._suspected(last.leader.url):
-                    await self._switch(last.leader.url)
+                    await self._switch(last.leader.url, attempt.generation)
                     continue
-                await self._switch(None)
+                await self._switch(None, attempt.generation)
                 self._on_retry(f"retrying ({last.code}: {last.message})" if last else
                                "retrying (no node answered yet)")
                 await trio.sleep(self._retry_delays[min(attempts, len(self._retry_delays) - 1)])
@@ -173,8 +183,8 @@ class Client:
         if deadline.cancelled_caught:
             # The deadline may have cut an attempt short after its write was sent: then the
             # outcome is unknown. And a connection that did not answer in time is not reused.
-            unknown = unknown or self._awaiting_write
-            await self._switch(None)
+            unknown = unknown or attempt.write_unanswered
+            await self._switch(None, attempt.generation)
         code = api.ErrorCode.TIMEOUT if unknown else api.ErrorCode.UNAVAILABLE
         if not self._answered:
             raise ClientError(api.error(code, (
@@ -186,38 +196,45 @@ class Client:
                       if unknown else "") + detail)
         raise ClientError(api.error(code, message))
 
-    async def _attempt(self, request: api.Request) -> tuple[api.Response | None, bool]:
+    async def _attempt(self, request: api.Request, attempt: _Attempt | None = None
+                       ) -> tuple[api.Response | None, bool]:
         """One try. Returns (response or None, whether the outcome may be unknown)."""
+        attempt = attempt if attempt is not None else _Attempt()
         self._req += 1
-        sent = False
+        req = self._req
+        waiting = _Waiting()
+        attempt.write_unanswered = False
         try:
-            ws = await self._connection()
-            with trio.fail_after(self._attempt_timeout):
-                await ws.send_message(api.encode(msgspec.structs.replace(request, req=self._req))
-                                      .decode())
-                sent = True
-                self._awaiting_write = _is_write(request)
-                while True:
-                    response = api.decode_response(await ws.get_message())
-                    self._answered = True
-                    if response.req == self._req:
-                        self._awaiting_write = False
-                        if self._url is not None:
-                            self._suspects.pop(self._url, None)
-                        return response, False
+            async with self._in_flight:
+                ws = await self._connection(attempt)
+                waiting.generation = attempt.generation
+                self._waiting[req] = waiting
+                with trio.fail_after(self._attempt_timeout):
+                    await ws.send_message(
+                        api.encode(msgspec.structs.replace(request, req=req)).decode())
+                    attempt.write_unanswered = _is_write(request)
+                    await waiting.done.wait()
+            if waiting.response is None:
+                raise ConnectionClosed(None)  # (the reader saw the connection fail)
+            attempt.write_unanswered = False
+            self._answered = True
+            if self._url is not None:
+                self._suspects.pop(self._url, None)
+            return waiting.response, False
         except ConnectionRejected as rejected:
-            await self._close()
+            await self._close(attempt.generation)
             return _rejection(rejected, self._url), False
         except TlsRefused as refused:
-            await self._close()
-            return api.Response(req=self._req, error=api.error(
+            await self._close(attempt.generation)
+            return api.Response(req=req, error=api.error(
                 api.ErrorCode.UNAUTHENTICATED, str(refused))), False
-        except (OSError, HandshakeError, ConnectionClosed, trio.TooSlowError,
-                msgspec.DecodeError):
-            if self._url is not None:
+        except (OSError, HandshakeError, ConnectionClosed, trio.TooSlowError):
+            if self._url is not None and attempt.generation == self._generation:
                 self._suspects[self._url] = time.monotonic()
-            await self._close()
-            return None, sent and _is_write(request)
+            await self._close(attempt.generation)
+            return None, attempt.write_unanswered
+        finally:
+            self._waiting.pop(req, None)
 
     def _suspected(self, url: str) -> bool:
         failed = self._suspects.get(url)
@@ -231,24 +248,77 @@ class Client:
                 return url
         return next(self._rotation)
 
-    async def _connection(self) -> WebSocketConnection:
-        if self._ws is None:
-            if self._url is None:
-                self._url = self._next_url()
-            assert self._nursery is not None
-            address, secure = parse_url(self._url)
-            self._ws = await dial(self._nursery, address, tls=self._tls if secure else None,
-                                  timeout=self._connect_timeout, max_message_size=64 * 2**20)
-        return self._ws.ws
+    async def _connection(self, attempt: _Attempt) -> WebSocketConnection:
+        """The connection (dialed if there is none; one dial for many waiting tasks)."""
+        async with self._dialing:
+            if self._ws is None:
+                if self._url is None:
+                    self._url = self._next_url()
+                assert self._nursery is not None
+                address, secure = parse_url(self._url)
+                self._generation += 1
+                attempt.generation = self._generation
+                self._ws = await dial(self._nursery, address,
+                                      tls=self._tls if secure else None,
+                                      timeout=self._connect_timeout,
+                                      max_message_size=64 * 2**20)
+                self._nursery.start_soon(self._read_answers, self._ws.ws, self._generation)
+            attempt.generation = self._generation
+            return self._ws.ws
 
-    async def _switch(self, url: str | None) -> None:
-        await self._close()
+    async def _read_answers(self, ws: WebSocketConnection, generation: int) -> None:
+        """Route each answer on one connection to the request waiting for it; when the
+        connection fails (or sends something undecodable), fail every request still waiting."""
+        try:
+            while True:
+                response = api.decode_response(await ws.get_message())
+                waiting = self._waiting.get(response.req)
+                if waiting is not None and waiting.generation == generation:
+                    waiting.response = response
+                    waiting.done.set()
+        except (ConnectionClosed, msgspec.DecodeError, trio.ClosedResourceError,
+                trio.BrokenResourceError):
+            pass
+        finally:
+            for waiting in self._waiting.values():
+                if waiting.generation == generation:
+                    waiting.done.set()  # with no response: the connection failed
+            with trio.CancelScope(shield=True):
+                await self._close(generation)
+
+    async def _switch(self, url: str | None, generation: int) -> None:
+        """Move to `url` (None: the next in turn) -- unless another request already replaced
+        the connection this one used."""
+        if generation != self._generation:
+            return
+        await self._close(generation)
         self._url = url
 
-    async def _close(self) -> None:
-        if self._ws is not None:
+    async def _close(self, generation: int | None = None) -> None:
+        """Close the connection (only if it is still `generation`'s, when given). Requests
+        that used it no longer match the generation: the first to fail decides what next."""
+        if self._ws is not None and generation in (None, self._generation):
             ws, self._ws = self._ws, None
+            self._generation += 1
             await ws.aclose()
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """One request's retries: the connection it used last; whether a write of it went out
+    and got no answer (its outcome unknown)."""
+
+    generation: int = 0
+    write_unanswered: bool = False
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """A request sent on connection `generation`, waiting for its answer (None: it failed)."""
+
+    generation: int = 0
+    response: api.Response | None = None
+    done: trio.Event = field(default_factory=trio.Event)
 
 
 def _is_write(request: api.Request) -> bool:

@@ -23,7 +23,7 @@ import msgspec
 from quorapay.core.bounds import Counter
 
 
-class Timestamp(msgspec.Struct, frozen=True, array_like=True, order=True):
+class Timestamp(msgspec.Struct, frozen=True, array_like=True, order=True, gc=False):
     """A hybrid logical clock value; compares by (wall_ms, logical)."""
 
     wall_ms: Counter

@@ -67,10 +67,10 @@ class Account:
     index: LogIndex  # the entry that created it
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TransferRecord:
+class TransferRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A decided transfer: its body, its outcome and the entry that decided it (its index and
-    timestamp)."""
+    timestamp). Not tracked by Python's cycle collector (it can hold no cycle): a ledger of
+    millions would otherwise make every full collection scan them all, stalling the node."""
 
     transfer: Transfer
     status: Status

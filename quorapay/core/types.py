@@ -2,6 +2,9 @@
 
 Log entries are msgspec Structs because the same objects are written to disk and sent to peers;
 msgspec validates them on decode, so a malformed frame or record is rejected, never half-used.
+They are immutable values that cannot hold a reference cycle, so they are kept out of Python's
+cycle collector (`gc=False`): a node holds millions of them, and a full collection scanning
+them all stalled its event loop for 0.4 s every few seconds.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ CentsField = Annotated[Cents, msgspec.Meta(ge=-MAX_MONEY, le=MAX_MONEY)]
 CurrencyField = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
 
 
-class CreateAccount(msgspec.Struct, frozen=True, kw_only=True, tag="create_account"):
+class CreateAccount(msgspec.Struct, frozen=True, kw_only=True, tag="create_account",
+                    gc=False):
     """Open an account. `allow_negative` marks an issuer that may go below zero (deposits)."""
 
     id: AccountIdField
@@ -39,7 +43,8 @@ class CreateAccount(msgspec.Struct, frozen=True, kw_only=True, tag="create_accou
     allow_negative: bool = False
 
 
-class Transfer(msgspec.Struct, frozen=True, kw_only=True, tag="transfer"):
+class Transfer(msgspec.Struct, frozen=True, kw_only=True, tag="transfer",
+               gc=False):
     """Move `amount` from the debit account to the credit account, both in `currency`."""
 
     id: TransferIdField
@@ -49,7 +54,8 @@ class Transfer(msgspec.Struct, frozen=True, kw_only=True, tag="transfer"):
     currency: CurrencyField
 
 
-class PayerTransfer(msgspec.Struct, frozen=True, kw_only=True, tag="payer_transfer"):
+class PayerTransfer(msgspec.Struct, frozen=True, kw_only=True, tag="payer_transfer",
+                    gc=False):
     """A transfer submitted with a payer's credential: it may not debit an issuer account
     (that would create money), which the ledger decides -- deterministically, from the log --
     as `forbidden`. Otherwise it is its transfer: the same id, the same body, the same record."""
@@ -64,13 +70,15 @@ class PayerTransfer(msgspec.Struct, frozen=True, kw_only=True, tag="payer_transf
 Command = CreateAccount | Transfer | PayerTransfer
 
 
-class Commands(msgspec.Struct, frozen=True, kw_only=True, tag="commands"):
+class Commands(msgspec.Struct, frozen=True, kw_only=True, tag="commands",
+               gc=False):
     """A batch of client commands, applied in order. An empty batch is a barrier."""
 
     commands: tuple[Command, ...]
 
 
-class EpochStart(msgspec.Struct, frozen=True, kw_only=True, tag="epoch_start"):
+class EpochStart(msgspec.Struct, frozen=True, kw_only=True, tag="epoch_start",
+                 gc=False):
     """The first entry a new leader appends; committing it commits everything before it."""
 
     leader: NodeIdField
@@ -79,7 +87,7 @@ class EpochStart(msgspec.Struct, frozen=True, kw_only=True, tag="epoch_start"):
 Payload = Commands | EpochStart
 
 
-class LogEntry(msgspec.Struct, frozen=True, kw_only=True):
+class LogEntry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One position of the replicated log. (index, epoch) identifies the entry uniquely.
 
     `ts` is the hybrid logical clock timestamp the leader stamped it with at append: along a

@@ -43,6 +43,8 @@ from quorapay.logs.quiet import QuietLog
 from quorapay.node.roles import RoleLog
 from quorapay.node.storage import Store
 
+SLOW_WRITE = 0.2  # seconds: a batch write this long is logged (its node said nothing meanwhile)
+
 __all__ = ["ClientRead", "ClientSwitchover", "ClientWrite", "Committed", "Driver", "DriverInput",
            "Failure", "HandedOver", "LocalQuery", "ReadValue", "Reply"]
 
@@ -173,7 +175,12 @@ class Driver:
         """Persist, then send, then answer: the Ready contract, for every piece of work."""
         self._quiet.flush()
         while (batch := self.executor.pending()) is not None:
+            started = trio.current_time()
             await self.store.write_async(batch)  # durable (fsync) BEFORE acks and answers
+            took = trio.current_time() - started
+            if took >= SLOW_WRITE:
+                self._quiet.warning("slow write", "a write took %.3f s (the disk is slow or "
+                                    "busy): nothing was sent or answered meanwhile", took)
             self.executor.persisted()
         local, self._local = self._local, []
         for item in local:

@@ -27,6 +27,7 @@ from quorapay.core.inputs import Ticked
 from quorapay.core.node_state import NodeState
 from quorapay.core.replica import Replica
 from quorapay.core.types import NodeId
+from quorapay.logs.quiet import QuietLog
 from quorapay.node.client_api import ClientApi
 from quorapay.node.clock import WallClock, follow_clock_faults
 from quorapay.node.coordination import Coordination
@@ -39,6 +40,7 @@ from quorapay.security.tls import node_client_context, node_server_context
 
 log = logging.getLogger(__name__)
 INPUT_BUFFER = 4096
+STALL = 0.2  # seconds: a tick this late is logged
 
 
 class StartupError(QuorapayError):
@@ -57,10 +59,16 @@ async def bind(node: NodeConfig, port: int, what: str) -> list[trio.SocketListen
 
 
 async def tick_forever(inputs: trio.MemorySendChannel[Any], seconds_per_tick: float) -> NoReturn:
-    """The only place that turns seconds into core ticks."""
+    """The only place that turns seconds into core ticks (and notices a stalled loop)."""
+    quiet = QuietLog(log)
     while True:
+        started = trio.current_time()
         await trio.sleep(seconds_per_tick)
         await inputs.send(Ticked())
+        late = trio.current_time() - started - seconds_per_tick
+        if late >= STALL:
+            quiet.warning("stall", "a tick came %.3f s late: the event loop was busy or the "
+                                   "process was stopped (peers heard nothing meanwhile)", late)
 
 
 @dataclass(frozen=True, slots=True)

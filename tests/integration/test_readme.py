@@ -21,7 +21,8 @@ from tests.integration.helpers import local_cluster_file
 
 pytestmark = pytest.mark.integration
 README = Path(__file__).parents[2] / "README.md"
-SHRINK = {"--time 60": "--time 15", "--seeds 1000": "--seeds 10"}
+SHRINK = {"--time 60": "--time 15", "--seeds 1000": "--seeds 10", "--seconds 5": "--seconds 1",
+          "--kills 5": "--kills 1"}
 
 
 def using_it() -> list[str]:
