@@ -15,6 +15,9 @@ from quorapay.cli.context import AppContext, emit, json_option, pass_app, run
 from quorapay.cli.main import Failed, cli
 from quorapay.cli.progress import progress
 
+out_option = click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+                          help="Write the JSON result here too.")
+
 
 @cli.group(invoke_without_command=True)
 @click.option("--points", default="1,16,64,16x100", show_default=True,
@@ -25,8 +28,7 @@ from quorapay.cli.progress import progress
               help="Seconds of load before each point is measured.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a plot of latency against throughput here (PNG).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the JSON result here too.")
+@out_option
 @json_option
 @click.pass_context
 def bench(ctx: click.Context, points: str, seconds: float, warm_up: float, plot: Path | None,
@@ -53,10 +55,7 @@ def bench(ctx: click.Context, points: str, seconds: float, warm_up: float, plot:
             return await run_load(app.cluster, chosen, seconds=seconds, warm_up=warm_up,
                                   progress=told)
     report = run(go)
-    document = _document(report)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(msgspec.json.format(msgspec.json.encode(document)))
+    document = _document(report, out)
     if plot is not None:
         from quorapay.bench.plot import plot_load
         plot_load(report, plot)
@@ -66,9 +65,13 @@ def bench(ctx: click.Context, points: str, seconds: float, warm_up: float, plot:
                      f"transfer(s) not in the ledger as sent: {report.check.examples}")
 
 
-def _document(report: LoadReport) -> dict[str, object]:
+def _document(report: LoadReport | FailoverReport, out: Path | None) -> dict[str, object]:
+    """The report as JSON-ready data with its verdict; written to `out` too, if given."""
     document: dict[str, object] = msgspec.to_builtins(report)
     document["valid"] = report.valid
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(msgspec.json.format(msgspec.json.encode(document)))
     return document
 
 
@@ -105,8 +108,7 @@ def _or_dash(value: float | None) -> str:
               help="Closed-loop clients writing throughout.")
 @click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(1, 600),
               help="Seconds each round may take to commit again (and to heal).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the JSON result here too.")
+@out_option
 @json_option
 @pass_app
 def failover_command(app: AppContext, kills: int, pause: bool, clients: int, timeout: float,
@@ -124,11 +126,7 @@ def failover_command(app: AppContext, kills: int, pause: bool, clients: int, tim
             return await run_failover(app.cluster, rounds=kills, pause=pause, clients=clients,
                                       timeout=timeout, progress=told)
     report = run(go)
-    document: dict[str, object] = msgspec.to_builtins(report)
-    document["valid"] = report.valid
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(msgspec.json.format(msgspec.json.encode(document)))
+    document = _document(report, out)
     seconds = sorted(t.seconds for t in report.takeovers)
     emit(as_json, document,
          f"{report.fault} of the leader, {len(seconds)} times, {report.clients} clients "
