@@ -229,9 +229,7 @@ class Client:
             return api.Response(req=req, error=api.error(
                 api.ErrorCode.UNAUTHENTICATED, str(refused))), False
         except (OSError, HandshakeError, ConnectionClosed, trio.TooSlowError):
-            if self._url is not None and attempt.generation == self._generation:
-                self._suspects[self._url] = time.monotonic()
-            await self._close(attempt.generation)
+            await self._failed(attempt.generation)
             return None, attempt.write_unanswered
         finally:
             self._waiting.pop(req, None)
@@ -284,7 +282,18 @@ class Client:
                 if waiting.generation == generation:
                     waiting.done.set()  # with no response: the connection failed
             with trio.CancelScope(shield=True):
-                await self._close(generation)
+                await self._failed(generation)
+
+    async def _failed(self, generation: int) -> None:
+        """Connection `generation` failed (or never came up): if it is still the current one,
+        suspect its node, close it, and move on to the next node in turn. (A connection this
+        client closed itself is not current any more: nothing to do.)"""
+        if generation != self._generation:
+            return
+        if self._url is not None:
+            self._suspects[self._url] = time.monotonic()
+        await self._close(generation)
+        self._url = None
 
     async def _switch(self, url: str | None, generation: int) -> None:
         """Move to `url` (None: the next in turn) -- unless another request already replaced

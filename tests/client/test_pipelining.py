@@ -92,3 +92,17 @@ async def test_a_connection_lost_mid_flight_retries_every_request_waiting_on_it(
             assert client.retried["LOST_WRITE"] >= 3  # the writes in flight when it dropped
         assert node.connections == 2
         nursery.cancel_scope.cancel()
+
+
+async def test_after_a_node_fails_to_answer_the_next_attempt_goes_to_the_next_node() -> None:
+    silent, good = FakeNode(batch=10**9), FakeNode(batch=1)  # one never answers
+    async with trio.open_nursery() as nursery:
+        urls = [f"ws://127.0.0.1:{await serve(node, nursery)}/" for node in (silent, good)]
+        async with Client(urls, deadline=5, attempt_timeout=0.3, connect_timeout=0.3,
+                          retry_delays=(0.01,)) as client:
+            started = trio.current_time()
+            with trio.fail_after(5):
+                await client.request(api.Barrier())
+            assert trio.current_time() - started < 1.0  # one attempt timeout, not a redial
+        assert silent.connections == 1 and good.received == 1
+        nursery.cancel_scope.cancel()
