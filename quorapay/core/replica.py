@@ -641,8 +641,7 @@ class Replica:
             case ClockProbe() | ClockEcho():
                 pass  # handled in _on_received
             case SilenceQuery(epoch=epoch):
-                self._send(sender, SilenceReport(epoch=epoch,
-                                                 silent=self._silent_about(epoch, sender)))
+                self._send(sender, SilenceReport(epoch=epoch, silent=self._silent_about(epoch)))
             case SilenceReport(epoch=epoch, silent=silent):
                 if silent:
                     self._on_silence_agreed(sender, epoch)
@@ -691,7 +690,7 @@ class Replica:
             if peer != self.leader:
                 self._send(peer, SilenceQuery(epoch=self._promised))
 
-    def _silent_about(self, epoch: Epoch, asker: NodeId) -> bool:
+    def _silent_about(self, epoch: Epoch) -> bool:
         """Whether this node agrees that the leader of `epoch` is silent: it promised another
         epoch (so that leader cannot count on it), or it follows that epoch and has heard
         nothing from a leader for half the silence time. A leader never agrees."""

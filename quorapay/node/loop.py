@@ -3,11 +3,12 @@
 Each iteration takes every input that is waiting (up to a bound) and steps them together --
 client writes of the whole batch become one log entry -- and then, for each piece of work:
 makes its batch durable in one SQLite transaction (one fsync for the whole batch), only then
-sends its messages (a leader's Appends excepted: they leave beside the write), then answers
-clients. Questions about the node's own state (LocalQuery) are answered once the batch's work
-is done. The decisions are all `quorapay.core.node_state`,
-and the order of the work is `quorapay.core.executor`'s (the simulator runs the same executor);
-this module feeds it from a trio channel and does the I/O behind its ports.
+sends its messages, then answers clients -- except a leader's Appends and the answers to
+writes whose entries the batch applies (committed already): those leave beside the write.
+Questions about the node's own state (LocalQuery) are answered once the batch's work is done.
+The decisions are all `quorapay.core.node_state`, and the order of the work is
+`quorapay.core.executor`'s (the simulator runs the same executor); this module feeds it from a
+trio channel and does the I/O behind its ports.
 """
 
 from __future__ import annotations

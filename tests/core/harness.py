@@ -403,6 +403,15 @@ def lone_ports() -> Ports[object]:
                  clock=_NoWall())
 
 
+def led_by_n1(timing: Timing, ids: tuple[str, ...] = ("n1", "n2", "n3")) -> ReplicaCluster:
+    """A cluster whose n1 was granted epoch 1 and serves."""
+    cluster = ReplicaCluster(ids, timing)
+    cluster.grant("n1", 1)
+    cluster.stabilize()
+    assert cluster["n1"].serving
+    return cluster
+
+
 def account(name: str, *, issuer: bool = False) -> CreateAccount:
     return CreateAccount(id=AccountId(name), currency="USD", allow_negative=issuer)
 

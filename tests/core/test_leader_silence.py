@@ -11,6 +11,7 @@ from quorapay.core.ready import LeaderSilent
 from quorapay.core.replica import Role
 from quorapay.core.timing import Timing
 from quorapay.core.types import Epoch, NodeId
+from tests.core import harness
 from tests.core.harness import ReplicaCluster, account
 from tests.core.test_coordinator import started
 
@@ -19,11 +20,7 @@ LEADER = "/quorapay/t/leader"
 
 
 def led_by_n1(*ids: str) -> ReplicaCluster:
-    cluster = ReplicaCluster(ids or ("n1", "n2", "n3"), Timing(silence_ticks=SILENCE))
-    cluster.grant("n1", 1)
-    cluster.stabilize()
-    assert cluster["n1"].serving
-    return cluster
+    return harness.led_by_n1(Timing(silence_ticks=SILENCE), ids or ("n1", "n2", "n3"))
 
 
 def silent_reports(cluster: ReplicaCluster, node: str) -> list[LeaderSilent]:

@@ -14,6 +14,7 @@ from quorapay.core.ready import LeadershipEnded, SwitchoverAnswered, TakeOverAsk
 from quorapay.core.replica import Role
 from quorapay.core.timing import Timing
 from quorapay.core.types import Epoch, NodeId
+from tests.core import harness
 from tests.core.harness import InFlight, ReplicaCluster, account
 from tests.core.test_coordinator import started
 
@@ -21,11 +22,7 @@ HANDOVER = "/quorapay/t/handover"
 
 
 def led_by_n1() -> ReplicaCluster:
-    cluster = ReplicaCluster(timing=Timing(handover_ticks=30))
-    cluster.grant("n1", 1)
-    cluster.stabilize()
-    assert cluster["n1"].serving
-    return cluster
+    return harness.led_by_n1(Timing(handover_ticks=30))
 
 
 def answers(cluster: ReplicaCluster, node: str) -> list[SwitchoverAnswered]:
