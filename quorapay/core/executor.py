@@ -4,11 +4,17 @@ The node (`quorapay.node.loop`), the simulator (`quorapay.sim.node`) and the tes
 a NodeState's work through this class; each gives it ports -- transport, clients, coordination,
 clock, observer (logs, metrics, the simulator's checker) -- and makes its batches durable:
 
-    executor.step(inputs)                              # one batch of inputs
-    while (batch := executor.pending()) is not None:   # a leader's Appends leave now, and
-                                                       # the answers to committed writes
-        make `batch` durable (one transaction, fsync)  # the storage port: sync or async
-        executor.persisted()                           # only now: the rest is sent, answered
+    executor.step(inputs)                      # a batch of inputs, at any time
+    for batch in executor.pending():           # stage the work: what claims nothing about
+        hand `batch` to the writer             # the disk (a leader's Appends, clock probes,
+                                               # answers to committed writes) leaves now
+    ...and whenever writes land (the writer keeps their order; several may share one fsync):
+    executor.persisted(count)                  # the oldest `count` batches are durable: what
+    executor.pending()                         # waited on them is sent and answered
+
+Writes are pipelined: the node goes on stepping inputs -- sending heartbeats, taking requests,
+counting acknowledgements -- while earlier batches are being made durable, and a message that
+claims durable state waits for the write of its own batch and of every batch before it.
 
 It is synchronous and does no I/O of its own: the caller decides when a write completes (a
 trio worker thread, a simulated fsync time, at once), so the simulator drives the same rules the
@@ -17,6 +23,7 @@ node runs, step by step, independently of any event loop's scheduling.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
@@ -83,8 +90,9 @@ class Clock(Protocol):
 class Observer:
     """Watches the work go by (logs, metrics, the simulator's checker); does nothing itself."""
 
-    def writing(self, work: Work) -> None:
-        """`work.batch` goes out for writing; its send-now messages leave next."""
+    def staged(self, work: Work) -> None:
+        """`work` was staged (its batch, if any, goes out for writing); its send-now messages
+        leave next."""
 
     def durable(self, work: Work) -> None:
         """`work.batch` is on disk (before anything else of it is sent or answered)."""
@@ -110,16 +118,17 @@ class Executor(Generic[K]):
         self.state = state
         self.ports = ports
         self._eligible = eligible  # what coordination was last told
-        self._work: Work | None = None  # staged, waiting for its batch to be durable
+        self._staged: deque[Work] = deque()  # staged, not finished: oldest first
+        self._in_flight = 0  # batches handed out by pending(), not yet persisted()
+        self._landed = 0  # of those, durable, their Works waiting to finish
 
     @property
-    def work(self) -> Work | None:
-        """The work whose batch is out for writing: none of it happens until persisted()."""
-        return self._work
+    def in_flight(self) -> int:
+        """Batches handed out for writing and not yet reported persisted."""
+        return self._in_flight
 
     def step(self, inputs: Iterable[ExecutorInput[K]]) -> None:
         """Step one batch of inputs; client writes of the whole batch become one log entry."""
-        assert self._work is None, "step() while a batch is being written"
         # Read after the batch arrived: a message's arrival is never after this reading.
         wall_ms = self.ports.clock.wall_ms()
         if wall_ms is not None:
@@ -136,49 +145,63 @@ class Executor(Generic[K]):
                 self.state.step(item)
         self.state.submit(writes)
 
-    def pending(self) -> WriteBatch | None:
-        """Carry out every piece of work that needs no disk; return the batch that must be
-        durable before the next can go on (then call persisted()), or None: all done."""
-        assert self._work is None, "pending() before the last batch was persisted()"
+    def pending(self) -> list[WriteBatch]:
+        """Stage every piece of work there is now and carry out what needs no disk; return
+        the batches to make durable, in order (then call persisted() as they land)."""
+        batches: list[WriteBatch] = []
         while (work := self.state.next_work()) is not None:
+            self._staged.append(work)
+            self.ports.observer.staged(work)
+            for outgoing in work.ready.messages:
+                if self._sends_now(work, outgoing):  # beside the write: claims nothing of disk
+                    self.ports.transport.send(outgoing)
+            for key, answer in self.state.committed_answers(work):  # beside it too
+                self.ports.clients.answer(key, answer)
             if not work.batch.empty:
-                self._work = work
-                self.ports.observer.writing(work)
-                for outgoing in work.ready.messages:
-                    if self._sends_now(outgoing):  # beside the write: a leader's Appends
-                        self.ports.transport.send(outgoing)
-                for key, answer in self.state.committed_answers(work):  # beside it too
-                    self.ports.clients.answer(key, answer)
-                return work.batch
-            self._finish(work, sent_early=False)
+                batches.append(work.batch)
+                self._in_flight += 1
+            self._finish_durable()  # work that wrote nothing, with no write ahead of it
         self.ports.observer.idle()
-        return None
+        return batches
 
-    def persisted(self) -> None:
-        """The batch pending() returned is durable (fsync done): finish its work."""
-        work, self._work = self._work, None
-        assert work is not None, "persisted() without a pending batch"
-        self.ports.observer.durable(work)
-        self._finish(work, sent_early=True)
+    def persisted(self, count: int = 1) -> None:
+        """The oldest `count` batches pending() returned (and not yet reported) are durable:
+        finish the work that waited on them. Call pending() next: there may be more."""
+        assert 0 < count <= self._in_flight, "persisted() more batches than are in flight"
+        self._in_flight -= count
+        self._landed += count
+        self._finish_durable()
 
     def run(self, write: Callable[[WriteBatch], None]) -> None:
         """All the work, writing each batch with `write` (synchronous, durable on return)."""
-        while (batch := self.pending()) is not None:
-            write(batch)
-            self.persisted()
+        while batches := self.pending():
+            for batch in batches:
+                write(batch)
+                self.persisted()
+        assert not self._staged, "work left unfinished with no write in flight"
 
-    def _sends_now(self, outgoing: Outgoing) -> bool:
-        """Whether a message of a batch being written leaves before the write is durable."""
+    def _sends_now(self, work: Work, outgoing: Outgoing) -> bool:
+        """Whether a message of `work` leaves when it is staged, before any write is durable
+        (its own or an earlier one)."""
         return not outgoing.after_persist
 
-    def _finish(self, work: Work, *, sent_early: bool) -> None:
-        effects = self.state.finish(work)
-        self.ports.observer.finished(work, effects)
-        self._carry_out(effects, sent_early=sent_early)
+    def _finish_durable(self) -> None:
+        """Finish, oldest first, every staged Work whose write and earlier ones are durable."""
+        while self._staged:
+            work = self._staged[0]
+            if not work.batch.empty:
+                if not self._landed:
+                    return
+                self._landed -= 1
+                self.ports.observer.durable(work)
+            self._staged.popleft()
+            effects = self.state.finish(work)
+            self.ports.observer.finished(work, effects)
+            self._carry_out(work, effects)
 
-    def _carry_out(self, effects: Effects[K], *, sent_early: bool) -> None:
+    def _carry_out(self, work: Work, effects: Effects[K]) -> None:
         for outgoing in effects.messages:
-            if not (sent_early and self._sends_now(outgoing)):
+            if not self._sends_now(work, outgoing):  # the others left when the work was staged
                 self.ports.transport.send(outgoing)
         for key, answer in effects.answers:
             self.ports.clients.answer(key, answer)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import assert_never
 
@@ -129,6 +129,11 @@ class Delta:
 
     accounts: dict[AccountId, Account] = field(default_factory=dict)
     transfers: list[TransferRecord] = field(default_factory=list)
+
+    def detach(self) -> None:
+        """Copy the account rows, so that entries applied after these (while this delta waits
+        for its write) do not change what it writes."""
+        self.accounts = {key: replace(account) for key, account in self.accounts.items()}
 
 
 def validate(command: Command) -> str:

@@ -5,17 +5,20 @@ requests waiting on them. The trio node driver and the simulator both run this s
 
     state.step(input) / state.submit(writes) / state.read(read)   # a batch of inputs, then
     while (work := state.next_work()) is not None:
-        make work.batch durable (one transaction, fsync)           # 1. BEFORE anything below
-        effects = state.finish(work)
-        send effects.messages                                      # 2. only AFTER 1
-        deliver effects.answers; relinquish effects.relinquish     # 3.
+        hand work.batch to the writer (one transaction, fsync)     # 1. in order
+    ...and, as writes land, oldest first (more inputs may be stepped meanwhile):
+        effects = state.finish(work)                               # work.batch and every
+        send effects.messages                                      # earlier one durable
+        deliver effects.answers; relinquish effects.relinquish     # 2. only AFTER 1
 
-`next_work` applies committed entries to the in-memory ledger when it stages them; a node that
-crashes before the batch is durable loses that memory with it and recovers from its disk.
+`next_work` applies committed entries to the in-memory ledger when it stages them (so
+`applied_index` is what that ledger reflects); a node that crashes before the batch is durable
+loses that memory with it and recovers from its disk.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -148,6 +151,7 @@ class Work:
     ready: Ready
     batch: WriteBatch
     applied: list[tuple[LogEntry, list[Result]]]
+    snapshots: tuple[Outgoing, ...] = ()  # the ledger as staged, for peers that need it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -203,6 +207,7 @@ def stage(ready: Ready, ledger: Ledger) -> tuple[WriteBatch, list[tuple[LogEntry
         ledger.replace(install.state)
     delta = Delta()
     applied = [(entry, ledger.apply(entry, delta)) for entry in ready.committed]
+    delta.detach()  # the write may land after later entries changed these accounts again
     applied_index = ready.committed[-1].index if ready.committed else None
     if applied_index is None and install is not None:
         applied_index = install.index
@@ -215,14 +220,15 @@ class NodeState(Generic[K]):
         self.replica = replica
         self.ledger = ledger
         self.compaction = compaction
-        self.applied_index = replica.applied_index  # durable: advanced only in finish()
+        self.applied_index = replica.applied_index  # what the in-memory ledger reflects
+        self.durable_applied = replica.applied_index  # what the disk's ledger reflects
         self._next_token = 0
         self._proposed: dict[int, list[_Part[K]]] = {}
         self._awaiting: dict[LogIndex, tuple[Epoch, list[_Part[K]]]] = {}
         self._reads: dict[int, Read[K]] = {}
         self._switchovers: dict[int, K] = {}
         self._held_reads: list[tuple[LogIndex, list[Read[K]]]] = []
-        self._work: Work | None = None
+        self._staged: deque[Work] = deque()  # handed to the driver, not yet finished
 
     # ------------------------------------------------------------------ inputs
 
@@ -267,8 +273,14 @@ class NodeState(Generic[K]):
 
     # ------------------------------------------------------------------ the Ready contract
 
+    @property
+    def unfinished(self) -> int:
+        """Works staged and not yet finished (their writes, or earlier ones, in flight)."""
+        return len(self._staged)
+
     def next_work(self) -> Work | None:
-        """The next Ready, staged; None when the replica has nothing to do."""
+        """The next Ready, staged; None when the replica has nothing to do. Works are
+        finished in the order they were staged."""
         if not self.replica.has_ready():
             return None
         ready = self.replica.ready()
@@ -277,8 +289,12 @@ class NodeState(Generic[K]):
                 self._awaiting[outcome.index] = (outcome.epoch,
                                                  self._proposed.pop(outcome.proposal))
         batch, applied = stage(ready, self.ledger)
-        self._work = Work(ready=ready, batch=batch, applied=applied)
-        return self._work
+        if batch.applied_index is not None:
+            self.applied_index = batch.applied_index
+        work = Work(ready=ready, batch=batch, applied=applied,
+                    snapshots=self._snapshot_messages(ready))
+        self._staged.append(work)
+        return work
 
     def committed_answers(self, work: Work) -> list[tuple[K, Answer]]:
         """The answers to client writes whose entries `work` applies. They may go out before
@@ -291,12 +307,14 @@ class NodeState(Generic[K]):
         return answers
 
     def finish(self, work: Work) -> Effects[K]:
-        """`work.batch` is durable: advance, and say what to send and whom to answer."""
-        assert work is self._work, "finish() takes the Work that next_work() returned"
-        self._work = None
+        """`work.batch`, and every earlier Work's, is durable: advance, and say what to send
+        and whom to answer."""
+        assert self._staged, "finish() without a staged Work"
+        assert work is self._staged[0], "finish() takes the oldest Work"
+        self._staged.popleft()
         ready = work.ready
         if work.batch.applied_index is not None:
-            self.applied_index = work.batch.applied_index
+            self.durable_applied = work.batch.applied_index
         answers: list[tuple[K, Answer]] = []
         for entry, results in work.applied:
             answers += self._answer_writes(entry, results)
@@ -304,7 +322,7 @@ class NodeState(Generic[K]):
         for outcome in ready.outcomes:
             answers += self._on_outcome(outcome, ended)
         answers += self._serve_held_reads()
-        messages = ready.messages + self._snapshot_messages(ready)
+        messages = ready.messages + work.snapshots
         self.replica.advance(ready)
         self._maybe_compact()
         return Effects(messages=messages, answers=answers,
@@ -316,7 +334,8 @@ class NodeState(Generic[K]):
                                       if isinstance(o, PeerMisbehaved)])
 
     def _snapshot_messages(self, ready: Ready) -> tuple[Outgoing, ...]:
-        """The ledger as of the applied index, for each peer that needs a snapshot."""
+        """The ledger as staged now (at `ready`'s last committed entry), for each peer that
+        needs a snapshot."""
         if not ready.snapshots:
             return ()
         state = self.ledger.export()
@@ -332,7 +351,7 @@ class NodeState(Generic[K]):
     def _maybe_compact(self) -> None:
         if self.compaction is None:
             return
-        upto = self.compaction.upto(self.replica.log.start, self.applied_index)
+        upto = self.compaction.upto(self.replica.log.start, self.durable_applied)
         if upto is not None:
             self.replica.step(CompactionRequested(upto=upto))
 

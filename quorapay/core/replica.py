@@ -27,6 +27,14 @@ when one arrives. Append entries after a successful consistency check, truncatin
 conflicting entry (an entry that conflicts with the leader's is never committed), and
 acknowledge only what will be durable before the reply is sent (the Ready contract).
 
+Durability is an input, as in etcd-raft's asynchronous storage writes: the driver takes each
+Ready's write (`Persist`) and may go on stepping inputs and taking Readys while earlier writes
+are in flight; it reports each Ready back with `advance`, in the order they were produced, once
+that Ready's write and every earlier one are durable. The replica keeps two marks: what the
+disk will hold once the writes handed out so far land (`_written_*`, from which the next Persist
+is cut), and what is known durable (`_durable_*`, which alone counts: a leader's own vote for
+commit, a recovering leader's own promise). A truncation while writes are in flight lowers both.
+
 Switchover (SwitchoverRequested): a leader hands leadership to a chosen follower without
 leaving a client unsure. It refuses new requests (HANDING_OVER, retryable), and once every
 entry is committed and applied (every accepted write answered), no read waits, and the target's
@@ -73,6 +81,7 @@ are handed out for application exactly once, in index order.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -97,6 +106,7 @@ from quorapay.core.inputs import (
 )
 from quorapay.core.log import Log
 from quorapay.core.messages import (
+    SEND_AT_ONCE,
     Append,
     AppendAck,
     AppendNack,
@@ -161,6 +171,19 @@ class _Handover:
     started: int  # tick
 
 
+@dataclass(slots=True, kw_only=True)
+class _Write:
+    """A Ready's write, handed to the driver and not yet reported durable: once it lands, the
+    disk holds the log as it was then (through `last_index`), which agrees with the log now up
+    to `floor` (lowered by every truncation since), and the promise as it was then."""
+
+    ready: Ready
+    last_index: LogIndex
+    floor: LogIndex
+    promised: Epoch
+    promised_to: NodeId | None
+
+
 class Replica:
     """One node's replication state. Feed it with `step`, drain it with `ready`/`advance`."""
 
@@ -189,12 +212,16 @@ class Replica:
         if not snapshot_index <= applied_index <= self._log.last_index:
             raise LocalError(f"applied index {applied_index} outside the log "
                              f"{snapshot_index}..{self._log.last_index}")
-        # durability: what the driver has made durable, as of the last advance()
-        self._disk_last = self._log.last_index
-        self._durable_upto = self._log.last_index  # disk and memory agree up to here
+        # durability: what the disk holds once the writes handed out land (written), and what
+        # the driver reported durable (durable); memory agrees with each up to its `upto`
+        self._written_last = self._log.last_index  # the disk's last index, once they land
+        self._written_upto = self._log.last_index
+        self._written_promise = promised_epoch
+        self._written_promised_to = promised_to
+        self._durable_upto = self._log.last_index
         self._durable_promise = promised_epoch
+        self._writes: deque[_Write] = deque()  # handed out, not yet reported durable (FIFO)
         self._promised = promised_epoch
-        self._durable_promised_to = promised_to
         self._promised_to = promised_to  # whom the promised epoch was promised to (None: unknown)
         self._install: InstallSnapshot | None = None  # a snapshot to make durable
         self._compaction: LogIndex | None = None  # a compaction to make durable
@@ -243,7 +270,7 @@ class Replica:
         self._outbox: list[Outgoing] = []
         self._outcomes: list[Outcome] = []
         self._dirty = False
-        self._outstanding: Ready | None = None
+        self._unadvanced: deque[Ready] = deque()  # handed out, not yet advance()d (FIFO)
 
     # ----------------------------------------------------------------- read-only status
 
@@ -328,9 +355,7 @@ class Replica:
     # ----------------------------------------------------------------- the driver contract
 
     def step(self, event: Input) -> None:
-        """Feed one input. MUST NOT be called while a Ready is outstanding."""
-        if self._outstanding is not None:
-            raise LocalError("step() called between ready() and advance()")
+        """Feed one input (also while Readys are out, their writes in flight)."""
         match event:
             case Ticked():
                 self._on_tick()
@@ -368,10 +393,14 @@ class Replica:
                     or self._snapshot_requests
                     or (self._commit > self._handed_out and not self._holding_back()))
 
+    @property
+    def writes_in_flight(self) -> int:
+        """Readys whose write was handed out and not yet reported durable."""
+        return len(self._writes)
+
     def ready(self) -> Ready:
-        """Collect the work produced since the last advance()."""
-        if self._outstanding is not None:
-            raise LocalError("ready() called twice without advance()")
+        """Collect the work produced since the last ready(). Every Ready must come back, in
+        order, through advance() once its write and every earlier one are durable."""
         if self._commit > self._handed_out and not self._log.holds(self._handed_out + 1):
             # a broken invariant (committed entries cut from the log): fail loudly rather than
             # hand the driver empty work for ever
@@ -383,8 +412,8 @@ class Replica:
         persist = None
         if self._persist_needed():
             persist = Persist(
-                keep_upto=self._durable_upto,
-                entries=self._log.slice(self._durable_upto + 1, self._log.last_index),
+                keep_upto=self._written_upto,
+                entries=self._log.slice(self._written_upto + 1, self._log.last_index),
                 promised_epoch=self._promised if self._promise_changed() else None,
                 promised_to=self._promised_to if self._promise_changed() else None,
                 install=self._install,
@@ -398,7 +427,7 @@ class Replica:
         ready = Ready(
             persist=persist,
             messages=tuple(Outgoing(to=o.to, message=o.message, hlc=stamp, wall_ms=self._wall,
-                                    after_persist=not isinstance(o.message, Append))
+                                    after_persist=not isinstance(o.message, SEND_AT_ONCE))
                            for o in self._outbox),
             committed=self._log.slice(self._handed_out + 1, last_committed),
             outcomes=tuple(self._outcomes),
@@ -408,22 +437,30 @@ class Replica:
         self._outbox.clear()
         self._outcomes.clear()
         self._dirty = False
-        self._outstanding = ready
-        return ready
-
-    def advance(self, ready: Ready) -> None:
-        """The driver did everything `ready` asked: persisted, sent, applied, answered."""
-        if ready is not self._outstanding:
-            raise LocalError("advance() with a Ready that is not the outstanding one")
-        self._outstanding = None
-        if ready.persist is not None:
-            self._disk_last = self._durable_upto = self._log.last_index
-            self._durable_promise = self._promised
-            self._durable_promised_to = self._promised_to
+        if persist is not None:
+            self._writes.append(_Write(ready=ready, last_index=self._log.last_index,
+                                       floor=self._log.last_index, promised=self._promised,
+                                       promised_to=self._promised_to))
+            self._written_last = self._written_upto = self._log.last_index
+            self._written_promise, self._written_promised_to = self._promised, self._promised_to
             self._install = None
             self._compaction = None
         if ready.committed:
             self._handed_out = ready.committed[-1].index
+        self._unadvanced.append(ready)
+        return ready
+
+    def advance(self, ready: Ready) -> None:
+        """`ready`'s write, and every earlier one, is durable; the driver sent and answered
+        what had to wait for it. Readys come back in the order ready() produced them."""
+        if not self._unadvanced or ready is not self._unadvanced[0]:
+            raise LocalError("advance() with a Ready that is not the oldest one out")
+        self._unadvanced.popleft()
+        if ready.persist is not None:
+            write = self._writes.popleft()
+            assert write.ready is ready
+            self._durable_upto = LogIndex(min(write.last_index, write.floor))
+            self._durable_promise = write.promised
         if self.role is Role.RECOVERING:
             self._maybe_finish_promises()
         elif self.role is Role.LEADER and ready.persist is not None:
@@ -578,6 +615,7 @@ class Replica:
                 self._send(sender, self._sync.echo(message, self._promised, self._wall))
             else:
                 self._sync.on_echo(sender, message, self._wall, self._now)
+                self._heard_echo(sender, message)
             if not too_far:
                 self._track(self._refusing, sender, False, "", f"accepting messages from "
                             f"{sender} again: its clock is within {max_offset} ms of ours")
@@ -602,6 +640,14 @@ class Replica:
                     "ms ahead of this node's clock",
                     f"adopting timestamps from {sender} again")
         self._on_message(sender, message)
+
+    def _heard_echo(self, sender: NodeId, echo: ClockEcho) -> None:
+        """A leader's own probe answered by a follower that promised its epoch: in contact.
+        Echoes leave at once, so a follower whose replies wait on a slow disk still counts,
+        and a disk stall across the cluster does not make the leader step down."""
+        progress = self._progress.get(sender)
+        if progress is not None and echo.epoch == self._epoch:
+            progress.last_heard = self._now
 
     def _track(self, peers: set[NodeId], sender: NodeId, now: bool, raised: str,
                cleared: str) -> None:
@@ -765,7 +811,9 @@ class Replica:
         self._clock.witness(snapshot.last_ts)
         self._outbox = [o for o in self._outbox
                         if not _describes_beyond(o.message, snapshot.index)]
-        self._commit = self._handed_out = self._durable_upto = snapshot.index
+        self._commit = self._handed_out = self._written_upto = snapshot.index
+        # Until the snapshot is on disk, what earlier writes leave there is not this log.
+        self._lower_durable(LogIndex(0))
         self._install = snapshot
         self._compaction = None
 
@@ -831,7 +879,8 @@ class Replica:
         if index < self._commit:
             raise LocalError(f"truncating committed entries: after {index}, commit {self._commit}")
         self._log.truncate_after(index)
-        self._durable_upto = LogIndex(min(self._durable_upto, index))
+        self._written_upto = LogIndex(min(self._written_upto, index))
+        self._lower_durable(index)
         # Replies queued earlier in this batch may describe the entries just cut; they will not
         # be on disk when the batch is sent, so they must not be sent at all.
         self._outbox = [o for o in self._outbox if not _describes_beyond(o.message, index)]
@@ -902,8 +951,8 @@ class Replica:
         recovery = self._recovery
         if recovery is None or recovery.fetching is not None:
             return
-        if self._durable_promise != self._epoch or self._persist_needed():
-            return  # our own promise counts only once it is durable
+        if self._durable_promise != self._epoch or self._persist_needed() or self._writes:
+            return  # our own promise and log count only once durable
         mine = Tail(last_epoch=self._log.last_epoch, last_index=self._log.last_index,
                     last_ts=self._log.last_ts)
         future_after = self._wall + self._clock.max_offset_ms if self._wall else None
@@ -1199,14 +1248,21 @@ class Replica:
         return heard >= self._quorum
 
     def _persist_needed(self) -> bool:
-        return (self._durable_upto != self._disk_last
-                or self._log.last_index != self._durable_upto
+        return (self._written_upto != self._written_last
+                or self._log.last_index != self._written_upto
                 or self._promise_changed()
                 or self._install is not None or self._compaction is not None)
 
     def _promise_changed(self) -> bool:
-        return (self._promised, self._promised_to) != (self._durable_promise,
-                                                        self._durable_promised_to)
+        return (self._promised, self._promised_to) != (self._written_promise,
+                                                        self._written_promised_to)
+
+    def _lower_durable(self, index: LogIndex) -> None:
+        """The log changed above `index`: disk and memory agree at most up to there, now and
+        once each write in flight lands."""
+        self._durable_upto = LogIndex(min(self._durable_upto, index))
+        for write in self._writes:
+            write.floor = LogIndex(min(write.floor, index))
 
     def _epoch_at(self, index: int) -> Epoch:
         epoch = self._log.epoch_at(index)

@@ -1,11 +1,15 @@
 """The driver loop of one node: batches inputs into its NodeState and carries out the work.
 
-Each iteration takes every input that is waiting (up to a bound) and steps them together --
-client writes of the whole batch become one log entry -- and then, for each piece of work:
-makes its batch durable in one SQLite transaction (one fsync for the whole batch), only then
-sends its messages, then answers clients -- except a leader's Appends and the answers to
-writes whose entries the batch applies (committed already): those leave beside the write.
-Questions about the node's own state (LocalQuery) are answered once the batch's work is done.
+Two tasks. The stepping task takes every input that is waiting (up to a bound) and steps them
+together -- client writes of the whole batch become one log entry -- then stages the work: what
+claims nothing about the disk (a leader's Appends, clock probes, answers to writes whose entries
+are committed) leaves at once, and the batches to make durable go to the writer. The writer
+task takes every batch waiting and writes them in one SQLite transaction (one fsync for all:
+group commit), then lets out what waited on them: acknowledgements, promises, answers. Writes
+are pipelined: while one is in flight the node goes on stepping -- heartbeats, requests,
+acknowledgements -- so a slow disk delays what depends on it, not the node (up to
+MAX_WRITES_IN_FLIGHT batches; then inputs wait). Questions about the node's own state
+(LocalQuery) are answered once the work of the batch that carried them is staged.
 The decisions are all `quorapay.core.node_state`, and the order of the work is
 `quorapay.core.executor`'s (the simulator runs the same executor); this module feeds it from a
 trio channel and does the I/O behind its ports.
@@ -14,6 +18,7 @@ trio channel and does the I/O behind its ports.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -36,6 +41,7 @@ from quorapay.core.node_state import (
     ReadValue,
     Work,
     Write,
+    WriteBatch,
 )
 from quorapay.core.ready import LeadershipEnded, LeaderSilent, Outgoing
 from quorapay.core.replica import Replica
@@ -44,7 +50,8 @@ from quorapay.logs.quiet import QuietLog
 from quorapay.node.roles import RoleLog
 from quorapay.node.storage import Store
 
-SLOW_WRITE = 0.2  # seconds: a batch write this long is logged (its node said nothing meanwhile)
+SLOW_WRITE = 0.2  # seconds: a write this long is logged (acknowledgements waited on it)
+MAX_WRITES_IN_FLIGHT = 256  # batches staged and not yet durable; beyond, inputs wait
 
 __all__ = ["ClientRead", "ClientSwitchover", "ClientWrite", "Committed", "Driver", "DriverInput",
            "Failure", "HandedOver", "LocalQuery", "ReadValue", "Reply"]
@@ -107,7 +114,7 @@ DriverInput = Input | ClientWrite | ClientRead | ClientSwitchover | LocalQuery
 
 class Driver:
     """The node's trio side of the Executor: batches inputs off a channel, runs the executor,
-    and makes each batch durable in a worker thread (the event loop never waits on a disk)."""
+    and makes the batches durable in a worker thread (the event loop never waits on a disk)."""
 
     def __init__(self, state: NodeState[Reply[Any]], store: Store,
                  send: Callable[[Outgoing], None],
@@ -123,6 +130,8 @@ class Driver:
         self._quiet = QuietLog(log)  # a misbehaving peer could flood the log; a clock can flap
         self._roles = roles if roles is not None else RoleLog(tick_seconds=0.05)
         self._local: list[LocalQuery] = []
+        self._to_writer, self._writes = trio.open_memory_channel[WriteBatch](math.inf)
+        self._landed = trio.Event()  # set (and replaced) each time a write lands
         self.executor = executor(state, Ports(
             transport=_Transport(send), clients=_Clients(),
             coordination=_Coordination(relinquish, claim, eligible, depose),
@@ -141,17 +150,24 @@ class Driver:
         return self.state.applied_index
 
     async def run(self, inputs: trio.MemoryReceiveChannel[DriverInput]) -> None:
-        """Serve inputs until the channel closes. Every batch ends with no work outstanding."""
-        async with inputs:
-            async for first in inputs:
-                batch = [first]
-                while len(batch) < MAX_INPUTS_PER_BATCH:
-                    try:
-                        batch.append(inputs.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                self.step_batch(batch)
-                await self.drain()
+        """Serve inputs until the channel closes; return once every write has landed."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._write_batches)
+            async with inputs:
+                async for first in inputs:
+                    batch = [first]
+                    while len(batch) < MAX_INPUTS_PER_BATCH:
+                        try:
+                            batch.append(inputs.receive_nowait())
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                    self.step_batch(batch)
+                    self.stage()
+                    while self.executor.in_flight >= MAX_WRITES_IN_FLIGHT:
+                        await self._landed.wait()
+            while self.executor.in_flight:
+                await self._landed.wait()
+            self._to_writer.close()
 
     def step_batch(self, batch: list[DriverInput]) -> None:
         items: list[ExecutorInput[Reply[Any]]] = []
@@ -172,20 +188,36 @@ class Driver:
                     items.append(item)
         self.executor.step(items)
 
-    async def drain(self) -> None:
-        """Persist, then send, then answer: the Ready contract, for every piece of work."""
+    def stage(self) -> None:
+        """Stage the work there is: what needs no disk goes out, the batches go to the
+        writer; then answer the questions about this node's state."""
         self._quiet.flush()
-        while (batch := self.executor.pending()) is not None:
-            started = trio.current_time()
-            await self.store.write_async(batch)  # durable (fsync) BEFORE acks and answers
-            took = trio.current_time() - started
-            if took >= SLOW_WRITE:
-                self._quiet.warning("slow write", "a write took %.3f s (the disk is slow or "
-                                    "busy): nothing was sent or answered meanwhile", took)
-            self.executor.persisted()
+        for batch in self.executor.pending():
+            self._to_writer.send_nowait(batch)
         local, self._local = self._local, []
         for item in local:
             item.reply.set(_answer(partial(item.query, self)))
+
+    async def _write_batches(self) -> None:
+        """The writer: every batch waiting, in one transaction; then what waited on them."""
+        async with self._writes:
+            async for first in self._writes:
+                batches = [first]
+                while True:
+                    try:
+                        batches.append(self._writes.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                started = trio.current_time()
+                await self.store.write_async(batches)  # durable (fsync) BEFORE acks, answers
+                took = trio.current_time() - started
+                if took >= SLOW_WRITE:
+                    self._quiet.warning("slow write", "a write took %.3f s (the disk is slow "
+                                        "or busy): acknowledgements waited on it", took)
+                self.executor.persisted(len(batches))
+                self.stage()
+                self._landed.set()
+                self._landed = trio.Event()
 
 
 @dataclass(frozen=True, slots=True)

@@ -303,20 +303,27 @@ class Store:
     # ------------------------------------------------------------------ write
 
     def write(self, batch: WriteBatch) -> None:
-        """Make `batch` durable in one transaction (fsync before returning). A write that fails
-        (an I/O error, a failed fsync, a full disk) breaks the store for good: StorageError now
-        and for every later write. A failed fsync is never retried -- the kernel may already
-        have dropped the pages it failed to write, so a retry that succeeds proves nothing --
-        the node stops, and a restart recovers from what is on disk."""
+        """Make `batch` durable in one transaction (fsync before returning)."""
+        self.write_many((batch,))
+
+    def write_many(self, batches: Sequence[WriteBatch]) -> None:
+        """Make `batches` durable, in order, in one transaction: one fsync for all of them
+        (group commit). A write that fails (an I/O error, a failed fsync, a full disk) breaks
+        the store for good: StorageError now and for every later write. A failed fsync is
+        never retried -- the kernel may already have dropped the pages it failed to write, so
+        a retry that succeeds proves nothing -- the node stops, and a restart recovers from
+        what is on disk."""
         if self._broken:
             raise StorageError(self._broken)
-        if batch.empty:
+        batches = [batch for batch in batches if not batch.empty]
+        if not batches:
             return
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for _ in self.write_steps(batch):
-                    pass
+                for batch in batches:
+                    for _ in self.write_steps(batch):
+                        pass
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -398,7 +405,8 @@ class Store:
     def _set_meta(self, key: str, value: int | str | None) -> None:
         self._db.execute("UPDATE meta SET value = ? WHERE key = ?", (value, key))
 
-    async def write_async(self, batch: WriteBatch) -> None:
+    async def write_async(self, batches: Sequence[WriteBatch]) -> None:
+        """write_many in the store's worker thread (the event loop goes on meanwhile)."""
         # Not abandon_on_cancel: a cancelled caller still waits for the commit to finish, so
         # nothing is ever acknowledged or applied on the assumption of a write in flight.
-        await trio.to_thread.run_sync(self.write, batch, limiter=self._writer)
+        await trio.to_thread.run_sync(self.write_many, batches, limiter=self._writer)

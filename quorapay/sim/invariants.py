@@ -31,8 +31,9 @@ from __future__ import annotations
 import bisect
 import hashlib
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from quorapay.core.digest import entry_digest
 from quorapay.core.hlc import Timestamp
@@ -98,6 +99,9 @@ class Checker:
         self._balances: dict[AccountId, list[tuple[int, int]]] = {}  # (index, balance) history
         self._snapshot_at: dict[NodeId, int] = {}  # per node: the index of its last snapshot
         self._prefixes: dict[NodeId, list[str]] = {}  # per node: hash of its durable log prefix
+        # per node: the messages staged and not yet sent that claim the log through an index,
+        # with the epoch of the entry there when they were made (by id; the message is kept)
+        self._claims: dict[NodeId, dict[int, tuple[Any, Epoch | None]]] = {}
         self._prefix_at: dict[tuple[int, int], str] = {}  # (index, epoch) -> prefix hash
         self._applied: dict[int, tuple[str, Epoch]] = {}  # index -> (entry, commit epoch bound)
         self._stamps: dict[int, Timestamp] = {}  # index -> the applied entry's timestamp
@@ -131,6 +135,7 @@ class Checker:
         """`node` recovered `restored` from its disk: its durable log, as the mirror knows it
         (a batch whose write a crash interrupted may or may not have landed)."""
         self._restarted(node.id, restored)
+        self._claims[node.id] = {}
         state = node.state
         assert state is not None
         self._last_commit[node.id] = state.replica.commit_index
@@ -171,11 +176,45 @@ class Checker:
         if lost:
             self.violation("durable writes survive a crash", f"{node}: {'; '.join(lost)}")
 
+    def staged(self, node: SimNode, work: Work) -> None:
+        """`node` made these messages: note which entry each claim is about, as its log is now
+        (writes are pipelined: by the time one is sent, a later batch may have cut that entry,
+        and the claim is about the log that the disk holds then)."""
+        state = node.state
+        assert state is not None
+        self._check_applied(node, work)
+        claims = self._claims[node.id]
+        for outgoing in work.ready.messages:
+            message = outgoing.message
+            index = (message.match_index if isinstance(message, AppendAck)
+                     else message.last_index if isinstance(message, Promise) else 0)
+            if index:
+                claims[id(message)] = (message, state.replica.log.epoch_at(index))
+
+    def _check_applied(self, node: SimNode, work: Work) -> None:
+        """`node` applied these entries to its ledger (in memory: reads and answers may come
+        from it before the write lands)."""
+        state = node.state
+        assert state is not None
+        for entry, _ in work.applied:
+            self._follow_reference(entry)
+            digest = entry_digest(entry)
+            first = self._applied.setdefault(entry.index,
+                                             (digest, state.replica.promised_epoch))
+            if first[0] != digest:
+                self.violation("same entry applied at each index",
+                               f"{node.id} applied a different entry at index {entry.index}")
+            elif entry.index not in self._stamps:
+                self._check_stamp(entry.index, entry.ts)
+        if work.applied and any(total != 0 for total in state.ledger.totals().values()):
+            self.violation("money conserved",
+                           f"{node.id}: balances sum to {state.ledger.totals()}")
+
     def sent(self, node: SimNode, outgoing: Outgoing) -> None:
         """A message that only durable state may justify: is it on `node`'s disk?"""
         message = outgoing.message
         if isinstance(message, AppendAck):
-            self._check_held(node, message.match_index, "acknowledged")
+            self._check_held(node, message, message.match_index, "acknowledged")
         kept = self._promise_before.get(node.id, Epoch(0))
         if isinstance(message, AppendAck) and message.epoch < kept:
             self.violation("promises are kept",
@@ -187,13 +226,13 @@ class Checker:
                            f"{node.id} sent {type(message).__name__} of epoch {message.epoch} "
                            f"with epoch {self._durable_promise[node.id]} promised on disk")
         if isinstance(message, Promise):
-            self._check_held(node, message.last_index, "promised with last")
+            self._check_held(node, message, message.last_index, "promised with last")
 
-    def _check_held(self, node: SimNode, index: int, what: str) -> None:
+    def _check_held(self, node: SimNode, message: Any, index: int, what: str) -> None:
         """`node` told a peer it holds its log through `index`: does its disk, entry for entry?"""
         prefix = self._prefixes[node.id]
-        state = node.state
-        epoch = state.replica.log.epoch_at(index) if state is not None and index else None
+        claimed = self._claims[node.id].pop(id(message), None)
+        epoch = claimed[1] if claimed is not None and claimed[0] is message else None
         expected = self._prefix_at.get((index, epoch)) if epoch is not None else None
         if index > len(prefix) or (epoch is not None and prefix[index - 1] not in ("", expected)):
             self.violation("acknowledged entries are durable",
@@ -204,12 +243,13 @@ class Checker:
         """`node` finished work that wrote nothing: its disk's promise is the one in force."""
         self._promise_before[node.id] = self._durable_promise[node.id]
 
-    def storage_stopped(self, node: SimNode, batch: WriteBatch) -> None:
+    def storage_stopped(self, node: SimNode, batches: Sequence[WriteBatch]) -> None:
         """An injected disk fault failed a write of `node`: it stops, as the real node does.
         The write may have landed in part on disk (a crash keeps what it keeps): recovery must
-        still hold the log up to where the batch began to change it."""
-        self._interrupted[node.id] = (batch.persist.keep_upto if batch.persist is not None
-                                      else len(self._prefixes[node.id]))
+        still hold the log up to where its batches began to change it."""
+        self._interrupted[node.id] = min(
+            [b.persist.keep_upto for b in batches if b.persist is not None],
+            default=len(self._prefixes[node.id]))
 
     def handed_over(self, to: NodeId, epoch: Epoch) -> None:
         self.switchovers["handed over"] += 1
@@ -274,19 +314,6 @@ class Checker:
             if persist is not None and persist.install is not None:
                 self._snapshot_at[node.id] = persist.install.index
             self._durable_applied[node.id] = applied
-        for entry, _ in work.applied:
-            self._follow_reference(entry)
-            digest = entry_digest(entry)
-            first = self._applied.setdefault(entry.index,
-                                             (digest, state.replica.promised_epoch))
-            if first[0] != digest:
-                self.violation("same entry applied at each index",
-                               f"{node.id} applied a different entry at index {entry.index}")
-            elif entry.index not in self._stamps:
-                self._check_stamp(entry.index, entry.ts)
-        if work.applied and any(total != 0 for total in state.ledger.totals().values()):
-            self.violation("money conserved",
-                           f"{node.id}: balances sum to {state.ledger.totals()}")
 
     def _follow_reference(self, entry: LogEntry) -> None:
         """Apply each index once, in order, to a reference ledger: balances at every index."""

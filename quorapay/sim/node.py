@@ -3,10 +3,12 @@ store (`quorapay.node.storage`), on a simulated disk, with seeded models around 
 
 The executor, NodeState, Replica, ledger and Coordinator are the node's own; what the simulator
 supplies are the ports -- a network, a model ZooKeeper behind the coordinator, a wall clock --
-and the time a batch takes to become durable. Inputs that arrive while a batch is being written
-are queued and stepped together as the next batch. A crash loses the batch being written and,
-of what the store wrote but had not fsynced, whatever the disk model drops
-(`quorapay.sim.disk`); a restart recovers from the disk alone, through `Store.load`.
+and the time a write takes to become durable. As in the node, writes are pipelined: inputs are
+stepped as they arrive, also while a write is in flight, and the batches staged meanwhile wait
+for the writer, which takes all that wait as one transaction (group commit). A crash loses the
+write in flight and those waiting and, of what the store wrote but had not fsynced, whatever
+the disk model drops (`quorapay.sim.disk`); a restart recovers from the disk alone, through
+`Store.load`.
 """
 
 from __future__ import annotations
@@ -119,7 +121,8 @@ class SimNode:
         self._checker = checker
         self.state: NodeState[Key] | None = None
         self.store: Store | None = None
-        self.writing = False  # a batch is being made durable (a crash now loses it)
+        self.writing = False  # a write is in flight (a crash now loses it)
+        self._unwritten: list[WriteBatch] = []  # staged, waiting for the writer
         self.watchers: list[Callable[[SimNode], None]] = []  # staged faults: after each Work
         self.lose: Callable[[Outgoing], bool] | None = None  # staged faults: messages to lose
         self.crash_after_write: int | None = None  # armed: effects let out after the next write
@@ -160,6 +163,7 @@ class SimNode:
                               self._setting.session_timeout, self._guarded(self._on_zk_event))
         self._inbox: list[Any] = []
         self.writing = False
+        self._unwritten = []
         self._scheduled = False
         self._checker.started(self, restored)
         self.zk.start()
@@ -189,6 +193,7 @@ class SimNode:
         self.process.crash()
         self.disk.crash(self._world.rng)
         self.state, self.store, self.writing = None, None, False
+        self._unwritten = []
         self.crash_after_write = self._effects_left = None
         self.lose = None
 
@@ -222,7 +227,7 @@ class SimNode:
         return run
 
     def _wake(self) -> None:
-        if not self.writing and not self._scheduled:
+        if not self._scheduled:
             self._scheduled = True
             self.process.schedule(0, self._guarded(self._step_batch))
 
@@ -232,8 +237,6 @@ class SimNode:
 
     def _step_batch(self) -> None:
         self._scheduled = False
-        if self.writing:
-            return
         batch, self._inbox = self._inbox, []
         if self._world.rng.random() < 0.5:
             # What arrived together has no order between connections: a real node's channel
@@ -260,49 +263,49 @@ class SimNode:
             self._checker.reached("late snapshot")
 
     def _continue(self) -> None:
-        batch = self.executor.pending()
-        if batch is None:
-            self.writing = False
-            if self._inbox:
-                self._wake()
+        """Stage the work there is; start a write if the writer is free and batches wait."""
+        self._unwritten += self.executor.pending()
+        if self.writing or not self._unwritten:
             return
+        batches, self._unwritten = self._unwritten, []
         self.writing = True
         low, high = self.fsync
         self.process.schedule(self._world.rng.uniform(low, high),
-                              self._guarded(self._durable), batch)
+                              self._guarded(self._durable), batches)
 
-    def _durable(self, batch: WriteBatch) -> None:
-        """The fsync time has passed: the store writes the batch (one transaction)."""
+    def _durable(self, batches: list[WriteBatch]) -> None:
+        """The fsync time has passed: the store writes the batches (one transaction)."""
         assert self.store is not None
         injected = self.disk.injected
         try:
-            self.store.write(batch)
+            self.store.write_many(batches)
         except StorageError as exc:
-            self._storage_failed(exc, batch, injected=self.disk.injected > injected)
+            self._storage_failed(exc, batches, injected=self.disk.injected > injected)
             return
         if self.disk.died:  # it died where SQLite ignores errors: the write never finished
-            self._storage_failed(StorageError("the process died inside a write"), batch,
+            self._storage_failed(StorageError("the process died inside a write"), batches,
                                  injected=True)
             return
         if self.crash_after_write is not None:  # a crash point between the Ready's steps
             self._effects_left, self.crash_after_write = self.crash_after_write, None
-        self.executor.persisted()
+        self.writing = False
+        self.executor.persisted(len(batches))
         if self._effects_left is not None:
             self._effects_left = None
             self._checker.reached("crash between the steps of a Ready")
-            self.writing = False  # (the batch is durable: not a crash while writing)
             self.crash()
             return
         self._continue()
 
-    def _storage_failed(self, exc: StorageError, batch: WriteBatch, *, injected: bool) -> None:
+    def _storage_failed(self, exc: StorageError, batches: list[WriteBatch], *, injected: bool
+                        ) -> None:
         """A write failed: an injected disk fault stops the node (it never retries); any other
         failure is a finding (a constraint the database enforces, broken)."""
         if not injected:
             name = ("no transfer applied twice" if "UNIQUE" in str(exc)
                     else "storage writes succeed")
             self._checker.violation(name, f"{self.id}: {exc}")
-        self._checker.storage_stopped(self, batch)
+        self._checker.storage_stopped(self, batches)
         self._checker.reached("storage fault")
         self.crash()
 
@@ -432,8 +435,9 @@ class _Checked(Observer):
     def __init__(self, node: SimNode, checker: Checker) -> None:
         self._node, self._checker = node, checker
 
-    def writing(self, work: Work) -> None:
-        self._watch()  # before a leader's Appends leave
+    def staged(self, work: Work) -> None:
+        self._checker.staged(self._node, work)
+        self._watch()  # before its send-now messages (a leader's Appends) leave
 
     def durable(self, work: Work) -> None:
         self._checker.durable(self._node, work)

@@ -138,7 +138,7 @@ def _errors(clients: list[SimClient]) -> dict[str, int]:
 def _recover(world: World, nodes: list[SimNode], clients: list[SimClient], nemesis: Nemesis,
              checker: Checker, bound: float) -> None:
     """Undo the faults. Every client finishes what it was doing; a barrier commits; and every
-    node applies everything acknowledged -- all within `bound` seconds."""
+    node applies everything acknowledged, on its disk -- all within `bound` seconds."""
     nemesis.stop()
     for client in clients:
         client.stopped = True
@@ -149,7 +149,7 @@ def _recover(world: World, nodes: list[SimNode], clients: list[SimClient], nemes
     while world.now < deadline and not checker.violations:
         if probe.barrier_index is not None and all(c.idle for c in clients):
             target = max(probe.barrier_index, checker.highest_acknowledged)
-            if all(n.state is not None and n.state.applied_index >= target for n in nodes):
+            if all(n.state is not None and n.state.durable_applied >= target for n in nodes):
                 return
         if not world.step():
             break

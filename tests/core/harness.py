@@ -130,7 +130,7 @@ class ReplicaCluster:
         node.executor = Executor(node.state, Ports(
             transport=_Network(self, node_id), clients=_Unanswered(),
             coordination=_NoCoordination(), clock=_Wall(self, node_id),
-            observer=_Recorder(node)))
+            observer=_Recorder(self, node)))
         return node
 
     def __getitem__(self, node_id: str) -> Replica:
@@ -260,16 +260,14 @@ class ReplicaCluster:
         executor = node.executor
         assert executor is not None
         for _ in range(1000):
-            batch = executor.pending()
-            if batch is None:
+            batches = executor.pending()
+            if not batches:
                 return
-            assert executor.work is not None
-            self._write(node, executor.work, batch)
-            executor.persisted()
+            executor.persisted(len(batches))  # the recorder writes them to the model disk
         raise AssertionError(f"{node.id} still has work after 1000 batches")
 
     def _write(self, node: Node, work: Work, batch: WriteBatch) -> None:
-        """The model disk: the batch lands whole, at once."""
+        """The model disk: the batch lands whole, at once (when the executor says durable)."""
         if batch.persist is not None:
             self._persist(node, batch.persist)
         for entry, results in work.applied:
@@ -370,10 +368,14 @@ class _Wall:
 
 
 class _Recorder(Observer):
-    """Keeps every outcome of the core, with the harness's tokens for its requests."""
+    """Writes each batch to the node's model disk as it is reported durable; keeps every
+    outcome of the core, with the harness's tokens for its requests."""
 
-    def __init__(self, node: Node) -> None:
-        self._node = node
+    def __init__(self, cluster: ReplicaCluster, node: Node) -> None:
+        self._cluster, self._node = cluster, node
+
+    def durable(self, work: Work) -> None:
+        self._cluster._write(self._node, work, work.batch)
 
     def finished(self, work: Work, effects: Effects[object]) -> None:
         self._node.outcomes.extend(self._translate(o) for o in work.ready.outcomes)

@@ -1,11 +1,12 @@
 """The executor of the Ready contract: what leaves before a batch is durable, and what after."""
 
-from quorapay.core.inputs import MessageReceived
-from quorapay.core.messages import Append, AppendAck
+from quorapay.core.inputs import MessageReceived, Ticked
+from quorapay.core.messages import Append, AppendAck, AppendNack, ClockEcho
 from quorapay.core.node_state import Answer, Committed, Write
+from quorapay.core.replica import Role
 from quorapay.core.timing import Timing
 from quorapay.core.types import NodeId
-from tests.core.harness import InFlight, ReplicaCluster, account
+from tests.core.harness import InFlight, ReplicaCluster, account, transfer
 
 
 def sent_by(cluster: ReplicaCluster, node: str, kind: type) -> list:
@@ -22,22 +23,18 @@ def test_a_leaders_appends_leave_beside_its_write_a_followers_ack_only_after_its
 
     leader.state.submit([Write(key=1, commands=(account("x"),))])
     leader.executor.step([])
-    batch = leader.executor.pending()
-    assert batch is not None and batch.persist is not None and batch.persist.entries
+    (batch,) = leader.executor.pending()
+    assert batch.persist is not None and batch.persist.entries
     appends = [m for m in sent_by(cluster, "n1", Append) if m.message.entries]
     assert {m.dst for m in appends} == {"n2", "n3"}  # sent while the leader's fsync runs
     assert leader.replica.commit_index < batch.persist.entries[-1].index
-    assert leader.executor.work is not None
-    cluster._write(leader, leader.executor.work, batch)
-    leader.executor.persisted()
+    leader.executor.persisted()  # (the harness's observer writes it to the model disk)
 
     append = next(m for m in appends if m.dst == "n2")
     follower.executor.step([MessageReceived(sender=NodeId("n1"), message=append.message)])
-    written = follower.executor.pending()
-    assert written is not None and written.persist is not None
+    (written,) = follower.executor.pending()
+    assert written.persist is not None
     assert not sent_by(cluster, "n2", AppendAck)  # nothing acknowledged before it is durable
-    assert follower.executor.work is not None
-    cluster._write(follower, follower.executor.work, written)
     follower.executor.persisted()
     (ack,) = sent_by(cluster, "n2", AppendAck)
     assert ack.message.match_index == batch.persist.entries[-1].index
@@ -68,11 +65,9 @@ def test_a_committed_write_is_answered_beside_the_write_that_applies_it() -> Non
     acks = [m for m in held if isinstance(m.message, AppendAck)]
     assert acks
     leader.executor.step([MessageReceived(sender=a.src, message=a.message) for a in acks])
-    batch = leader.executor.pending()  # ...so it commits: applying it is this write
-    assert batch is not None and batch.applied_index is not None
+    (batch,) = leader.executor.pending()  # ...so it commits: applying it is this write
+    assert batch.applied_index is not None
     assert [(k, type(a)) for k, a in answers.given] == [("w", Committed)]  # before the fsync
-    assert leader.executor.work is not None
-    cluster._write(leader, leader.executor.work, batch)
     leader.executor.persisted()
     cluster.stabilize()
     assert [k for k, _ in answers.given].count("w") == 1  # never answered twice
@@ -99,3 +94,102 @@ def test_a_follower_applies_committed_entries_with_its_next_write_or_after_a_pau
     cluster.deliver_all()
     assert follower.applied_index == k + 1
     assert cluster["n1"].applied_index == k + 1  # the leader never holds back
+
+
+def test_a_leader_heartbeats_and_takes_writes_while_its_write_is_in_flight() -> None:
+    """Writes are pipelined: a slow disk delays what depends on it, not the leader."""
+    cluster = ReplicaCluster()
+    cluster.grant("n1", 1)
+    cluster.stabilize()
+    leader = cluster.nodes[NodeId("n1")]
+    assert leader.executor is not None
+    cluster.network.clear()
+    leader.state.submit([Write(key=1, commands=(account("x"),))])
+    leader.executor.step([])
+    (first,) = leader.executor.pending()  # ...and its fsync does not return for a while
+    for _ in range(cluster.timing.heartbeat_ticks):
+        leader.executor.step([Ticked()])
+        assert leader.executor.pending() == []  # heartbeats need no write
+    heartbeats = [m for m in sent_by(cluster, "n1", Append) if not m.message.entries]
+    assert {m.dst for m in heartbeats} == {"n2", "n3"}
+    leader.state.submit([Write(key=2, commands=(account("y"),))])
+    leader.executor.step([])
+    (second,) = leader.executor.pending()  # the next entry goes to the writer behind it
+    assert first.persist is not None and second.persist is not None
+    assert second.persist.keep_upto == first.persist.entries[-1].index
+    assert leader.executor.in_flight == 2
+    leader.executor.persisted(2)  # one transaction for both (group commit)
+    cluster.stabilize()
+    assert leader.replica.commit_index >= second.persist.entries[-1].index
+
+
+def test_a_reply_waits_for_every_earlier_write_not_only_its_own() -> None:
+    """A follower's ack of a heartbeat writes nothing, but it claims the entries that the
+    write in flight carries: it leaves only once that write is durable."""
+    cluster = ReplicaCluster()
+    cluster.grant("n1", 1)
+    cluster.stabilize()
+    follower = cluster.nodes[NodeId("n2")]
+    assert follower.executor is not None
+    cluster.propose("n1", account("x"))
+    append = next(m for m in cluster.network if m.dst == "n2" and isinstance(m.message, Append)
+                  and m.message.entries)
+    cluster.network.clear()
+    follower.executor.step([MessageReceived(sender=NodeId("n1"), message=append.message)])
+    (written,) = follower.executor.pending()
+    assert written.persist is not None
+    cluster.tick(cluster.timing.heartbeat_ticks, only=("n1",))
+    heartbeat = next(m for m in cluster.network if m.dst == "n2"
+                     and isinstance(m.message, Append) and not m.message.entries)
+    follower.executor.step([MessageReceived(sender=NodeId("n1"), message=heartbeat.message)])
+    assert follower.executor.pending() == []
+    assert not sent_by(cluster, "n2", AppendAck)  # both wait for the write in flight
+    follower.executor.persisted()
+    acks = sent_by(cluster, "n2", AppendAck)
+    assert [a.message.seq for a in acks] == [append.message.seq, heartbeat.message.seq]
+    assert acks[0].message.match_index == written.persist.entries[-1].index
+
+
+def test_a_batch_writes_the_balances_it_staged_not_later_ones() -> None:
+    """A write lands after later entries were applied in memory: it must still write the
+    account rows as of its own entries (with its own applied index)."""
+    cluster = ReplicaCluster()
+    cluster.grant("n1", 1)
+    cluster.stabilize()
+    cluster.propose("n1", account("bank", issuer=True), account("a"))
+    cluster.stabilize()
+    leader = cluster.nodes[NodeId("n1")]
+    assert leader.executor is not None
+    batches = []
+    for i in (1, 2):
+        leader.state.submit([Write(key=i, commands=(transfer(f"t{i}", "bank", "a", 10),))])
+        leader.executor.step([])
+        batches += leader.executor.pending()
+        cluster.deliver_all(drop=lambda m: m.dst == "n1" and not held.append(m))
+        leader.executor.step([MessageReceived(sender=m.src, message=m.message) for m in held])
+        held.clear()
+        batches += leader.executor.pending()
+    applies = [b for b in batches if b.applied_index is not None]
+    assert [b.delta.accounts["a"].balance for b in applies if "a" in b.delta.accounts] == [10, 20]
+    leader.executor.persisted(len(batches))
+
+
+held: list[InFlight] = []
+
+
+def test_a_leader_whose_followers_replies_wait_on_their_disks_stays_in_contact() -> None:
+    """A disk stall across the cluster holds every acknowledgement back; the followers'
+    clock echoes still leave at once, and the leader does not step down for want of them."""
+    cluster = ReplicaCluster()
+    cluster.grant("n1", 1)
+    cluster.stabilize()
+    replies = (AppendAck, AppendNack)
+    for _ in range(cluster.timing.election_timeout_ticks + 10):
+        cluster.tick()
+        cluster.deliver_all(drop=lambda m: m.dst == "n1" and isinstance(m.message, replies))
+    assert cluster["n1"].role is Role.LEADER
+    for _ in range(cluster.timing.election_timeout_ticks + 10):  # without echoes it would not
+        cluster.tick()
+        cluster.deliver_all(drop=lambda m: m.dst == "n1" and isinstance(
+            m.message, (AppendAck, AppendNack, ClockEcho)))
+    assert cluster["n1"].role is not Role.LEADER

@@ -57,18 +57,19 @@ def run(store: Store, replica: Replica, ledger, inputs, *,
     writes = 0
     for number, batch in enumerate(inputs):
         executor.step(batch)
-        while (write := executor.pending()) is not None:
-            writes += 1
-            if crash_at and writes == crash_at[0]:
-                store._db.execute("BEGIN IMMEDIATE")
-                steps = store.write_steps(write)
-                for _ in range(crash_at[1]):
-                    next(steps, None)
-                return number  # the process dies here: the transaction never commits
-            store.write(write)
-            if after_write:
-                after_write()
-            executor.persisted()
+        while batches := executor.pending():
+            for write in batches:
+                writes += 1
+                if crash_at and writes == crash_at[0]:
+                    store._db.execute("BEGIN IMMEDIATE")
+                    steps = store.write_steps(write)
+                    for _ in range(crash_at[1]):
+                        next(steps, None)
+                    return number  # the process dies here: the transaction never commits
+                store.write(write)
+                if after_write:
+                    after_write()
+                executor.persisted()
     return None
 
 

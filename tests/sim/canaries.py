@@ -7,6 +7,7 @@ from quorapay.core.executor import Executor
 from quorapay.core.hlc import Timestamp
 from quorapay.core.ledger import Delta, Ledger, LedgerState, Result, Status, TransferRecord
 from quorapay.core.messages import Append, AppendAck, InstallSnapshot, Message
+from quorapay.core.node_state import Work
 from quorapay.core.ready import Outgoing, ReadsConfirmed
 from quorapay.core.replica import Replica, Role
 from quorapay.core.types import Epoch, EpochStart, LogEntry, LogIndex, NodeId, Transfer
@@ -18,8 +19,16 @@ class SendBeforeDurable(Executor[Key]):
     """Sends every message of a batch as soon as its write starts, not only a leader's Appends:
     acknowledgements and promises leave before they are durable."""
 
-    def _sends_now(self, outgoing: Outgoing) -> bool:
+    def _sends_now(self, work: Work, outgoing: Outgoing) -> bool:
         return True
+
+
+class ReplyBesideEarlierWrites(Executor[Key]):
+    """Sends the replies of work that writes nothing at once, though an earlier batch is still
+    being written: an acknowledgement of a heartbeat claims entries not yet on disk."""
+
+    def _sends_now(self, work: Work, outgoing: Outgoing) -> bool:
+        return work.batch.empty or not outgoing.after_persist
 
 
 class SyncNormalStore(Store):
@@ -36,8 +45,8 @@ class PromiseWithNextBatch(Replica):
     (or an ack of a new leader) can leave before the promise is on disk."""
 
     def _persist_needed(self) -> bool:
-        return (self._durable_upto != self._disk_last
-                or self._log.last_index != self._durable_upto
+        return (self._written_upto != self._written_last
+                or self._log.last_index != self._written_upto
                 or self._install is not None or self._compaction is not None)
 
 
@@ -84,7 +93,8 @@ class TruncateCommitted(Replica):
 
     def _truncate_after(self, index: LogIndex) -> None:
         self._log.truncate_after(index)
-        self._durable_upto = LogIndex(min(self._durable_upto, index))
+        self._written_upto = LogIndex(min(self._written_upto, index))
+        self._lower_durable(index)
 
 
 class ApplyTwiceOnRetry(Ledger):
@@ -173,6 +183,7 @@ class SnapshotKeepsMovedMoney(Ledger):
 
 CANARIES = {
     "acknowledge before fsync": Variant(executor=SendBeforeDurable),
+    "reply beside an earlier batch's write": Variant(executor=ReplyBesideEarlierWrites),
     "commit without fsync (synchronous=NORMAL)": Variant(store=SyncNormalStore),
     "promise written with the next batch": Variant(replica=PromiseWithNextBatch),
     "commit without a majority": Variant(replica=CommitWithoutMajority),
