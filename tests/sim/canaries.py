@@ -65,6 +65,20 @@ class CommitWithoutMajority(Replica):
             self._maybe_confirm_reads()
 
 
+class CountSelfBeforeDurable(Replica):
+    """A leader counts itself towards a majority as soon as it hands its entries to the
+    writer, not once they are durable (with writes pipelined, it steps acknowledgements while
+    its own write is in flight)."""
+
+    def _maybe_commit(self) -> None:
+        durable = self._durable_upto
+        self._durable_upto = self._written_upto
+        try:
+            super()._maybe_commit()
+        finally:
+            self._durable_upto = durable
+
+
 class SkipEpochCheck(Replica):
     """Accepts Appends from leaders of epochs it has promised not to follow any more."""
 
@@ -187,6 +201,7 @@ CANARIES = {
     "commit without fsync (synchronous=NORMAL)": Variant(store=SyncNormalStore),
     "promise written with the next batch": Variant(replica=PromiseWithNextBatch),
     "commit without a majority": Variant(replica=CommitWithoutMajority),
+    "a leader counts itself before its fsync": Variant(replica=CountSelfBeforeDurable),
     "skip the epoch check": Variant(replica=SkipEpochCheck),
     "truncate a committed entry": Variant(replica=TruncateCommitted),
     "apply twice on retry": Variant(ledger=ApplyTwiceOnRetry),
