@@ -189,11 +189,13 @@ class Refused(msgspec.Struct, frozen=True, kw_only=True, tag="refused"):
 Message = (Prepare | Promise | Fetch | FetchReply | Append | AppendAck | AppendNack | Refused
            | InstallSnapshot | ClockProbe | ClockEcho | TakeOver | SilenceQuery | SilenceReport)
 
-# Messages that claim nothing about the sender's disk, so they leave as soon as they are made,
-# beside (not after) the write of the batch that made them: a leader's Appends (it counts itself
-# only once its own write is durable; Raft 10.2.1), clock probes, and the silence questions.
-# Every other message -- an acknowledgement, a promise, a refusal, a fetched entry -- waits until
-# the write of its batch, and of every batch before it, is durable.
+# Messages that claim nothing about the sender's disk that safety rests on, so they leave as
+# soon as they are made, beside (not after) the write of the batch that made them: a leader's
+# Appends (it counts itself only once its own write is durable; Raft 10.2.1), clock probes and
+# echoes, and the silence questions. An echo's epoch and a silence report may reflect a promise
+# not yet durable: they decide only liveness (contact, deposing a silent leader), never what is
+# committed. Every other message -- an acknowledgement, a promise, a refusal, a fetched entry --
+# waits until the write of its batch, and of every batch before it, is durable.
 SEND_AT_ONCE = (Append, ClockProbe, ClockEcho, SilenceQuery, SilenceReport)
 
 

@@ -146,7 +146,8 @@ class WriteBatch:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Work:
-    """A Ready, staged: `batch` MUST be durable before `NodeState.finish(work)`."""
+    """A Ready, staged: `batch`, and every earlier Work's, MUST be durable before
+    `NodeState.finish(work)`."""
 
     ready: Ready
     batch: WriteBatch
@@ -227,7 +228,7 @@ class NodeState(Generic[K]):
         self._awaiting: dict[LogIndex, tuple[Epoch, list[_Part[K]]]] = {}
         self._reads: dict[int, Read[K]] = {}
         self._switchovers: dict[int, K] = {}
-        self._held_reads: list[tuple[LogIndex, list[Read[K]]]] = []
+        self._held_reads: list[tuple[LogIndex, Epoch, list[Read[K]]]] = []
         self._staged: deque[Work] = deque()  # handed to the driver, not yet finished
 
     # ------------------------------------------------------------------ inputs
@@ -372,8 +373,8 @@ class NodeState(Generic[K]):
             case ProposalRejected(proposal=token, reason=reason, leader=leader):
                 return [(p.key, unavailable(reason, leader))
                         for p in self._proposed.pop(token, [])]
-            case ReadsConfirmed(reads=tokens, index=index):
-                self._held_reads.append((index, [self._reads.pop(t) for t in tokens]))
+            case ReadsConfirmed(reads=tokens, index=index, epoch=epoch):
+                self._held_reads.append((index, epoch, [self._reads.pop(t) for t in tokens]))
             case ReadsRejected(reads=tokens, reason=reason, leader=leader):
                 return [(self._reads.pop(t).key, unavailable(reason, leader)) for t in tokens]
             case SwitchoverAnswered(request=token):
@@ -390,17 +391,17 @@ class NodeState(Generic[K]):
     def _serve_held_reads(self) -> list[tuple[K, Answer]]:
         answers: list[tuple[K, Answer]] = []
         still_held = []
-        for index, reads in self._held_reads:
+        for index, epoch, reads in self._held_reads:
             if index > self.applied_index:
-                still_held.append((index, reads))
+                still_held.append((index, epoch, reads))
                 continue
-            answers += [(read.key, self._serve(read)) for read in reads]
+            answers += [(read.key, self._serve(read, epoch)) for read in reads]
         self._held_reads = still_held
         return answers
 
-    def _serve(self, read: Read[K]) -> Answer:
+    def _serve(self, read: Read[K], epoch: Epoch) -> Answer:
         try:
-            return ReadValue(index=self.applied_index, epoch=self.replica.epoch,
+            return ReadValue(index=self.applied_index, epoch=epoch,
                              value=read.query(self.ledger))
         except Exception:  # a bug in one query fails that request, not the node
             return Failure(code=ErrorCode.INTERNAL, message="internal error serving a read")

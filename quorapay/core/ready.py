@@ -1,10 +1,11 @@
 """The batch of work the replica hands to its driver, and the order it MUST be done in.
 
-One Ready is produced by `Replica.ready()` and acknowledged by `Replica.advance(ready)`; the
-driver MUST NOT step the replica in between. `quorapay.core.node_state.NodeState` takes each
-Ready into a unit of work (`next_work` / `finish`), and `quorapay.core.executor.Executor` is the
-one place that carries it out in order -- persist, then send, then answer -- for the node, the
-simulator and the tests alike.
+Each Ready is produced by `Replica.ready()` and reported back by `Replica.advance(ready)`, in
+the order produced, once its write and every earlier one are durable; the driver may step the
+replica and take more Readys in between (writes are pipelined).
+`quorapay.core.node_state.NodeState` takes each Ready into a unit of work (`next_work` /
+`finish`), and `quorapay.core.executor.Executor` is the one place that carries it out in order
+-- persist, then send, then answer -- for the node, the simulator and the tests alike.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ class Outgoing:
     message: Message
     hlc: Timestamp = ZERO  # the sender's hybrid logical clock: stamp the frame with it
     wall_ms: int = 0  # and its wall clock
-    # False: send at once, in parallel with this Ready's persist. Only a leader's Appends are:
-    # they claim nothing about the leader's disk (it counts itself once durable; Raft 10.2.1).
+    # False: send at once, beside this Ready's write and any earlier one still in flight (the
+    # messages of `messages.SEND_AT_ONCE`, which claim nothing about the sender's disk).
     after_persist: bool = True
 
 
@@ -90,6 +91,7 @@ class ReadsConfirmed:
 
     reads: tuple[int, ...]
     index: LogIndex
+    epoch: Epoch = Epoch(0)  # the epoch whose leadership a majority confirmed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -176,9 +178,9 @@ Outcome = (ProposalAccepted | ProposalRejected | ReadsConfirmed | ReadsRejected 
 class Ready:
     """One batch of work. Handle the fields in the order listed."""
 
-    persist: Persist | None  # 1. make durable (fsync) BEFORE sending anything below
-    messages: tuple[Outgoing, ...]  # 2. send only AFTER step 1 is durable (except those
-    #                                    marked after_persist=False: at once, beside step 1)
+    persist: Persist | None  # 1. make durable (fsync), after every earlier Ready's write
+    messages: tuple[Outgoing, ...]  # 2. send only AFTER step 1 and every earlier write are
+    #                              durable (except after_persist=False: at once, beside them)
     committed: tuple[LogEntry, ...]  # 3. apply in index order, exactly once (may share 1's txn)
     outcomes: tuple[Outcome, ...]  # 4. AFTER 3: answer clients, act on leadership changes
     snapshots: tuple[SnapshotWanted, ...] = ()  # 2'. AFTER 3: send, like the messages

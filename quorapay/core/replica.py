@@ -182,6 +182,7 @@ class _Write:
     floor: LogIndex
     promised: Epoch
     promised_to: NodeId | None
+    since: int  # the tick it was handed out
 
 
 class Replica:
@@ -440,7 +441,7 @@ class Replica:
         if persist is not None:
             self._writes.append(_Write(ready=ready, last_index=self._log.last_index,
                                        floor=self._log.last_index, promised=self._promised,
-                                       promised_to=self._promised_to))
+                                       promised_to=self._promised_to, since=self._now))
             self._written_last = self._written_upto = self._log.last_index
             self._written_promise, self._written_promised_to = self._promised, self._promised_to
             self._install = None
@@ -458,7 +459,8 @@ class Replica:
         self._unadvanced.popleft()
         if ready.persist is not None:
             write = self._writes.popleft()
-            assert write.ready is ready
+            if write.ready is not ready:
+                raise LocalError("advance() of a Ready whose write is not the oldest in flight")
             self._durable_upto = LogIndex(min(write.last_index, write.floor))
             self._durable_promise = write.promised
         if self.role is Role.RECOVERING:
@@ -482,6 +484,11 @@ class Replica:
             self._end_leadership(
                 "no reply from a majority within the election timeout",
                 relinquish=True)
+            return
+        if self._writes and self._now - self._writes[0].since >= self._timing.write_stall_ticks:
+            # Its heartbeats need no disk, so nobody else can tell that it no longer writes.
+            self._end_leadership("its disk completed no write within the write-stall time",
+                                 relinquish=True)
             return
         if self.role is Role.RECOVERING:
             self._tick_recovery()
@@ -615,7 +622,8 @@ class Replica:
                 self._send(sender, self._sync.echo(message, self._promised, self._wall))
             else:
                 self._sync.on_echo(sender, message, self._wall, self._now)
-                self._heard_echo(sender, message)
+                if not too_far:
+                    self._heard_echo(sender, message)
             if not too_far:
                 self._track(self._refusing, sender, False, "", f"accepting messages from "
                             f"{sender} again: its clock is within {max_offset} ms of ours")
@@ -1150,7 +1158,7 @@ class Replica:
         if ready:
             self._reads = [r for r in self._reads if r[2] > confirmed_seq]
             self._outcomes.append(ReadsConfirmed(
-                reads=tuple(r[0] for r in ready),
+                reads=tuple(r[0] for r in ready), epoch=self._epoch,
                 index=LogIndex(max(self._commit, *(r[1] for r in ready)))))
 
     # ----------------------------------------------------------------- leader: switchover

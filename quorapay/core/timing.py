@@ -25,6 +25,9 @@ class Timing:
     # a follower holds committed entries back this long, unless a write of its own goes with
     # them: one transaction for both instead of one each (it answers no client writes)
     apply_hold_ticks: int = 2
+    # a leader whose oldest write has been in flight this long steps down: writes are
+    # pipelined, so its heartbeats go on while its disk hangs and nobody else could tell
+    write_stall_ticks: int = 200
 
     def __post_init__(self) -> None:
         if not 0 < self.heartbeat_ticks <= self.retransmit_ticks < self.election_timeout_ticks:
@@ -38,6 +41,8 @@ class Timing:
             raise LocalError("need silence_ticks > retransmit_ticks (or 0: off)")
         if self.apply_hold_ticks < 0:
             raise LocalError("apply_hold_ticks must not be negative")
+        if self.write_stall_ticks <= self.election_timeout_ticks:
+            raise LocalError("need write_stall_ticks > election_timeout_ticks")
         if self.handover_ticks < 1:
             raise LocalError("handover_ticks must be positive")
         if min(self.max_append_weight, self.max_inflight, self.max_apply_batch) < 1:

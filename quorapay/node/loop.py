@@ -52,6 +52,7 @@ from quorapay.node.storage import Store
 
 SLOW_WRITE = 0.2  # seconds: a write this long is logged (acknowledgements waited on it)
 MAX_WRITES_IN_FLIGHT = 256  # batches staged and not yet durable; beyond, inputs wait
+MAX_UNFINISHED = 4096  # work staged and waiting on a write (its own or an earlier one); likewise
 
 __all__ = ["ClientRead", "ClientSwitchover", "ClientWrite", "Committed", "Driver", "DriverInput",
            "Failure", "HandedOver", "LocalQuery", "ReadValue", "Reply"]
@@ -163,7 +164,8 @@ class Driver:
                             break
                     self.step_batch(batch)
                     self.stage()
-                    while self.executor.in_flight >= MAX_WRITES_IN_FLIGHT:
+                    while self.executor.in_flight >= MAX_WRITES_IN_FLIGHT \
+                            or self.state.unfinished >= MAX_UNFINISHED:
                         await self._landed.wait()
             while self.executor.in_flight:
                 await self._landed.wait()

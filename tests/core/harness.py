@@ -79,6 +79,7 @@ class Node:
     results: dict[LogIndex, list[Result]] = field(default_factory=dict)
     tokens: dict[int, int] = field(default_factory=dict)  # NodeState's token -> the harness's
     up: bool = True
+    hung: int = 0  # while set, its disk hangs: the writes handed out never land (their count)
 
     @property
     def replica(self) -> Replica:
@@ -262,6 +263,9 @@ class ReplicaCluster:
         for _ in range(1000):
             batches = executor.pending()
             if not batches:
+                return
+            if node.hung:
+                node.hung += len(batches)
                 return
             executor.persisted(len(batches))  # the recorder writes them to the model disk
         raise AssertionError(f"{node.id} still has work after 1000 batches")

@@ -1,11 +1,12 @@
 """The executor of the Ready contract: what leaves before a batch is durable, and what after."""
 
+from quorapay.core.hlc import Timestamp
 from quorapay.core.inputs import MessageReceived, Ticked
 from quorapay.core.messages import Append, AppendAck, AppendNack, ClockEcho
 from quorapay.core.node_state import Answer, Committed, Write
-from quorapay.core.replica import Role
+from quorapay.core.replica import Replica, Role
 from quorapay.core.timing import Timing
-from quorapay.core.types import NodeId
+from quorapay.core.types import Commands, Epoch, LogEntry, LogIndex, NodeId
 from tests.core.harness import InFlight, ReplicaCluster, account, transfer
 
 
@@ -193,3 +194,47 @@ def test_a_leader_whose_followers_replies_wait_on_their_disks_stays_in_contact()
         cluster.deliver_all(drop=lambda m: m.dst == "n1" and isinstance(
             m.message, (AppendAck, AppendNack, ClockEcho)))
     assert cluster["n1"].role is not Role.LEADER
+
+
+def test_a_leader_whose_disk_hangs_steps_down_after_the_write_stall_time() -> None:
+    """Its heartbeats need no disk, so its followers cannot tell; it must tell itself."""
+    timing = Timing(write_stall_ticks=60)
+    cluster = ReplicaCluster(timing=timing)
+    cluster.grant("n1", 1)
+    cluster.stabilize()
+    leader = cluster.nodes[NodeId("n1")]
+    leader.hung = 1
+    cluster.propose("n1", account("x"))
+    for _ in range(timing.write_stall_ticks - 2):
+        cluster.tick()
+        cluster.deliver_all()
+    assert cluster["n1"].role is Role.LEADER  # heartbeats and acknowledgements flow
+    cluster.tick(3)
+    assert cluster["n1"].role is not Role.LEADER  # (past the election timeout: not contact)
+
+
+def test_a_cut_while_a_write_is_in_flight_bounds_what_that_write_makes_durable() -> None:
+    """A follower writes entries 1-3 of epoch 1; before that write lands, a leader of epoch 2
+    cuts them after 1. Once the first write lands the disk holds 1-3, but the log agrees with
+    it only through 1: that, not 3, is durable (until the second write lands too)."""
+    def entry(index: int, epoch: int) -> LogEntry:
+        return LogEntry(index=LogIndex(index), epoch=Epoch(epoch),
+                        payload=Commands(commands=()), ts=Timestamp(index, epoch))
+
+    def append(sender: str, epoch: int, prev: tuple[int, int], *entries: LogEntry
+               ) -> MessageReceived:
+        return MessageReceived(sender=NodeId(sender), message=Append(
+            epoch=Epoch(epoch), prev_index=LogIndex(prev[0]), prev_epoch=Epoch(prev[1]),
+            entries=entries, commit=LogIndex(0), seq=1))
+
+    replica = Replica(node_id=NodeId("n2"), members=[NodeId(n) for n in ("n1", "n2", "n3")],
+                      timing=Timing())
+    replica.step(append("n1", 1, (0, 0), entry(1, 1), entry(2, 1), entry(3, 1)))
+    first = replica.ready()
+    replica.step(append("n3", 2, (1, 1), entry(2, 2)))
+    second = replica.ready()
+    assert second.persist is not None and second.persist.keep_upto == 1
+    replica.advance(first)
+    assert replica._durable_upto == 1
+    replica.advance(second)
+    assert replica._durable_upto == 2
