@@ -32,6 +32,7 @@ from quorapay.core.inputs import (
     Input,
     ReadRequested,
     SwitchoverRequested,
+    Ticked,
 )
 from quorapay.core.ledger import Delta, Ledger, Result
 from quorapay.core.messages import InstallSnapshot
@@ -56,6 +57,8 @@ from quorapay.core.replica import Replica
 from quorapay.core.types import Command, Epoch, LogEntry, LogIndex, NodeId
 
 MAX_COMMANDS_PER_ENTRY = 2000
+APPLY_HOLD_TICKS = 2  # an apply-only write waits this long for a log write to go with
+MAX_HELD_TRANSFERS = 20_000  # ...or until it holds this many transfer rows
 K = TypeVar("K")  # the driver's handle for one client request (a reply slot, a simulated op)
 
 
@@ -143,6 +146,15 @@ class WriteBatch:
     def empty(self) -> bool:
         return self.persist is None and self.applied_index is None
 
+    def after(self, held: WriteBatch) -> WriteBatch:
+        """This batch, with the ledger rows of an earlier apply-only batch written first."""
+        if self.persist is not None and self.persist.install is not None:
+            return self  # the snapshot replaces the ledger: it holds those entries' effect
+        delta = Delta(accounts={**held.delta.accounts, **self.delta.accounts},
+                      transfers=held.delta.transfers + self.delta.transfers)
+        return WriteBatch(persist=self.persist, delta=delta, applied_index=(
+            held.applied_index if self.applied_index is None else self.applied_index))
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Work:
@@ -153,6 +165,7 @@ class Work:
     batch: WriteBatch
     applied: list[tuple[LogEntry, list[Result]]]
     snapshots: tuple[Outgoing, ...] = ()  # the ledger as staged, for peers that need it
+    flush: bool = False  # only writes the held apply rows: no Ready of the replica's
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -230,10 +243,14 @@ class NodeState(Generic[K]):
         self._switchovers: dict[int, K] = {}
         self._held_reads: list[tuple[LogIndex, Epoch, list[Read[K]]]] = []
         self._staged: deque[Work] = deque()  # handed to the driver, not yet finished
+        self._held: WriteBatch | None = None  # apply rows waiting for a log write to join
+        self._held_ticks = 0
 
     # ------------------------------------------------------------------ inputs
 
     def step(self, event: Input) -> None:
+        if isinstance(event, Ticked) and self._held is not None:
+            self._held_ticks += 1
         self.replica.step(event)
 
     def submit(self, writes: Sequence[Write[K]]) -> list[int]:
@@ -282,6 +299,8 @@ class NodeState(Generic[K]):
     def next_work(self) -> Work | None:
         """The next Ready, staged; None when the replica has nothing to do. Works are
         finished in the order they were staged."""
+        if self._hold_over():
+            return self._flush()
         if not self.replica.has_ready():
             return None
         ready = self.replica.ready()
@@ -292,6 +311,7 @@ class NodeState(Generic[K]):
         batch, applied = stage(ready, self.ledger)
         if batch.applied_index is not None:
             self.applied_index = batch.applied_index
+        batch = self._hold_or_join(batch)
         work = Work(ready=ready, batch=batch, applied=applied,
                     snapshots=self._snapshot_messages(ready))
         self._staged.append(work)
@@ -316,6 +336,8 @@ class NodeState(Generic[K]):
         ready = work.ready
         if work.batch.applied_index is not None:
             self.durable_applied = work.batch.applied_index
+        if work.flush:
+            return Effects(messages=(), answers=[], relinquish=[], ended=[])
         answers: list[tuple[K, Answer]] = []
         for entry, results in work.applied:
             answers += self._answer_writes(entry, results)
@@ -333,6 +355,31 @@ class NodeState(Generic[K]):
                        clock_warnings=[o for o in ready.outcomes if isinstance(o, ClockWarning)],
                        peer_problems=[o for o in ready.outcomes
                                       if isinstance(o, PeerMisbehaved)])
+
+    def _hold_or_join(self, batch: WriteBatch) -> WriteBatch:
+        """Hold an apply-only batch back (its rows join the next log write, one transaction
+        and fsync for both: the applied state on disk is only a checkpoint of the log, and
+        its answers left already); join what is held to a batch that writes the log."""
+        if batch.persist is None and batch.applied_index is not None:
+            self._held = batch if self._held is None else batch.after(self._held)
+            return WriteBatch()
+        if self._held is not None and batch.persist is not None:
+            batch, self._held, self._held_ticks = batch.after(self._held), None, 0
+        return batch
+
+    def _hold_over(self) -> bool:
+        held = self._held
+        return held is not None and (self._held_ticks >= APPLY_HOLD_TICKS
+                                     or len(held.delta.transfers) >= MAX_HELD_TRANSFERS)
+
+    def _flush(self) -> Work:
+        """A Work that writes the held apply rows alone (nothing joined them in time)."""
+        batch, self._held, self._held_ticks = self._held, None, 0
+        assert batch is not None
+        work = Work(ready=Ready(persist=None, messages=(), committed=(), outcomes=()),
+                    batch=batch, applied=[], flush=True)
+        self._staged.append(work)
+        return work
 
     def _snapshot_messages(self, ready: Ready) -> tuple[Outgoing, ...]:
         """The ledger as staged now (at `ready`'s last committed entry), for each peer that

@@ -80,6 +80,7 @@ class Node:
     tokens: dict[int, int] = field(default_factory=dict)  # NodeState's token -> the harness's
     up: bool = True
     hung: int = 0  # while set, its disk hangs: the writes handed out never land (their count)
+    unwritten: list[LogEntry] = field(default_factory=list)  # applied, rows not yet on disk
 
     @property
     def replica(self) -> Replica:
@@ -274,11 +275,22 @@ class ReplicaCluster:
         """The model disk: the batch lands whole, at once (when the executor says durable)."""
         if batch.persist is not None:
             self._persist(node, batch.persist)
-        for entry, results in work.applied:
+        while batch.applied_index is not None and node.unwritten \
+                and node.unwritten[0].index <= batch.applied_index:
+            entry = node.unwritten.pop(0)
+            if entry.index <= node.disk.base_index:
+                continue  # a snapshot installed since holds its effect
             assert entry.index == node.disk.applied_index + 1, "applied out of order"
+            node.disk.applied.append(entry)
+        if batch.persist is not None and batch.persist.compact_upto is not None:
+            self._compact(node, batch.persist)  # last, as the store does
+
+    def _applied(self, node: Node, work: Work) -> None:
+        """The node applied these entries in memory (their rows reach the disk later)."""
+        for entry, results in work.applied:
             node.results[entry.index] = results
             self.commit_epoch.setdefault(entry.index, node.replica.promised_epoch)
-            node.disk.applied.append(entry)
+            node.unwritten.append(entry)
 
     @staticmethod
     def _persist(node: Node, p: Persist) -> None:
@@ -292,12 +304,15 @@ class ReplicaCluster:
         if p.promised_epoch is not None:
             disk.promised = p.promised_epoch
             disk.promised_to = p.promised_to
-        if p.compact_upto is not None:
-            assert p.compact_epoch is not None
-            assert p.compact_upto <= disk.applied_index, "compacted entries not yet applied"
-            del disk.log[:p.compact_upto - disk.start]
-            disk.start, disk.start_epoch = p.compact_upto, p.compact_epoch
-            disk.start_ts = p.compact_ts or ZERO
+
+    @staticmethod
+    def _compact(node: Node, p: Persist) -> None:
+        disk = node.disk
+        assert p.compact_upto is not None and p.compact_epoch is not None
+        assert p.compact_upto <= disk.applied_index, "compacted entries not yet applied"
+        del disk.log[:p.compact_upto - disk.start]
+        disk.start, disk.start_epoch = p.compact_upto, p.compact_epoch
+        disk.start_ts = p.compact_ts or ZERO
 
     # ---------------------------------------------------------------- observations
     def leaders(self) -> list[NodeId]:
@@ -377,6 +392,9 @@ class _Recorder(Observer):
 
     def __init__(self, cluster: ReplicaCluster, node: Node) -> None:
         self._cluster, self._node = cluster, node
+
+    def staged(self, work: Work) -> None:
+        self._cluster._applied(self._node, work)
 
     def durable(self, work: Work) -> None:
         self._cluster._write(self._node, work, work.batch)

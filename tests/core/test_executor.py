@@ -3,10 +3,10 @@
 from quorapay.core.hlc import Timestamp
 from quorapay.core.inputs import MessageReceived, Ticked
 from quorapay.core.messages import Append, AppendAck, AppendNack, ClockEcho
-from quorapay.core.node_state import Answer, Committed, Write
+from quorapay.core.node_state import APPLY_HOLD_TICKS, Answer, Committed, Write
 from quorapay.core.replica import Replica, Role
 from quorapay.core.timing import Timing
-from quorapay.core.types import Commands, Epoch, LogEntry, LogIndex, NodeId
+from quorapay.core.types import AccountId, Commands, Epoch, LogEntry, LogIndex, NodeId
 from tests.core.harness import InFlight, ReplicaCluster, account, transfer
 
 
@@ -49,7 +49,9 @@ class Answers:
         self.given.append((key, answer))
 
 
-def test_a_committed_write_is_answered_beside_the_write_that_applies_it() -> None:
+def test_a_committed_write_is_answered_at_once_its_apply_rows_join_the_next_log_write() -> None:
+    """Answered when its entry commits; the ledger rows it changed wait (two ticks at most) for
+    a log write to share one transaction with, as the applied state on disk is a checkpoint."""
     cluster = ReplicaCluster()
     cluster.grant("n1", 1)
     cluster.stabilize()
@@ -66,11 +68,20 @@ def test_a_committed_write_is_answered_beside_the_write_that_applies_it() -> Non
     acks = [m for m in held if isinstance(m.message, AppendAck)]
     assert acks
     leader.executor.step([MessageReceived(sender=a.src, message=a.message) for a in acks])
-    (batch,) = leader.executor.pending()  # ...so it commits: applying it is this write
-    assert batch.applied_index is not None
-    assert [(k, type(a)) for k, a in answers.given] == [("w", Committed)]  # before the fsync
+    assert leader.executor.pending() == []  # ...so it commits: the apply rows are held
+    assert [(k, type(a)) for k, a in answers.given] == [("w", Committed)]
+    applied = leader.state.applied_index
+    assert leader.state.durable_applied < applied
+    leader.state.submit([Write(key="v", commands=(account("y"),))])
+    leader.executor.step([])
+    (batch,) = leader.executor.pending()  # the next entry's log write carries them
+    assert batch.persist is not None and batch.persist.entries
+    assert batch.applied_index == applied and "x" in batch.delta.accounts
     leader.executor.persisted()
-    cluster.stabilize()
+    assert leader.state.durable_applied == applied
+    cluster.stabilize()  # ...and the rows of "v" go alone after two ticks
+    assert leader.state.durable_applied == leader.state.applied_index
+    assert leader.disk.applied_index == leader.state.applied_index
     assert [k for k, _ in answers.given].count("w") == 1  # never answered twice
 
 
@@ -171,8 +182,15 @@ def test_a_batch_writes_the_balances_it_staged_not_later_ones() -> None:
         held.clear()
         batches += leader.executor.pending()
     applies = [b for b in batches if b.applied_index is not None]
-    assert [b.delta.accounts["a"].balance for b in applies if "a" in b.delta.accounts] == [10, 20]
+    assert [b.delta.accounts["a"].balance for b in applies] == [10]  # with t2's log write
+    assert leader.ledger.accounts[AccountId("a")].balance == 20  # applied since, in memory
     leader.executor.persisted(len(batches))
+    for _ in range(APPLY_HOLD_TICKS):
+        leader.executor.step([Ticked()])
+        batches = leader.executor.pending()
+    (flush,) = batches  # t2's rows, alone: no log write came within the hold
+    assert flush.persist is None and flush.delta.accounts["a"].balance == 20
+    leader.executor.persisted()
 
 
 held: list[InFlight] = []

@@ -8,10 +8,10 @@ import pytest
 from quorapay.core.digest import replay
 from quorapay.core.executor import Executor
 from quorapay.core.hlc import Timestamp
-from quorapay.core.inputs import CompactionRequested, LeadershipGranted
+from quorapay.core.inputs import CompactionRequested, LeadershipGranted, Ticked
 from quorapay.core.ledger import Delta, Ledger
 from quorapay.core.messages import InstallSnapshot
-from quorapay.core.node_state import NodeState, Write, WriteBatch
+from quorapay.core.node_state import APPLY_HOLD_TICKS, NodeState, Write, WriteBatch
 from quorapay.core.ready import Persist
 from quorapay.core.replica import Replica
 from quorapay.core.timing import Timing
@@ -35,6 +35,11 @@ def boot(store: Store) -> tuple[Replica, object]:
     return replica, restored.ledger
 
 
+def settled(inputs: list) -> list:
+    """`inputs`, then the ticks after which applied rows held for a log write go alone."""
+    return [*inputs, *[[Ticked()]] * APPLY_HOLD_TICKS]
+
+
 def workload() -> list:
     """Inputs for a one-node cluster: leadership, accounts, then transfers in batches."""
     inputs = [[LeadershipGranted(epoch=Epoch(1))],
@@ -45,7 +50,7 @@ def workload() -> list:
             transfer(f"d{i}", "bank", "alice", 100), transfer(f"t{i}", "alice", "bob", 30)))])
         if i == 3:
             inputs.append([CompactionRequested(upto=LogIndex(4))])
-    return inputs
+    return settled(inputs)
 
 
 def run(store: Store, replica: Replica, ledger, inputs, *,
@@ -120,7 +125,8 @@ def test_a_crash_between_any_two_steps_recovers_a_committed_state(tmp_path: Path
             assert snapshot(recovered) in states, f"write {write}, step {step}: torn state"
             # It restarts, ZooKeeper grants it a new epoch, clients retry what was lost.
             replica, ledger = boot(recovered)
-            retry = [[LeadershipGranted(epoch=Epoch(2))], *workload()[max(crashed_in, 1):]]
+            retry = settled([[LeadershipGranted(epoch=Epoch(2))],
+                             *workload()[max(crashed_in, 1):]])
             run(recovered, replica, ledger, retry)
             assert outcomes(recovered) == final_ledger
             recovered.close()
@@ -193,7 +199,7 @@ def downgrade(path: Path, version: int) -> None:
 def test_an_older_data_dir_is_upgraded_in_place(tmp_path: Path, version: int) -> None:
     store = open_store(tmp_path)
     replica, ledger = boot(store)
-    run(store, replica, ledger, workload()[:4])
+    run(store, replica, ledger, settled(workload()[:4]))
     store.close()
     downgrade(tmp_path, version)
     store = open_store(tmp_path)
@@ -212,7 +218,7 @@ def test_an_older_data_dir_is_upgraded_in_place(tmp_path: Path, version: int) ->
 def test_a_corrupt_record_stops_the_upgrade_and_changes_nothing(tmp_path: Path) -> None:
     store = open_store(tmp_path)
     replica, ledger = boot(store)
-    run(store, replica, ledger, workload()[:4])
+    run(store, replica, ledger, settled(workload()[:4]))
     store.close()
     downgrade(tmp_path, 2)
     db = sqlite3.connect(tmp_path / "node.db")
