@@ -53,7 +53,7 @@ from quorapay.core.ready import (
     TakeOverAsked,
     Unavailable,
 )
-from quorapay.core.replica import Replica
+from quorapay.core.replica import Replica, Role
 from quorapay.core.types import Command, Epoch, LogEntry, LogIndex, NodeId
 
 MAX_COMMANDS_PER_ENTRY = 2000
@@ -149,6 +149,7 @@ class WriteBatch:
     def after(self, held: WriteBatch) -> WriteBatch:
         """This batch, with the ledger rows of an earlier apply-only batch written first."""
         if self.persist is not None and self.persist.install is not None:
+            assert held.applied_index is None or held.applied_index < self.persist.install.index
             return self  # the snapshot replaces the ledger: it holds those entries' effect
         delta = Delta(accounts={**held.delta.accounts, **self.delta.accounts},
                       transfers=held.delta.transfers + self.delta.transfers)
@@ -360,7 +361,8 @@ class NodeState(Generic[K]):
         """Hold an apply-only batch back (its rows join the next log write, one transaction
         and fsync for both: the applied state on disk is only a checkpoint of the log, and
         its answers left already); join what is held to a batch that writes the log."""
-        if batch.persist is None and batch.applied_index is not None:
+        if batch.persist is None and batch.applied_index is not None \
+                and self.replica.role is not Role.FOLLOWER:  # (followers hold in the replica)
             self._held = batch if self._held is None else batch.after(self._held)
             return WriteBatch()
         if self._held is not None and batch.persist is not None:
