@@ -57,8 +57,7 @@ from quorapay.core.replica import Replica, Role
 from quorapay.core.types import Command, Epoch, LogEntry, LogIndex, NodeId
 
 MAX_COMMANDS_PER_ENTRY = 2000
-APPLY_HOLD_TICKS = 2  # an apply-only write waits this long for a log write to go with
-MAX_HELD_TRANSFERS = 20_000  # ...or until it holds this many transfer rows
+MAX_HELD_TRANSFERS = 20_000  # apply rows held back for a log write: at most this many
 K = TypeVar("K")  # the driver's handle for one client request (a reply slot, a simulated op)
 
 
@@ -300,10 +299,8 @@ class NodeState(Generic[K]):
     def next_work(self) -> Work | None:
         """The next Ready, staged; None when the replica has nothing to do. Works are
         finished in the order they were staged."""
-        if self._hold_over():
-            return self._flush()
         if not self.replica.has_ready():
-            return None
+            return self._flush() if self._hold_over() else None
         ready = self.replica.ready()
         for outcome in ready.outcomes:
             if isinstance(outcome, ProposalAccepted):
@@ -338,6 +335,7 @@ class NodeState(Generic[K]):
         if work.batch.applied_index is not None:
             self.durable_applied = work.batch.applied_index
         if work.flush:
+            self._maybe_compact()
             return Effects(messages=(), answers=[], relinquish=[], ended=[])
         answers: list[tuple[K, Answer]] = []
         for entry, results in work.applied:
@@ -360,18 +358,22 @@ class NodeState(Generic[K]):
     def _hold_or_join(self, batch: WriteBatch) -> WriteBatch:
         """Hold an apply-only batch back (its rows join the next log write, one transaction
         and fsync for both: the applied state on disk is only a checkpoint of the log, and
-        its answers left already); join what is held to a batch that writes the log."""
+        its answers left already); join what is held to a batch that writes the log, or to
+        an apply-only one once the hold is over."""
         if batch.persist is None and batch.applied_index is not None \
-                and self.replica.role is not Role.FOLLOWER:  # (followers hold in the replica)
+                and self.replica.role is not Role.FOLLOWER \
+                and self.replica.timing.apply_hold_ticks:  # (followers hold in the replica)
             self._held = batch if self._held is None else batch.after(self._held)
-            return WriteBatch()
-        if self._held is not None and batch.persist is not None:
+            if not self._hold_over():
+                return WriteBatch()
+            batch, self._held, self._held_ticks = self._held, None, 0
+        elif self._held is not None and batch.persist is not None:
             batch, self._held, self._held_ticks = batch.after(self._held), None, 0
         return batch
 
     def _hold_over(self) -> bool:
         held = self._held
-        return held is not None and (self._held_ticks >= APPLY_HOLD_TICKS
+        return held is not None and (self._held_ticks >= self.replica.timing.apply_hold_ticks
                                      or len(held.delta.transfers) >= MAX_HELD_TRANSFERS)
 
     def _flush(self) -> Work:

@@ -276,6 +276,10 @@ class Replica:
     # ----------------------------------------------------------------- read-only status
 
     @property
+    def timing(self) -> Timing:
+        return self._timing
+
+    @property
     def promised_epoch(self) -> Epoch:
         return self._promised
 

@@ -22,8 +22,9 @@ class Timing:
     # a follower that heard nothing from its leader this long asks the others; if a majority
     # agrees, the leader is deposed in ZooKeeper (0: never; wait for its session to expire)
     silence_ticks: int = 0
-    # a follower holds committed entries back this long, unless a write of its own goes with
-    # them: one transaction for both instead of one each (it answers no client writes)
+    # committed entries' ledger rows wait this long for a log write to go with them (one
+    # transaction and fsync for both): a follower's entries, a leader's apply-only writes;
+    # 0 writes every batch at once
     apply_hold_ticks: int = 2
     # a leader whose oldest write has been in flight this long steps down: writes are
     # pipelined, so its heartbeats go on while its disk hangs and nobody else could tell

@@ -1,9 +1,11 @@
 """The executor of the Ready contract: what leaves before a batch is durable, and what after."""
 
+import dataclasses
+
 from quorapay.core.hlc import Timestamp
 from quorapay.core.inputs import MessageReceived, Ticked
 from quorapay.core.messages import Append, AppendAck, AppendNack, ClockEcho
-from quorapay.core.node_state import APPLY_HOLD_TICKS, Answer, Committed, Write
+from quorapay.core.node_state import Answer, Committed, Write
 from quorapay.core.replica import Replica, Role
 from quorapay.core.timing import Timing
 from quorapay.core.types import AccountId, Commands, Epoch, LogEntry, LogIndex, NodeId
@@ -185,13 +187,35 @@ def test_a_batch_writes_the_balances_it_staged_not_later_ones() -> None:
     assert [b.delta.accounts["a"].balance for b in applies] == [10]  # with t2's log write
     assert leader.ledger.accounts[AccountId("a")].balance == 20  # applied since, in memory
     leader.executor.persisted(len(batches))
-    for _ in range(APPLY_HOLD_TICKS):
+    for _ in range(leader.state.replica.timing.apply_hold_ticks):
         leader.executor.step([Ticked()])
         batches = leader.executor.pending()
     (flush,) = batches  # t2's rows, alone: no log write came within the hold
     assert flush.persist is None and flush.delta.accounts["a"].balance == 20
     leader.executor.persisted()
 
+
+
+def test_a_leader_holds_no_apply_rows_when_the_hold_is_off() -> None:
+    """apply_hold_ticks = 0: a leader's commit is written as soon as it applies, alone."""
+    cluster = ReplicaCluster(timing=dataclasses.replace(Timing(), apply_hold_ticks=0))
+    cluster.grant("n1", 1)
+    cluster.stabilize()
+    cluster.propose("n1", account("bank", issuer=True), account("a"))
+    cluster.stabilize()
+    leader = cluster.nodes[NodeId("n1")]
+    assert leader.executor is not None
+    leader.state.submit([Write(key=1, commands=(transfer("t1", "bank", "a", 10),))])
+    leader.executor.step([])
+    (logged,) = leader.executor.pending()
+    cluster.deliver_all(drop=lambda m: m.dst == "n1" and not held.append(m))
+    leader.executor.persisted()
+    leader.executor.step([MessageReceived(sender=m.src, message=m.message) for m in held])
+    held.clear()
+    (applied,) = leader.executor.pending()
+    assert logged.applied_index is None and applied.persist is None
+    assert applied.delta.accounts["a"].balance == 10
+    leader.executor.persisted()
 
 held: list[InFlight] = []
 

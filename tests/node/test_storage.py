@@ -11,7 +11,7 @@ from quorapay.core.hlc import Timestamp
 from quorapay.core.inputs import CompactionRequested, LeadershipGranted, Ticked
 from quorapay.core.ledger import Delta, Ledger
 from quorapay.core.messages import InstallSnapshot
-from quorapay.core.node_state import APPLY_HOLD_TICKS, NodeState, Write, WriteBatch
+from quorapay.core.node_state import NodeState, Write, WriteBatch
 from quorapay.core.ready import Persist
 from quorapay.core.replica import Replica
 from quorapay.core.timing import Timing
@@ -37,7 +37,7 @@ def boot(store: Store) -> tuple[Replica, object]:
 
 def settled(inputs: list) -> list:
     """`inputs`, then the ticks after which applied rows held for a log write go alone."""
-    return [*inputs, *[[Ticked()]] * APPLY_HOLD_TICKS]
+    return [*inputs, *[[Ticked()]] * Timing().apply_hold_ticks]
 
 
 def workload() -> list:
