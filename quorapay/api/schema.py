@@ -81,10 +81,12 @@ class Status(_Request, frozen=True, tag="status"):
 
 class Digest(_Request, frozen=True, tag="digest"):
     """Hashes of this node's committed log after `after` up to `upto` (default: applied), and
-    of its ledger state at `upto`. `after` must not be below the node's log start."""
+    of its ledger state at `upto`. `after` must not be below the node's log start. Costs the
+    entries since the last digest; `deep` also replays the log and recounts the ledger."""
 
     upto: int | None = None
     after: int | None = None  # default: the node's log start
+    deep: bool = False
 
 
 class EntryDigests(_Request, frozen=True, tag="entry_digests"):
@@ -203,8 +205,12 @@ class DigestInfo(msgspec.Struct, frozen=True, kw_only=True):
     after: int = 0  # the log digest covers entries after+1..index
     log_start: int = 0  # the node's log was compacted up to here
     log_digest: str
-    state_digest: str | None  # of the ledger replayed from the log; None once it is compacted
-    stored_state_digest: str | None  # of the live ledger, when index is the applied index
+    deep: bool = False  # the request was deep: state_digest and recounted_state_digest asked
+    # deep only: of the ledger replayed from the log; None once it is compacted
+    state_digest: str | None = None
+    stored_state_digest: str | None  # of the live ledger (kept as it changes), at applied
+    # deep only: the live ledger's digest recounted from its rows (must equal the stored one)
+    recounted_state_digest: str | None = None
     totals: dict[str, int] | None  # sum of balances per currency: replayed, else live state
     # the first index in after+1..index whose timestamp is not above the one before it (None:
     # timestamps strictly increase with the index there)

@@ -313,7 +313,7 @@ async def _collect(cluster: ClusterConfig, events: list[Event], liveness: float 
             await _read_rest(tap, node_id)
             evidence.logs[node_id] = tap.logs[node_id]
             evidence.skipped[node_id] = tap.skipped[node_id]
-            digest = (await ask_node(cluster, cluster.node(node_id), api.Digest(),
+            digest = (await ask_node(cluster, cluster.node(node_id), api.Digest(deep=True),
                                      timeout=30)).digest
             assert digest is not None
             evidence.digests[node_id] = digest

@@ -286,8 +286,8 @@ def _self_consistent(evidence: Evidence, replay: _Replay) -> list[str]:
             f"index {digest.index} (a transfer applied twice, or a balance changed outside the "
             f"log)"
             for node, digest in sorted(evidence.digests.items())
-            if digest.stored_state_digest is not None
-            and digest.stored_state_digest != replay.digests.get(digest.index)]
+            if any(state is not None and state != replay.digests.get(digest.index)
+                   for state in (digest.stored_state_digest, digest.recounted_state_digest))]
 
 
 def _negative_reads(replay: _Replay, completions: list[Ok | Fail | Info]) -> list[str]:

@@ -18,12 +18,17 @@ from quorapay.verify.collect import collect, load_acknowledged
                    "client was told.")
 @click.option("--settle", default=15.0, show_default=True,
               help="Seconds to wait for every node to reach the same applied index.")
+@click.option("--deep", is_flag=True,
+              help="Also replay each node's whole log and recount its ledger's rows (in a "
+                   "worker thread of each node: costs the whole ledger, not what changed).")
 @json_option
 @pass_app
-def verify(app: AppContext, record: Path | None, settle: float, as_json: bool) -> None:
+def verify(app: AppContext, record: Path | None, settle: float, deep: bool,
+           as_json: bool) -> None:
     """Compare every node's log and ledger; exit 0 valid, 1 invalid, 2 unknown."""
     acknowledged = load_acknowledged(record) if record else []
-    evidence = run(lambda: collect(app.cluster, settle=settle, acknowledged=acknowledged))
+    evidence = run(lambda: collect(app.cluster, settle=settle, acknowledged=acknowledged,
+                                   deep=deep))
     report = check(evidence)
     lines = [f"{report.verdict.value.upper()}: {len(report.nodes)} node(s) compared at index "
              f"{report.common_index}" + (f", {len(acknowledged)} acknowledged transfer(s) "

@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from itertools import islice
 from typing import assert_never
 
 import msgspec
@@ -169,6 +170,17 @@ class Ledger:
     ) -> None:
         self._accounts = {a.id: a for a in accounts}
         self._transfers = {r.transfer.id: r for r in transfers}
+        self._totals: dict[str, int] = {}  # balances per currency, kept as they change
+        for account in self._accounts.values():
+            self._totals[account.currency] = self._totals.get(account.currency, 0) \
+                + account.balance
+        # The state's digest (see `digest`): the sum of the hashes of the rows folded in so
+        # far, each account's hash as folded, and what changed since (hashed at the next fold)
+        self._sum = 0
+        self._folded: dict[AccountId, int] = {}
+        self._dirty: set[AccountId] = set(self._accounts)
+        self._unfolded: list[TransferRecord] = list(self._transfers.values())
+        self._generation = 0  # a fold planned before the ledger was replaced must not merge
 
     @classmethod
     def from_state(cls, state: LedgerState) -> Ledger:
@@ -197,12 +209,18 @@ class Ledger:
                                        allow_negative=a.allow_negative, balance=a.balance,
                                        index=a.index) for i, a in self._accounts.items()}
         copied._transfers = dict(self._transfers)
+        copied._totals = dict(self._totals)
+        copied._sum, copied._folded = self._sum, dict(self._folded)
+        copied._dirty, copied._unfolded = set(self._dirty), list(self._unfolded)
         return copied
 
     def replace(self, state: LedgerState) -> None:
         """Become exactly `state` (a snapshot installed)."""
         other = Ledger.from_state(state)
         self._accounts, self._transfers = other._accounts, other._transfers
+        self._totals, self._sum, self._folded = other._totals, other._sum, other._folded
+        self._dirty, self._unfolded = other._dirty, other._unfolded
+        self._generation += 1
 
     @property
     def accounts(self) -> Mapping[AccountId, Account]:
@@ -247,6 +265,8 @@ class Ledger:
         account = Account(id=command.id, currency=command.currency,
                           allow_negative=command.allow_negative, balance=0, index=index)
         self._accounts[command.id] = account
+        self._totals.setdefault(account.currency, 0)
+        self._dirty.add(account.id)
         delta.accounts[command.id] = account
         return Result(kind="account", id=command.id, status=Status.OK, index=index)
 
@@ -263,11 +283,12 @@ class Ledger:
         status = self._decide(transfer, payer=payer)
         record = TransferRecord(transfer=transfer, status=status, index=index, ts=ts)
         self._transfers[transfer.id] = record
+        self._unfolded.append(record)
         delta.transfers.append(record)
         if status is Status.OK:
             debit, credit = self._accounts[transfer.debit], self._accounts[transfer.credit]
-            debit.balance -= transfer.amount
-            credit.balance += transfer.amount
+            self._move(debit, -transfer.amount)
+            self._move(credit, transfer.amount)
             delta.accounts[debit.id] = debit
             delta.accounts[credit.id] = credit
         return Result(kind="transfer", id=transfer.id, status=status, index=index, ts=ts)
@@ -288,21 +309,103 @@ class Ledger:
             return Status.INVALID  # would leave the representable range; deterministic everywhere
         return Status.OK
 
+    def _move(self, account: Account, amount: int) -> None:
+        """Change a balance, and the totals with it; the digest hashes the row at its next fold."""
+        account.balance += amount
+        self._totals[account.currency] += amount
+        self._dirty.add(account.id)
+
     def totals(self) -> dict[str, int]:
-        """The sum of balances per currency: zero for every currency while money is conserved."""
+        """The sum of balances per currency: zero for every currency while money is conserved.
+        Kept as balances change: O(currencies); `recount_totals` adds the balances up."""
+        return dict(self._totals)
+
+    def recount_totals(self) -> dict[str, int]:
+        """`totals`, from every account's balance (O(accounts))."""
         sums: dict[str, int] = {}
         for account in self._accounts.values():
             sums[account.currency] = sums.get(account.currency, 0) + account.balance
         return sums
 
     def digest(self) -> str:
-        """A hash of the whole state, equal on two replicas exactly when their states are equal."""
-        h = hashlib.sha256()
-        for a in sorted(self._accounts.values(), key=lambda a: a.id):
-            h.update(f"A|{a.id}|{a.currency}|{int(a.allow_negative)}|{a.balance}|{a.index}\n"
-                     .encode())
-        for r in sorted(self._transfers.values(), key=lambda r: r.transfer.id):
-            t = r.transfer
-            h.update(f"T|{t.id}|{t.debit}|{t.credit}|{t.amount}|{t.currency}|{r.status}|{r.index}"
-                     f"|{r.ts.wall_ms}|{r.ts.logical}\n".encode())
-        return h.hexdigest()
+        """A hash of the whole state, equal on two replicas exactly when their states are equal
+        (but with negligible probability): the sum, modulo 2**256, of a SHA-256 hash per row
+        (each account, each decided transfer) -- a multiset hash (Bellare and Micciancio's
+        AdHash), so the order rows were written in does not matter, and it is kept by folding
+        in what changed since the last digest: it costs the rows changed since, not the state."""
+        fold = self.fold()
+        digest = fold.compute()
+        fold.merge(self)
+        return digest
+
+    def fold(self) -> DigestFold:
+        """Capture what changed since the last fold: `compute` (which reads only what was
+        captured and immutable records, so it may run in a worker thread while the ledger
+        goes on) returns the digest as of the capture; `merge` then keeps its sums here. Until
+        merged, nothing is taken away: a fold never merged is as if never made. One at a time."""
+        rows = [(a.id, _account_row(a)) for a in map(self._accounts.__getitem__, self._dirty)]
+        return DigestFold(generation=self._generation, base=self._sum, records=self._unfolded,
+                          count=len(self._unfolded), rows=rows,
+                          folded={i: self._folded.get(i, 0) for i, _ in rows})
+
+    def recount_digest(self) -> str:
+        """`digest`, from every row (O(state)): what a deep check compares it with."""
+        total = sum(_account_hash(a) for a in self._accounts.values())
+        total += sum(_record_hash(r) for r in self._transfers.values())
+        return f"{total % _MODULUS:064x}"
+
+
+_MODULUS = 2**256
+
+
+@dataclass(slots=True, kw_only=True)
+class DigestFold:
+    """The rows changed since a ledger's last fold, captured (see `Ledger.fold`)."""
+
+    generation: int
+    base: int  # the ledger's sum before this fold
+    records: list[TransferRecord]  # the ledger's unfolded records: the first `count` are ours
+    count: int
+    rows: list[tuple[AccountId, str]]  # accounts changed since, as rows at the fold
+    folded: dict[AccountId, int]  # those accounts' hashes in `base` (0: none yet)
+    total: int | None = None
+    hashes: dict[AccountId, int] = field(default_factory=dict)
+
+    def compute(self) -> str:
+        total = self.base + sum(_record_hash(r) for r in islice(self.records, self.count))
+        for account_id, row in self.rows:
+            self.hashes[account_id] = _row_hash(row)
+            total += self.hashes[account_id] - self.folded[account_id]
+        self.total = total % _MODULUS
+        return f"{self.total:064x}"
+
+    def merge(self, ledger: Ledger) -> None:
+        """Keep the computed sums in `ledger` (in its thread), unless it was replaced or
+        folded meanwhile. An account changed since the fold stays to be folded again."""
+        if self.total is None or ledger._generation != self.generation \
+                or ledger._sum != self.base or ledger._unfolded is not self.records:
+            return
+        ledger._sum = self.total
+        ledger._folded.update(self.hashes)
+        del ledger._unfolded[:self.count]
+        for account_id, row in self.rows:
+            if _account_row(ledger._accounts[account_id]) == row:
+                ledger._dirty.discard(account_id)
+
+
+def _account_row(a: Account) -> str:
+    return f"A|{a.id}|{a.currency}|{int(a.allow_negative)}|{a.balance}|{a.index}"
+
+
+def _row_hash(row: str) -> int:
+    return int.from_bytes(hashlib.sha256(row.encode()).digest())
+
+
+def _account_hash(a: Account) -> int:
+    return _row_hash(_account_row(a))
+
+
+def _record_hash(r: TransferRecord) -> int:
+    t = r.transfer
+    return _row_hash(f"T|{t.id}|{t.debit}|{t.credit}|{t.amount}|{t.currency}|{r.status}"
+                     f"|{r.index}|{r.ts.wall_ms}|{r.ts.logical}")

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -26,15 +27,13 @@ from trio_websocket import ConnectionClosed
 from quorapay.api import schema as api
 from quorapay.api.timestamps import iso
 from quorapay.config import ClusterConfig
-from quorapay.core.digest import entry_digest, log_digest, replay
-from quorapay.core.hlc import Timestamp
+from quorapay.core.digest import LogDigests, entry_digest, replay
 from quorapay.core.ledger import Ledger, Result, validate
 from quorapay.core.types import (
     AccountId,
     Cents,
     Command,
     CreateAccount,
-    LogEntry,
     NodeId,
     PayerTransfer,
     Transfer,
@@ -73,6 +72,7 @@ class ClientApi:
         self._zk_leader = zk_leader
         self._timeout = cluster.timing.request_timeout
         self._heavy = trio.CapacityLimiter(1)  # digest-like queries: one at a time, in a thread
+        self._log_digests = LogDigests()  # touched only under self._heavy
         self._insecure = Principal(cluster=cluster.name, role=Role.OPERATOR,
                                    name="insecure-benchmark") if tls is None else None
         self.server = WebsocketServer(self._connection, what="client", cluster=cluster.name,
@@ -165,9 +165,9 @@ class ClientApi:
                     req=0, transfers=_transfers(ledger, ids)))
             case api.Status():
                 return api.Response(req=request.req, status=self._status())
-            case api.Digest(upto=upto, after=after):
-                return await self._heavy_query(request.req,
-                                               lambda d: _digest_inputs(d, upto, after))
+            case api.Digest(upto=upto, after=after, deep=deep):
+                return await self._heavy_query(request.req, lambda d: _digest_inputs(
+                    d, self._log_digests, upto, after, deep=deep))
             case api.EntryDigests(first=first, last=last):
                 if not 1 <= first <= last or last - first >= MAX_DIGEST_RANGE:
                     raise _Invalid(f"need 1 <= first <= last, at most {MAX_DIGEST_RANGE} entries")
@@ -250,6 +250,9 @@ class ClientApi:
                 return api.Response(req=req, error=self._error(captured))
             if not isinstance(captured, api.Response):
                 captured = await trio.to_thread.run_sync(captured)  # not abandoned: see above
+            if isinstance(captured, Computed):  # keep what it folded, between batches
+                await self._ask(LocalQuery(query=captured.keep, reply=Reply()))
+                captured = captured.response
             response: api.Response = msgspec.structs.replace(captured, req=req)
             return response
         finally:
@@ -278,7 +281,20 @@ class _Invalid(Exception):
     """A request that decodes but breaks a limit."""
 
 
-Heavy = Callable[[], api.Response]  # computes a response from captured inputs, in a thread
+@dataclass(frozen=True, slots=True)
+class Computed:
+    """A heavy query's response, and what its computation leaves to keep in the driver."""
+
+    response: api.Response
+    then: Callable[[Driver], None]
+
+    def keep(self, driver: Driver) -> api.Response:
+        self.then(driver)
+        return self.response
+
+
+# computes a response from captured inputs, in a worker thread
+Heavy = Callable[[], api.Response | Computed]
 
 
 def _forbidden(request: api.Request, principal: Principal) -> str | None:
@@ -348,8 +364,10 @@ def _transfers(ledger: Ledger, ids: list[str]) -> list[api.TransferRecord]:
     return found
 
 
-def _digest_inputs(driver: Driver, upto: int | None, after: int | None) -> api.Response | Heavy:
-    """Between batches: check the range and capture what the digest needs (cheap)."""
+def _digest_inputs(driver: Driver, digests: LogDigests, upto: int | None, after: int | None,
+                   *, deep: bool) -> api.Response | Heavy:
+    """Between batches: check the range and capture what the digest needs. Cheap unless `deep`:
+    references to entries since the last check, the ledger's kept digest and totals."""
     applied = driver.applied_index
     start = driver.replica.log.start
     index = applied if upto is None else upto
@@ -358,31 +376,27 @@ def _digest_inputs(driver: Driver, upto: int | None, after: int | None) -> api.R
         return api.Response(req=0, error=api.error(
             api.ErrorCode.INVALID_REQUEST,
             f"need log start {start} <= after <= upto <= applied index {applied}"))
-    entries = driver.replica.log.slice(after + 1, index)
-    live = driver.ledger.copy() if index == applied else None
-    previous = driver.replica.log.ts_at(after)
+    facts = digests.plan(driver.replica.log, after, index)
+    at_applied = index == applied
+    fold = driver.ledger.fold() if at_applied else None  # the rows changed since the last
+    totals = driver.ledger.totals() if at_applied else None
+    whole = driver.replica.log.slice(1, index) if deep and start == 0 and after == 0 else None
+    live = driver.ledger.copy() if deep and at_applied else None  # O(ledger): asked for
     node = driver.replica.node_id
 
-    def compute() -> api.Response:  # in a worker thread: touches only what was captured
-        replayed = replay(entries) if start == 0 and after == 0 else None
-        state = replayed if replayed is not None else live
-        return api.Response(req=0, digest=api.DigestInfo(
-            node=node, index=index, after=after, log_start=start,
-            log_digest=log_digest(entries),
+    def compute() -> Computed:  # in a worker thread: touches only what was captured
+        found = facts()
+        replayed = replay(whole) if whole is not None else None
+        response = api.Response(req=0, digest=api.DigestInfo(
+            node=node, index=index, after=after, log_start=start, deep=deep,
+            log_digest=found.log_digest,
             state_digest=replayed.digest() if replayed is not None else None,
-            stored_state_digest=live.digest() if live is not None else None,
-            totals=state.totals() if state is not None else None,
-            unordered_at=_first_unordered(previous, entries)))
+            stored_state_digest=fold.compute() if fold is not None else None,
+            recounted_state_digest=live.recount_digest() if live is not None else None,
+            totals=replayed.recount_totals() if replayed is not None else totals,
+            unordered_at=found.unordered_at))
+        return Computed(response, lambda d: fold.merge(d.ledger) if fold is not None else None)
     return compute
-
-
-def _first_unordered(previous: Timestamp | None, entries: Sequence[LogEntry]) -> int | None:
-    """The first entry whose timestamp is not above its predecessor's, if any."""
-    for entry in entries:
-        if previous is not None and not previous < entry.ts:
-            return entry.index
-        previous = entry.ts
-    return None
 
 
 def _compacted(driver: Driver, first: int) -> api.Response | None:

@@ -206,9 +206,13 @@ class Checker:
                                f"{node.id} applied a different entry at index {entry.index}")
             elif entry.index not in self._stamps:
                 self._check_stamp(entry.index, entry.ts)
-        if work.applied and any(total != 0 for total in state.ledger.totals().values()):
+        if work.applied and any(total != 0 for total in state.ledger.recount_totals().values()):
             self.violation("money conserved",
-                           f"{node.id}: balances sum to {state.ledger.totals()}")
+                           f"{node.id}: balances sum to {state.ledger.recount_totals()}")
+        if work.applied and state.ledger.totals() != state.ledger.recount_totals():
+            self.violation("the ledger's kept totals and digest match its rows",
+                           f"{node.id}: kept totals {state.ledger.totals()}, recounted "
+                           f"{state.ledger.recount_totals()}")
 
     def sent(self, node: SimNode, outgoing: Outgoing) -> None:
         """A message that only durable state may justify: is it on `node`'s disk?"""
@@ -446,6 +450,10 @@ class Checker:
             if node.state is None:
                 continue
             digest = node.state.ledger.digest()
+            if digest != node.state.ledger.recount_digest():
+                self.violation("the ledger's kept totals and digest match its rows",
+                               f"{node.id}: kept digest {digest[:12]}, recounted "
+                               f"{node.state.ledger.recount_digest()[:12]}")
             first = ledgers.setdefault(node.state.applied_index, (node.id, digest))
             if first[1] != digest:
                 self.violation("ledgers converge",

@@ -39,7 +39,7 @@ def load_acknowledged(path: Path) -> list[Acknowledged]:
 
 
 async def collect(cluster: ClusterConfig, *, settle: float,
-                  acknowledged: list[Acknowledged]) -> Evidence:
+                  acknowledged: list[Acknowledged], deep: bool = False) -> Evidence:
     found = await settled_statuses(cluster, settle)
     reachable = {n: s for n, s in found.items() if isinstance(s, api.NodeStatus)}
     unreachable = {n: s for n, s in found.items() if isinstance(s, str)}
@@ -51,12 +51,13 @@ async def collect(cluster: ClusterConfig, *, settle: float,
             del reachable[node_id]
     after = max((s.log_start for s in reachable.values()), default=0)
     evidence = Evidence(statuses=reachable, unreachable=unreachable, common_index=common,
-                        log_after=after, at_common={}, at_applied={}, acknowledged=acknowledged)
+                        log_after=after, at_common={}, at_applied={}, acknowledged=acknowledged,
+                        deep=deep)
     for node_id in reachable:
         node = cluster.node(node_id)
         try:
             evidence.at_common[node_id] = await _digest(cluster, node, common, after)
-            evidence.at_applied[node_id] = await _digest(cluster, node, None, None)
+            evidence.at_applied[node_id] = await _digest(cluster, node, None, None, deep=deep)
             if acknowledged:
                 evidence.found[node_id] = await _local_transfers(cluster, node, acknowledged)
         except ClientError as exc:
@@ -85,8 +86,9 @@ async def settled_statuses(cluster: ClusterConfig, settle: float
 
 
 async def _digest(cluster: ClusterConfig, node: NodeConfig, upto: int | None,
-                  after: int | None) -> api.DigestInfo:
-    response = await ask_node(cluster, node, api.Digest(upto=upto, after=after), timeout=30.0)
+                  after: int | None, *, deep: bool = False) -> api.DigestInfo:
+    response = await ask_node(cluster, node, api.Digest(upto=upto, after=after, deep=deep),
+                              timeout=30.0)
     assert response.digest is not None
     return response.digest
 

@@ -128,6 +128,7 @@ def test_every_commands_json_has_its_documented_shape(local: ClusterConfig) -> N
     check("chaos kill-leader", json_of(local, "chaos", "kill-leader"))
     check("up", json_of(local, "up"))
     check("verify", json_of(local, "verify"))
+    check("verify", json_of(local, "verify", "--deep"))
     check("check bank", json_of(local, "check", "bank", "--time", "3", "--results",
                                 str(local.path.parent / "bank"), code=2))  # no fault in 3 s
     check("sim", json_of(local, "sim", "--seeds", "2", "--steps", "300"))
@@ -175,10 +176,13 @@ async def _protocol_as_documented(cluster: ClusterConfig, leader: str) -> None:
                 "type": "transfer", "id": "w-1", "debit": "bank", "credit": "alice",
                 "amount": 7, "currency": "USD"}
             digest = (await ask({"op": "digest", "after": ok["index"] - 1}))["digest"]
-            assert set(digest) == {"node", "index", "after", "log_start", "log_digest",
-                                   "state_digest", "stored_state_digest", "totals",
-                                   "unordered_at"}
+            assert set(digest) == {"node", "index", "after", "log_start", "deep", "log_digest",
+                                   "state_digest", "stored_state_digest",
+                                   "recounted_state_digest", "totals", "unordered_at"}
             assert digest["after"] == ok["index"] - 1 and digest["state_digest"] is None
+            deep = (await ask({"op": "digest", "deep": True}))["digest"]
+            assert deep["deep"] and deep["state_digest"] == deep["stored_state_digest"] \
+                == deep["recounted_state_digest"] and len(deep["log_digest"]) == 64
     follower = next(n for n in cluster.nodes if n.id != leader)
     with trio.fail_after(60):
         async with open_websocket_url(cluster.client_url(follower), ssl_context=tls) as ws:

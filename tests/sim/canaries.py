@@ -123,8 +123,8 @@ class ApplyTwiceOnRetry(Ledger):
         delta.transfers.append(record)
         if status is Status.OK:
             debit, credit = self._accounts[transfer.debit], self._accounts[transfer.credit]
-            debit.balance -= transfer.amount
-            credit.balance += transfer.amount
+            self._move(debit, -transfer.amount)
+            self._move(credit, transfer.amount)
             delta.accounts[debit.id] = debit
             delta.accounts[credit.id] = credit
         return Result(kind="transfer", id=transfer.id, status=status, index=index, ts=ts)

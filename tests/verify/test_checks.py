@@ -26,3 +26,19 @@ def test_a_timestamp_out_of_order_is_named_with_its_node_and_index() -> None:
     report = check(evidence(n2=7))
     assert report.verdict is Verdict.INVALID
     assert report.findings == ["n2: the timestamp of entry 7 is not above the one before it"]
+
+
+def test_replays_and_recounts_are_checked_only_when_deep() -> None:
+    shallow = check(evidence())
+    assert "every ledger equals the replay of its log" not in shallow.checked
+    deep = evidence()
+    deep.deep = True
+    deep.at_applied["n3"] = DigestInfo(node="n3", index=10, log_digest="L", state_digest="S",
+                                       stored_state_digest="S", recounted_state_digest="R",
+                                       totals={"USD": 0}, deep=True)
+    report = check(deep)
+    assert "every ledger equals the replay of its log" in report.checked
+    assert report.verdict is Verdict.INVALID
+    assert report.findings == ["n3: the digest kept by its ledger at applied index 10 differs "
+                               "from a recount of its rows (a row changed outside the "
+                               "ledger's apply)"]
