@@ -1102,11 +1102,13 @@ class Replica:
         return True
 
     def _snapshots_at(self, index: LogIndex) -> tuple[SnapshotWanted, ...]:
-        """The snapshots asked for in this batch, all of the ledger as of `index`."""
-        wanted = tuple(SnapshotWanted(to=to, epoch=epoch, index=index,
-                                      last_epoch=self._epoch_at(index),
+        """The snapshots asked for in this batch, all of the ledger as of `index`. A request
+        of an epoch below the entry at `index` is dropped: its asker has moved on to a newer
+        epoch since (in this same batch) and asks again if it still needs entries."""
+        last_epoch = self._epoch_at(index)
+        wanted = tuple(SnapshotWanted(to=to, epoch=epoch, index=index, last_epoch=last_epoch,
                                       last_ts=self._log.ts_at(index) or ZERO)
-                       for to, epoch in self._snapshot_requests)
+                       for to, epoch in self._snapshot_requests if last_epoch <= epoch)
         self._snapshot_requests.clear()
         for snapshot in wanted:
             progress = self._progress.get(snapshot.to)

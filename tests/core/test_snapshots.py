@@ -6,9 +6,9 @@ what it asked for. In every case the ledgers converge and no applied entry diffe
 """
 
 from quorapay.core.inputs import MessageReceived
-from quorapay.core.messages import Append, AppendAck, InstallSnapshot
+from quorapay.core.messages import Append, AppendAck, Fetch, InstallSnapshot
 from quorapay.core.replica import Role
-from quorapay.core.types import Epoch, LogIndex, NodeId
+from quorapay.core.types import Commands, Epoch, LogEntry, LogIndex, NodeId
 from tests.core.harness import InFlight, ReplicaCluster, account, transfer
 
 
@@ -207,3 +207,24 @@ def test_a_follower_that_turns_out_to_hold_the_start_point_is_replicated_to_agai
     pay(cluster, "n1", 3, prefix="more")
     cluster.stabilize(ticks=cluster.timing.snapshot_retry_ticks + 10)
     converged(cluster, "n1", "n2", "n3")
+
+
+def test_a_fetch_answered_after_the_asker_moved_to_a_newer_epoch_sends_no_snapshot() -> None:
+    """A Fetch of epoch 1 and, in the same batch, the same node's Append of epoch 2 committing
+    an entry of epoch 2: the snapshot the Fetch asked for would be of an entry newer than its
+    epoch (found by the long simulation run, seed 38176: the node crashed building it)."""
+    cluster = ReplicaCluster()
+    elect(cluster)
+    pay(cluster, "n1", 3)
+    cluster.compact("n2", cluster["n2"].applied_index)
+    last = cluster["n2"].last_index
+    entry = LogEntry(index=LogIndex(last + 1), epoch=Epoch(2), payload=Commands(commands=()))
+    cluster.step("n2",
+                 MessageReceived(sender=NodeId("n1"), message=Fetch(epoch=Epoch(1),
+                                                                    from_index=LogIndex(1))),
+                 MessageReceived(sender=NodeId("n1"), message=Append(
+                     epoch=Epoch(2), prev_index=LogIndex(last), prev_epoch=Epoch(1),
+                     entries=(entry,), commit=LogIndex(last + 1), seq=1)))
+    assert cluster["n2"].applied_index == last + 1  # applied the epoch-2 entry, did not crash
+    assert not any(isinstance(m.message, InstallSnapshot) and m.src == "n2"
+                   for m in cluster.network)
