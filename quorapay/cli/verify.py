@@ -19,8 +19,8 @@ from quorapay.verify.collect import collect, load_acknowledged
 @click.option("--settle", default=15.0, show_default=True,
               help="Seconds to wait for every node to reach the same applied index.")
 @click.option("--deep", is_flag=True,
-              help="Also replay each node's whole log and recount its ledger's rows (in a "
-                   "worker thread of each node: costs the whole ledger, not what changed).")
+              help="Also replay each node's whole log, hash its log afresh and recount its "
+                   "ledger's rows (costs each node its whole ledger, not what changed).")
 @json_option
 @pass_app
 def verify(app: AppContext, record: Path | None, settle: float, deep: bool,

@@ -18,6 +18,7 @@ import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -27,7 +28,7 @@ from trio_websocket import ConnectionClosed
 from quorapay.api import schema as api
 from quorapay.api.timestamps import iso
 from quorapay.config import ClusterConfig
-from quorapay.core.digest import LogDigests, entry_digest, replay
+from quorapay.core.digest import LogDigests, RangeFacts, entry_digest, range_facts, replay
 from quorapay.core.ledger import Ledger, Result, validate
 from quorapay.core.types import (
     AccountId,
@@ -376,11 +377,14 @@ def _digest_inputs(driver: Driver, digests: LogDigests, upto: int | None, after:
         return api.Response(req=0, error=api.error(
             api.ErrorCode.INVALID_REQUEST,
             f"need log start {start} <= after <= upto <= applied index {applied}"))
-    facts = digests.plan(driver.replica.log, after, index)
+    log = driver.replica.log
+    facts: Callable[[], RangeFacts] = partial(  # deep: hashed afresh, trusting nothing kept
+        range_facts, log.ts_at(after), log.slice(after + 1, index)) if deep \
+        else digests.plan(log, after, index)
     at_applied = index == applied
     fold = driver.ledger.fold() if at_applied else None  # the rows changed since the last
     totals = driver.ledger.totals() if at_applied else None
-    whole = driver.replica.log.slice(1, index) if deep and start == 0 and after == 0 else None
+    whole = log.slice(1, index) if deep and start == 0 and after == 0 else None
     live = driver.ledger.copy() if deep and at_applied else None  # O(ledger): asked for
     node = driver.replica.node_id
 

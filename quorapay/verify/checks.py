@@ -128,13 +128,23 @@ def first_divergence(entry_digests: dict[str, list[str]], node: str, *,
 
 
 def _states_match(e: Evidence) -> list[str]:
-    # replayed from the log, or (once logs are compacted) the live ledger at that index
-    digests = {n: digest for n, d in e.at_common.items()
-               if (digest := d.state_digest or d.stored_state_digest) is not None}
+    """At the common index (replayed, or the live ledger of a node still there), and among
+    nodes that reported their live ledgers at the same applied index."""
+    findings = _differing({n: digest for n, d in e.at_common.items()
+                           if (digest := d.state_digest or d.stored_state_digest) is not None},
+                          e.common_index)
+    for index in sorted({d.index for d in e.at_applied.values()}):
+        at_index = {n: d.stored_state_digest for n, d in e.at_applied.items()
+                    if d.index == index and d.stored_state_digest is not None}
+        findings += [f for f in _differing(at_index, index) if f not in findings]
+    return findings
+
+
+def _differing(digests: dict[str, str], index: int) -> list[str]:
     if len(set(digests.values())) <= 1:
         return []
     good = _reference(digests)
-    return [f"{node}: ledger at index {e.common_index} differs from the majority"
+    return [f"{node}: ledger at index {index} differs from the majority"
             for node in sorted(n for n, d in digests.items() if d != good)]
 
 

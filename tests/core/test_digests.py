@@ -93,3 +93,19 @@ def test_a_fold_computed_aside_keeps_only_what_it_saw_and_a_lost_one_loses_nothi
     ledger.replace(replay(log[:50]).export())  # a snapshot installed meanwhile
     stale.merge(ledger)
     assert ledger.digest() == replay(log[:50]).recount_digest()
+
+
+def test_a_replaced_entry_below_a_checkpoint_drops_the_kept_sums() -> None:
+    """Committed entries never change -- unless a bug changes them: then a checkpoint's epoch
+    no longer matches, and the next check hashes the range afresh."""
+    made = entries(1200)
+    log = Log(made)
+    digests = LogDigests(every=100)
+    before = digests.plan(log, 0, 1000)()
+    log.truncate_after(899)
+    for entry in made[899:]:
+        log.append(LogEntry(index=entry.index, epoch=Epoch(2), ts=entry.ts,
+                            payload=entry.payload))
+    after = digests.plan(log, 0, 1000)()
+    assert after.log_digest != before.log_digest
+    assert after.log_digest == log_digest(log.slice(1, 1000))

@@ -120,6 +120,7 @@ class ApplyTwiceOnRetry(Ledger):
         status = self._decide(transfer)
         record = TransferRecord(transfer=transfer, status=status, index=index, ts=ts)
         self._transfers[transfer.id] = record
+        self._unfolded.append(record)
         delta.transfers.append(record)
         if status is Status.OK:
             debit, credit = self._accounts[transfer.debit], self._accounts[transfer.credit]

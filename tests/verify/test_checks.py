@@ -42,3 +42,19 @@ def test_replays_and_recounts_are_checked_only_when_deep() -> None:
     assert report.findings == ["n3: the digest kept by its ledger at applied index 10 differs "
                                "from a recount of its rows (a row changed outside the "
                                "ledger's apply)"]
+
+
+def test_ledgers_are_compared_at_the_applied_index_when_none_is_at_the_common_one() -> None:
+    """Every node moved past the common index before it was asked: the live ledgers at the
+    applied index still have to agree."""
+    moved = evidence()
+    for node in moved.at_common:
+        moved.at_common[node] = DigestInfo(node=node, index=10, log_digest="L",
+                                           stored_state_digest=None, totals=None)
+    for node in moved.at_applied:
+        moved.at_applied[node] = DigestInfo(node=node, index=12, log_digest="L2",
+                                            stored_state_digest="X" if node == "n3" else "S",
+                                            totals={"USD": 0})
+    report = check(moved)
+    assert report.verdict is Verdict.INVALID
+    assert report.findings == ["n3: ledger at index 12 differs from the majority"]
