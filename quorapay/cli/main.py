@@ -71,7 +71,8 @@ def cli(ctx: click.Context, config_path: Path, credential: str) -> None:
 
 
 CREDENTIAL_COMMANDS = {"account", "pay", "balance", "transfer"}
-OPERATOR_TOOLS = {"up", "status", "verify", "workload", "check", "chaos", "switchover"}
+OPERATOR_TOOLS = {"up", "status", "verify", "workload", "check", "chaos", "switchover", "backup",
+                  "restore"}
 
 
 def main() -> None:
@@ -81,6 +82,7 @@ def main() -> None:
 
 # The command modules attach themselves to `cli`; importing them here makes `cli` complete.
 from quorapay.cli import (  # noqa: E402, F401
+    backup,
     bench,
     chaos,
     chaos_clock,

@@ -91,6 +91,12 @@ class Restored:
     promised_to: NodeId | None = None  # whom promised_epoch was promised to, if recorded
 
 
+def lock_data_dir(database: Path) -> IO[str]:
+    """Hold an exclusive lock on the database's data dir for the life of the process (or until
+    the returned file is closed); StorageError if a running node holds it."""
+    return _lock(database.with_name(database.name + ".lock"))
+
+
 def _lock(path: Path) -> IO[str]:
     """Hold an exclusive lock on the data dir for the life of the process (or until close)."""
     handle = open(path, "a")  # noqa: SIM115  (held open on purpose)
@@ -299,6 +305,22 @@ class Store:
                         and in_counter_range(r.ts.wall_ms) and in_counter_range(r.ts.logical)
                         for r in transfers), "a transfer row")
         return Ledger(accounts, transfers)
+
+    def raise_promise(self, epoch: int) -> int:
+        """Promise at least `epoch`, to whichever node leads it (a node seeded from a backup
+        or from nothing: what it promised since is lost). Returns the promise."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            (current,) = self._db.execute(
+                "SELECT value FROM meta WHERE key = 'promised_epoch'").fetchone()
+            if epoch > current:
+                self._set_meta("promised_epoch", epoch)
+                self._set_meta("promised_to", None)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return max(epoch, int(current))
 
     # ------------------------------------------------------------------ write
 

@@ -8,9 +8,9 @@ import pytest
 from quorapay.core.digest import replay
 from quorapay.core.executor import Executor
 from quorapay.core.hlc import Timestamp
-from quorapay.core.inputs import CompactionRequested, LeadershipGranted, Ticked
+from quorapay.core.inputs import CompactionRequested, LeadershipGranted, MessageReceived, Ticked
 from quorapay.core.ledger import Delta, Ledger
-from quorapay.core.messages import InstallSnapshot
+from quorapay.core.messages import Append, InstallSnapshot
 from quorapay.core.node_state import NodeState, Write, WriteBatch
 from quorapay.core.ready import Persist
 from quorapay.core.replica import Replica
@@ -310,3 +310,22 @@ def test_a_stored_value_out_of_its_range_is_refused(tmp_path: Path, statement: s
         db.execute(statement)
     db.close()
     assert problem in str(load_fails(tmp_path))
+
+
+def test_a_seeded_node_promises_at_least_the_granted_epoch_and_never_less(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    replica, ledger = boot(store)
+    run(store, replica, ledger, workload())  # promised epoch 1 to itself
+    assert store.raise_promise(7) == 7
+    assert store.raise_promise(3) == 7  # never lowered
+    restored = store.load()
+    store.close()
+    assert restored.promised_epoch == 7 and restored.promised_to is None
+    replica = Replica(node_id=ME, members=[ME, NodeId("n2")], timing=Timing(),
+                      log=restored.log, promised_epoch=restored.promised_epoch,
+                      applied_index=restored.applied_index,
+                      snapshot_index=restored.snapshot_index)
+    replica.step(MessageReceived(sender=NodeId("n2"), message=Append(
+        epoch=Epoch(6), prev_index=LogIndex(0), prev_epoch=Epoch(0), entries=(), commit=LogIndex(0),
+        seq=1)))
+    assert replica.leader is None  # a deposed leader of epoch 6 is not followed
