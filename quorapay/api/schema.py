@@ -197,6 +197,9 @@ class NodeStatus(msgspec.Struct, frozen=True, kw_only=True):
     applied_wall_ms: int = 0  # ... and of the entry at the applied index
     leader_contact_ms: int | None = None  # a follower: since it last heard from its leader
     majority_contact_ms: int | None = None  # a leader: since a majority last answered
+    accounts: int = 0  # in its ledger
+    transfers: int = 0  # decided transfers in its ledger
+    rss_bytes: int = 0  # the node process's resident memory
 
 
 class DigestInfo(msgspec.Struct, frozen=True, kw_only=True):

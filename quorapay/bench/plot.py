@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from quorapay.bench.load import LoadReport, PointResult
+from quorapay.bench.scale import ScaleReport
 
 MARKERS = ("o", "s", "^", "D")
 LINES = ("-", "--", ":", "-.")
@@ -51,3 +52,33 @@ def _batch(batch: int) -> str:
 def _name(point: PointResult) -> str:
     return f"{point.clients}" if point.batch == 1 else f"{point.clients}x{point.batch}"
 
+
+
+def plot_scale(report: ScaleReport, path: Path) -> None:
+    """Throughput (unbatched, batched) and each node's memory against transfers stored."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    stored = [level.transfers for level in report.levels]
+    figure, (speed, memory) = pyplot.subplots(1, 2, figsize=(11, 4.5), dpi=120)
+    speed.plot(stored, [level.unbatched.transfers_per_s for level in report.levels],
+               marker="o", label="16 clients x 1 transfer")
+    speed.plot(stored, [level.batched.transfers_per_s for level in report.levels],
+               marker="s", label="16 clients x 100 transfers")
+    speed.set_ylabel("acknowledged transfers per second")
+    nodes = sorted({name for level in report.levels for name in level.rss_mb})
+    for node in nodes:
+        memory.plot(stored, [level.rss_mb.get(node, 0.0) for level in report.levels],
+                    marker="o", label=node)
+    memory.set_ylabel("resident memory (MB)")
+    for axes, title in ((speed, "throughput"), (memory, "memory per node")):
+        axes.set_xscale("log")
+        axes.set_xlabel("decided transfers stored")
+        axes.set_title(f"{report.cluster}: {title}")
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend(fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    pyplot.close(figure)

@@ -10,6 +10,7 @@ import msgspec
 from quorapay.bench.failover import FailoverReport, Takeover, run_failover
 from quorapay.bench.load import LoadReport, parse_points, run_load
 from quorapay.bench.points import Measured, Point
+from quorapay.bench.scale import ScaleReport, run_scale
 from quorapay.bench.tls import MODES, POINTS, Row, run_bench
 from quorapay.cli.context import AppContext, emit, json_option, pass_app, run
 from quorapay.cli.main import Failed, cli
@@ -65,7 +66,8 @@ def bench(ctx: click.Context, points: str, seconds: float, warm_up: float, plot:
                      f"transfer(s) not in the ledger as sent: {report.check.examples}")
 
 
-def _document(report: LoadReport | FailoverReport, out: Path | None) -> dict[str, object]:
+def _document(report: LoadReport | FailoverReport | ScaleReport, out: Path | None
+              ) -> dict[str, object]:
     """The report as JSON-ready data with its verdict; written to `out` too, if given."""
     document: dict[str, object] = msgspec.to_builtins(report)
     document["valid"] = report.valid
@@ -178,3 +180,66 @@ def tls_command(rounds: int, seconds: float, as_json: bool) -> None:
 def _brief(measured: Measured) -> dict[str, float]:
     return {"transfers_per_s": measured.transfers_per_s, "p50_ms": measured.p50_ms,
             "p99_ms": measured.p99_ms, "failed": measured.failed}
+
+
+@bench.command("scale")
+@click.option("--levels", default="10000,200000,1000000", show_default=True,
+              help="Decided transfers to fill the ledger up to, comma-separated, ascending.")
+@click.option("--seconds", default=5.0, show_default=True, type=click.FloatRange(0.5, 600),
+              help="Measured seconds of each throughput point.")
+@click.option("--no-restart", is_flag=True, help="Do not kill and restart a follower.")
+@click.option("--no-rebuild", is_flag=True, help="Do not rebuild a follower from nothing.")
+@click.option("--timeout", default=600.0, show_default=True, type=click.FloatRange(5, 7200),
+              help="Seconds a restarted or rebuilt follower may take to catch up.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a plot of throughput and memory against transfers stored (PNG).")
+@out_option
+@json_option
+@pass_app
+def scale_command(app: AppContext, levels: str, seconds: float, no_restart: bool,
+                  no_rebuild: bool, timeout: float, plot: Path | None, out: Path | None,
+                  as_json: bool) -> None:
+    """Fill the running cluster's ledger level by level and measure, at each: every node's
+    memory, unbatched and batched throughput, verify, a follower's restart and its rebuild
+    from nothing. Fills with transfers of its own accounts; run it on a fresh cluster."""
+    try:
+        wanted = [int(level) for level in levels.split(",")]
+    except ValueError:
+        raise click.BadParameter("comma-separated numbers of transfers",
+                                 param_hint="--levels") from None
+    if not wanted or wanted != sorted(wanted) or wanted[0] < 1:
+        raise click.BadParameter("positive and ascending", param_hint="--levels")
+
+    async def go() -> ScaleReport:
+        with progress("scale", total=None, as_json=as_json) as shown:
+            return await run_scale(app.cluster, wanted, seconds=seconds,
+                                   restart=not no_restart, rebuild_nodes=not no_rebuild,
+                                   timeout=timeout,
+                                   progress=lambda text: shown.update(text=text))
+    report = run(go)
+    document = _document(report, out)
+    if plot is not None:
+        from quorapay.bench.plot import plot_scale
+        plot_scale(report, plot)
+    emit(as_json, document, _scale_table(report))
+    if not report.valid:
+        raise Failed("an acknowledged transfer is missing or verify did not pass: "
+                     + "; ".join(p for level in report.levels for p in level.problems))
+
+
+def _scale_table(report: ScaleReport) -> str:
+    lines = [f"{report.cluster}: {report.seconds:g} s per throughput point",
+             f"{'transfers':>10} {'fill/s':>8} {'RSS MB (max)':>12} {'16 x 1 /s':>9} "
+             f"{'p99':>7} {'16 x 100 /s':>11} {'p99':>7} {'verify':>7} {'restart':>8} "
+             f"{'rebuild':>8} {'db MB':>6}"]
+    for level in report.levels:
+        lines.append(
+            f"{level.transfers:>10} {level.fill_per_s:>8} {max(level.rss_mb.values()):>12} "
+            f"{level.unbatched.transfers_per_s:>9} {level.unbatched.p99_ms:>6}ms "
+            f"{level.batched.transfers_per_s:>11} {level.batched.p99_ms:>6}ms "
+            f"{level.verify_seconds:>6}s {_or_dash(level.restart_seconds):>7}s "
+            f"{_or_dash(level.rebuild_seconds):>7}s {_or_dash(level.rebuild_mb):>6}")
+        lines += [f"  - {problem}" for problem in level.problems]
+    check = report.check
+    lines.append(f"acknowledged transfers in the ledger: {check.found}/{check.acknowledged}")
+    return "\n".join(lines)

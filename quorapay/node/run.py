@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import signal
 import ssl
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from quorapay.node.loop import Driver, DriverInput
 from quorapay.node.peers import PeerLinks
 from quorapay.node.roles import RoleLog
 from quorapay.node.storage import Store
+from quorapay.procfs import resident_bytes
 from quorapay.security.secrets import SecretsDir, read_zookeeper_credential
 from quorapay.security.tls import node_client_context, node_server_context
 
@@ -157,7 +159,9 @@ async def run_node(cluster: ClusterConfig, node_id: str) -> None:
             commit_wall_ms=_wall_at(replica, replica.commit_index),
             applied_wall_ms=_wall_at(replica, driver.applied_index),
             leader_contact_ms=_ms(replica.ticks_since_leader, cluster.timing.tick),
-            majority_contact_ms=_ms(replica.ticks_since_majority, cluster.timing.tick))
+            majority_contact_ms=_ms(replica.ticks_since_majority, cluster.timing.tick),
+            accounts=len(driver.ledger.accounts), transfers=len(driver.ledger.transfers),
+            rss_bytes=resident_bytes(os.getpid()))
 
     def zk_leader() -> NodeId | None:
         return coordination.zk_leader.node if coordination.zk_leader else None

@@ -254,6 +254,16 @@ def test_bench_and_bench_failover_smoke(local: ClusterConfig, tmp_path: Path) ->
     assert paused["valid"] and paused["takeovers"][0]["fenced"] is True
     assert json_of(local, "bench", "--points", "0", code=1).strip().endswith(
         "1-256 clients, 1-1000 transfers per request")
+    scale_plot = tmp_path / "scale.png"
+    check("bench scale", scaled := json_of(local, "bench", "scale", "--levels", "400,900",
+                                           "--seconds", "0.5", "--plot", str(scale_plot)))
+    assert scaled["valid"] and all(level["transfers"] >= wanted for level, wanted
+                                   in zip(scaled["levels"], (400, 900), strict=True))
+    assert all(level["restart_seconds"] and level["rebuild_seconds"] and not level["problems"]
+               and set(level["rss_mb"]) == {"n1", "n2", "n3", "proxy"}
+               for level in scaled["levels"])
+    assert scale_plot.read_bytes().startswith(b"\x89PNG")
+    assert "ascending" in json_of(local, "bench", "scale", "--levels", "9,3", code=2)
 
 
 def test_the_benchmarks_json_has_its_documented_shape(tmp_path: Path) -> None:
