@@ -10,7 +10,7 @@ from quorapay.cli.context import AppContext, emit, json_option, pass_app, run
 from quorapay.cli.main import cli
 from quorapay.cli.node import node as node_group
 from quorapay.cli.progress import progress
-from quorapay.cluster.backup import granted_epoch, rebuild, restore, take_backup
+from quorapay.cluster.backup import rebuild, restore, take_backup
 
 
 @cli.command("backup")
@@ -40,7 +40,7 @@ def restore_command(app: AppContext, node_id: str, source: Path, as_json: bool) 
     then starts it and it catches up from the leader. Its former database is moved aside."""
     cluster = app.cluster
     node = cluster.node(node_id)
-    report = restore(cluster, node, source, epoch=granted_epoch(cluster))
+    report = restore(cluster, node, source)
     emit(as_json, report, f"{node.id} restored from {source} ({report.backup.node} at applied "
                           f"index {report.backup.applied_index}), promising epoch "
                           f"{report.promised_epoch}"
@@ -56,8 +56,9 @@ def restore_command(app: AppContext, node_id: str, source: Path, as_json: bool) 
 @json_option
 @pass_app
 def rebuild_command(app: AppContext, node_id: str, timeout: float, as_json: bool) -> None:
-    """Stop NODE, move its database aside, start it empty and wait until it has caught up
-    from the leader (through a snapshot if the others compacted their logs)."""
+    """With every other node up: hand leadership over if NODE leads, stop it, give it an empty
+    database (the former one is kept in a previous-* folder of its data dir), start it and wait
+    until it has caught up from the leader (through a snapshot if the others compacted)."""
     cluster = app.cluster
     node = cluster.node(node_id)
     with progress(f"rebuilding {node.id}", total=None, as_json=as_json) as shown:

@@ -306,16 +306,17 @@ class Store:
                         for r in transfers), "a transfer row")
         return Ledger(accounts, transfers)
 
-    def raise_promise(self, epoch: int) -> int:
-        """Promise at least `epoch`, to whichever node leads it (a node seeded from a backup
-        or from nothing: what it promised since is lost). Returns the promise."""
+    def raise_promise(self, epoch: int, *, to: str | None = None) -> int:
+        """Promise at least `epoch`, to `to` (None: to whichever node leads it first) -- a
+        node seeded from a backup or from nothing: what it promised since is lost. Returns
+        the promise."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
             (current,) = self._db.execute(
                 "SELECT value FROM meta WHERE key = 'promised_epoch'").fetchone()
             if epoch > current:
                 self._set_meta("promised_epoch", epoch)
-                self._set_meta("promised_to", None)
+                self._set_meta("promised_to", to)
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")

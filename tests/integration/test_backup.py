@@ -51,7 +51,7 @@ def test_a_backup_taken_under_load_seeds_another_node_and_a_rebuilt_one_catches_
     trio.run(supervisor.up, local)
     first = trio.run(leader, local)
     follower, other = [n.id for n in local.nodes if n.id != first.node]
-    record, backup = tmp_path / "acked.jsonl", tmp_path / "backup.db"
+    record, backup = tmp_path / "acked.jsonl", tmp_path / "backup #1?.db"  # URI characters
     load = subprocess.Popen([*QUORAPAY, "-c", str(local.path), "workload", "--transfers", "3000",
                              "--clients", "4", "--batch", "5", "--record", str(record)],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -74,6 +74,7 @@ def test_a_backup_taken_under_load_seeds_another_node_and_a_rebuilt_one_catches_
     assert "is running" in quorapay(local, "restore", other, str(backup), code=1)
     assert "exists" in quorapay(local, "backup", follower, str(backup), code=1)
     kill(local, other)
+    assert "not answering" in quorapay(local, "node", "rebuild", first.node, code=1)
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"not a database" * 100)
     assert "is not a Quorapay node database" in quorapay(local, "restore", other, str(garbage),
