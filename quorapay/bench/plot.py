@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from quorapay.bench.load import LoadReport, PointResult
 from quorapay.bench.scale import ScaleReport
@@ -37,12 +38,7 @@ def plot_load(report: LoadReport, path: Path) -> None:
     axes.set_title(f"{report.cluster}: {report.nodes} nodes, {security}, "
                    f"{'chaos proxy' if report.proxies else 'no proxy'}, "
                    f"{report.seconds:g} s per point")
-    axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    pyplot.close(figure)
+    _finish(figure, [axes], path)
 
 
 def _batch(batch: int) -> str:
@@ -76,8 +72,16 @@ def plot_scale(report: ScaleReport, path: Path) -> None:
         axes.set_xscale("log")
         axes.set_xlabel("decided transfers stored")
         axes.set_title(f"{report.cluster}: {title}")
-        axes.grid(True, which="both", alpha=0.3)
-        axes.legend(fontsize=8)
+    _finish(figure, [speed, memory], path)
+
+
+def _finish(figure: Any, axes: list[Any], path: Path) -> None:
+    """Grid and legend on each axes; write the figure to `path` and free it."""
+    from matplotlib import pyplot
+
+    for each in axes:
+        each.grid(True, which="both", alpha=0.3)
+        each.legend(fontsize=8)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
