@@ -46,6 +46,7 @@ class Recovery:
     quorum: int
     promises: dict[NodeId, Tail] = field(default_factory=dict)
     fetching: Fetching | None = None
+    progress_at: int = 0  # the tick it began, or last received entries or a snapshot
 
     def best(self, me: NodeId, mine: Tail, *, future_after: int | None = None
              ) -> tuple[NodeId, Tail] | None:

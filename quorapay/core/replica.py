@@ -530,7 +530,7 @@ class Replica:
         self.role = Role.RECOVERING
         self._epoch = epoch
         self.leader = self.node_id
-        self._recovery = Recovery(epoch=epoch, quorum=self._quorum)
+        self._recovery = Recovery(epoch=epoch, quorum=self._quorum, progress_at=self._now)
         self._progress = {p: Progress(next_index=LogIndex(self._log.last_index + 1),
                                       last_heard=self._now, last_progress=self._now)
                           for p in self._peers}
@@ -1006,7 +1006,8 @@ class Replica:
         if not self._merge(sender, reply.entries):
             return
         fetching.next_index = LogIndex(reply.from_index + len(reply.entries))
-        fetching.last_progress = self._now
+        assert self._recovery is not None  # (fetching is its)
+        fetching.last_progress = self._recovery.progress_at = self._now
         fetching.retries = 0
         if fetching.next_index > fetching.target.last_index:
             self._adopt(fetching.target)
@@ -1023,7 +1024,8 @@ class Replica:
             self._install_snapshot(snapshot)
         self._commit = max(self._commit, snapshot.index)  # the source had applied it
         fetching.next_index = LogIndex(snapshot.index + 1)
-        fetching.last_progress = self._now
+        assert self._recovery is not None  # (fetching is its)
+        fetching.last_progress = self._recovery.progress_at = self._now
         fetching.retries = 0
         if fetching.next_index > fetching.target.last_index:
             self._adopt(fetching.target)
@@ -1033,6 +1035,10 @@ class Replica:
     def _tick_recovery(self) -> None:
         recovery = self._recovery
         assert recovery is not None
+        if self._now - recovery.progress_at >= self._timing.recovery_stall_ticks:
+            self._end_leadership("its recovery of the log received nothing within the "
+                                 "recovery-stall time", relinquish=True)
+            return
         if self._now % self._timing.retransmit_ticks == 0:
             # Every peer, promised or not: a promiser answers again, which keeps the contact
             # that a long fetch from one source would otherwise lose (and step us down).

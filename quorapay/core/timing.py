@@ -29,6 +29,9 @@ class Timing:
     # a leader whose oldest write has been in flight this long steps down: writes are
     # pipelined, so its heartbeats go on while its disk hangs and nobody else could tell
     write_stall_ticks: int = 200
+    # a recovering leader that received no entries and no snapshot this long gives up
+    # leadership: another node may recover the log (a source whose snapshot cannot reach it)
+    recovery_stall_ticks: int = 400
 
     def __post_init__(self) -> None:
         if not 0 < self.heartbeat_ticks <= self.retransmit_ticks < self.election_timeout_ticks:
@@ -44,6 +47,8 @@ class Timing:
             raise LocalError("apply_hold_ticks must not be negative")
         if self.write_stall_ticks <= self.election_timeout_ticks:
             raise LocalError("need write_stall_ticks > election_timeout_ticks")
+        if self.recovery_stall_ticks <= 4 * self.snapshot_retry_ticks:
+            raise LocalError("need recovery_stall_ticks > 4 * snapshot_retry_ticks")
         if self.handover_ticks < 1:
             raise LocalError("handover_ticks must be positive")
         if min(self.max_append_weight, self.max_inflight, self.max_apply_batch) < 1:

@@ -7,6 +7,7 @@ what it asked for. In every case the ledgers converge and no applied entry diffe
 
 from quorapay.core.inputs import MessageReceived
 from quorapay.core.messages import Append, AppendAck, Fetch, InstallSnapshot
+from quorapay.core.ready import LeadershipEnded
 from quorapay.core.replica import Role
 from quorapay.core.types import Commands, Epoch, LogEntry, LogIndex, NodeId
 from tests.core.harness import InFlight, ReplicaCluster, account, transfer
@@ -228,3 +229,28 @@ def test_a_fetch_answered_after_the_asker_moved_to_a_newer_epoch_sends_no_snapsh
     assert cluster["n2"].applied_index == last + 1  # applied the epoch-2 entry, did not crash
     assert not any(isinstance(m.message, InstallSnapshot) and m.src == "n2"
                    for m in cluster.network)
+
+
+def test_a_recovering_leader_that_can_get_nothing_gives_leadership_up() -> None:
+    """Its only source compacted and its snapshot never arrives (too large to send, say): after
+    the recovery-stall time the candidate gives up and relinquishes, so that another node, one
+    holding the log, can lead -- instead of a cluster stuck with a leader that never serves."""
+    cluster = ReplicaCluster()
+    elect(cluster)
+    cluster.crash("n3")
+    pay(cluster, "n1", 6)
+    cluster.stabilize()
+    cluster.crash("n1")
+    cluster.compact("n2", cluster["n2"].applied_index)
+    cluster.restart("n3")
+    cluster.grant("n3", 2)
+    stall = cluster.timing.recovery_stall_ticks
+    for _ in range(stall - 1):
+        cluster.tick()
+        cluster.deliver_all(drop=lambda m: isinstance(m.message, InstallSnapshot))
+    assert cluster["n3"].role is Role.RECOVERING
+    cluster.tick()
+    cluster.deliver_all(drop=lambda m: isinstance(m.message, InstallSnapshot))
+    assert cluster["n3"].role is Role.FOLLOWER
+    ended = [o for o in cluster.nodes[NodeId("n3")].outcomes if isinstance(o, LeadershipEnded)]
+    assert ended and ended[-1].relinquish and "recovery-stall" in ended[-1].reason
