@@ -19,6 +19,7 @@ from quorapay.core.hlc import ZERO, Timestamp
 from quorapay.core.ledger import LedgerState
 from quorapay.core.types import EpochField, IndexField, LogEntry, LogIndex, NodeIdField
 
+MAX_FRAME_BYTES = 64 * 2**20  # a peer frame (a batch of messages) is at most this, encoded
 PROTOCOL_VERSION = 5  # 3: hybrid logical clocks, clock probes; 4: TakeOver; 5: silence
 T = TypeVar("T")
 

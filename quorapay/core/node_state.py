@@ -35,7 +35,7 @@ from quorapay.core.inputs import (
     Ticked,
 )
 from quorapay.core.ledger import Delta, Ledger, Result
-from quorapay.core.messages import InstallSnapshot
+from quorapay.core.messages import MAX_FRAME_BYTES, InstallSnapshot
 from quorapay.core.ready import (
     ClockWarning,
     LeadershipEnded,
@@ -57,6 +57,7 @@ from quorapay.core.replica import Replica, Role
 from quorapay.core.types import Command, Epoch, LogEntry, LogIndex, NodeId
 
 MAX_COMMANDS_PER_ENTRY = 2000
+MAX_SNAPSHOT_BYTES = MAX_FRAME_BYTES * 9 // 10  # a snapshot is one peer frame (issue 15)
 MAX_HELD_TRANSFERS = 20_000  # apply rows held back for a log write: at most this many
 K = TypeVar("K")  # the driver's handle for one client request (a reply slot, a simulated op)
 
@@ -244,6 +245,7 @@ class NodeState(Generic[K]):
         self._held_reads: list[tuple[LogIndex, Epoch, list[Read[K]]]] = []
         self._staged: deque[Work] = deque()  # handed to the driver, not yet finished
         self._held: WriteBatch | None = None  # apply rows waiting for a log write to join
+        self.snapshots_too_large = 0  # snapshots asked for but not built: over one frame
         self._held_ticks = 0
 
     # ------------------------------------------------------------------ inputs
@@ -387,8 +389,12 @@ class NodeState(Generic[K]):
 
     def _snapshot_messages(self, ready: Ready) -> tuple[Outgoing, ...]:
         """The ledger as staged now (at `ready`'s last committed entry), for each peer that
-        needs a snapshot."""
+        needs a snapshot -- unless it is too large for one peer frame: then nothing is built
+        (it would only stall this node) and `snapshots_too_large` counts it."""
         if not ready.snapshots:
+            return ()
+        if self.ledger.estimated_export_bytes() > MAX_SNAPSHOT_BYTES:
+            self.snapshots_too_large += len(ready.snapshots)
             return ()
         state = self.ledger.export()
         messages = []

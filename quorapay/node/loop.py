@@ -261,8 +261,17 @@ class _Observer(Observer):
 
     def __init__(self, state: NodeState[Any], roles: RoleLog, quiet: QuietLog) -> None:
         self._state, self._roles, self._quiet = state, roles, quiet
+        self._too_large = 0
 
     def finished(self, work: Work, effects: Effects[Any]) -> None:
+        if self._state.snapshots_too_large > self._too_large:
+            self._too_large = self._state.snapshots_too_large
+            self._quiet.warning(
+                "snapshot too large", "a node needs a snapshot, but this ledger (%d transfers, "
+                "about %d MB encoded) is over one peer frame: it cannot catch up this way "
+                "(streamed snapshots: issue 15); restore it from a recent backup "
+                "(`quorapay backup`, `quorapay restore`)", len(self._state.ledger.transfers),
+                self._state.ledger.estimated_export_bytes() // 2**20)
         for warning in effects.clock_warnings:
             self._quiet.state(f"clock {warning.subject}",
                               logging.WARNING if warning.alarm else logging.INFO,

@@ -30,6 +30,7 @@ from quorapay.config import ClusterConfig, NodeConfig
 from quorapay.core.errors import PeerError
 from quorapay.core.inputs import MessageReceived
 from quorapay.core.messages import (
+    MAX_FRAME_BYTES,
     PROTOCOL_VERSION,
     Append,
     FetchReply,
@@ -50,7 +51,6 @@ from quorapay.transport.server import Link, Refusal, WebsocketServer
 
 log = logging.getLogger(__name__)
 
-MAX_FRAME_BYTES = 64 * 2**20
 OUTBOX_MESSAGES = 1024
 FRAME_WEIGHT = 8192  # about this many commands per frame
 HELLO_TIMEOUT = 5.0

@@ -5,6 +5,9 @@ whose conflicting tail hides behind it, and a recovering leader whose fetch sour
 what it asked for. In every case the ledgers converge and no applied entry differs.
 """
 
+import msgspec
+
+from quorapay.core import node_state
 from quorapay.core.inputs import MessageReceived
 from quorapay.core.messages import Append, AppendAck, Fetch, InstallSnapshot
 from quorapay.core.ready import LeadershipEnded
@@ -254,3 +257,30 @@ def test_a_recovering_leader_that_can_get_nothing_gives_leadership_up() -> None:
     assert cluster["n3"].role is Role.FOLLOWER
     ended = [o for o in cluster.nodes[NodeId("n3")].outcomes if isinstance(o, LeadershipEnded)]
     assert ended and ended[-1].relinquish and "recovery-stall" in ended[-1].reason
+
+
+def test_a_snapshot_over_one_frame_is_not_built_and_is_counted(monkeypatch) -> None:
+    """Building it would only stall the leader (it could not be sent): nothing is sent, the
+    node says so, and the follower stays behind until it is restored from a backup."""
+    monkeypatch.setattr(node_state, "MAX_SNAPSHOT_BYTES", 200)
+    cluster = ReplicaCluster()
+    elect(cluster)
+    cluster.crash("n3")
+    pay(cluster, "n1", 8)
+    cluster.stabilize()
+    for node in ("n1", "n2"):
+        cluster.compact(node, cluster[node].applied_index)
+    cluster.restart("n3")
+    sent = deliver_recording(cluster)
+    assert snapshots_sent(cluster, sent) == 0
+    assert cluster.nodes[NodeId("n1")].state.snapshots_too_large >= 1
+    assert cluster["n3"].applied_index < cluster["n1"].applied_index and cluster["n1"].serving
+
+
+def test_the_estimated_export_size_is_near_the_real_one() -> None:
+    cluster = ReplicaCluster()
+    elect(cluster)
+    pay(cluster, "n1", 40)
+    ledger = cluster.nodes[NodeId("n1")].ledger
+    real = len(msgspec.msgpack.encode(ledger.export()))
+    assert 0.8 * real <= ledger.estimated_export_bytes() <= 1.2 * real
