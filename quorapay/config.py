@@ -25,6 +25,7 @@ from quorapay.transport.address import Address, parse_address, websocket_url
 DEFAULT_PATH = Path("cluster.toml")
 CLOCK_PROBE_SECONDS = 0.25  # every node measures every peer's clock this often
 WRITE_STALL_SECONDS = 10.0  # a leader whose oldest write is in flight this long steps down
+RECOVERY_STALL_SECONDS = 20.0  # a recovering leader that receives nothing this long gives up
 DEFAULT_COMPACT_EVERY = 100_000  # entries applied above the retained tail before compacting
 DEFAULT_COMPACT_RETAIN = 10_000  # applied entries kept for followers that lag a little
 DEFAULT_LEADER_SILENCE = 0.5  # seconds: see TimingConfig.leader_silence
@@ -131,6 +132,8 @@ class TimingConfig:
                       max_clock_offset_ms=round(self.max_clock_offset * 1000),
                       handover_ticks=max(1, round(self.request_timeout / 2 / self.tick)),
                       write_stall_ticks=max(election + 1, round(WRITE_STALL_SECONDS / self.tick)),
+                      recovery_stall_ticks=max(4 * election + 1,
+                                               round(RECOVERY_STALL_SECONDS / self.tick)),
                       silence_ticks=max(2 * heartbeat + 1, round(self.leader_silence / self.tick))
                       if self.leader_silence else 0)
 

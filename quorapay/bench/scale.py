@@ -49,15 +49,15 @@ class Throughput:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Level:
-    transfers: int  # decided transfers in the leader's ledger when measured
-    fill_seconds: float  # to get here from the level before
+    transfers: int  # decided transfers in the leader's ledger when measured (after the points)
+    fill_seconds: float  # to fill up to the level from the level before
     fill_per_s: float
     rss_mb: dict[str, float]  # each node's resident memory, MB
     unbatched: Throughput
     batched: Throughput
     verify_seconds: float
     verdict: str
-    restart_seconds: float | None  # kill -9 of a follower until it served again, caught up
+    restart_seconds: float | None  # kill -9 of a follower until it answered again, caught up
     rebuild_seconds: float | None  # a follower rebuilt from nothing until caught up
     rebuild_mb: float | None  # its database afterwards
     problems: list[str]  # what could not be measured, and why
@@ -87,10 +87,9 @@ async def run_scale(cluster: ClusterConfig, levels: Sequence[int], *, seconds: f
         progress(f"level {level}: filling")
         started = time.monotonic()
         before = (await _leader(cluster)).transfers
-        stored = await _fill(cluster, prefix, f"{prefix}-f{number}", level, progress)
+        filled = await _fill(cluster, prefix, f"{prefix}-f{number}", level, progress,
+                             timeout=timeout)
         fill_seconds = time.monotonic() - started
-        rss = {name: round(resident_bytes(pid) / 2**20, 1)
-               for name, pid in cpu.cluster_pids(cluster).items()}
         points = []
         for kind, point in (("unbatched", UNBATCHED), ("batched", BATCHED)):
             progress(f"level {level}: {kind} point")
@@ -98,6 +97,9 @@ async def run_scale(cluster: ClusterConfig, levels: Sequence[int], *, seconds: f
                                    prefix, warm_up=0.5)
             sent.extend(result.acknowledged)
             points.append(_throughput(result))
+        stored = (await _leader(cluster)).transfers  # the points added some: measured here
+        rss = {name: round(resident_bytes(pid) / 2**20, 1)
+               for name, pid in cpu.cluster_pids(cluster).items()}
         progress(f"level {level}: verify")
         started = time.monotonic()
         report = check(await collect(cluster, settle=60, acknowledged=[]))
@@ -113,7 +115,7 @@ async def run_scale(cluster: ClusterConfig, levels: Sequence[int], *, seconds: f
             rebuild_mb = _database_mb(cluster, node.id) if rebuilt is not None else None
         measured.append(Level(
             transfers=stored, fill_seconds=round(fill_seconds, 2),
-            fill_per_s=round((stored - before) / fill_seconds, 1) if fill_seconds else 0.0,
+            fill_per_s=round((filled - before) / fill_seconds, 1) if fill_seconds else 0.0,
             rss_mb=rss, unbatched=points[0], batched=points[1],
             verify_seconds=round(verify_seconds, 3), verdict=report.verdict.value,
             restart_seconds=restarted, rebuild_seconds=rebuilt, rebuild_mb=rebuild_mb,
@@ -123,8 +125,9 @@ async def run_scale(cluster: ClusterConfig, levels: Sequence[int], *, seconds: f
 
 
 async def _fill(cluster: ClusterConfig, prefix: str, run: str, level: int,
-                progress: Callable[[str], None]) -> int:
-    """Send batched transfers until the leader's ledger holds `level`; return what it holds."""
+                progress: Callable[[str], None], *, timeout: float) -> int:
+    """Send batched transfers until the leader's ledger holds `level` (or more, by up to a
+    request per client); return what it holds."""
     ids = account_ids(ACCOUNTS, prefix)
     stored = (await _leader(cluster)).transfers
     counter = 0
@@ -145,14 +148,19 @@ async def _fill(cluster: ClusterConfig, prefix: str, run: str, level: int,
                     return
                 try:
                     results = await client.submit_transfers(batch)
-                except ClientError:
-                    continue  # retried with new ids: the count comes from the leader below
+                except ClientError:  # retried with new ids: the count comes from the leader
+                    await trio.sleep(0.2)
+                    continue
                 stored += len(results)
                 progress(f"filling: {stored} of {level} transfers")
 
-    async with trio.open_nursery() as nursery:
-        for number in range(FILL_CLIENTS):
-            nursery.start_soon(client_loop, number)
+    with trio.move_on_after(timeout) as scope:
+        async with trio.open_nursery() as nursery:
+            for number in range(FILL_CLIENTS):
+                nursery.start_soon(client_loop, number)
+    if scope.cancelled_caught:
+        raise QuorapayError(f"the cluster did not take {level} transfers within {timeout:g}s "
+                            f"(it holds {stored}); see `quorapay status`")
     return (await _leader(cluster)).transfers
 
 

@@ -180,6 +180,8 @@ class Ledger:
         self._folded: dict[AccountId, int] = {}
         self._dirty: set[AccountId] = set(self._accounts)
         self._unfolded: list[TransferRecord] = list(self._transfers.values())
+        self._export_bytes = sum(map(_account_size, self._accounts.values())) + sum(
+            map(_record_size, self._transfers.values()))
         self._generation = 0  # a fold planned before the ledger was replaced must not merge
 
     @classmethod
@@ -199,16 +201,10 @@ class Ledger:
             transfers=tuple(_transfer_row(r) for r in sorted(self._transfers.values(),
                                                             key=lambda r: r.transfer.id)))
 
-    def estimated_export_bytes(self, sample: int = 256) -> int:
-        """About how large `export()` encodes (msgpack), from a sample of rows: O(sample)."""
-        accounts = [_row_encoder.encode(AccountRow(a.id, a.currency, a.allow_negative,
-                                                   a.balance, a.index))
-                    for a in islice(self._accounts.values(), sample)]
-        transfers = [_row_encoder.encode(_transfer_row(r))
-                     for r in islice(self._transfers.values(), sample)]
-        return sum(len(self._accounts if rows is accounts else self._transfers)
-                   * sum(map(len, rows)) // len(rows)
-                   for rows in (accounts, transfers) if rows)
+    def estimated_export_bytes(self) -> int:
+        """How large `export()` encodes (msgpack), within a few bytes a row: kept as rows are
+        added, so O(1) (balances are counted at their largest)."""
+        return self._export_bytes
 
     def copy(self) -> Ledger:
         """An independent copy (its accounts are new objects; transfer records are immutable)."""
@@ -220,6 +216,7 @@ class Ledger:
         copied._totals = dict(self._totals)
         copied._sum, copied._folded = self._sum, dict(self._folded)
         copied._dirty, copied._unfolded = set(self._dirty), list(self._unfolded)
+        copied._export_bytes = self._export_bytes
         return copied
 
     def replace(self, state: LedgerState) -> None:
@@ -228,6 +225,7 @@ class Ledger:
         self._accounts, self._transfers = other._accounts, other._transfers
         self._totals, self._sum, self._folded = other._totals, other._sum, other._folded
         self._dirty, self._unfolded = other._dirty, other._unfolded
+        self._export_bytes = other._export_bytes
         self._generation += 1
 
     @property
@@ -275,6 +273,7 @@ class Ledger:
         self._accounts[command.id] = account
         self._totals.setdefault(account.currency, 0)
         self._dirty.add(account.id)
+        self._export_bytes += _account_size(account)
         delta.accounts[command.id] = account
         return Result(kind="account", id=command.id, status=Status.OK, index=index)
 
@@ -292,6 +291,7 @@ class Ledger:
         record = TransferRecord(transfer=transfer, status=status, index=index, ts=ts)
         self._transfers[transfer.id] = record
         self._unfolded.append(record)
+        self._export_bytes += _record_size(record)
         delta.transfers.append(record)
         if status is Status.OK:
             debit, credit = self._accounts[transfer.debit], self._accounts[transfer.credit]
@@ -364,7 +364,30 @@ class Ledger:
 
 
 _MODULUS = 2**256
-_row_encoder = msgspec.msgpack.Encoder()
+
+
+def _str_size(text: str) -> int:
+    """A msgpack str: ids and currencies are ASCII (validated), so a byte per character."""
+    return len(text) + (1 if len(text) < 32 else 2 if len(text) < 256 else 3)
+
+
+def _int_size(value: int) -> int:
+    """A non-negative msgpack int (negative ones are at most 9 bytes too)."""
+    return 1 if 0 <= value < 128 else 2 if 0 <= value < 256 else 3 if 0 <= value < 65536 \
+        else 5 if 0 <= value < 2**32 else 9
+
+
+def _account_size(a: Account) -> int:
+    """An AccountRow, its balance at its largest."""
+    return 1 + _str_size(a.id) + _str_size(a.currency) + 1 + 9 + _int_size(a.index)
+
+
+def _record_size(r: TransferRecord) -> int:
+    """A TransferRow, encoded."""
+    t = r.transfer
+    return (1 + _str_size(t.id) + _str_size(t.debit) + _str_size(t.credit)
+            + _int_size(t.amount) + _str_size(t.currency) + _str_size(r.status.value)
+            + _int_size(r.index) + _int_size(r.ts.wall_ms) + _int_size(r.ts.logical))
 
 
 def _transfer_row(r: TransferRecord) -> TransferRow:

@@ -246,6 +246,7 @@ class NodeState(Generic[K]):
         self._staged: deque[Work] = deque()  # handed to the driver, not yet finished
         self._held: WriteBatch | None = None  # apply rows waiting for a log write to join
         self.snapshots_too_large = 0  # snapshots asked for but not built: over one frame
+        self.snapshot_too_large_for: tuple[NodeId, ...] = ()  # the peers it was last for
         self._held_ticks = 0
 
     # ------------------------------------------------------------------ inputs
@@ -395,6 +396,7 @@ class NodeState(Generic[K]):
             return ()
         if self.ledger.estimated_export_bytes() > MAX_SNAPSHOT_BYTES:
             self.snapshots_too_large += len(ready.snapshots)
+            self.snapshot_too_large_for = tuple(sorted({w.to for w in ready.snapshots}))
             return ()
         state = self.ledger.export()
         messages = []

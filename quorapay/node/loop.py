@@ -266,12 +266,14 @@ class _Observer(Observer):
     def finished(self, work: Work, effects: Effects[Any]) -> None:
         if self._state.snapshots_too_large > self._too_large:
             self._too_large = self._state.snapshots_too_large
+            state = self._state
             self._quiet.warning(
-                "snapshot too large", "a node needs a snapshot, but this ledger (%d transfers, "
-                "about %d MB encoded) is over one peer frame: it cannot catch up this way "
-                "(streamed snapshots: issue 15); restore it from a recent backup "
-                "(`quorapay backup`, `quorapay restore`)", len(self._state.ledger.transfers),
-                self._state.ledger.estimated_export_bytes() // 2**20)
+                "snapshot too large", "%s needs a snapshot, but this ledger (%d transfers, "
+                "%d MB encoded) is over one peer frame: it cannot catch up this way (streamed "
+                "snapshots: issue 15); restore it from a backup taken after index %d, this "
+                "node's log start (`quorapay backup`, `quorapay restore`)",
+                ", ".join(state.snapshot_too_large_for), len(state.ledger.transfers),
+                state.ledger.estimated_export_bytes() // 2**20, state.replica.log.start)
         for warning in effects.clock_warnings:
             self._quiet.state(f"clock {warning.subject}",
                               logging.WARNING if warning.alarm else logging.INFO,

@@ -49,3 +49,15 @@ def test_the_proxy_plan_never_takes_a_port_the_cluster_file_gives_a_process(
     bound = [*plan.peer_ports.values(), *plan.client_ports.values(),
              *(link.listen_port for link in plan.links), *cluster.zookeeper.ports]
     assert len(bound) == len(set(bound)), sorted(bound)  # no two listeners on one port
+
+
+@pytest.mark.parametrize(("tick", "election"), [(0.05, 2.0), (0.05, 5.0), (0.02, 2.0), (0.1, 10.0)])
+def test_every_timing_a_cluster_file_allows_makes_a_core_timing(
+        tmp_path: Path, tick: float, election: float) -> None:
+    """The stall times are seconds, turned into ticks that the core's checks accept."""
+    document = default_cluster(nodes=3, name="timing")
+    document["timing"].update(tick=tick, election_timeout=election, heartbeat_interval=tick * 2)
+    (tmp_path / "cluster.toml").write_text(render(document))
+    timing = load_config(tmp_path / "cluster.toml").timing.core()
+    assert timing.recovery_stall_ticks * tick >= 20.0 or \
+        timing.recovery_stall_ticks > 4 * timing.snapshot_retry_ticks
