@@ -180,8 +180,10 @@ class Ledger:
         self._folded: dict[AccountId, int] = {}
         self._dirty: set[AccountId] = set(self._accounts)
         self._unfolded: list[TransferRecord] = list(self._transfers.values())
-        self._export_bytes = sum(map(_account_size, self._accounts.values())) + sum(
-            map(_record_size, self._transfers.values()))
+        # the encoded size of the accounts and of the first `_sized` transfers (they are only
+        # ever added, in order): the rest are counted when a size is asked, off the apply path
+        self._export_bytes = sum(map(_account_size, self._accounts.values()))
+        self._sized = 0
         self._generation = 0  # a fold planned before the ledger was replaced must not merge
 
     @classmethod
@@ -202,8 +204,11 @@ class Ledger:
                                                             key=lambda r: r.transfer.id)))
 
     def estimated_export_bytes(self) -> int:
-        """How large `export()` encodes (msgpack), within a few bytes a row: kept as rows are
-        added, so O(1) (balances are counted at their largest)."""
+        """How large `export()` encodes (msgpack), within a few bytes a row (balances counted
+        at their largest): costs the transfers decided since it was last asked."""
+        new = list(islice(self._transfers.values(), self._sized, None))
+        self._export_bytes += sum(map(_record_size, new))
+        self._sized += len(new)
         return self._export_bytes
 
     def copy(self) -> Ledger:
@@ -216,7 +221,7 @@ class Ledger:
         copied._totals = dict(self._totals)
         copied._sum, copied._folded = self._sum, dict(self._folded)
         copied._dirty, copied._unfolded = set(self._dirty), list(self._unfolded)
-        copied._export_bytes = self._export_bytes
+        copied._export_bytes, copied._sized = self._export_bytes, self._sized
         return copied
 
     def replace(self, state: LedgerState) -> None:
@@ -225,7 +230,7 @@ class Ledger:
         self._accounts, self._transfers = other._accounts, other._transfers
         self._totals, self._sum, self._folded = other._totals, other._sum, other._folded
         self._dirty, self._unfolded = other._dirty, other._unfolded
-        self._export_bytes = other._export_bytes
+        self._export_bytes, self._sized = other._export_bytes, other._sized
         self._generation += 1
 
     @property
@@ -291,7 +296,6 @@ class Ledger:
         record = TransferRecord(transfer=transfer, status=status, index=index, ts=ts)
         self._transfers[transfer.id] = record
         self._unfolded.append(record)
-        self._export_bytes += _record_size(record)
         delta.transfers.append(record)
         if status is Status.OK:
             debit, credit = self._accounts[transfer.debit], self._accounts[transfer.credit]

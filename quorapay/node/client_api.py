@@ -378,13 +378,13 @@ def _digest_inputs(driver: Driver, digests: LogDigests, upto: int | None, after:
             api.ErrorCode.INVALID_REQUEST,
             f"need log start {start} <= after <= upto <= applied index {applied}"))
     log = driver.replica.log
+    ranged = log.slice(after + 1, index) if deep else ()
     facts: Callable[[], RangeFacts] = partial(  # deep: hashed afresh, trusting nothing kept
-        range_facts, log.ts_at(after), log.slice(after + 1, index)) if deep \
-        else digests.plan(log, after, index)
+        range_facts, log.ts_at(after), ranged) if deep else digests.plan(log, after, index)
     at_applied = index == applied
     fold = driver.ledger.fold() if at_applied else None  # the rows changed since the last
     totals = driver.ledger.totals() if at_applied else None
-    whole = log.slice(1, index) if deep and start == 0 and after == 0 else None
+    whole = ranged if deep and start == 0 and after == 0 else None  # the log from entry 1
     live = driver.ledger.copy() if deep and at_applied else None  # O(ledger): asked for
     node = driver.replica.node_id
 

@@ -9,7 +9,7 @@ from quorapay.core.node_state import Answer, Committed, Write
 from quorapay.core.replica import Replica, Role
 from quorapay.core.timing import Timing
 from quorapay.core.types import AccountId, Commands, Epoch, LogEntry, LogIndex, NodeId
-from tests.core.harness import InFlight, ReplicaCluster, account, transfer
+from tests.core.harness import InFlight, Node, ReplicaCluster, account, transfer
 
 
 def sent_by(cluster: ReplicaCluster, node: str, kind: type) -> list:
@@ -164,15 +164,19 @@ def test_a_reply_waits_for_every_earlier_write_not_only_its_own() -> None:
     assert acks[0].message.match_index == written.persist.entries[-1].index
 
 
-def test_a_batch_writes_the_balances_it_staged_not_later_ones() -> None:
-    """A write lands after later entries were applied in memory: it must still write the
-    account rows as of its own entries (with its own applied index)."""
-    cluster = ReplicaCluster()
+def leader_with_accounts(cluster: ReplicaCluster) -> tuple[ReplicaCluster, Node]:
+    """n1 leads and has committed an issuer `bank` and an account `a`."""
     cluster.grant("n1", 1)
     cluster.stabilize()
     cluster.propose("n1", account("bank", issuer=True), account("a"))
     cluster.stabilize()
-    leader = cluster.nodes[NodeId("n1")]
+    return cluster, cluster.nodes[NodeId("n1")]
+
+
+def test_a_batch_writes_the_balances_it_staged_not_later_ones() -> None:
+    """A write lands after later entries were applied in memory: it must still write the
+    account rows as of its own entries (with its own applied index)."""
+    cluster, leader = leader_with_accounts(ReplicaCluster())
     assert leader.executor is not None
     batches = []
     for i in (1, 2):
@@ -195,15 +199,10 @@ def test_a_batch_writes_the_balances_it_staged_not_later_ones() -> None:
     leader.executor.persisted()
 
 
-
 def test_a_leader_holds_no_apply_rows_when_the_hold_is_off() -> None:
     """apply_hold_ticks = 0: a leader's commit is written as soon as it applies, alone."""
-    cluster = ReplicaCluster(timing=dataclasses.replace(Timing(), apply_hold_ticks=0))
-    cluster.grant("n1", 1)
-    cluster.stabilize()
-    cluster.propose("n1", account("bank", issuer=True), account("a"))
-    cluster.stabilize()
-    leader = cluster.nodes[NodeId("n1")]
+    cluster, leader = leader_with_accounts(
+        ReplicaCluster(timing=dataclasses.replace(Timing(), apply_hold_ticks=0)))
     assert leader.executor is not None
     leader.state.submit([Write(key=1, commands=(transfer("t1", "bank", "a", 10),))])
     leader.executor.step([])

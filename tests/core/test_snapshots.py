@@ -74,7 +74,8 @@ def test_compaction_forgets_applied_entries_and_a_restart_keeps_the_ledger() -> 
     assert cluster.nodes[NodeId("n1")].ledger.digest() == before
 
 
-def test_a_follower_behind_the_compaction_point_catches_up_from_a_snapshot() -> None:
+def behind_the_compaction_point() -> ReplicaCluster:
+    """n3 was down while n1 and n2 applied 8 transfers and compacted them; it is back."""
     cluster = ReplicaCluster()
     elect(cluster)
     cluster.crash("n3")
@@ -83,6 +84,11 @@ def test_a_follower_behind_the_compaction_point_catches_up_from_a_snapshot() -> 
     for node in ("n1", "n2"):
         cluster.compact(node, cluster[node].applied_index)
     cluster.restart("n3")
+    return cluster
+
+
+def test_a_follower_behind_the_compaction_point_catches_up_from_a_snapshot() -> None:
+    cluster = behind_the_compaction_point()
     sent = deliver_recording(cluster)
     assert snapshots_sent(cluster, sent) >= 1
     assert cluster.nodes[NodeId("n3")].disk.base_index > 0  # it installed, not replayed
@@ -265,14 +271,7 @@ def test_a_snapshot_over_one_frame_is_not_built_and_is_counted(monkeypatch) -> N
     """Building it would only stall the leader (it could not be sent): nothing is sent, the
     node says so, and the follower stays behind until it is restored from a backup."""
     monkeypatch.setattr(node_state, "MAX_SNAPSHOT_BYTES", 200)
-    cluster = ReplicaCluster()
-    elect(cluster)
-    cluster.crash("n3")
-    pay(cluster, "n1", 8)
-    cluster.stabilize()
-    for node in ("n1", "n2"):
-        cluster.compact(node, cluster[node].applied_index)
-    cluster.restart("n3")
+    cluster = behind_the_compaction_point()
     sent = deliver_recording(cluster)
     assert snapshots_sent(cluster, sent) == 0
     assert cluster.nodes[NodeId("n1")].state.snapshots_too_large >= 1
