@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import msgspec
 
 from quorapay.core.hlc import Timestamp
-from quorapay.core.ledger import Delta, Ledger
+from quorapay.core.ledger import MODULUS, Delta, Ledger
 from quorapay.core.log import Log
 from quorapay.core.types import LogEntry
 
@@ -27,7 +27,6 @@ def entry_hash(entry: LogEntry) -> int:
     return int.from_bytes(hashlib.sha256(_encoder.encode(entry)).digest())
 
 
-MODULUS = 2**256
 
 
 def log_digest(entries: Iterable[LogEntry]) -> str:

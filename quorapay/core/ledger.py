@@ -13,8 +13,9 @@ the original outcome.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from itertools import islice
@@ -24,6 +25,7 @@ import msgspec
 
 from quorapay.core.bounds import Counter, Money
 from quorapay.core.hlc import ZERO, Timestamp
+from quorapay.core.stored import StoredTransfers
 from quorapay.core.types import (
     AccountId,
     AccountIdField,
@@ -161,27 +163,44 @@ def validate(command: Command) -> str:
 
 
 class Ledger:
-    """Accounts and decided transfers, changed only by `apply`."""
+    """Accounts and decided transfers, changed only by `apply`.
+
+    Accounts live in memory. Decided transfers live in memory too unless the ledger has a
+    `store` (`quorapay.core.stored`): then it holds only those not yet known durable, and reads
+    the rest from the store -- for a batch of entries, in one query before applying them
+    (`apply_all`) -- so its memory does not grow with the transfers it has decided."""
 
     def __init__(
         self,
         accounts: Iterable[Account] = (),
         transfers: Iterable[TransferRecord] = (),
+        *,
+        store: StoredTransfers | None = None,
+        stored_upto: LogIndex = LogIndex(0),
     ) -> None:
+        """`store` holds the transfers decided up to entry `stored_upto` (a node's disk)."""
         self._accounts = {a.id: a for a in accounts}
-        self._transfers = {r.transfer.id: r for r in transfers}
+        self._store = store
+        # decided transfers in memory: all of them without a store; with one, those decided
+        # since their rows were last known durable (the store does not see them yet)
+        self._recent = {r.transfer.id: r for r in transfers}
+        self._fetched: dict[TransferId, TransferRecord | None] = {}  # read for the batch at hand
+        self._count = len(self._recent) + (store.count() if store is not None else 0)
+        self._upto = stored_upto  # the last entry applied
         self._totals: dict[str, int] = {}  # balances per currency, kept as they change
         for account in self._accounts.values():
             self._totals[account.currency] = self._totals.get(account.currency, 0) \
                 + account.balance
         # The state's digest (see `digest`): the sum of the hashes of the rows folded in so
-        # far, each account's hash as folded, and what changed since (hashed at the next fold)
+        # far, each account's hash as folded, and what changed since (hashed at the next fold).
+        # With a store, the transfers' part is the store's (kept as it writes them), plus the
+        # hashes of those decided since: only the accounts are folded here.
         self._sum = 0
         self._folded: dict[AccountId, int] = {}
         self._dirty: set[AccountId] = set(self._accounts)
-        self._unfolded: list[TransferRecord] = list(self._transfers.values())
-        # the encoded size of the accounts and of the first `_sized` transfers (they are only
-        # ever added, in order): the rest are counted when a size is asked, off the apply path
+        self._unfolded: list[TransferRecord] = [] if store else list(self._recent.values())
+        # the encoded size of the accounts and, without a store, of the first `_sized`
+        # transfers (only ever added, in order): the rest are counted when a size is asked
         self._export_bytes = sum(map(_account_size, self._accounts.values()))
         self._sized = 0
         self._generation = 0  # a fold planned before the ledger was replaced must not merge
@@ -190,48 +209,74 @@ class Ledger:
     def from_state(cls, state: LedgerState) -> Ledger:
         return cls([Account(id=a.id, currency=a.currency, allow_negative=a.allow_negative,
                             balance=a.balance, index=a.index) for a in state.accounts],
-                   [TransferRecord(transfer=Transfer(id=t.id, debit=t.debit, credit=t.credit,
-                                                     amount=t.amount, currency=t.currency),
-                                   status=t.status, index=t.index,
-                                   ts=Timestamp(t.wall_ms, t.logical))
-                    for t in state.transfers])
+                   map(record_of, state.transfers))
+
+    @property
+    def store(self) -> StoredTransfers | None:
+        return self._store
 
     def export(self) -> LedgerState:
+        """The whole state as data, rows in id order (with a store: reads every stored row)."""
         return LedgerState(
             accounts=tuple(AccountRow(a.id, a.currency, a.allow_negative, a.balance, a.index)
                            for a in sorted(self._accounts.values(), key=lambda a: a.id)),
-            transfers=tuple(_transfer_row(r) for r in sorted(self._transfers.values(),
-                                                            key=lambda r: r.transfer.id)))
+            transfers=tuple(map(_transfer_row, self.records())))
+
+    def records(self) -> Iterator[TransferRecord]:
+        """Every decided transfer, in id order (with a store: reads every stored row)."""
+        return _records(self._store, self._upto, list(self._recent.values()))
 
     def estimated_export_bytes(self) -> int:
         """How large `export()` encodes (msgpack), within a few bytes a row (balances counted
-        at their largest): costs the transfers decided since it was last asked."""
-        new = list(islice(self._transfers.values(), self._sized, None))
-        self._export_bytes += sum(map(_record_size, new))
+        at their largest): costs the transfers decided since it was last asked (with a store:
+        those not yet durable; the store keeps the size of its rows)."""
+        if self._store is not None:
+            return (self._export_bytes + self._store.export_bytes()
+                    + sum(map(record_size, self._recent.values())))
+        new = list(islice(self._recent.values(), self._sized, None))
+        self._export_bytes += sum(map(record_size, new))
         self._sized += len(new)
         return self._export_bytes
 
     def copy(self) -> Ledger:
-        """An independent copy (its accounts are new objects; transfer records are immutable)."""
+        """An independent copy held in memory (its accounts are new objects; transfer records
+        are immutable). With a store, it reads every stored row."""
+        if self._store is not None:
+            return Ledger.from_state(self.export())
         copied = Ledger()
         copied._accounts = {i: Account(id=a.id, currency=a.currency,
                                        allow_negative=a.allow_negative, balance=a.balance,
                                        index=a.index) for i, a in self._accounts.items()}
-        copied._transfers = dict(self._transfers)
+        copied._recent, copied._count, copied._upto = dict(self._recent), self._count, self._upto
         copied._totals = dict(self._totals)
         copied._sum, copied._folded = self._sum, dict(self._folded)
         copied._dirty, copied._unfolded = set(self._dirty), list(self._unfolded)
         copied._export_bytes, copied._sized = self._export_bytes, self._sized
         return copied
 
-    def replace(self, state: LedgerState) -> None:
-        """Become exactly `state` (a snapshot installed)."""
+    def replace(self, state: LedgerState, index: LogIndex = LogIndex(0)) -> None:
+        """Become exactly `state`, the ledger after entry `index` (a snapshot installed). With
+        a store, its transfers stay in memory until `durable` says they are on disk."""
         other = Ledger.from_state(state)
-        self._accounts, self._transfers = other._accounts, other._transfers
+        self._accounts, self._recent, self._fetched = other._accounts, other._recent, {}
+        self._count, self._upto = other._count, index
         self._totals, self._sum, self._folded = other._totals, other._sum, other._folded
-        self._dirty, self._unfolded = other._dirty, other._unfolded
+        self._dirty = other._dirty
+        self._unfolded = [] if self._store is not None else other._unfolded
         self._export_bytes, self._sized = other._export_bytes, other._sized
         self._generation += 1
+
+    def durable(self, records: Iterable[TransferRecord],
+                installed: LedgerState | None = None) -> None:
+        """These decided transfers (and those of a snapshot installed) are on disk now: with a
+        store, the ledger lets go of them and reads them from there."""
+        if self._store is None:
+            return
+        if installed is not None:
+            for row in installed.transfers:
+                self._recent.pop(row.id, None)
+        for record in records:
+            self._recent.pop(record.transfer.id, None)
 
     @property
     def accounts(self) -> Mapping[AccountId, Account]:
@@ -239,10 +284,52 @@ class Ledger:
 
     @property
     def transfers(self) -> Mapping[TransferId, TransferRecord]:
-        return self._transfers
+        """The decided transfers by id (with a store, a view: iterating reads every row)."""
+        return _TransfersView(self)
+
+    @property
+    def transfer_count(self) -> int:
+        return self._count
+
+    @property
+    def held_transfers(self) -> int:
+        """Decided transfers held in memory (with a store: those not yet known durable)."""
+        return len(self._recent)
+
+    def transfer(self, transfer_id: TransferId) -> TransferRecord | None:
+        """The decided transfer with this id, if any."""
+        record = self._recent.get(transfer_id)
+        if record is not None or self._store is None:
+            return record
+        if transfer_id in self._fetched:
+            return self._fetched[transfer_id]
+        return self._store.get_many((transfer_id,)).get(transfer_id)
+
+    def apply_all(self, entries: Sequence[LogEntry], delta: Delta,
+                  ) -> list[tuple[LogEntry, list[Result]]]:
+        """Apply committed entries in order; with a store, the decided transfers their commands
+        name are read first, in one query (the prefetch), so applying reads no disk."""
+        self._prefetch(entries)
+        try:
+            return [(entry, self.apply(entry, delta)) for entry in entries]
+        finally:
+            self._fetched = {}
+
+    def _prefetch(self, entries: Sequence[LogEntry]) -> None:
+        if self._store is None:
+            return
+        ids = {command.id if isinstance(command, Transfer) else command.transfer.id
+               for entry in entries if isinstance(entry.payload, Commands)
+               for command in entry.payload.commands
+               if not isinstance(command, CreateAccount)}
+        ids.difference_update(self._recent)
+        if ids:
+            found = self._store.get_many(ids)
+            self._fetched = {i: found.get(i) for i in ids}
 
     def apply(self, entry: LogEntry, delta: Delta) -> list[Result]:
         """Apply one committed entry, recording changed rows in `delta`; a result per command."""
+        self._upto = entry.index
         if not isinstance(entry.payload, Commands):
             return []
         return [self._apply_command(c, entry.index, entry.ts, delta)
@@ -284,7 +371,7 @@ class Ledger:
 
     def _transfer(self, transfer: Transfer, index: LogIndex, ts: Timestamp, delta: Delta, *,
                   payer: bool = False) -> Result:
-        previous = self._transfers.get(transfer.id)
+        previous = self.transfer(transfer.id)
         if previous is not None:
             if previous.transfer == transfer:
                 return Result(kind="transfer", id=transfer.id, status=previous.status,
@@ -293,10 +380,7 @@ class Ledger:
                           index=previous.index, detail="transfer id used with a different body",
                           ts=previous.ts)
         status = self._decide(transfer, payer=payer)
-        record = TransferRecord(transfer=transfer, status=status, index=index, ts=ts)
-        self._transfers[transfer.id] = record
-        self._unfolded.append(record)
-        delta.transfers.append(record)
+        self._record(TransferRecord(transfer=transfer, status=status, index=index, ts=ts), delta)
         if status is Status.OK:
             debit, credit = self._accounts[transfer.debit], self._accounts[transfer.credit]
             self._move(debit, -transfer.amount)
@@ -304,6 +388,14 @@ class Ledger:
             delta.accounts[debit.id] = debit
             delta.accounts[credit.id] = credit
         return Result(kind="transfer", id=transfer.id, status=status, index=index, ts=ts)
+
+    def _record(self, record: TransferRecord, delta: Delta) -> None:
+        """Keep a newly decided transfer (in memory until its row is durable)."""
+        self._recent[record.transfer.id] = record
+        self._count += 1
+        if self._store is None:
+            self._unfolded.append(record)
+        delta.transfers.append(record)
 
     def _decide(self, transfer: Transfer, *, payer: bool = False) -> Status:
         debit = self._accounts.get(transfer.debit)
@@ -344,7 +436,8 @@ class Ledger:
         (but with negligible probability): the sum, modulo 2**256, of a SHA-256 hash per row
         (each account, each decided transfer) -- a multiset hash (Bellare and Micciancio's
         AdHash), so the order rows were written in does not matter, and it is kept by folding
-        in what changed since the last digest: it costs the rows changed since, not the state."""
+        in what changed since the last digest: it costs the rows changed since, not the state.
+        With a store, the stored transfers' part is the store's, kept as it writes them."""
         fold = self.fold()
         digest = fold.compute()
         fold.merge(self)
@@ -352,22 +445,78 @@ class Ledger:
 
     def fold(self) -> DigestFold:
         """Capture what changed since the last fold: `compute` (which reads only what was
-        captured and immutable records, so it may run in a worker thread while the ledger
-        goes on) returns the digest as of the capture; `merge` then keeps its sums here. Until
-        merged, nothing is taken away: a fold never merged is as if never made. One at a time."""
+        captured, immutable records and the store's rows up to a fixed index, so it may run in a
+        worker thread while the ledger goes on) returns the digest as of the capture; `merge`
+        then keeps its sums here. Until merged, nothing is taken away: a fold never merged is
+        as if never made. One at a time."""
         rows = [(a.id, _account_row(a)) for a in map(self._accounts.__getitem__, self._dirty)]
+        stored = None
+        if self._store is not None:  # the store's sum is as of its applied index: add the rest
+            stored_sum, upto = self._store.digest_sum()
+            stored = (stored_sum, [r for r in self._recent.values() if r.index > upto])
         return DigestFold(generation=self._generation, base=self._sum, records=self._unfolded,
-                          count=len(self._unfolded), rows=rows,
+                          count=len(self._unfolded), rows=rows, stored=stored,
                           folded={i: self._folded.get(i, 0) for i, _ in rows})
+
+    def recount(self) -> Callable[[], str]:
+        """Capture what `recount_digest` reads (the accounts' rows, the transfers held in
+        memory); the function returned computes it from those and the store's rows up to the
+        entry applied now, so it may run in a worker thread while the ledger goes on."""
+        rows = [_account_row(a) for a in self._accounts.values()]
+        store, upto, recent = self._store, self._upto, list(self._recent.values())
+
+        def compute() -> str:
+            total = sum(map(_row_hash, rows))
+            total += sum(map(record_hash, _records(store, upto, recent)))
+            return f"{total % MODULUS:064x}"
+        return compute
 
     def recount_digest(self) -> str:
         """`digest`, from every row (O(state)): what a deep check compares it with."""
-        total = sum(_account_hash(a) for a in self._accounts.values())
-        total += sum(_record_hash(r) for r in self._transfers.values())
-        return f"{total % _MODULUS:064x}"
+        return self.recount()()
 
 
-_MODULUS = 2**256
+class _TransfersView(Mapping[TransferId, TransferRecord]):
+    """A ledger's decided transfers by id, looked up in memory or in its store."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    def __getitem__(self, transfer_id: TransferId) -> TransferRecord:
+        record = self._ledger.transfer(transfer_id)
+        if record is None:
+            raise KeyError(transfer_id)
+        return record
+
+    def __iter__(self) -> Iterator[TransferId]:
+        return (record.transfer.id for record in self._ledger.records())
+
+    def __len__(self) -> int:
+        return self._ledger.transfer_count
+
+
+def _records(store: StoredTransfers | None, upto: LogIndex, recent: list[TransferRecord],
+             ) -> Iterator[TransferRecord]:
+    """The stored rows up to `upto` and the records held in memory, in id order, each once."""
+    held = sorted(recent, key=_record_id)
+    if store is None:
+        return iter(held)
+    ids = {r.transfer.id for r in held}
+    stored = (r for r in store.scan(upto) if r.transfer.id not in ids)
+    return heapq.merge(stored, held, key=_record_id)
+
+
+def _record_id(record: TransferRecord) -> str:
+    return record.transfer.id
+
+
+def record_of(t: TransferRow) -> TransferRecord:
+    return TransferRecord(transfer=Transfer(id=t.id, debit=t.debit, credit=t.credit,
+                                            amount=t.amount, currency=t.currency),
+                          status=t.status, index=t.index, ts=Timestamp(t.wall_ms, t.logical))
+
+
+MODULUS = 2**256
 
 
 def _str_size(text: str) -> int:
@@ -386,7 +535,7 @@ def _account_size(a: Account) -> int:
     return 1 + _str_size(a.id) + _str_size(a.currency) + 1 + 9 + _int_size(a.index)
 
 
-def _record_size(r: TransferRecord) -> int:
+def record_size(r: TransferRecord) -> int:
     """A TransferRow, encoded."""
     t = r.transfer
     return (1 + _str_size(t.id) + _str_size(t.debit) + _str_size(t.credit)
@@ -410,16 +559,21 @@ class DigestFold:
     count: int
     rows: list[tuple[AccountId, str]]  # accounts changed since, as rows at the fold
     folded: dict[AccountId, int]  # those accounts' hashes in `base` (0: none yet)
+    # with a store: its transfers' hash sum and the transfers decided since (not merged)
+    stored: tuple[int, list[TransferRecord]] | None
     total: int | None = None
     hashes: dict[AccountId, int] = field(default_factory=dict)
 
     def compute(self) -> str:
-        total = self.base + sum(_record_hash(r) for r in islice(self.records, self.count))
+        total = self.base + sum(record_hash(r) for r in islice(self.records, self.count))
         for account_id, row in self.rows:
             self.hashes[account_id] = _row_hash(row)
             total += self.hashes[account_id] - self.folded[account_id]
-        self.total = total % _MODULUS
-        return f"{self.total:064x}"
+        self.total = total % MODULUS
+        if self.stored is not None:
+            stored_sum, since = self.stored
+            total += stored_sum + sum(map(record_hash, since))
+        return f"{total % MODULUS:064x}"
 
     def merge(self, ledger: Ledger) -> None:
         """Keep the computed sums in `ledger` (in its thread), unless it was replaced or
@@ -447,7 +601,7 @@ def _account_hash(a: Account) -> int:
     return _row_hash(_account_row(a))
 
 
-def _record_hash(r: TransferRecord) -> int:
+def record_hash(r: TransferRecord) -> int:
     t = r.transfer
     return _row_hash(f"T|{t.id}|{t.debit}|{t.credit}|{t.amount}|{t.currency}|{r.status}"
                      f"|{r.index}|{r.ts.wall_ms}|{r.ts.logical}")

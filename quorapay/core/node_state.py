@@ -219,9 +219,9 @@ def stage(ready: Ready, ledger: Ledger) -> tuple[WriteBatch, list[tuple[LogEntry
     return the one transaction to write."""
     install = ready.persist.install if ready.persist is not None else None
     if install is not None:
-        ledger.replace(install.state)
+        ledger.replace(install.state, install.index)
     delta = Delta()
-    applied = [(entry, ledger.apply(entry, delta)) for entry in ready.committed]
+    applied = ledger.apply_all(ready.committed, delta)
     delta.detach()  # the write may land after later entries changed these accounts again
     applied_index = ready.committed[-1].index if ready.committed else None
     if applied_index is None and install is not None:
@@ -337,6 +337,9 @@ class NodeState(Generic[K]):
         ready = work.ready
         if work.batch.applied_index is not None:
             self.durable_applied = work.batch.applied_index
+            persist = work.batch.persist
+            self.ledger.durable(work.batch.delta.transfers, persist.install.state
+                                if persist is not None and persist.install is not None else None)
         if work.flush:
             self._maybe_compact()
             return Effects(messages=(), answers=[], relinquish=[], ended=[])

@@ -354,7 +354,7 @@ def _balances(ledger: Ledger, ids: list[str]) -> api.Response:
 def _transfers(ledger: Ledger, ids: list[str]) -> list[api.TransferRecord]:
     found = []
     for transfer_id in ids:
-        record = ledger.transfers.get(TransferId(transfer_id))
+        record = ledger.transfer(TransferId(transfer_id))
         if record is not None:
             t = record.transfer
             found.append(api.TransferRecord(id=t.id, debit=t.debit, credit=t.credit,
@@ -385,7 +385,7 @@ def _digest_inputs(driver: Driver, digests: LogDigests, upto: int | None, after:
     fold = driver.ledger.fold() if at_applied else None  # the rows changed since the last
     totals = driver.ledger.totals() if at_applied else None
     whole = ranged if deep and start == 0 and after == 0 else None  # the log from entry 1
-    live = driver.ledger.copy() if deep and at_applied else None  # O(ledger): asked for
+    recount = driver.ledger.recount() if deep and at_applied else None  # O(accounts) now
     node = driver.replica.node_id
 
     def compute() -> Computed:  # in a worker thread: touches only what was captured
@@ -396,7 +396,7 @@ def _digest_inputs(driver: Driver, digests: LogDigests, upto: int | None, after:
             log_digest=found.log_digest,
             state_digest=replayed.digest() if replayed is not None else None,
             stored_state_digest=fold.compute() if fold is not None else None,
-            recounted_state_digest=live.recount_digest() if live is not None else None,
+            recounted_state_digest=recount() if recount is not None else None,
             totals=replayed.recount_totals() if replayed is not None else totals,
             unordered_at=found.unordered_at))
         return Computed(response, lambda d: fold.merge(d.ledger) if fold is not None else None)

@@ -272,7 +272,7 @@ class _Observer(Observer):
                 "%d MB encoded) is over one peer frame: it cannot catch up this way (streamed "
                 "snapshots: issue 15); restore it from a backup taken after index %d, this "
                 "node's log start (`quorapay backup`, `quorapay restore`)",
-                ", ".join(state.snapshot_too_large_for), len(state.ledger.transfers),
+                ", ".join(state.snapshot_too_large_for), state.ledger.transfer_count,
                 state.ledger.estimated_export_bytes() // 2**20, state.replica.log.start)
         for warning in effects.clock_warnings:
             self._quiet.state(f"clock {warning.subject}",

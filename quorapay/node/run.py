@@ -103,7 +103,8 @@ async def run_node(cluster: ClusterConfig, node_id: str) -> None:
     credentials = load_credentials(cluster, node_id)
     peer_listeners = await bind(me, me.peer_port, "peer")  # before touching the data dir
     client_listeners = await bind(me, me.bind_client_port, "client")
-    store = Store(me.data_dir / "node.db", cluster=cluster.name, node_id=me.id)
+    store = Store(me.data_dir / "node.db", cluster=cluster.name, node_id=me.id,
+                  cache_mb=cluster.storage.cache_mb)
     restored = store.load()
     replica = Replica(node_id=me.id, members=cluster.node_ids, timing=cluster.timing.core(),
                       promised_epoch=restored.promised_epoch,
@@ -160,7 +161,7 @@ async def run_node(cluster: ClusterConfig, node_id: str) -> None:
             applied_wall_ms=_wall_at(replica, driver.applied_index),
             leader_contact_ms=_ms(replica.ticks_since_leader, cluster.timing.tick),
             majority_contact_ms=_ms(replica.ticks_since_majority, cluster.timing.tick),
-            accounts=len(driver.ledger.accounts), transfers=len(driver.ledger.transfers),
+            accounts=len(driver.ledger.accounts), transfers=driver.ledger.transfer_count,
             rss_bytes=resident_bytes(os.getpid()))
 
     def zk_leader() -> NodeId | None:

@@ -10,6 +10,11 @@ reported as a corrupt record and the node refuses to start rather than apply it.
 loaded is range-checked too (`quorapay.core.bounds`), and a database SQLite itself finds damaged
 is reported as such: a StorageError naming the file, never a raw sqlite3 exception.
 
+The ledger's accounts are loaded at start; its decided transfers are not: the ledger reads them
+through `StoredTransfers` (a read-only connection of its own, with a bounded page cache), in
+one query per batch of entries, and the store keeps their count and encoded size in `meta`, so
+start-up costs the accounts and the log, not the transfers.
+
 Compaction deletes log records up to a point and records it (`snapshot_index`, `snapshot_epoch`):
 the ledger tables, kept at the applied index, hold their effect. Installing a snapshot replaces
 the ledger tables, the log and those markers in the same one transaction.
@@ -20,7 +25,7 @@ from __future__ import annotations
 import fcntl
 import sqlite3
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -28,10 +33,21 @@ from typing import IO, Any, Protocol
 import msgspec
 import trio
 
+from quorapay.config import DEFAULT_CACHE_MB
 from quorapay.core.bounds import MAX_MONEY, in_counter_range
 from quorapay.core.errors import QuorapayError
 from quorapay.core.hlc import Timestamp
-from quorapay.core.ledger import Account, Ledger, LedgerState, Status, TransferRecord
+from quorapay.core.ledger import (
+    MODULUS,
+    Account,
+    Ledger,
+    LedgerState,
+    Status,
+    TransferRecord,
+    record_hash,
+    record_of,
+    record_size,
+)
 from quorapay.core.node_state import WriteBatch
 from quorapay.core.ready import Persist
 from quorapay.core.types import (
@@ -63,12 +79,15 @@ CREATE TABLE IF NOT EXISTS transfers (
     currency TEXT NOT NULL, status TEXT NOT NULL, idx INTEGER NOT NULL,
     wall_ms INTEGER NOT NULL DEFAULT 0, logical INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
 """
-_META_DEFAULTS: list[tuple[str, int | None]] = [
+_META_DEFAULTS: list[tuple[str, int | str | None]] = [
     ("promised_epoch", 0), ("applied_index", 0), ("snapshot_index", 0), ("snapshot_epoch", 0),
     ("snapshot_wall_ms", 0), ("snapshot_logical", 0),
-    ("promised_to", None)]  # whom promised_epoch was promised to (added without a new schema)
+    ("promised_to", None),  # whom promised_epoch was promised to (added without a new schema)
+    ("transfer_count", 0), ("transfer_bytes", 0),  # the transfers table's rows, their size
+    ("transfer_digest", f"{0:064x}")]  # and the sum of their hashes (`record_hash`), in hex
 _COUNTERS = ("promised_epoch", "applied_index", "snapshot_index", "snapshot_epoch",
-             "snapshot_wall_ms", "snapshot_logical")
+             "snapshot_wall_ms", "snapshot_logical", "transfer_count", "transfer_bytes")
+_TRANSFER_COLUMNS = "id, debit, credit, amount, currency, status, idx, wall_ms, logical"
 _payload_encoder = msgspec.msgpack.Encoder()
 _payload_decoder = msgspec.msgpack.Decoder(Payload)
 
@@ -138,15 +157,110 @@ def connect_sqlite3(path: Path) -> Connection:
     return sqlite3.connect(path, isolation_level=None, check_same_thread=False)
 
 
+def connect_reader(path: Path) -> Connection:
+    """A read-only connection beside the writer's (WAL: it reads the last commit)."""
+    return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True,
+                           isolation_level=None, check_same_thread=False)
+
+
+class SqliteTransfers:
+    """The decided transfers in a store's `transfers` table, as a ledger reads them
+    (`quorapay.core.stored.StoredTransfers`). Lookups go through one connection, kept; a scan
+    opens one of its own (it may run in a worker thread) unless `scans` is None (then it uses
+    the lookup connection: the simulator's single-threaded store)."""
+
+    def __init__(self, path: Path, lookups: Connection,
+                 scans: Callable[[Path], Connection] | None) -> None:
+        self._path = path
+        self._db = lookups
+        self._scans = scans
+
+    def get_many(self, ids: Collection[TransferId]) -> dict[TransferId, TransferRecord]:
+        found: dict[TransferId, TransferRecord] = {}
+        wanted = list(ids)
+        for start in range(0, len(wanted), _IDS_PER_QUERY):
+            chunk = wanted[start:start + _IDS_PER_QUERY]
+            rows = self._db.execute(f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE id IN "
+                                    f"({', '.join('?' * len(chunk))})", chunk)
+            for row in rows:
+                record = _transfer_record(self._path, row)
+                found[record.transfer.id] = record
+        return found
+
+    def scan(self, upto: LogIndex) -> Iterator[TransferRecord]:
+        db = self._db if self._scans is None else self._scans(self._path)
+        try:
+            for row in db.execute(f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE idx <= ? "
+                                  "ORDER BY id", (upto,)):
+                yield _transfer_record(self._path, row)
+        finally:
+            if db is not self._db:
+                db.close()
+
+    def count(self) -> int:
+        return int(self._meta("transfer_count"))
+
+    def export_bytes(self) -> int:
+        return int(self._meta("transfer_bytes"))
+
+    def digest_sum(self) -> tuple[int, LogIndex]:
+        meta = dict(self._db.execute("SELECT key, value FROM meta WHERE key IN "
+                                     "('transfer_digest', 'applied_index')").fetchall())
+        return _digest_value(self._path, meta.get("transfer_digest")), LogIndex(
+            _counter(self._path, "applied_index", meta.get("applied_index")))
+
+    def _meta(self, key: str) -> int:
+        (value,) = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return _counter(self._path, key, value)
+
+
+def _counter(path: Path, key: str, value: object) -> int:
+    if not isinstance(value, int) or not in_counter_range(value):
+        raise StorageError(f"{path}: corrupt: meta {key} = {value!r} is out of range")
+    return value
+
+
+def _digest_value(path: Path, value: object) -> int:
+    if not (isinstance(value, str) and len(value) == 64
+            and all(c in "0123456789abcdef" for c in value)):
+        raise StorageError(f"{path}: corrupt: meta transfer_digest = {value!r}")
+    return int(value, 16)
+
+
+_IDS_PER_QUERY = 500  # under SQLite's bound on parameters in one statement
+
+
+def _transfer_record(path: Path, row: Sequence[Any]) -> TransferRecord:
+    """A row of the transfers table; StorageError if it is damaged or out of range."""
+    try:
+        i, d, c, a, cur, s, x, w, lg = row
+        record = TransferRecord(
+            transfer=Transfer(id=TransferId(i), debit=AccountId(d), credit=AccountId(c),
+                              amount=Cents(a), currency=cur),
+            status=Status(s), index=LogIndex(x), ts=Timestamp(w, lg))
+    except (ValueError, TypeError) as exc:
+        raise StorageError(f"{path}: corrupt transfer row ({exc})") from None
+    if not (isinstance(a, int) and abs(a) <= MAX_MONEY and in_counter_range(x)
+            and in_counter_range(w) and in_counter_range(lg)):
+        raise StorageError(f"{path}: corrupt: transfer row {i!r} is out of range")
+    return record
+
+
 class Store:
     """One node's database. Synchronous methods; `write_async` runs them off the event loop."""
 
     def __init__(self, path: Path, *, cluster: str, node_id: str,
                  connect: Callable[[Path], Connection] = connect_sqlite3,
-                 lock: bool = True) -> None:
+                 lock: bool = True, cache_mb: int = DEFAULT_CACHE_MB) -> None:
         """Open (or create) the node's database. Without `lock` the data dir is neither created
-        nor locked: `connect` keeps the files elsewhere (the simulator's disk)."""
+        nor locked: `connect` keeps the files elsewhere (the simulator's disk). `cache_mb`
+        bounds the page cache through which the ledger reads its stored transfers."""
         self.path = path
+        self._cache_mb = cache_mb
+        # the ledger reads through connections of its own beside the writer's, unless the
+        # files are not sqlite3's (a VFS of the simulator or a test: one connection for all)
+        self._reader = connect_reader if connect is connect_sqlite3 else None
+        self._lookups: Connection | None = None
         self._lock: IO[str] | None = None
         if lock:
             try:
@@ -197,7 +311,21 @@ class Store:
         if meta.get("schema_version") != SCHEMA_VERSION:
             raise StorageError(f"{self.path}: schema version {meta.get('schema_version')}, "
                                f"this build reads {SCHEMA_VERSION}")
+        if "transfer_count" not in meta:
+            self._count_transfers()
         self._db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", _META_DEFAULTS)
+
+    def _count_transfers(self) -> None:
+        """A database from before the store kept its transfers' count and size: count them,
+        once (the only time the store reads every transfer)."""
+        count = size = digest = 0
+        for row in self._db.execute(f"SELECT {_TRANSFER_COLUMNS} FROM transfers"):
+            record = _transfer_record(self.path, row)
+            count, size = count + 1, size + record_size(record)
+            digest += record_hash(record)
+        self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
+            ("transfer_count", count), ("transfer_bytes", size),
+            ("transfer_digest", f"{digest % MODULUS:064x}")])
 
     def _upgrade(self) -> None:
         """Schema 1 or 2 to 3, in one transaction: markers that did not exist start at zero;
@@ -232,8 +360,19 @@ class Store:
         self._db.execute("COMMIT")
 
     def close(self) -> None:
+        if self._lookups is not None:
+            self._lookups.close()
         self._db.close()
         self._unlock()
+
+    def stored_transfers(self) -> SqliteTransfers:
+        """The decided transfers on disk, as the ledger reads them."""
+        if self._reader is None:
+            return SqliteTransfers(self.path, self._db, None)
+        if self._lookups is None:
+            self._lookups = self._reader(self.path)
+            self._lookups.execute(f"PRAGMA cache_size = -{self._cache_mb * 1024}")
+        return SqliteTransfers(self.path, self._lookups, self._reader)
 
     # ------------------------------------------------------------------ load
 
@@ -266,7 +405,7 @@ class Store:
                                f"({start}..{start + len(log)})")
         return Restored(promised_epoch=Epoch(meta["promised_epoch"]), log=log,
                         promised_to=None if promised_to is None else NodeId(promised_to),
-                        applied_index=applied, ledger=self._load_ledger(),
+                        applied_index=applied, ledger=self._load_ledger(applied),
                         snapshot_index=start, snapshot_epoch=Epoch(meta["snapshot_epoch"]),
                         snapshot_ts=Timestamp(meta["snapshot_wall_ms"],
                                               meta["snapshot_logical"]))
@@ -288,23 +427,14 @@ class Store:
             raise StorageError(f"{self.path}: undecodable log record at {index}: {exc}") from exc
         return LogEntry(index=LogIndex(index), epoch=Epoch(epoch), payload=decoded, ts=ts)
 
-    def _load_ledger(self) -> Ledger:
+    def _load_ledger(self, applied: LogIndex) -> Ledger:
+        """The accounts, and the transfers table as the ledger's store (not read now)."""
         accounts = [Account(id=AccountId(i), currency=c, allow_negative=bool(n), balance=b,
                             index=LogIndex(x))
                     for i, c, n, b, x in self._db.execute("SELECT * FROM accounts")]
         self._check(all(isinstance(a.balance, int) and abs(a.balance) <= MAX_MONEY
                         and in_counter_range(a.index) for a in accounts), "an account row")
-        transfers = [TransferRecord(
-            transfer=Transfer(id=TransferId(i), debit=AccountId(d), credit=AccountId(c),
-                              amount=Cents(a), currency=cur),
-            status=Status(s), index=LogIndex(x), ts=Timestamp(w, lg))
-            for i, d, c, a, cur, s, x, w, lg in self._db.execute(
-                "SELECT id, debit, credit, amount, currency, status, idx, wall_ms, logical "
-                "FROM transfers")]
-        self._check(all(abs(r.transfer.amount) <= MAX_MONEY and in_counter_range(r.index)
-                        and in_counter_range(r.ts.wall_ms) and in_counter_range(r.ts.logical)
-                        for r in transfers), "a transfer row")
-        return Ledger(accounts, transfers)
+        return Ledger(accounts, store=self.stored_transfers(), stored_upto=applied)
 
     def raise_promise(self, epoch: int, *, to: str | None = None) -> int:
         """Promise at least `epoch`, to `to` (None: to whichever node leads it first) -- a
@@ -388,6 +518,8 @@ class Store:
                 [(r.transfer.id, r.transfer.debit, r.transfer.credit, r.transfer.amount,
                   r.transfer.currency, r.status.value, r.index, r.ts.wall_ms, r.ts.logical)
                  for r in batch.delta.transfers])
+            if batch.delta.transfers:
+                self._add_transfers(batch.delta.transfers)
             yield "transfers"
             self._set_meta("applied_index", batch.applied_index)
             yield "applied"
@@ -418,12 +550,28 @@ class Store:
         yield "install-markers"
 
     def _write_state(self, state: LedgerState) -> None:
+        """The ledger tables, empty, become `state`."""
         self._db.executemany("INSERT INTO accounts VALUES (?, ?, ?, ?, ?)",
                              [(a.id, a.currency, int(a.allow_negative), a.balance, a.index)
                               for a in state.accounts])
         self._db.executemany("INSERT INTO transfers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              [(t.id, t.debit, t.credit, t.amount, t.currency, t.status.value,
                                t.index, t.wall_ms, t.logical) for t in state.transfers])
+        self._set_meta("transfer_count", 0)
+        self._set_meta("transfer_bytes", 0)
+        self._set_meta("transfer_digest", f"{0:064x}")
+        self._add_transfers([record_of(t) for t in state.transfers])
+
+    def _add_transfers(self, records: Sequence[TransferRecord]) -> None:
+        """Count rows just inserted in the transfers table into its count, size and digest."""
+        self._db.execute("UPDATE meta SET value = value + ? WHERE key = 'transfer_count'",
+                         (len(records),))
+        self._db.execute("UPDATE meta SET value = value + ? WHERE key = 'transfer_bytes'",
+                         (sum(map(record_size, records)),))
+        (current,) = self._db.execute(
+            "SELECT value FROM meta WHERE key = 'transfer_digest'").fetchone()
+        total = _digest_value(self.path, current) + sum(map(record_hash, records))
+        self._set_meta("transfer_digest", f"{total % MODULUS:064x}")
 
     def _set_meta(self, key: str, value: int | str | None) -> None:
         self._db.execute("UPDATE meta SET value = ? WHERE key = ?", (value, key))

@@ -145,7 +145,8 @@ class SimNode:
         self.store = self.open_store()
         restored = self.store.load()
         ledger = self._variant.ledger(restored.ledger.accounts.values(),
-                                      restored.ledger.transfers.values())
+                                      store=restored.ledger.store,
+                                      stored_upto=restored.applied_index)
         replica = self._variant.replica(
             node_id=self.id, members=self._members, timing=self._setting.timing,
             promised_epoch=restored.promised_epoch, promised_to=restored.promised_to,

@@ -8,7 +8,7 @@ import quorapay.core
 CORE = pathlib.Path(quorapay.core.__file__).parent
 ALLOWED_ROOTS = {
     "__future__", "dataclasses", "enum", "typing", "collections", "itertools", "functools",
-    "hashlib", "bisect", "re", "msgspec", "quorapay",
+    "hashlib", "heapq", "bisect", "re", "msgspec", "quorapay",
 }  # msgspec: typed data only (no I/O); it defines the wire and disk schemas
 
 

@@ -3,6 +3,7 @@
 import sqlite3
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from quorapay.core.digest import replay
@@ -15,8 +16,8 @@ from quorapay.core.node_state import NodeState, Write, WriteBatch
 from quorapay.core.ready import Persist
 from quorapay.core.replica import Replica
 from quorapay.core.timing import Timing
-from quorapay.core.types import Commands, Epoch, LogEntry, LogIndex, NodeId
-from quorapay.node.storage import StorageError, Store, record_crc
+from quorapay.core.types import Commands, Epoch, LogEntry, LogIndex, NodeId, TransferId
+from quorapay.node.storage import Connection, StorageError, Store, record_crc
 from tests.core.harness import account, lone_ports, transfer
 
 ME = NodeId("solo")
@@ -96,9 +97,9 @@ def test_round_trip_and_replay_equivalence(tmp_path: Path) -> None:
     replica, ledger = boot(store)
     run(store, replica, ledger, workload())
     restored = store.load()
+    assert restored.ledger.digest() == ledger.digest()  # (read through the open store)
     store.close()
     assert restored.applied_index == replica.applied_index == replica.last_index
-    assert restored.ledger.digest() == ledger.digest()
     assert restored.ledger.accounts["bob"].balance == 6 * 30
     assert restored.ledger.totals() == {"USD": 0}
     assert restored.snapshot_index == 4 and restored.log[0].index == 5  # compacted up to 4
@@ -270,11 +271,12 @@ def written_store(tmp_path: Path) -> Path:
 
 
 def load_fails(tmp_path: Path) -> StorageError:
-    """Opening and loading the store fails with a StorageError (never a raw sqlite3 error)."""
+    """Opening and loading the store, and then reading every stored transfer (which start-up
+    does not), fails with a StorageError (never a raw sqlite3 error)."""
     store = None
     try:
         store = open_store(tmp_path)
-        store.load()
+        list(store.load().ledger.records())
     except StorageError as exc:
         return exc
     finally:
@@ -300,7 +302,9 @@ def test_a_damaged_file_is_reported_as_such_naming_it(tmp_path: Path) -> None:
     ("UPDATE meta SET value = 'seven' WHERE key = 'applied_index'", "applied_index"),
     ("UPDATE meta SET value = 5 WHERE key = 'promised_to'", "promised_to"),
     ("UPDATE accounts SET balance = 9223372036854775807 WHERE id = 'bob'", "an account row"),
-    ("UPDATE transfers SET status = 'stolen' WHERE id = 't1'", "corrupt row"),
+    ("UPDATE transfers SET status = 'stolen' WHERE id = 't1'", "corrupt transfer row"),
+    ("UPDATE transfers SET idx = -3 WHERE id = 't1'", "transfer row 't1' is out of range"),
+    ("UPDATE meta SET value = -1 WHERE key = 'transfer_count'", "transfer_count"),
     ("UPDATE log SET epoch = -1 WHERE idx = 6", "log record"),
 ])
 def test_a_stored_value_out_of_its_range_is_refused(tmp_path: Path, statement: str,
@@ -310,6 +314,45 @@ def test_a_stored_value_out_of_its_range_is_refused(tmp_path: Path, statement: s
         db.execute(statement)
     db.close()
     assert problem in str(load_fails(tmp_path))
+
+
+def test_start_up_reads_no_transfer_and_the_ledger_reads_them_when_needed(
+        tmp_path: Path) -> None:
+    written_store(tmp_path)
+    statements: list[str] = []
+
+    def traced(path: Path) -> Connection:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.set_trace_callback(statements.append)
+        return db
+
+    store = Store(tmp_path / "node.db", cluster="test", node_id=ME, connect=traced)
+    restored = store.load()
+    assert not [s for s in statements if "FROM transfers" in s]
+    ledger = restored.ledger
+    assert ledger.transfer_count == 12 and ledger.held_transfers == 0
+    assert ledger.transfer(TransferId("t1")).status.value == "ok"  # read through the store
+    assert ledger.transfer(TransferId("never")) is None
+    real = len(msgspec.msgpack.encode(ledger.export()))
+    assert real - 64 <= ledger.estimated_export_bytes() <= 1.05 * real
+    assert ledger.digest() == ledger.recount_digest() == Ledger.from_state(
+        ledger.export()).recount_digest()
+    store.close()
+
+
+def test_a_ledger_lets_go_of_the_transfers_its_store_holds(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    replica, ledger = boot(store)
+    run(store, replica, ledger, workload())
+    assert ledger.transfer_count == 12 and ledger.held_transfers == 0  # all on disk
+    before = ledger.digest()
+    retried = [[Write(key=99, commands=(transfer("t2", "alice", "bob", 30),
+                                        transfer("t9", "alice", "bob", 30)))]]
+    run(store, replica, ledger, settled(retried))
+    assert ledger.transfer("t2").index < ledger.transfer("t9").index  # t2 decided once
+    assert ledger.transfer_count == 13 and ledger.digest() != before
+    assert ledger.digest() == store.load().ledger.digest() == ledger.recount_digest()
+    store.close()
 
 
 def test_a_seeded_node_promises_at_least_the_granted_epoch_and_never_less(tmp_path: Path) -> None:

@@ -118,10 +118,8 @@ class ApplyTwiceOnRetry(Ledger):
     def _transfer(self, transfer: Transfer, index: LogIndex, ts: Timestamp, delta: Delta,
                   ) -> Result:
         status = self._decide(transfer)
-        record = TransferRecord(transfer=transfer, status=status, index=index, ts=ts)
-        self._transfers[transfer.id] = record
-        self._unfolded.append(record)
-        delta.transfers.append(record)
+        self._recent.pop(transfer.id, None)  # decided again: a new row for the same id
+        self._record(TransferRecord(transfer=transfer, status=status, index=index, ts=ts), delta)
         if status is Status.OK:
             debit, credit = self._accounts[transfer.debit], self._accounts[transfer.credit]
             self._move(debit, -transfer.amount)
