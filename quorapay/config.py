@@ -28,6 +28,7 @@ WRITE_STALL_SECONDS = 10.0  # a leader whose oldest write is in flight this long
 RECOVERY_STALL_SECONDS = 20.0  # a recovering leader that receives nothing this long gives up
 DEFAULT_COMPACT_EVERY = 100_000  # entries applied above the retained tail before compacting
 DEFAULT_COMPACT_RETAIN = 10_000  # applied entries kept for followers that lag a little
+DEFAULT_MAX_LOG_COMMANDS = 200_000  # compact once the applied log holds more (its memory)
 DEFAULT_CACHE_MB = 64  # the page cache a node reads its stored transfers through
 MAX_CACHE_MB = 65_536
 DEFAULT_LEADER_SILENCE = 0.5  # seconds: see TimingConfig.leader_silence
@@ -41,7 +42,7 @@ _KEYS = {
     "timing": {"tick", "heartbeat_interval", "election_timeout", "request_timeout",
                "max_clock_offset", "leader_silence"},
     "chaos": {"proxies"},
-    "storage": {"compact_every", "compact_retain", "cache_mb"},
+    "storage": {"compact_every", "compact_retain", "max_log_commands", "cache_mb"},
     "security": {"secrets_dir", "insecure_benchmark_only"},
     "logging": {"format", "level"},
     "node": {"id", "host", "peer_port", "client_port", "data_dir", "listen_client_port",
@@ -142,17 +143,20 @@ class TimingConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StorageConfig:
-    """Log compaction: see `CompactionPolicy`. compact_every = 0 keeps the whole log.
-    cache_mb bounds the page cache through which a node reads its stored transfers."""
+    """Log compaction: see `CompactionPolicy`. compact_every = 0 keeps the whole log;
+    max_log_commands = 0 lets it hold any number of commands. cache_mb bounds the page cache
+    through which a node reads its stored transfers."""
 
     compact_every: int = DEFAULT_COMPACT_EVERY
     compact_retain: int = DEFAULT_COMPACT_RETAIN
+    max_log_commands: int = DEFAULT_MAX_LOG_COMMANDS
     cache_mb: int = DEFAULT_CACHE_MB
 
     def compaction(self) -> CompactionPolicy | None:
         if self.compact_every == 0:
             return None
-        return CompactionPolicy(every=self.compact_every, retain=self.compact_retain)
+        return CompactionPolicy(every=self.compact_every, retain=self.compact_retain,
+                                max_commands=self.max_log_commands or None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -328,10 +332,15 @@ class _Parser:
             self.problems.append("storage.compact_every must be 0 (never compact) or positive")
         if retain < 0:
             self.problems.append("storage.compact_retain must not be negative")
+        max_commands = self._get(table, "storage.max_log_commands", int,
+                                 DEFAULT_MAX_LOG_COMMANDS)
+        if max_commands < 0:
+            self.problems.append("storage.max_log_commands must be 0 (no bound) or positive")
         cache_mb = self._get(table, "storage.cache_mb", int, DEFAULT_CACHE_MB)
         if not 1 <= cache_mb <= MAX_CACHE_MB:
             self.problems.append(f"storage.cache_mb must be from 1 to {MAX_CACHE_MB}")
         return StorageConfig(compact_every=max(every, 0), compact_retain=max(retain, 0),
+                             max_log_commands=max(max_commands, 0),
                              cache_mb=min(max(cache_mb, 1), MAX_CACHE_MB))
 
     def _security(self, table: dict[str, Any]) -> SecurityConfig:
@@ -471,7 +480,8 @@ def default_cluster(*, nodes: int = 3, name: str = "quorapay-local", base_port: 
                    "request_timeout": 5.0, "max_clock_offset": 0.5,
                    "leader_silence": DEFAULT_LEADER_SILENCE},
         "storage": {"compact_every": DEFAULT_COMPACT_EVERY,
-                    "compact_retain": DEFAULT_COMPACT_RETAIN, "cache_mb": DEFAULT_CACHE_MB},
+                    "compact_retain": DEFAULT_COMPACT_RETAIN,
+                    "max_log_commands": DEFAULT_MAX_LOG_COMMANDS, "cache_mb": DEFAULT_CACHE_MB},
         "chaos": {"proxies": proxies},
         "security": {"secrets_dir": f"{home}/secrets", "insecure_benchmark_only": False},
         "logging": {"format": log_format, "level": "INFO"},

@@ -305,6 +305,14 @@ class Ledger:
             return self._fetched[transfer_id]
         return self._store.get_many((transfer_id,)).get(transfer_id)
 
+    def find(self, ids: Sequence[TransferId]) -> dict[TransferId, TransferRecord]:
+        """The decided transfers among `ids` (with a store: one query for those not held)."""
+        found = {i: self._recent[i] for i in ids if i in self._recent}
+        missing = [i for i in ids if i not in found]
+        if missing and self._store is not None:
+            found.update(self._store.get_many(missing))
+        return found
+
     def apply_all(self, entries: Sequence[LogEntry], delta: Delta,
                   ) -> list[tuple[LogEntry, list[Result]]]:
         """Apply committed entries in order; with a store, the decided transfers their commands

@@ -24,6 +24,9 @@ class Log:
         self._start_epoch = start_epoch
         self._start_ts = start_ts
         self._entries: list[LogEntry] = []
+        # the total weight of the entries through each one held (counted from any base: only
+        # differences are read), so the weight of a range is one subtraction
+        self._through: list[int] = []
         for entry in entries:
             self.append(entry)
 
@@ -100,17 +103,41 @@ class Log:
             weight += entry.weight
         return tuple(taken)
 
+    def weight_upto(self, index: int) -> int:
+        """The weight (`LogEntry.weight`, about a command each) of the entries held up to
+        `index`: what of the log's memory compacting up to there would free."""
+        held = min(index, self.last_index) - self._start
+        if held <= 0:
+            return 0
+        base = self._through[0] - self._entries[0].weight
+        return self._through[held - 1] - base
+
+    def start_within(self, index: int, weight: int) -> LogIndex:
+        """The lowest point p (at least the start) such that the entries p+1..`index` held
+        weigh at most `weight` (fewer than one entry if the entry at `index` alone weighs
+        more)."""
+        held = min(index, self.last_index) - self._start
+        if held <= 0:
+            return self._start
+        total = self._through[held - 1]
+        if total - (self._through[0] - self._entries[0].weight) <= weight:
+            return self._start
+        position = bisect_left(self._through, total - weight, hi=held)
+        return LogIndex(self._start + min(position + 1, held))
+
     def append(self, entry: LogEntry) -> None:
         if entry.index != self.last_index + 1:
             raise LocalError(f"append at {entry.index} but the log ends at {self.last_index}")
         if entry.epoch < self.last_epoch:
             raise LocalError(f"entry {entry.index} has epoch {entry.epoch} below its predecessor")
         self._entries.append(entry)
+        self._through.append((self._through[-1] if self._through else 0) + entry.weight)
 
     def truncate_after(self, index: int) -> None:
         if index < self._start:
             raise LocalError(f"cannot truncate after {index}: compacted up to {self._start}")
         del self._entries[index - self._start:]
+        del self._through[index - self._start:]
 
     def compact(self, upto: LogIndex) -> None:
         """Forget the entries up to `upto` (which the caller has applied)."""
@@ -121,11 +148,12 @@ class Log:
         assert epoch is not None
         ts = self.entry(upto).ts if upto > self._start else self._start_ts
         del self._entries[:upto - self._start]
+        del self._through[:upto - self._start]
         self._start, self._start_epoch, self._start_ts = upto, epoch, ts
 
     def reset(self, start: LogIndex, start_epoch: Epoch, start_ts: Timestamp = ZERO) -> None:
         """Replace everything with an empty log starting after a snapshot at `start`."""
-        self._entries = []
+        self._entries, self._through = [], []
         self._start, self._start_epoch, self._start_ts = start, start_epoch, start_ts
 
     def first_index_of_run(self, index: int) -> LogIndex:

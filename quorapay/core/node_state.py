@@ -414,7 +414,7 @@ class NodeState(Generic[K]):
     def _maybe_compact(self) -> None:
         if self.compaction is None:
             return
-        upto = self.compaction.upto(self.replica.log.start, self.durable_applied)
+        upto = self.compaction.upto(self.replica.log, self.durable_applied)
         if upto is not None:
             self.replica.step(CompactionRequested(upto=upto))
 

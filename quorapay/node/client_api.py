@@ -353,8 +353,9 @@ def _balances(ledger: Ledger, ids: list[str]) -> api.Response:
 
 def _transfers(ledger: Ledger, ids: list[str]) -> list[api.TransferRecord]:
     found = []
+    records = ledger.find([TransferId(i) for i in ids])
     for transfer_id in ids:
-        record = ledger.transfer(TransferId(transfer_id))
+        record = records.get(TransferId(transfer_id))
         if record is not None:
             t = record.transfer
             found.append(api.TransferRecord(id=t.id, debit=t.debit, credit=t.credit,

@@ -8,9 +8,11 @@ what it asked for. In every case the ledgers converge and no applied entry diffe
 import msgspec
 
 from quorapay.core import node_state
+from quorapay.core.compaction import CompactionPolicy
 from quorapay.core.hlc import Timestamp
 from quorapay.core.inputs import MessageReceived
 from quorapay.core.ledger import Delta, Ledger
+from quorapay.core.log import Log
 from quorapay.core.messages import Append, AppendAck, Fetch, InstallSnapshot
 from quorapay.core.ready import LeadershipEnded
 from quorapay.core.replica import Role
@@ -181,12 +183,32 @@ def test_an_append_below_the_compaction_point_is_acknowledged_from_the_start() -
     assert replies == [AppendAck(epoch=Epoch(1), match_index=start, seq=0)]
 
 
+def entries_of(sizes: list[int], start: int = 0) -> Log:
+    """A log after `start` whose entries carry these numbers of commands (weigh one more)."""
+    return Log([LogEntry(index=LogIndex(start + i), epoch=Epoch(1), payload=Commands(
+        commands=tuple(transfer(f"t{start + i}-{k}", "a", "b", 1) for k in range(size))))
+        for i, size in enumerate(sizes, 1)], start=LogIndex(start), start_epoch=Epoch(1))
+
+
 def test_compaction_policy_keeps_a_tail_and_waits_for_enough_entries() -> None:
-    from quorapay.core.compaction import CompactionPolicy
     policy = CompactionPolicy(every=10, retain=3)
-    assert policy.upto(LogIndex(0), LogIndex(12)) is None
-    assert policy.upto(LogIndex(0), LogIndex(13)) == 10
-    assert policy.upto(LogIndex(10), LogIndex(22)) is None
+    assert policy.upto(entries_of([0] * 30), LogIndex(12)) is None
+    assert policy.upto(entries_of([0] * 30), LogIndex(13)) == 10
+    assert policy.upto(entries_of([0] * 30, start=10), LogIndex(22)) is None
+
+
+def test_compaction_policy_bounds_the_commands_the_log_holds() -> None:
+    policy = CompactionPolicy(every=1000, retain=3, max_commands=100)
+    log = entries_of([9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9], start=5)  # entries 6..16, weight 10
+    assert log.weight_upto(LogIndex(15)) == 100 and log.weight_upto(LogIndex(5)) == 0
+    assert policy.upto(log, LogIndex(15)) is None  # applied through 15: 100, not above
+    assert policy.upto(log, LogIndex(16)) == 13  # keeps the last 3 (at most 50 commands)
+    assert log.start_within(LogIndex(16), 50) == 11 and log.start_within(LogIndex(16), 500) == 5
+    big = entries_of([200, 1, 1])  # one entry above the bound: compacted, none kept
+    assert CompactionPolicy(every=1000, retain=10, max_commands=100).upto(
+        big, LogIndex(1)) == 1
+    big.compact(LogIndex(1))
+    assert big.weight_upto(LogIndex(3)) == 4 and big.start_within(LogIndex(3), 2) == 2
 
 
 def test_a_follower_that_turns_out_to_hold_the_start_point_is_replicated_to_again() -> None:
