@@ -200,6 +200,7 @@ class NodeStatus(msgspec.Struct, frozen=True, kw_only=True):
     accounts: int = 0  # in its ledger
     transfers: int = 0  # decided transfers in its ledger
     rss_bytes: int = 0  # the node process's resident memory
+    snapshot_bytes: int = 0  # what its ledger would encode to in a snapshot (estimated)
 
 
 class DigestInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -162,7 +162,8 @@ async def run_node(cluster: ClusterConfig, node_id: str) -> None:
             leader_contact_ms=_ms(replica.ticks_since_leader, cluster.timing.tick),
             majority_contact_ms=_ms(replica.ticks_since_majority, cluster.timing.tick),
             accounts=len(driver.ledger.accounts), transfers=driver.ledger.transfer_count,
-            rss_bytes=resident_bytes(os.getpid()))
+            rss_bytes=resident_bytes(os.getpid()),
+            snapshot_bytes=driver.ledger.estimated_export_bytes())
 
     def zk_leader() -> NodeId | None:
         return coordination.zk_leader.node if coordination.zk_leader else None
