@@ -311,7 +311,7 @@ class Store:
         if meta.get("schema_version") != SCHEMA_VERSION:
             raise StorageError(f"{self.path}: schema version {meta.get('schema_version')}, "
                                f"this build reads {SCHEMA_VERSION}")
-        if "transfer_count" not in meta:
+        if not {"transfer_count", "transfer_bytes", "transfer_digest"} <= meta.keys():
             self._count_transfers()
         self._db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", _META_DEFAULTS)
 
@@ -319,13 +319,19 @@ class Store:
         """A database from before the store kept its transfers' count and size: count them,
         once (the only time the store reads every transfer)."""
         count = size = digest = 0
-        for row in self._db.execute(f"SELECT {_TRANSFER_COLUMNS} FROM transfers"):
-            record = _transfer_record(self.path, row)
-            count, size = count + 1, size + record_size(record)
-            digest += record_hash(record)
-        self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
-            ("transfer_count", count), ("transfer_bytes", size),
-            ("transfer_digest", f"{digest % MODULUS:064x}")])
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for row in self._db.execute(f"SELECT {_TRANSFER_COLUMNS} FROM transfers"):
+                record = _transfer_record(self.path, row)
+                count, size = count + 1, size + record_size(record)
+                digest += record_hash(record)
+            self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
+                ("transfer_count", count), ("transfer_bytes", size),
+                ("transfer_digest", f"{digest % MODULUS:064x}")])
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def _upgrade(self) -> None:
         """Schema 1 or 2 to 3, in one transaction: markers that did not exist start at zero;

@@ -188,7 +188,8 @@ def downgrade(path: Path, version: int) -> None:
     rows = db.execute("SELECT idx, epoch, payload FROM log").fetchall()
     db.executemany("UPDATE log SET crc = ? WHERE idx = ?",
                    [(record_crc(i, e, p), i) for i, e, p in rows])
-    db.execute("DELETE FROM meta WHERE key IN ('snapshot_wall_ms', 'snapshot_logical')")
+    db.execute("DELETE FROM meta WHERE key IN ('snapshot_wall_ms', 'snapshot_logical', "
+               "'transfer_count', 'transfer_bytes', 'transfer_digest')")
     if version == 1:
         db.execute("DELETE FROM meta WHERE key IN ('snapshot_index', 'snapshot_epoch')")
     db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (version,))
@@ -352,6 +353,22 @@ def test_a_ledger_lets_go_of_the_transfers_its_store_holds(tmp_path: Path) -> No
     assert ledger.transfer("t2").index < ledger.transfer("t9").index  # t2 decided once
     assert ledger.transfer_count == 13 and ledger.digest() != before
     assert ledger.digest() == store.load().ledger.digest() == ledger.recount_digest()
+    store.close()
+
+
+def test_a_data_dir_from_before_the_kept_transfer_sums_has_them_counted_once(
+        tmp_path: Path) -> None:
+    path = written_store(tmp_path)
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM meta WHERE key IN ('transfer_bytes', 'transfer_digest')")
+    db.close()
+    store = open_store(tmp_path)
+    ledger = store.load().ledger
+    assert ledger.transfer_count == 12
+    assert ledger.digest() == ledger.recount_digest() == Ledger.from_state(
+        ledger.export()).recount_digest()
+    real = len(msgspec.msgpack.encode(ledger.export()))
+    assert real - 64 <= ledger.estimated_export_bytes() <= 1.05 * real
     store.close()
 
 
