@@ -103,7 +103,8 @@ def take_backup(cluster: ClusterConfig, node: NodeConfig, dest: Path) -> BackupI
 
 
 def inspect(cluster: ClusterConfig, path: Path, *, name: Path | None = None) -> BackupInfo:
-    """Load a backup as a node would (checksums, ranges): what it holds, or BackupError.
+    """Load a backup as a node would (checksums, ranges), and read every stored transfer
+    (ranges, and their digest against the one kept with them): what it holds, or BackupError.
     `name`: what to call it (the file it was copied from)."""
     shown = name or path
     try:
@@ -119,6 +120,9 @@ def inspect(cluster: ClusterConfig, path: Path, *, name: Path | None = None) -> 
         store = Store(path, cluster=cluster.name, node_id=node, lock=False)
         try:
             restored = store.load()
+            if restored.ledger.digest() != restored.ledger.recount_digest():  # reads every row
+                raise StorageError(f"{path}: its transfers do not match the digest kept "
+                                   "with them")
         finally:
             store.close()
     except StorageError as exc:

@@ -230,9 +230,10 @@ class Ledger:
         """How large `export()` encodes (msgpack), within a few bytes a row (balances counted
         at their largest): costs the transfers decided since it was last asked (with a store:
         those not yet durable; the store keeps the size of its rows)."""
-        if self._store is not None:
-            return (self._export_bytes + self._store.export_bytes()
-                    + sum(map(record_size, self._recent.values())))
+        if self._store is not None:  # the store's size is as of its applied index: add the rest
+            stored, upto = self._store.export_bytes()
+            return self._export_bytes + stored + sum(
+                record_size(r) for r in self._recent.values() if r.index > upto)
         new = list(islice(self._recent.values(), self._sized, None))
         self._export_bytes += sum(map(record_size, new))
         self._sized += len(new)

@@ -35,8 +35,9 @@ class StoredTransfers(Protocol):
     def count(self) -> int:
         """How many decided transfers are durable."""
 
-    def export_bytes(self) -> int:
-        """Their encoded size in a snapshot (`quorapay.core.ledger.record_size` summed)."""
+    def export_bytes(self) -> tuple[int, LogIndex]:
+        """Their encoded size in a snapshot (`quorapay.core.ledger.record_size` summed), and
+        the applied index it is as of."""
 
     def digest_sum(self) -> tuple[int, LogIndex]:
         """Their hashes (`quorapay.core.ledger.record_hash`) summed modulo 2**256, kept as

@@ -22,6 +22,7 @@ the ledger tables, the log and those markers in the same one transaction.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import sqlite3
 import zlib
@@ -178,40 +179,56 @@ class SqliteTransfers:
     def get_many(self, ids: Collection[TransferId]) -> dict[TransferId, TransferRecord]:
         found: dict[TransferId, TransferRecord] = {}
         wanted = list(ids)
-        for start in range(0, len(wanted), _IDS_PER_QUERY):
-            chunk = wanted[start:start + _IDS_PER_QUERY]
-            rows = self._db.execute(f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE id IN "
-                                    f"({', '.join('?' * len(chunk))})", chunk)
-            for row in rows:
-                record = _transfer_record(self._path, row)
-                found[record.transfer.id] = record
+        with self._reading():
+            for start in range(0, len(wanted), _IDS_PER_QUERY):
+                chunk = wanted[start:start + _IDS_PER_QUERY]
+                rows = self._db.execute(f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE id "
+                                        f"IN ({', '.join('?' * len(chunk))})", chunk)
+                for row in rows:
+                    record = _transfer_record(self._path, row)
+                    found[record.transfer.id] = record
         return found
 
     def scan(self, upto: LogIndex) -> Iterator[TransferRecord]:
-        db = self._db if self._scans is None else self._scans(self._path)
-        try:
-            for row in db.execute(f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE idx <= ? "
-                                  "ORDER BY id", (upto,)):
-                yield _transfer_record(self._path, row)
-        finally:
-            if db is not self._db:
-                db.close()
+        with self._reading():
+            db = self._db if self._scans is None else self._scans(self._path)
+            try:
+                for row in db.execute(f"SELECT {_TRANSFER_COLUMNS} FROM transfers "
+                                      "WHERE idx <= ? ORDER BY id", (upto,)):
+                    yield _transfer_record(self._path, row)
+            finally:
+                if db is not self._db:
+                    db.close()
 
     def count(self) -> int:
-        return int(self._meta("transfer_count"))
+        return self._meta("transfer_count")
 
-    def export_bytes(self) -> int:
-        return int(self._meta("transfer_bytes"))
+    def export_bytes(self) -> tuple[int, LogIndex]:
+        with self._reading():
+            meta = dict(self._db.execute("SELECT key, value FROM meta WHERE key IN "
+                                         "('transfer_bytes', 'applied_index')").fetchall())
+        return (_counter(self._path, "transfer_bytes", meta.get("transfer_bytes")),
+                LogIndex(_counter(self._path, "applied_index", meta.get("applied_index"))))
 
     def digest_sum(self) -> tuple[int, LogIndex]:
-        meta = dict(self._db.execute("SELECT key, value FROM meta WHERE key IN "
-                                     "('transfer_digest', 'applied_index')").fetchall())
+        with self._reading():
+            meta = dict(self._db.execute("SELECT key, value FROM meta WHERE key IN "
+                                         "('transfer_digest', 'applied_index')").fetchall())
         return _digest_value(self._path, meta.get("transfer_digest")), LogIndex(
             _counter(self._path, "applied_index", meta.get("applied_index")))
 
     def _meta(self, key: str) -> int:
-        (value,) = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return _counter(self._path, key, value)
+        with self._reading():
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return _counter(self._path, key, None if row is None else row[0])
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A read SQLite refuses (damage, an I/O error) is a StorageError naming the file."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise _unusable(self._path, exc) from None
 
 
 def _counter(path: Path, key: str, value: object) -> int:
@@ -341,7 +358,9 @@ class Store:
         equals the replay of its log."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", _META_DEFAULTS)
+            self._db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", [  # (not the
+                (key, value) for key, value in _META_DEFAULTS  # transfer sums: counted next)
+                if not key.startswith("transfer_")])
             for table in ("log", "transfers"):
                 columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
                 for column in ("wall_ms", "logical"):

@@ -356,6 +356,20 @@ def test_a_ledger_lets_go_of_the_transfers_its_store_holds(tmp_path: Path) -> No
     store.close()
 
 
+def test_an_upgrade_that_meets_a_damaged_transfer_refuses_every_time(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    replica, ledger = boot(store)
+    run(store, replica, ledger, settled(workload()[:4]))
+    store.close()
+    downgrade(tmp_path, 2)
+    with sqlite3.connect(tmp_path / "node.db") as db:
+        db.execute("UPDATE transfers SET status = 'stolen' WHERE id = 't1'")
+    db.close()
+    for _ in range(2):  # the schema upgrade landed; counting the transfers never did
+        with pytest.raises(StorageError, match="corrupt transfer row"):
+            open_store(tmp_path)
+
+
 def test_a_data_dir_from_before_the_kept_transfer_sums_has_them_counted_once(
         tmp_path: Path) -> None:
     path = written_store(tmp_path)
