@@ -197,13 +197,18 @@ def downgrade(path: Path, version: int) -> None:
     db.close()
 
 
-@pytest.mark.parametrize("version", [1, 2])
-def test_an_older_data_dir_is_upgraded_in_place(tmp_path: Path, version: int) -> None:
+def old_data_dir(tmp_path: Path, version: int) -> None:
+    """A data dir after a short workload, as schema `version` wrote it."""
     store = open_store(tmp_path)
     replica, ledger = boot(store)
     run(store, replica, ledger, settled(workload()[:4]))
     store.close()
     downgrade(tmp_path, version)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_data_dir_is_upgraded_in_place(tmp_path: Path, version: int) -> None:
+    old_data_dir(tmp_path, version)
     store = open_store(tmp_path)
     restored = store.load()
     assert restored.snapshot_index == 0 and restored.log[0].index == 1
@@ -218,11 +223,7 @@ def test_an_older_data_dir_is_upgraded_in_place(tmp_path: Path, version: int) ->
 
 
 def test_a_corrupt_record_stops_the_upgrade_and_changes_nothing(tmp_path: Path) -> None:
-    store = open_store(tmp_path)
-    replica, ledger = boot(store)
-    run(store, replica, ledger, settled(workload()[:4]))
-    store.close()
-    downgrade(tmp_path, 2)
+    old_data_dir(tmp_path, 2)
     db = sqlite3.connect(tmp_path / "node.db")
     db.execute("UPDATE log SET crc = crc + 1 WHERE idx = 2")
     db.commit()
@@ -357,11 +358,7 @@ def test_a_ledger_lets_go_of_the_transfers_its_store_holds(tmp_path: Path) -> No
 
 
 def test_an_upgrade_that_meets_a_damaged_transfer_refuses_every_time(tmp_path: Path) -> None:
-    store = open_store(tmp_path)
-    replica, ledger = boot(store)
-    run(store, replica, ledger, settled(workload()[:4]))
-    store.close()
-    downgrade(tmp_path, 2)
+    old_data_dir(tmp_path, 2)
     with sqlite3.connect(tmp_path / "node.db") as db:
         db.execute("UPDATE transfers SET status = 'stolen' WHERE id = 't1'")
     db.close()
