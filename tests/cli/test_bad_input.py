@@ -101,6 +101,9 @@ peer_port = 70000
      'logging.format must be "text" or "json"'),
     ('[logging]\nlevel = "LOUD"\n[[nodes]]\nid = "n1"\n',
      "logging.level must be one of DEBUG, INFO, WARNING, ERROR"),
+    ('[storage]\ncache_mb = 0\n[[nodes]]\nid = "n1"\n', "storage.cache_mb must be from 1"),
+    ('[storage]\nmax_log_commands = -1\n[[nodes]]\nid = "n1"\n',
+     "storage.max_log_commands must be 0 (no bound) or positive"),
 ])
 def test_cluster_file_mistakes_are_named(tmp_path: Path, text: str, problem: str) -> None:
     code, output = invoke("-c", str(write(tmp_path / "c.toml", text)), "status")
