@@ -30,6 +30,8 @@ DEFAULT_COMPACT_EVERY = 100_000  # entries applied above the retained tail befor
 DEFAULT_COMPACT_RETAIN = 10_000  # applied entries kept for followers that lag a little
 DEFAULT_MAX_LOG_COMMANDS = 1_000_000  # compact once the applied log holds more (its memory)
 DEFAULT_CACHE_MB = 64  # the page cache a node reads its stored transfers through
+DEFAULT_SNAPSHOT_PART_ROWS = 2000  # rows per part of a streamed snapshot (~0.5 MB at most)
+MAX_SNAPSHOT_PART_ROWS = 100_000  # (a part must stay well inside one 64 MiB peer frame)
 MAX_CACHE_MB = 65_536
 DEFAULT_LEADER_SILENCE = 0.5  # seconds: see TimingConfig.leader_silence
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")  # no leading dot: names are dirs
@@ -42,7 +44,8 @@ _KEYS = {
     "timing": {"tick", "heartbeat_interval", "election_timeout", "request_timeout",
                "max_clock_offset", "leader_silence"},
     "chaos": {"proxies"},
-    "storage": {"compact_every", "compact_retain", "max_log_commands", "cache_mb"},
+    "storage": {"compact_every", "compact_retain", "max_log_commands", "cache_mb",
+                "snapshot_part_rows"},
     "security": {"secrets_dir", "insecure_benchmark_only"},
     "logging": {"format", "level"},
     "node": {"id", "host", "peer_port", "client_port", "data_dir", "listen_client_port",
@@ -145,12 +148,14 @@ class TimingConfig:
 class StorageConfig:
     """Log compaction: see `CompactionPolicy`. compact_every = 0 keeps the whole log;
     max_log_commands = 0 lets it hold any number of commands. cache_mb bounds the page cache
-    through which a node reads its stored transfers."""
+    through which a node reads its stored transfers; snapshot_part_rows, the accounts or
+    transfers in each part of a streamed snapshot."""
 
     compact_every: int = DEFAULT_COMPACT_EVERY
     compact_retain: int = DEFAULT_COMPACT_RETAIN
     max_log_commands: int = DEFAULT_MAX_LOG_COMMANDS
     cache_mb: int = DEFAULT_CACHE_MB
+    snapshot_part_rows: int = DEFAULT_SNAPSHOT_PART_ROWS
 
     def compaction(self) -> CompactionPolicy | None:
         if self.compact_every == 0:
@@ -339,9 +344,15 @@ class _Parser:
         cache_mb = self._get(table, "storage.cache_mb", int, DEFAULT_CACHE_MB)
         if not 1 <= cache_mb <= MAX_CACHE_MB:
             self.problems.append(f"storage.cache_mb must be from 1 to {MAX_CACHE_MB}")
+        part_rows = self._get(table, "storage.snapshot_part_rows", int,
+                              DEFAULT_SNAPSHOT_PART_ROWS)
+        if not 1 <= part_rows <= MAX_SNAPSHOT_PART_ROWS:
+            self.problems.append("storage.snapshot_part_rows must be from 1 to "
+                                 f"{MAX_SNAPSHOT_PART_ROWS}")
         return StorageConfig(compact_every=max(every, 0), compact_retain=max(retain, 0),
                              max_log_commands=max(max_commands, 0),
-                             cache_mb=min(max(cache_mb, 1), MAX_CACHE_MB))
+                             cache_mb=min(max(cache_mb, 1), MAX_CACHE_MB),
+                             snapshot_part_rows=min(max(part_rows, 1), MAX_SNAPSHOT_PART_ROWS))
 
     def _security(self, table: dict[str, Any]) -> SecurityConfig:
         self._known(table, "security", "security")
@@ -481,7 +492,8 @@ def default_cluster(*, nodes: int = 3, name: str = "quorapay-local", base_port: 
                    "leader_silence": DEFAULT_LEADER_SILENCE},
         "storage": {"compact_every": DEFAULT_COMPACT_EVERY,
                     "compact_retain": DEFAULT_COMPACT_RETAIN,
-                    "max_log_commands": DEFAULT_MAX_LOG_COMMANDS, "cache_mb": DEFAULT_CACHE_MB},
+                    "max_log_commands": DEFAULT_MAX_LOG_COMMANDS, "cache_mb": DEFAULT_CACHE_MB,
+                    "snapshot_part_rows": DEFAULT_SNAPSHOT_PART_ROWS},
         "chaos": {"proxies": proxies},
         "security": {"secrets_dir": f"{home}/secrets", "insecure_benchmark_only": False},
         "logging": {"format": log_format, "level": "INFO"},

@@ -201,6 +201,18 @@ class NodeStatus(msgspec.Struct, frozen=True, kw_only=True):
     transfers: int = 0  # decided transfers in its ledger
     rss_bytes: int = 0  # the node process's resident memory
     snapshot_bytes: int = 0  # what its ledger would encode to in a snapshot (estimated)
+    snapshots_sent: int = 0  # snapshot streams begun since the node started
+    snapshots_resumed: int = 0  # times a stream was resent from the receiver's acknowledgement
+    snapshots_installed: int = 0  # snapshots received whole and handed to the replica
+    snapshot_streams: dict[str, SnapshotStream] = {}  # by peer: those being sent now
+
+
+class SnapshotStream(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot this node is streaming to a peer."""
+
+    index: int  # the ledger after applying this entry
+    parts_acknowledged: int  # parts the peer holds durably
+    parts: int | None  # parts in all, once the last is read (None: still reading)
 
 
 class DigestInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -33,7 +33,6 @@ from quorapay.cluster import supervisor, zookeeper
 from quorapay.cluster.switchover import switchover
 from quorapay.config import ClusterConfig, NodeConfig
 from quorapay.core.errors import QuorapayError
-from quorapay.core.node_state import MAX_SNAPSHOT_BYTES
 from quorapay.core.znodes import Layout, parse_epoch, parse_leader
 from quorapay.files import private_dir
 from quorapay.node.storage import StorageError, Store, lock_data_dir
@@ -353,25 +352,6 @@ async def _others_up(cluster: ClusterConfig, node: NodeConfig) -> None:
     if down:
         raise BackupError(f"{', '.join(down)} not answering: rebuild a node only while every "
                           "other node is up (`quorapay status`)")
-    refusal = snapshot_refusal(found, node.id)
-    if refusal:
-        raise BackupError(refusal)
-
-
-def snapshot_refusal(found: dict[str, NodeStatus | str], node: str) -> str | None:
-    """Why `node`, emptied, could not catch up from the others (None if it could): one of
-    them has compacted its log, so it would need a snapshot, and their ledger is over what one
-    snapshot carries."""
-    for status in found.values():
-        if isinstance(status, NodeStatus) and status.node != node and status.log_start > 0 \
-                and status.snapshot_bytes > MAX_SNAPSHOT_BYTES:
-            return (f"{node} cannot be rebuilt from the others: {status.node}'s log is "
-                    f"compacted (up to {status.log_start}), so an empty node needs a "
-                    f"snapshot, and its ledger ({status.snapshot_bytes // 2**20} MB) is over "
-                    f"what one snapshot carries ({MAX_SNAPSHOT_BYTES // 2**20} MB); nothing "
-                    "was changed. Seed it from a backup of another node instead (`quorapay "
-                    f"backup`, then `quorapay restore {node}`)")
-    return None
 
 
 async def _caught_up(cluster: ClusterConfig, node: NodeConfig, *, timeout: float,

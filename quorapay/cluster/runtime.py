@@ -9,6 +9,7 @@ and the nodes run with a generated cluster file that says all of this (`runtime.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -110,13 +111,8 @@ def _runtime_document(cluster: ClusterConfig, plan: Plan) -> dict[str, Any]:
         "cluster": {"name": cluster.name, "run_dir": str(cluster.run_dir)},
         "zookeeper": {"mode": zk.mode, "port": zk.port, "hosts": list(zk.hosts),
                       "servers": zk.servers, "session_timeout": zk.session_timeout},
-        "timing": {"tick": cluster.timing.tick,
-                   "heartbeat_interval": cluster.timing.heartbeat_interval,
-                   "election_timeout": cluster.timing.election_timeout,
-                   "request_timeout": cluster.timing.request_timeout,
-                   "max_clock_offset": cluster.timing.max_clock_offset},
-        "storage": {"compact_every": cluster.storage.compact_every,
-                    "compact_retain": cluster.storage.compact_retain},
+        "timing": dataclasses.asdict(cluster.timing),  # (every setting: the nodes read
+        "storage": dataclasses.asdict(cluster.storage),  # this file, not the cluster's)
         "chaos": {"proxies": True},
         "security": {"secrets_dir": str(cluster.security.secrets_dir),
                      "insecure_benchmark_only": cluster.security.insecure},

@@ -39,6 +39,7 @@ from quorapay.core.node_state import (
     WriteBatch,
 )
 from quorapay.core.ready import LeadershipEnded, LeaderSilent, Outgoing
+from quorapay.core.snapshot_stream import ChunkLoaded, ChunkRead
 from quorapay.core.types import Epoch, NodeId
 
 K = TypeVar("K")
@@ -53,7 +54,7 @@ class Switchover(Generic[K]):
     to: NodeId | None
 
 
-ExecutorInput = Input | Write[K] | Read[K] | Switchover[K]
+ExecutorInput = Input | Write[K] | Read[K] | Switchover[K] | ChunkLoaded
 
 
 class Transport(Protocol):
@@ -79,6 +80,19 @@ class Coordination(Protocol):
     def depose(self, silent: LeaderSilent) -> None:
         """End the ZooKeeper leadership of `silent.leader` if it still holds `silent.epoch`:
         a majority heard nothing from it, so the next candidate may claim now."""
+
+
+class SnapshotReads(Protocol):
+    def read(self, read: ChunkRead) -> ChunkLoaded | None:
+        """Read a part of a snapshot to send: return it now, or None and step it back later
+        as an input (the node reads in a worker thread, off its event loop)."""
+
+
+class ReadAtOnce:
+    """Snapshot parts read synchronously, in the caller's thread (tests)."""
+
+    def read(self, read: ChunkRead) -> ChunkLoaded | None:
+        return read.load()
 
 
 class Clock(Protocol):
@@ -111,6 +125,7 @@ class Ports(Generic[K]):
     coordination: Coordination
     clock: Clock
     observer: Observer = field(default_factory=Observer)
+    reads: SnapshotReads = field(default_factory=ReadAtOnce)
 
 
 class Executor(Generic[K]):
@@ -149,7 +164,13 @@ class Executor(Generic[K]):
         """Stage every piece of work there is now and carry out what needs no disk; return
         the batches to make durable, in order (then call persisted() as they land)."""
         batches: list[WriteBatch] = []
-        while (work := self.state.next_work()) is not None:
+        loaded: list[ChunkLoaded] = []
+        while (work := self.state.next_work()) is not None or loaded:
+            if work is None:  # parts of snapshots read at once: they make more work
+                for item in loaded:
+                    self.state.step(item)
+                loaded = []
+                continue
             self._staged.append(work)
             self.ports.observer.staged(work)
             for outgoing in work.ready.messages:
@@ -157,6 +178,9 @@ class Executor(Generic[K]):
                     self.ports.transport.send(outgoing)
             for key, answer in self.state.committed_answers(work):  # beside it too
                 self.ports.clients.answer(key, answer)
+            for read in work.reads:
+                if (result := self.ports.reads.read(read)) is not None:
+                    loaded.append(result)
             if not work.batch.empty:
                 batches.append(work.batch)
                 self._in_flight += 1

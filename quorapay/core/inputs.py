@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from quorapay.core.hlc import Timestamp
-from quorapay.core.messages import Message
+from quorapay.core.messages import Message, StreamMessage
 from quorapay.core.types import Command, Epoch, LogIndex, NodeId
 
 
@@ -20,7 +20,7 @@ class MessageReceived:
     Unix epoch) when it sent it."""
 
     sender: NodeId
-    message: Message
+    message: Message | StreamMessage  # (a snapshot's parts are the NodeState's, not the replica's)
     hlc: Timestamp | None = None  # None: the sender stamps nothing (tests)
     wall_ms: int | None = None
 
@@ -88,6 +88,15 @@ class SwitchoverRequested:
     to: NodeId | None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnapshotProgressed:
+    """`sender` delivered another part of a snapshot in `epoch` (staged by the NodeState): a
+    recovering leader fetching from it counts that as progress, not silence."""
+
+    sender: NodeId
+    epoch: Epoch
+
+
 Input = (
     Ticked
     | ClockRead
@@ -100,4 +109,5 @@ Input = (
     | ReadRequested
     | CompactionRequested
     | SwitchoverRequested
+    | SnapshotProgressed
 )

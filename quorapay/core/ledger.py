@@ -12,6 +12,7 @@ the original outcome.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import heapq
 import re
@@ -204,6 +205,9 @@ class Ledger:
         self._export_bytes = sum(map(_account_size, self._accounts.values()))
         self._sized = 0
         self._generation = 0  # a fold planned before the ledger was replaced must not merge
+        # a snapshot installed with its transfers staged in the store, until durable: what
+        # the store will hold once it is (its count, size and digest), and as of which entry
+        self._installing: tuple[StagedSums, LogIndex] | None = None
 
     @classmethod
     def from_state(cls, state: LedgerState) -> Ledger:
@@ -220,11 +224,22 @@ class Ledger:
         return LedgerState(
             accounts=tuple(AccountRow(a.id, a.currency, a.allow_negative, a.balance, a.index)
                            for a in sorted(self._accounts.values(), key=lambda a: a.id)),
-            transfers=tuple(map(_transfer_row, self.records())))
+            transfers=tuple(map(transfer_row, self.records())))
 
     def records(self) -> Iterator[TransferRecord]:
         """Every decided transfer, in id order (with a store: reads every stored row)."""
         return _records(self._store, self._upto, list(self._recent.values()))
+
+    def snapshot_source(self) -> SnapshotSource:
+        """The ledger as it is now, after its last applied entry, to be read in parts (a
+        streamed snapshot) while it goes on: the accounts and the transfers not yet durable
+        are copied; the rest are read from the store when a part is built."""
+        accounts = tuple(AccountRow(a.id, a.currency, a.allow_negative, a.balance, a.index)
+                         for a in sorted(self._accounts.values(), key=lambda a: a.id))
+        held = tuple(sorted((r for r in self._recent.values() if r.index <= self._upto),
+                            key=_record_id))
+        return SnapshotSource(index=self._upto, accounts=accounts, held=held,
+                              store=self._store)
 
     def estimated_export_bytes(self) -> int:
         """How large `export()` encodes (msgpack), within a few bytes a row (balances counted
@@ -232,6 +247,8 @@ class Ledger:
         those not yet durable; the store keeps the size of its rows)."""
         if self._store is not None:  # the store's size is as of its applied index: add the rest
             stored, upto = self._store.export_bytes()
+            if self._installing is not None and upto < self._installing[1]:
+                stored, upto = self._installing[0].size, self._installing[1]
             return self._export_bytes + stored + sum(
                 record_size(r) for r in self._recent.values() if r.index > upto)
         new = list(islice(self._recent.values(), self._sized, None))
@@ -255,12 +272,20 @@ class Ledger:
         copied._export_bytes, copied._sized = self._export_bytes, self._sized
         return copied
 
-    def replace(self, state: LedgerState, index: LogIndex = LogIndex(0)) -> None:
+    def replace(self, state: LedgerState, index: LogIndex = LogIndex(0),
+                staged: StagedSums | None = None) -> None:
         """Become exactly `state`, the ledger after entry `index` (a snapshot installed). With
-        a store, its transfers stay in memory until `durable` says they are on disk."""
+        a store, its transfers stay in memory until `durable` says they are on disk -- or,
+        `staged`, they are in the store's staging table already (then `state` holds only the
+        accounts), and become the store's transfers when the install is durable. Until then
+        the ledger must not look a transfer up (its driver stages no work meanwhile)."""
         other = Ledger.from_state(state)
         self._accounts, self._recent, self._fetched = other._accounts, other._recent, {}
         self._count, self._upto = other._count, index
+        self._installing = None
+        if staged is not None:
+            assert self._store is not None, "staged transfers are in a store"
+            self._count, self._installing = staged.count, (staged, index)
         self._totals, self._sum, self._folded = other._totals, other._sum, other._folded
         self._dirty = other._dirty
         self._unfolded = [] if self._store is not None else other._unfolded
@@ -274,6 +299,7 @@ class Ledger:
         if self._store is None:
             return
         if installed is not None:
+            self._installing = None
             for row in installed.transfers:
                 self._recent.pop(row.id, None)
         for record in records:
@@ -462,6 +488,8 @@ class Ledger:
         stored = None
         if self._store is not None:  # the store's sum is as of its applied index: add the rest
             stored_sum, upto = self._store.digest_sum()
+            if self._installing is not None and upto < self._installing[1]:
+                stored_sum, upto = self._installing[0].digest, self._installing[1]
             stored = (stored_sum, [r for r in self._recent.values() if r.index > upto])
         return DigestFold(generation=self._generation, base=self._sum, records=self._unfolded,
                           count=len(self._unfolded), rows=rows, stored=stored,
@@ -502,6 +530,46 @@ class _TransfersView(Mapping[TransferId, TransferRecord]):
 
     def __len__(self) -> int:
         return self._ledger.transfer_count
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StagedSums:
+    """The decided transfers a snapshot staged in a store: their count, encoded size (as
+    `record_size`) and digest (`record_hash` summed modulo 2**256)."""
+
+    count: int
+    size: int
+    digest: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnapshotSource:
+    """A ledger after entry `index`, read in parts: its accounts and its transfers not yet
+    durable, copied when the snapshot began; the others are in the store, which only ever
+    adds rows, so those with index <= `index` are exactly the rest whenever a part is read."""
+
+    index: LogIndex
+    accounts: tuple[AccountRow, ...]
+    held: tuple[TransferRecord, ...]  # in id order
+    store: StoredTransfers | None
+
+    def read(self, after: TransferId | None, limit: int) -> tuple[list[TransferRecord], bool]:
+        """Up to `limit` transfers after id `after` (None: from the first), in id order --
+        read from the store, and copied, merged -- and whether they are the last. May run in
+        a worker thread (the store reads through a connection of its own)."""
+        ids = [r.transfer.id for r in self.held]
+        low = 0 if after is None else bisect.bisect_right(ids, after)
+        if self.store is None:
+            return list(self.held[low:low + limit]), low + limit >= len(ids)
+        stored = self.store.chunk(after, self.index, limit)
+        exhausted = len(stored) < limit
+        high = len(ids) if exhausted else bisect.bisect_right(ids, stored[-1].transfer.id)
+        copied = self.held[low:high]
+        if copied:
+            seen = {r.transfer.id for r in copied}
+            stored = list(heapq.merge((r for r in stored if r.transfer.id not in seen), copied,
+                                      key=_record_id))
+        return stored[:limit], exhausted and len(stored) <= limit
 
 
 def _records(store: StoredTransfers | None, upto: LogIndex, recent: list[TransferRecord],
@@ -552,7 +620,7 @@ def record_size(r: TransferRecord) -> int:
             + _int_size(r.index) + _int_size(r.ts.wall_ms) + _int_size(r.ts.logical))
 
 
-def _transfer_row(r: TransferRecord) -> TransferRow:
+def transfer_row(r: TransferRecord) -> TransferRow:
     t = r.transfer
     return TransferRow(t.id, t.debit, t.credit, t.amount, t.currency, r.status, r.index,
                        r.ts.wall_ms, r.ts.logical)

@@ -1,4 +1,4 @@
-"""Peer messages of the replication protocol (version 5), as typed msgspec Structs.
+"""Peer messages of the replication protocol (version 6), as typed msgspec Structs.
 
 Every message carries the sender's epoch. The receiver compares it with the highest epoch it has
 durably promised and refuses anything older. The wire form is msgpack, one `Frame` per websocket
@@ -8,6 +8,7 @@ so a malformed frame raises and is never used.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from enum import StrEnum
 from typing import TypeVar
@@ -16,11 +17,11 @@ import msgspec
 
 from quorapay.core.bounds import Counter, Text
 from quorapay.core.hlc import ZERO, Timestamp
-from quorapay.core.ledger import LedgerState
+from quorapay.core.ledger import AccountRow, LedgerState, StagedSums, TransferRow
 from quorapay.core.types import EpochField, IndexField, LogEntry, LogIndex, NodeIdField
 
 MAX_FRAME_BYTES = 64 * 2**20  # a peer frame (a batch of messages) is at most this, encoded
-PROTOCOL_VERSION = 5  # 3: hybrid logical clocks, clock probes; 4: TakeOver; 5: silence
+PROTOCOL_VERSION = 6  # 3: HLCs, clock probes; 4: TakeOver; 5: silence; 6: streamed snapshots
 T = TypeVar("T")
 
 
@@ -111,17 +112,54 @@ class AppendNack(msgspec.Struct, frozen=True, kw_only=True, tag="append_nack"):
 
 class InstallSnapshot(msgspec.Struct, frozen=True, kw_only=True, tag="install_snapshot"):
     """The sender's whole ledger after applying `index` (an entry of `last_epoch`): for a node
-    that needs entries the sender has compacted. Sent by a leader to a follower, or by a fetch
-    source to the recovering leader of `epoch`."""
+    that needs entries the sender has compacted. Never sent as is: it is streamed in
+    `SnapshotChunk`s (`quorapay.core.snapshot_stream`), and the receiver's NodeState hands it to
+    its replica once every part is durably staged. With `staged`, `state` holds the accounts
+    only and the transfers wait in the store's staging table."""
 
     epoch: EpochField
     index: IndexField
     last_epoch: EpochField
     state: LedgerState
     last_ts: Timestamp = ZERO  # the timestamp of the entry at `index`
+    staged: StagedSums | None = None
 
     def __post_init__(self) -> None:
         _require(self.last_epoch <= self.epoch, "last_epoch above the epoch")
+
+
+class SnapshotChunk(msgspec.Struct, frozen=True, kw_only=True, tag="snapshot_chunk"):
+    """Part `seq` of the sender's ledger after applying `index` (an entry of `last_epoch`),
+    sent by a leader to a follower, or by a fetch source to the recovering leader of `epoch`:
+    the accounts first, then the decided transfers in id order, each part bounded. The last
+    part says how many rows all the parts carried."""
+
+    epoch: EpochField
+    index: IndexField
+    last_epoch: EpochField
+    last_ts: Timestamp = ZERO
+    seq: Counter
+    accounts: tuple[AccountRow, ...] = ()
+    transfers: tuple[TransferRow, ...] = ()
+    last: bool = False
+    account_total: Counter = 0  # (in the last part) rows in all the parts
+    transfer_total: Counter = 0
+
+    def __post_init__(self) -> None:
+        _require(self.last_epoch <= self.epoch, "last_epoch above the epoch")
+        _require(_increasing([a.id for a in self.accounts])
+                 and _increasing([t.id for t in self.transfers]), "rows out of id order")
+
+
+class SnapshotAck(msgspec.Struct, frozen=True, kw_only=True, tag="snapshot_ack"):
+    """Receiver -> sender of the snapshot (`epoch`, `index`): every part below `next_seq` is
+    durably staged here; send from there. 0: it holds none of that snapshot (it restarted, or
+    took another one meanwhile): start over. Acknowledgements may arrive late or reordered:
+    only a higher `next_seq`, or 0, means anything."""
+
+    epoch: EpochField
+    index: IndexField
+    next_seq: Counter
 
 
 class ClockProbe(msgspec.Struct, frozen=True, kw_only=True, tag="clock_probe"):
@@ -189,6 +227,11 @@ class Refused(msgspec.Struct, frozen=True, kw_only=True, tag="refused"):
 
 Message = (Prepare | Promise | Fetch | FetchReply | Append | AppendAck | AppendNack | Refused
            | InstallSnapshot | ClockProbe | ClockEcho | TakeOver | SilenceQuery | SilenceReport)
+StreamMessage = SnapshotChunk | SnapshotAck  # a NodeState's, not its replica's
+# What travels between nodes: InstallSnapshot never does (its parts do).
+WireMessage = (Prepare | Promise | Fetch | FetchReply | Append | AppendAck | AppendNack
+               | Refused | ClockProbe | ClockEcho | TakeOver | SilenceQuery | SilenceReport
+               | SnapshotChunk | SnapshotAck)
 
 # Messages that claim nothing about the sender's disk that safety rests on, so they leave as
 # soon as they are made, beside (not after) the write of the batch that made them: a leader's
@@ -198,6 +241,8 @@ Message = (Prepare | Promise | Fetch | FetchReply | Append | AppendAck | AppendN
 # committed. Every other message -- an acknowledgement, a promise, a refusal, a fetched entry --
 # waits until the write of its batch, and of every batch before it, is durable.
 SEND_AT_ONCE = (Append, ClockProbe, ClockEcho, SilenceQuery, SilenceReport)
+# (A snapshot's parts also leave at once: they claim nothing of the sender's disk. Its
+# acknowledgements wait for the write that staged the parts.)
 
 
 class Hello(msgspec.Struct, frozen=True, kw_only=True, tag="hello"):
@@ -213,7 +258,7 @@ class Frame(msgspec.Struct, frozen=True, kw_only=True):
     sender's hybrid logical clock and wall clock when it sent the last of them."""
 
     version: Counter
-    messages: tuple[Message, ...]
+    messages: tuple[WireMessage, ...]
     hlc: Timestamp = ZERO
     wall_ms: Counter = 0  # the sender's wall clock then (ms since the Unix epoch)
 
@@ -228,6 +273,10 @@ def well_ordered(prev_index: int, prev_epoch: int, epoch: int,
             return False
         previous = entry.epoch
     return True
+
+
+def _increasing(ids: Sequence[str]) -> bool:
+    return all(a < b for a, b in itertools.pairwise(ids))
 
 
 def _require(condition: bool, problem: str) -> None:

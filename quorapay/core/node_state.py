@@ -30,12 +30,14 @@ from quorapay.core.inputs import (
     CommandsProposed,
     CompactionRequested,
     Input,
+    MessageReceived,
     ReadRequested,
+    SnapshotProgressed,
     SwitchoverRequested,
     Ticked,
 )
 from quorapay.core.ledger import Delta, Ledger, Result
-from quorapay.core.messages import MAX_FRAME_BYTES, InstallSnapshot
+from quorapay.core.messages import SnapshotAck, SnapshotChunk
 from quorapay.core.ready import (
     ClockWarning,
     LeadershipEnded,
@@ -54,10 +56,18 @@ from quorapay.core.ready import (
     Unavailable,
 )
 from quorapay.core.replica import Replica, Role
+from quorapay.core.snapshot_stream import (
+    ChunkLoaded,
+    ChunkRead,
+    Part,
+    Received,
+    SnapshotReceiver,
+    SnapshotSender,
+    StagedChunk,
+)
 from quorapay.core.types import Command, Epoch, LogEntry, LogIndex, NodeId
 
 MAX_COMMANDS_PER_ENTRY = 2000
-MAX_SNAPSHOT_BYTES = MAX_FRAME_BYTES * 9 // 10  # a snapshot is one peer frame (issue 15)
 MAX_HELD_TRANSFERS = 20_000  # apply rows held back for a log write: at most this many
 K = TypeVar("K")  # the driver's handle for one client request (a reply slot, a simulated op)
 
@@ -141,10 +151,11 @@ class WriteBatch:
     persist: Persist | None = None
     delta: Delta = field(default_factory=Delta)
     applied_index: LogIndex | None = None
+    stage: StagedChunk | None = None  # a received snapshot part, to stage (nothing else)
 
     @property
     def empty(self) -> bool:
-        return self.persist is None and self.applied_index is None
+        return self.persist is None and self.applied_index is None and self.stage is None
 
     def after(self, held: WriteBatch) -> WriteBatch:
         """This batch, with the ledger rows of an earlier apply-only batch written first."""
@@ -165,8 +176,11 @@ class Work:
     ready: Ready
     batch: WriteBatch
     applied: list[tuple[LogEntry, list[Result]]]
-    snapshots: tuple[Outgoing, ...] = ()  # the ledger as staged, for peers that need it
-    flush: bool = False  # only writes the held apply rows: no Ready of the replica's
+    # no Ready of the replica's: it writes the held apply rows, or carries snapshot parts
+    # (`ready.messages`, reads of parts to send, a received part to stage)
+    flush: bool = False
+    reads: tuple[ChunkRead, ...] = ()  # parts of snapshots to read: the driver, off its loop
+    received: Received | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -219,7 +233,7 @@ def stage(ready: Ready, ledger: Ledger) -> tuple[WriteBatch, list[tuple[LogEntry
     return the one transaction to write."""
     install = ready.persist.install if ready.persist is not None else None
     if install is not None:
-        ledger.replace(install.state, install.index)
+        ledger.replace(install.state, install.index, install.staged)
     delta = Delta()
     applied = ledger.apply_all(ready.committed, delta)
     delta.detach()  # the write may land after later entries changed these accounts again
@@ -245,16 +259,38 @@ class NodeState(Generic[K]):
         self._held_reads: list[tuple[LogIndex, Epoch, list[Read[K]]]] = []
         self._staged: deque[Work] = deque()  # handed to the driver, not yet finished
         self._held: WriteBatch | None = None  # apply rows waiting for a log write to join
-        self.snapshots_too_large = 0  # snapshots asked for but not built: over one frame
-        self.snapshot_too_large_for: tuple[NodeId, ...] = ()  # the peers it was last for
         self._held_ticks = 0
+        timing = replica.timing
+        self.sending = SnapshotSender(
+            rows=timing.snapshot_chunk_rows, window=timing.snapshot_window,
+            resend_ticks=timing.snapshot_retry_ticks,
+            give_up_ticks=4 * timing.snapshot_retry_ticks)
+        self.receiving = SnapshotReceiver(stalled_ticks=4 * timing.snapshot_retry_ticks,
+                                          staged=ledger.store is not None)
+        self._stream: list[Outgoing] = []  # snapshot parts and acknowledgements to send
+        self._part_reads: list[ChunkRead] = []  # parts of snapshots to read
+        self._received: deque[Received] = deque()  # parts to stage, in order
+        self._installing: Work | None = None  # a snapshot's install, staged, not yet durable
 
     # ------------------------------------------------------------------ inputs
 
-    def step(self, event: Input) -> None:
-        if isinstance(event, Ticked) and self._held is not None:
-            self._held_ticks += 1
-        self.replica.step(event)
+    def step(self, event: Input | ChunkLoaded) -> None:
+        match event:
+            case MessageReceived(sender=sender, message=SnapshotChunk() as chunk):
+                if sender in self.replica.peers:
+                    self._on_chunk(event, chunk)
+            case MessageReceived(sender=sender, message=SnapshotAck() as ack):
+                self._send_parts(*self.sending.on_ack(sender, ack))
+            case ChunkLoaded():
+                self._send_parts(*self.sending.on_loaded(event))
+            case Ticked():
+                if self._held is not None:
+                    self._held_ticks += 1
+                self.receiving.tick()
+                self._send_parts(*self.sending.tick(self.replica.promised_epoch))
+                self.replica.step(event)
+            case _:
+                self.replica.step(event)
 
     def submit(self, writes: Sequence[Write[K]]) -> list[int]:
         """Propose a batch of client writes as few entries as the size bound allows; return
@@ -301,8 +337,13 @@ class NodeState(Generic[K]):
 
     def next_work(self) -> Work | None:
         """The next Ready, staged; None when the replica has nothing to do. Works are
-        finished in the order they were staged."""
+        finished in the order they were staged. While a snapshot's install is being written,
+        nothing more is staged: until it is durable, the store holds the ledger it replaces."""
+        if self._installing is not None:
+            return None
         if not self.replica.has_ready():
+            if self._stream or self._part_reads or self._received:
+                return self._stream_work()
             return self._flush() if self._hold_over() else None
         ready = self.replica.ready()
         for outcome in ready.outcomes:
@@ -313,9 +354,12 @@ class NodeState(Generic[K]):
         if batch.applied_index is not None:
             self.applied_index = batch.applied_index
         batch = self._hold_or_join(batch)
-        work = Work(ready=ready, batch=batch, applied=applied,
-                    snapshots=self._snapshot_messages(ready))
+        work = Work(ready=ready, batch=batch, applied=applied)
         self._staged.append(work)
+        if ready.persist is not None and ready.persist.install is not None:
+            self._installing = work
+        for wanted in ready.snapshots:
+            self._send_parts(*self.sending.want(wanted, self.ledger.snapshot_source()))
         return work
 
     def committed_answers(self, work: Work) -> list[tuple[K, Answer]]:
@@ -334,6 +378,8 @@ class NodeState(Generic[K]):
         assert self._staged, "finish() without a staged Work"
         assert work is self._staged[0], "finish() takes the oldest Work"
         self._staged.popleft()
+        if work is self._installing:
+            self._installing = None
         ready = work.ready
         if work.batch.applied_index is not None:
             self.durable_applied = work.batch.applied_index
@@ -341,8 +387,10 @@ class NodeState(Generic[K]):
             self.ledger.durable(work.batch.delta.transfers, persist.install.state
                                 if persist is not None and persist.install is not None else None)
         if work.flush:
+            if work.received is not None:
+                self._staged_part(work.received)
             self._maybe_compact()
-            return Effects(messages=(), answers=[], relinquish=[], ended=[])
+            return Effects(messages=ready.messages, answers=[], relinquish=[], ended=[])
         answers: list[tuple[K, Answer]] = []
         for entry, results in work.applied:
             answers += self._answer_writes(entry, results)
@@ -350,7 +398,7 @@ class NodeState(Generic[K]):
         for outcome in ready.outcomes:
             answers += self._on_outcome(outcome, ended)
         answers += self._serve_held_reads()
-        messages = ready.messages + work.snapshots
+        messages = ready.messages
         self.replica.advance(ready)
         self._maybe_compact()
         return Effects(messages=messages, answers=answers,
@@ -391,25 +439,55 @@ class NodeState(Generic[K]):
         self._staged.append(work)
         return work
 
-    def _snapshot_messages(self, ready: Ready) -> tuple[Outgoing, ...]:
-        """The ledger as staged now (at `ready`'s last committed entry), for each peer that
-        needs a snapshot -- unless it is too large for one peer frame: then nothing is built
-        (it would only stall this node) and `snapshots_too_large` counts it."""
-        if not ready.snapshots:
-            return ()
-        if self.ledger.estimated_export_bytes() > MAX_SNAPSHOT_BYTES:
-            self.snapshots_too_large += len(ready.snapshots)
-            self.snapshot_too_large_for = tuple(sorted({w.to for w in ready.snapshots}))
-            return ()
-        state = self.ledger.export()
-        messages = []
-        for wanted in ready.snapshots:
-            assert wanted.index == self.applied_index, "a snapshot is of the applied state"
-            messages.append(Outgoing(to=wanted.to, hlc=ready.hlc, wall_ms=ready.wall_ms,
-                                     message=InstallSnapshot(
-                epoch=wanted.epoch, index=wanted.index, last_epoch=wanted.last_epoch,
-                last_ts=wanted.last_ts, state=state)))
-        return tuple(messages)
+    # ------------------------------------------------------------------ streamed snapshots
+
+    def _send_parts(self, parts: list[Part], reads: list[ChunkRead]) -> None:
+        replica = self.replica
+        for peer, chunk in parts:
+            self._stream.append(Outgoing(to=peer, message=chunk, hlc=replica.hlc,
+                                         wall_ms=replica.wall_ms, after_persist=False))
+        self._part_reads += reads
+
+    def _on_chunk(self, event: MessageReceived, chunk: SnapshotChunk) -> None:
+        sender = event.sender
+        for received in self.receiving.on_chunk(sender, chunk, self.replica.promised_epoch,
+                                                hlc=event.hlc, wall_ms=event.wall_ms):
+            self._on_received(received)
+
+    def _on_received(self, received: Received) -> None:
+        if received.stage is None:
+            assert received.ack is not None
+            self._stream.append(Outgoing(to=received.sender, message=received.ack,
+                                         hlc=self.replica.hlc, wall_ms=self.replica.wall_ms,
+                                         after_persist=False))  # (it says what is durable)
+        else:
+            self._received.append(received)
+
+    def _stream_work(self) -> Work:
+        """A Work of snapshot parts: those to send and read now, and the next part received
+        to stage (its acknowledgement leaves once it is durable)."""
+        messages, self._stream = tuple(self._stream), []
+        reads, self._part_reads = tuple(self._part_reads), []
+        received = self._received.popleft() if self._received else None
+        if received is not None and received.ack is not None:
+            messages += (Outgoing(to=received.sender, message=received.ack,
+                                  hlc=self.replica.hlc, wall_ms=self.replica.wall_ms),)
+        work = Work(ready=Ready(persist=None, messages=messages, committed=(), outcomes=()),
+                    batch=WriteBatch(stage=received.stage if received else None), applied=[],
+                    flush=True, reads=reads, received=received)
+        self._staged.append(work)
+        return work
+
+    def _staged_part(self, received: Received) -> None:
+        """A received part is durable: count the stream as progress; hand a whole snapshot
+        to the replica."""
+        if received.ack is not None:
+            self.replica.step(SnapshotProgressed(sender=received.sender,
+                                                 epoch=received.ack.epoch))
+        install = self.receiving.durable(received)
+        if install is not None:
+            self.replica.step(MessageReceived(sender=received.sender, message=install,
+                                              hlc=received.hlc, wall_ms=received.wall_ms))
 
     def _maybe_compact(self) -> None:
         if self.compaction is None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from quorapay.core.hlc import ZERO, Timestamp
-from quorapay.core.messages import InstallSnapshot, Message
+from quorapay.core.messages import InstallSnapshot, Message, StreamMessage
 from quorapay.core.types import Epoch, LogEntry, LogIndex, NodeId
 
 
@@ -39,7 +39,7 @@ class Persist:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Outgoing:
     to: NodeId
-    message: Message
+    message: Message | StreamMessage
     hlc: Timestamp = ZERO  # the sender's hybrid logical clock: stamp the frame with it
     wall_ms: int = 0  # and its wall clock
     # False: send at once, beside this Ready's write and any earlier one still in flight (the

@@ -101,6 +101,7 @@ from quorapay.core.inputs import (
     LeadershipRevoked,
     MessageReceived,
     ReadRequested,
+    SnapshotProgressed,
     SwitchoverRequested,
     Ticked,
 )
@@ -122,6 +123,7 @@ from quorapay.core.messages import (
     Refused,
     SilenceQuery,
     SilenceReport,
+    StreamMessage,
     TakeOver,
 )
 from quorapay.core.progress import Progress
@@ -284,6 +286,10 @@ class Replica:
         return self._promised
 
     @property
+    def peers(self) -> tuple[NodeId, ...]:
+        return self._peers
+
+    @property
     def promised_to(self) -> NodeId | None:
         """The node the promised epoch was promised to (this node, if granted it)."""
         return self._promised_to
@@ -368,8 +374,10 @@ class Replica:
                 self._wall = wall_ms
                 self._check_hlc_ahead()
             case MessageReceived(sender=sender, message=message, hlc=hlc, wall_ms=wall_ms):
-                if sender in self._peers:
+                if sender in self._peers and not isinstance(message, StreamMessage):
                     self._on_received(sender, message, hlc, wall_ms)
+            case SnapshotProgressed(sender=sender, epoch=epoch):
+                self._on_snapshot_progress(sender, epoch)
             case LeadershipGranted(epoch=epoch):
                 self._on_granted(epoch)
             case LeadershipRevoked():
@@ -1032,6 +1040,14 @@ class Replica:
         else:
             self._send(sender, Fetch(epoch=self._epoch, from_index=fetching.next_index))
 
+    def _on_snapshot_progress(self, sender: NodeId, epoch: Epoch) -> None:
+        """A part of the snapshot we fetch arrived: the source is sending, not silent."""
+        fetching = self._recovery.fetching if self._recovery is not None else None
+        if fetching is not None and sender == fetching.source and epoch == self._epoch:
+            assert self._recovery is not None  # (fetching is its)
+            fetching.last_progress = self._recovery.progress_at = self._now
+            fetching.retries = 0
+
     def _tick_recovery(self) -> None:
         recovery = self._recovery
         assert recovery is not None
@@ -1294,7 +1310,7 @@ class Replica:
         self._outbox.append(Outgoing(to=to, message=message))
 
 
-def _describes_beyond(message: Message, index: int) -> bool:
+def _describes_beyond(message: Message | StreamMessage, index: int) -> bool:
     """Whether a reply claims this node holds entries above `index`."""
     match message:
         case AppendAck(match_index=match_index):

@@ -32,6 +32,12 @@ class StoredTransfers(Protocol):
         """Every durable decided transfer with index <= `upto`, in id order. May be called
         from a worker thread (it reads through a connection of its own)."""
 
+    def chunk(self, after: TransferId | None, upto: LogIndex, limit: int
+              ) -> list[TransferRecord]:
+        """Up to `limit` durable decided transfers with index <= `upto` and an id above
+        `after` (None: from the first), in id order: a part of a snapshot. May be called from
+        a worker thread, like `scan`."""
+
     def count(self) -> int:
         """How many decided transfers are durable."""
 

@@ -16,6 +16,8 @@ class Timing:
     max_inflight: int = 16  # unacknowledged Appends per follower
     max_apply_batch: int = 4096  # committed entries handed out per Ready
     snapshot_retry_ticks: int = 20  # resend an unacknowledged snapshot after this long
+    snapshot_chunk_rows: int = 2000  # accounts or transfers per part of a streamed snapshot
+    snapshot_window: int = 4  # parts of a snapshot sent ahead of the receiver's acknowledgement
     clock_probe_ticks: int = 5  # every node measures every peer's clock offset this often
     max_clock_offset_ms: int = 500  # the bound on clock offsets the cluster runs within
     handover_ticks: int = 200  # a switchover whose target has not caught up by then gives up
@@ -51,5 +53,6 @@ class Timing:
             raise LocalError("need recovery_stall_ticks > 4 * snapshot_retry_ticks")
         if self.handover_ticks < 1:
             raise LocalError("handover_ticks must be positive")
-        if min(self.max_append_weight, self.max_inflight, self.max_apply_batch) < 1:
+        if min(self.max_append_weight, self.max_inflight, self.max_apply_batch,
+               self.snapshot_chunk_rows, self.snapshot_window) < 1:
             raise LocalError("batch limits must be positive")

@@ -17,6 +17,7 @@ trio channel and does the I/O behind its ports.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Callable
@@ -26,7 +27,15 @@ from typing import Any, Generic, TypeVar
 
 import trio
 
-from quorapay.core.executor import Executor, ExecutorInput, Observer, Ports, Switchover
+from quorapay.core.executor import (
+    Executor,
+    ExecutorInput,
+    Observer,
+    Ports,
+    ReadAtOnce,
+    SnapshotReads,
+    Switchover,
+)
 from quorapay.core.inputs import Input, LeadershipGranted
 from quorapay.core.ledger import Ledger
 from quorapay.core.node_state import (
@@ -45,6 +54,7 @@ from quorapay.core.node_state import (
 )
 from quorapay.core.ready import LeadershipEnded, LeaderSilent, Outgoing
 from quorapay.core.replica import Replica
+from quorapay.core.snapshot_stream import ChunkLoaded, ChunkRead
 from quorapay.core.types import Command, Epoch, LogIndex, NodeId
 from quorapay.logs.quiet import QuietLog
 from quorapay.node.roles import RoleLog
@@ -110,7 +120,7 @@ class LocalQuery:
     reply: Reply[Any]
 
 
-DriverInput = Input | ClientWrite | ClientRead | ClientSwitchover | LocalQuery
+DriverInput = Input | ClientWrite | ClientRead | ClientSwitchover | LocalQuery | ChunkLoaded
 
 
 class Driver:
@@ -125,7 +135,10 @@ class Driver:
                  claim: Callable[[Epoch], None] = lambda _: None,
                  depose: Callable[[LeaderSilent], None] = lambda _: None,
                  roles: RoleLog | None = None,
-                 executor: type[Executor[Reply[Any]]] = Executor) -> None:
+                 executor: type[Executor[Reply[Any]]] = Executor,
+                 loopback: trio.MemorySendChannel[DriverInput] | None = None) -> None:
+        """`loopback` feeds the driver's own inputs: parts of snapshots read in a worker
+        thread come back through it (without it, they are read at once, in the loop)."""
         self.state = state
         self.store = store
         self._quiet = QuietLog(log)  # a misbehaving peer could flood the log; a clock can flap
@@ -133,10 +146,14 @@ class Driver:
         self._local: list[LocalQuery] = []
         self._to_writer, self._writes = trio.open_memory_channel[WriteBatch](math.inf)
         self._landed = trio.Event()  # set (and replaced) each time a write lands
+        self._loopback = loopback
+        self._nursery: trio.Nursery | None = None
+        reads: SnapshotReads = ReadAtOnce() if loopback is None else _ReadsOffLoop(self)
         self.executor = executor(state, Ports(
             transport=_Transport(send), clients=_Clients(),
             coordination=_Coordination(relinquish, claim, eligible, depose),
-            clock=_Clock(wall_clock), observer=_Observer(state, self._roles, self._quiet)))
+            clock=_Clock(wall_clock), observer=_Observer(state, self._roles, self._quiet),
+            reads=reads))
 
     @property
     def replica(self) -> Replica:
@@ -153,6 +170,7 @@ class Driver:
     async def run(self, inputs: trio.MemoryReceiveChannel[DriverInput]) -> None:
         """Serve inputs until the channel closes; return once every write has landed."""
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             nursery.start_soon(self._write_batches)
             async with inputs:
                 async for first in inputs:
@@ -170,6 +188,19 @@ class Driver:
             while self.executor.in_flight:
                 await self._landed.wait()
             self._to_writer.close()
+            nursery.cancel_scope.cancel()  # parts of snapshots still being read: not needed
+
+    def read_part(self, read: ChunkRead) -> None:
+        """Read a part of a snapshot in a worker thread; step it back as an input."""
+        assert self._nursery is not None
+        assert self._loopback is not None
+        self._nursery.start_soon(self._read_part, read, self._loopback)
+
+    async def _read_part(self, read: ChunkRead,
+                         loopback: trio.MemorySendChannel[DriverInput]) -> None:
+        loaded = await trio.to_thread.run_sync(read.load, abandon_on_cancel=True)
+        with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+            await loopback.send(loaded)  # (unless the node is stopping)
 
     def step_batch(self, batch: list[DriverInput]) -> None:
         items: list[ExecutorInput[Reply[Any]]] = []
@@ -223,6 +254,15 @@ class Driver:
 
 
 @dataclass(frozen=True, slots=True)
+class _ReadsOffLoop:
+    driver: Driver
+
+    def read(self, read: ChunkRead) -> ChunkLoaded | None:
+        self.driver.read_part(read)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class _Transport:
     send: Callable[[Outgoing], None]  # non-blocking; may drop (the protocol retransmits)
 
@@ -261,19 +301,10 @@ class _Observer(Observer):
 
     def __init__(self, state: NodeState[Any], roles: RoleLog, quiet: QuietLog) -> None:
         self._state, self._roles, self._quiet = state, roles, quiet
-        self._too_large = 0
+        self._streams = (0, 0, 0, 0)  # snapshots begun, resumed, completed, installed
 
     def finished(self, work: Work, effects: Effects[Any]) -> None:
-        if self._state.snapshots_too_large > self._too_large:
-            self._too_large = self._state.snapshots_too_large
-            state = self._state
-            self._quiet.warning(
-                "snapshot too large", "%s needs a snapshot, but this ledger (%d transfers, "
-                "%d MB encoded) is over one peer frame: it cannot catch up this way (streamed "
-                "snapshots: issue 15); restore it from a backup taken after index %d, this "
-                "node's log start (`quorapay backup`, `quorapay restore`)",
-                ", ".join(state.snapshot_too_large_for), state.ledger.transfer_count,
-                state.ledger.estimated_export_bytes() // 2**20, state.replica.log.start)
+        self._log_snapshots()
         for warning in effects.clock_warnings:
             self._quiet.state(f"clock {warning.subject}",
                               logging.WARNING if warning.alarm else logging.INFO,
@@ -287,6 +318,24 @@ class _Observer(Observer):
 
     def idle(self) -> None:
         self._roles.observe(self._state.replica)  # changes without work (ZooKeeper suspended)
+
+    def _log_snapshots(self) -> None:
+        sending, receiving = self._state.sending, self._state.receiving
+        now = (sending.started, sending.resumed, sending.completed, receiving.installed)
+        if now == self._streams:
+            return
+        begun, resumed, completed, installed = self._streams
+        self._streams = now
+        if sending.started > begun or sending.completed > completed:
+            log.info("snapshots: %d begun, %d sent whole; streaming now: %s", sending.started,
+                     sending.completed, ", ".join(
+                         f"{peer} (after entry {index}, {acked} parts acknowledged)"
+                         for peer, (index, acked, _) in sending.active.items()) or "none")
+        if sending.resumed > resumed:
+            log.info("snapshot parts resent from the receiver's acknowledgement (%d times)",
+                     sending.resumed)
+        if receiving.installed > installed:
+            log.info("received a whole snapshot: installing it")
 
 
 def _answer(query: Callable[[], T]) -> T | Failure:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import trio
@@ -38,6 +38,9 @@ from quorapay.core.messages import (
     Hello,
     InstallSnapshot,
     Message,
+    SnapshotChunk,
+    StreamMessage,
+    WireMessage,
     decode_frame,
     decode_hello,
     encode,
@@ -81,6 +84,7 @@ class PeerLinks:
 
     def send(self, outgoing: Outgoing) -> None:
         """Queue a message for a peer without blocking; drop it if the peer is not reachable."""
+        assert not isinstance(outgoing.message, InstallSnapshot), "snapshots go in parts"
         outbox = self._outboxes.get(outgoing.to)
         try:
             if outbox is None:
@@ -244,12 +248,12 @@ class PeerLinks:
                     batch.append(outgoing.message)
                     weight += _weight(outgoing.message)
                     hlc, wall_ms = max(hlc, outgoing.hlc), max(wall_ms, outgoing.wall_ms)
-                frame = encode(Frame(version=PROTOCOL_VERSION, messages=tuple(batch), hlc=hlc,
+                frame = encode(Frame(version=PROTOCOL_VERSION,
+                                     messages=cast(tuple[WireMessage, ...], tuple(batch)), hlc=hlc,
                                      wall_ms=wall_ms))
                 if len(frame) > MAX_FRAME_BYTES:  # the peer would close the link on it
-                    log.error("dropping a %d-byte frame to %s: over the %d-byte limit (a "
-                              "snapshot of a ledger this large cannot be sent)", len(frame),
-                              link.remote, MAX_FRAME_BYTES)
+                    log.error("dropping a %d-byte frame to %s: over the %d-byte limit",
+                              len(frame), link.remote, MAX_FRAME_BYTES)
                     continue
                 try:
                     await link.send(frame)
@@ -258,11 +262,11 @@ class PeerLinks:
         scope.cancel()  # replaced or closed: end the reader too
 
 
-def _weight(message: Message) -> int:
+def _weight(message: Message | StreamMessage) -> int:
     if isinstance(message, Append | FetchReply):
         return 1 + sum(e.weight for e in message.entries)
-    if isinstance(message, InstallSnapshot):
-        return 1 + len(message.state.accounts) + len(message.state.transfers)
+    if isinstance(message, SnapshotChunk):
+        return 1 + len(message.accounts) + len(message.transfers)
     return 1
 
 

@@ -14,12 +14,12 @@ import logging
 import os
 import signal
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
 import trio
 
-from quorapay.api.schema import ClockStatus, NodeStatus, PeerClock
+from quorapay.api.schema import ClockStatus, NodeStatus, PeerClock, SnapshotStream
 from quorapay.api.timestamps import iso
 from quorapay.clock.overrides import skew_path
 from quorapay.config import ClusterConfig, NodeConfig
@@ -106,7 +106,9 @@ async def run_node(cluster: ClusterConfig, node_id: str) -> None:
     store = Store(me.data_dir / "node.db", cluster=cluster.name, node_id=me.id,
                   cache_mb=cluster.storage.cache_mb)
     restored = store.load()
-    replica = Replica(node_id=me.id, members=cluster.node_ids, timing=cluster.timing.core(),
+    timing = replace(cluster.timing.core(),
+                     snapshot_chunk_rows=cluster.storage.snapshot_part_rows)
+    replica = Replica(node_id=me.id, members=cluster.node_ids, timing=timing,
                       promised_epoch=restored.promised_epoch,
                       promised_to=restored.promised_to, log=restored.log,
                       applied_index=restored.applied_index,
@@ -129,7 +131,8 @@ async def run_node(cluster: ClusterConfig, node_id: str) -> None:
                     relinquish=coordination.relinquish, wall_clock=wall_clock.read_ms,
                     eligible=coordination.set_eligible, claim=coordination.claim,
                     depose=coordination.depose,
-                    roles=RoleLog(tick_seconds=cluster.timing.tick))
+                    roles=RoleLog(tick_seconds=cluster.timing.tick),
+                    loopback=inputs_send)
 
     def clock_status() -> ClockStatus:
         hlc = replica.hlc
@@ -163,7 +166,12 @@ async def run_node(cluster: ClusterConfig, node_id: str) -> None:
             majority_contact_ms=_ms(replica.ticks_since_majority, cluster.timing.tick),
             accounts=len(driver.ledger.accounts), transfers=driver.ledger.transfer_count,
             rss_bytes=resident_bytes(os.getpid()),
-            snapshot_bytes=driver.ledger.estimated_export_bytes())
+            snapshot_bytes=driver.ledger.estimated_export_bytes(),
+            snapshots_sent=state.sending.started, snapshots_resumed=state.sending.resumed,
+            snapshots_installed=state.receiving.installed,
+            snapshot_streams={peer: SnapshotStream(index=index, parts_acknowledged=acked,
+                                                   parts=parts)
+                              for peer, (index, acked, parts) in state.sending.active.items()})
 
     def zk_leader() -> NodeId | None:
         return coordination.zk_leader.node if coordination.zk_leader else None

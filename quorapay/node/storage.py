@@ -89,6 +89,14 @@ _META_DEFAULTS: list[tuple[str, int | str | None]] = [
 _COUNTERS = ("promised_epoch", "applied_index", "snapshot_index", "snapshot_epoch",
              "snapshot_wall_ms", "snapshot_logical", "transfer_count", "transfer_bytes")
 _TRANSFER_COLUMNS = "id, debit, credit, amount, currency, status, idx, wall_ms, logical"
+# a snapshot being received: its transfers, staged part by part, swapped in when installed
+_STAGING = """
+DROP TABLE IF EXISTS transfers_staged;
+CREATE TABLE transfers_staged (
+    id TEXT PRIMARY KEY, debit TEXT NOT NULL, credit TEXT NOT NULL, amount INTEGER NOT NULL,
+    currency TEXT NOT NULL, status TEXT NOT NULL, idx INTEGER NOT NULL,
+    wall_ms INTEGER NOT NULL DEFAULT 0, logical INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+"""
 _payload_encoder = msgspec.msgpack.Encoder()
 _payload_decoder = msgspec.msgpack.Decoder(Payload)
 
@@ -200,6 +208,19 @@ class SqliteTransfers:
                 if db is not self._db:
                     db.close()
 
+    def chunk(self, after: TransferId | None, upto: LogIndex, limit: int
+              ) -> list[TransferRecord]:
+        with self._reading():
+            db = self._db if self._scans is None else self._scans(self._path)
+            try:
+                rows = db.execute(f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE id > ? "
+                                  "AND idx <= ? ORDER BY id LIMIT ?",
+                                  ("" if after is None else after, upto, limit)).fetchall()
+            finally:
+                if db is not self._db:
+                    db.close()
+        return [_transfer_record(self._path, row) for row in rows]
+
     def count(self) -> int:
         return self._meta("transfer_count")
 
@@ -245,6 +266,12 @@ def _digest_value(path: Path, value: object) -> int:
 
 
 _IDS_PER_QUERY = 500  # under SQLite's bound on parameters in one statement
+
+
+def _transfer_values(r: TransferRecord) -> tuple[Any, ...]:
+    t = r.transfer
+    return (t.id, t.debit, t.credit, t.amount, t.currency, r.status.value, r.index,
+            r.ts.wall_ms, r.ts.logical)
 
 
 def _transfer_record(path: Path, row: Sequence[Any]) -> TransferRecord:
@@ -294,6 +321,8 @@ class Store:
             self._configure()
             self._db.executescript(_SCHEMA)
             self._claim(cluster, node_id)
+            # a snapshot half received when the node stopped: it starts over, from its sender
+            self._db.execute("DROP TABLE IF EXISTS transfers_staged")
         except sqlite3.DatabaseError as exc:
             self.close()
             raise _unusable(path, exc) from None
@@ -514,6 +543,14 @@ class Store:
 
     def write_steps(self, batch: WriteBatch) -> Iterator[str]:
         """The statements of one batch, yielding after each (tests crash between any two)."""
+        if batch.stage is not None:
+            if batch.stage.first:
+                for statement in _STAGING.split(";")[:-1]:
+                    self._db.execute(statement)
+            self._db.executemany(
+                "INSERT INTO transfers_staged VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                map(_transfer_values, batch.stage.transfers))
+            yield "stage"
         if batch.persist is not None:
             persist = batch.persist
             if persist.install is not None:
@@ -538,11 +575,8 @@ class Store:
                 [(a.id, a.currency, int(a.allow_negative), a.balance, a.index)
                  for a in batch.delta.accounts.values()])
             yield "accounts"
-            self._db.executemany(
-                "INSERT INTO transfers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(r.transfer.id, r.transfer.debit, r.transfer.credit, r.transfer.amount,
-                  r.transfer.currency, r.status.value, r.index, r.ts.wall_ms, r.ts.logical)
-                 for r in batch.delta.transfers])
+            self._db.executemany("INSERT INTO transfers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                 map(_transfer_values, batch.delta.transfers))
             if batch.delta.transfers:
                 self._add_transfers(batch.delta.transfers)
             yield "transfers"
@@ -563,9 +597,16 @@ class Store:
         assert snapshot is not None
         self._db.execute("DELETE FROM log")
         self._db.execute("DELETE FROM accounts")
-        self._db.execute("DELETE FROM transfers")
+        if snapshot.staged is None:
+            self._db.execute("DELETE FROM transfers")
         yield "install-clear"
         self._write_state(snapshot.state)
+        if snapshot.staged is not None:  # the staged parts become the transfers
+            self._db.execute("DROP TABLE transfers")
+            self._db.execute("ALTER TABLE transfers_staged RENAME TO transfers")
+            self._set_meta("transfer_count", snapshot.staged.count)
+            self._set_meta("transfer_bytes", snapshot.staged.size)
+            self._set_meta("transfer_digest", f"{snapshot.staged.digest:064x}")
         yield "install-ledger"
         self._set_meta("snapshot_index", snapshot.index)
         self._set_meta("snapshot_epoch", snapshot.last_epoch)

@@ -86,6 +86,12 @@ COVERAGE = {  # the hard states a seed should reach, and what reaching one means
     "storage fault": "a write fails: the process dies inside it, fsync EIO, or a full disk",
     "silent leader deposed": "a majority of followers agree that their leader is silent, and "
                              "its ZooKeeper leadership is deleted before its session expires",
+    "snapshot resumed": "a snapshot's parts are resent from the receiver's acknowledgement "
+                        "(parts lost or reordered, a link cut, the sender paused)",
+    "snapshot started over": "a receiver that lost its staged parts (it restarted) is sent the "
+                             "snapshot again from its first part",
+    "snapshot replaced halfway": "a half-received snapshot is given up for a newer one (a new "
+                                 "leader, a later index, or its sender gone quiet)",
 }
 
 

@@ -34,7 +34,7 @@ from quorapay.core.coordinator import (
 from quorapay.core.executor import Executor, ExecutorInput, Observer, Ports, Switchover
 from quorapay.core.inputs import Input, LeadershipGranted, MessageReceived, Ticked
 from quorapay.core.ledger import Ledger
-from quorapay.core.messages import InstallSnapshot
+from quorapay.core.messages import SnapshotChunk
 from quorapay.core.node_state import (
     Answer,
     Effects,
@@ -47,6 +47,7 @@ from quorapay.core.node_state import (
 )
 from quorapay.core.ready import LeadershipEnded, LeaderSilent, Outgoing
 from quorapay.core.replica import Replica, Role
+from quorapay.core.snapshot_stream import ChunkLoaded, ChunkRead
 from quorapay.core.timing import Timing
 from quorapay.core.types import AccountId, Command, Epoch, NodeId, Transfer
 from quorapay.node.storage import Restored, StorageError, Store
@@ -62,7 +63,8 @@ if TYPE_CHECKING:
 
 Key = tuple[str, int, int]  # (client, op, attempt): whom to answer
 FSYNC = (0.0005, 0.004)  # seconds
-LATE_SNAPSHOTS = 0.3  # the share of snapshots also delivered again, late
+LATE_SNAPSHOTS = 0.3  # the share of snapshot parts also delivered again, late
+PART_READ = (0.0002, 0.003)  # seconds: reading a part of a snapshot (a worker thread)
 LATE_SNAPSHOT_DELAY = (0.2, 3.0)  # seconds
 WALL_EPOCH_MS = 1_800_000_000_000  # the wall clocks' reading at simulated time 0 (in 2027)
 
@@ -159,7 +161,7 @@ class SimNode:
         self.executor = self._variant.executor(self.state, Ports(
             transport=_Transport(self), clients=_Clients(self),
             coordination=_Coordination(self), clock=_Clock(self),
-            observer=_Checked(self, self._checker)))
+            observer=_Checked(self, self._checker), reads=_Reads(self)))
         self.zk = SimZkClient(self._world, self._network, self._zookeeper, self.process,
                               self._setting.session_timeout, self._guarded(self._on_zk_event))
         self._inbox: list[Any] = []
@@ -259,7 +261,7 @@ class SimNode:
                 for command in item.commands or ():
                     if isinstance(command, Transfer):
                         self._checker.retried(self, command.id)
-        elif isinstance(item, MessageReceived) and isinstance(item.message, InstallSnapshot) \
+        elif isinstance(item, MessageReceived) and isinstance(item.message, SnapshotChunk) \
                 and item.message.index <= replica.commit_index:
             self._checker.reached("late snapshot")
 
@@ -360,7 +362,7 @@ def _executor_input(item: Any) -> ExecutorInput[Key]:
         return Read(key=key, query=_balances(item.accounts))
     if isinstance(item, SwitchoverOrder):
         return Switchover(key=("operator", 0, 0), to=item.to)
-    assert isinstance(item, Input)
+    assert isinstance(item, Input | ChunkLoaded)
     return item
 
 
@@ -380,9 +382,26 @@ class _Transport:
         peer = node.peers[outgoing.to]
         node.send_to(peer, received)
         rng = node._world.rng
-        if isinstance(outgoing.message, InstallSnapshot) and rng.random() < LATE_SNAPSHOTS:
+        if isinstance(outgoing.message, SnapshotChunk) and rng.random() < LATE_SNAPSHOTS:
             # a copy that arrives late: a retransmission overtaken by newer traffic
             node._world.at(rng.uniform(*LATE_SNAPSHOT_DELAY), node.send_to, peer, received)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reads:
+    """A part of a snapshot is read a little later, as a worker thread would, and stepped
+    back as an input (unless the process died meanwhile)."""
+
+    node: SimNode
+
+    def read(self, read: ChunkRead) -> ChunkLoaded | None:
+        node = self.node
+        node.process.schedule(node._world.rng.uniform(*PART_READ),
+                              node._guarded(self._load), read)
+        return None
+
+    def _load(self, read: ChunkRead) -> None:
+        self.node.deliver(read.load())
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,6 +454,7 @@ class _Checked(Observer):
 
     def __init__(self, node: SimNode, checker: Checker) -> None:
         self._node, self._checker = node, checker
+        self._streams = (0, 0, 0)  # snapshots resumed, started over, replaced halfway
 
     def staged(self, work: Work) -> None:
         self._checker.staged(self._node, work)
@@ -450,7 +470,19 @@ class _Checked(Observer):
         for problem in effects.peer_problems:
             self._checker.violation("peers follow the protocol",
                                     f"{self._node.id}: {problem.peer} {problem.detail}")
+        self._count_streams()
         self._watch()  # before the effects are carried out
+
+    def _count_streams(self) -> None:
+        state = self._node.state
+        assert state is not None
+        now = (state.sending.resumed, state.sending.restarted, state.receiving.replaced)
+        for name, before, after in zip(("snapshot resumed", "snapshot started over",
+                                        "snapshot replaced halfway"), self._streams, now,
+                                       strict=True):
+            if after > before:
+                self._checker.reached(name)
+        self._streams = now
 
     def _watch(self) -> None:
         for watcher in list(self._node.watchers):

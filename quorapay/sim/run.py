@@ -75,6 +75,13 @@ def append_weight_for(seed: int, timing: Timing) -> Timing:
     return replace(timing, max_append_weight=1) if seed % 2 else timing
 
 
+def snapshot_parts_for(seed: int, timing: Timing) -> Timing:
+    """Snapshots in tiny parts (one to four rows; one to three sent ahead of the
+    acknowledgement), so that every snapshot is streamed in many, and parts get lost,
+    duplicated, reordered and resent, and streams are cut by crashes and leader changes."""
+    return replace(timing, snapshot_chunk_rows=1 + seed % 4, snapshot_window=1 + seed % 3)
+
+
 def silence_for(seed: int, timing: Timing) -> Timing:
     """Three seeds in four depose a leader a majority has not heard from for half a second
     (as nodes do by default); the fourth waits for its ZooKeeper session to expire."""
@@ -89,7 +96,8 @@ def run_seed(seed: int, options: Options = Options(), variant: Variant = Variant
                                                    compaction=compaction_for(seed)))
     options = replace(options, setting=replace(
         options.setting,
-        timing=silence_for(seed, append_weight_for(seed, options.setting.timing))))
+        timing=snapshot_parts_for(seed, silence_for(seed, append_weight_for(
+            seed, options.setting.timing)))))
     world = World(seed, trace=trace)
     ids = [NodeId(f"n{i}") for i in range(1, options.nodes + 1)]
     network = Network(world, set(ids))

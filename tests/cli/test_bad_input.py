@@ -102,6 +102,8 @@ peer_port = 70000
     ('[logging]\nlevel = "LOUD"\n[[nodes]]\nid = "n1"\n',
      "logging.level must be one of DEBUG, INFO, WARNING, ERROR"),
     ('[storage]\ncache_mb = 0\n[[nodes]]\nid = "n1"\n', "storage.cache_mb must be from 1"),
+    ('[storage]\nsnapshot_part_rows = 0\n[[nodes]]\nid = "n1"\n',
+     "storage.snapshot_part_rows must be from 1"),
     ('[storage]\nmax_log_commands = -1\n[[nodes]]\nid = "n1"\n',
      "storage.max_log_commands must be 0 (no bound) or positive"),
 ])

@@ -2,20 +2,25 @@
 
 Three ways a snapshot is needed: a follower behind the leader's compaction point, a follower
 whose conflicting tail hides behind it, and a recovering leader whose fetch source compacted
-what it asked for. In every case the ledgers converge and no applied entry differs.
+what it asked for. In every case the ledgers converge and no applied entry differs. Snapshots
+are streamed in parts: lost, duplicated or reordered parts, a sender replaced halfway, a
+receiver that restarts halfway -- each still ends in one whole install.
 """
+
+import random
+from dataclasses import replace
 
 import msgspec
 
-from quorapay.core import node_state
 from quorapay.core.compaction import CompactionPolicy
 from quorapay.core.hlc import Timestamp
 from quorapay.core.inputs import MessageReceived
 from quorapay.core.ledger import Delta, Ledger
 from quorapay.core.log import Log
-from quorapay.core.messages import Append, AppendAck, Fetch, InstallSnapshot
+from quorapay.core.messages import Append, AppendAck, Fetch, SnapshotAck, SnapshotChunk
 from quorapay.core.ready import LeadershipEnded
 from quorapay.core.replica import Role
+from quorapay.core.timing import Timing
 from quorapay.core.types import Commands, Epoch, LogEntry, LogIndex, NodeId
 from tests.core.harness import InFlight, ReplicaCluster, account, transfer
 
@@ -44,7 +49,12 @@ def converged(cluster: ReplicaCluster, *nodes: str) -> None:
 
 
 def snapshots_sent(cluster: ReplicaCluster, sent: list[InFlight]) -> int:
-    return sum(isinstance(m.message, InstallSnapshot) for m in sent)
+    """Snapshot streams begun (their first parts sent)."""
+    return sum(isinstance(m.message, SnapshotChunk) and m.message.seq == 0 for m in sent)
+
+
+def is_part(msg: InFlight) -> bool:
+    return isinstance(msg.message, SnapshotChunk)
 
 
 def deliver_recording(cluster: ReplicaCluster, ticks: int = 10) -> list[InFlight]:
@@ -111,7 +121,7 @@ def test_a_lost_snapshot_is_sent_again() -> None:
     lost: list[InFlight] = []
 
     def drop_first_snapshot(msg: InFlight) -> bool:
-        if isinstance(msg.message, InstallSnapshot) and not lost:
+        if is_part(msg) and not lost:
             lost.append(msg)
             return True
         return False
@@ -158,7 +168,7 @@ def test_a_recovering_leader_installs_its_fetch_sources_snapshot() -> None:
     cluster.restart("n3")  # behind by everything; n2, the only other live node, compacted
     cluster.grant("n3", 2)
     sent = deliver_recording(cluster, ticks=5)
-    assert any(isinstance(m.message, InstallSnapshot) and m.src == "n2" for m in sent)
+    assert any(is_part(m) and m.src == "n2" for m in sent)
     assert cluster["n3"].role is Role.LEADER and cluster["n3"].serving
     pay(cluster, "n3", 2, prefix="new")
     cluster.restart("n1")
@@ -228,7 +238,7 @@ def test_a_follower_that_turns_out_to_hold_the_start_point_is_replicated_to_agai
     cluster.compact("n1", cluster["n1"].applied_index - 2)  # n3's last entry: the start point
 
     def catch_up(msg: InFlight) -> bool:
-        return msg.dst == "n3" and (isinstance(msg.message, InstallSnapshot) or (
+        return msg.dst == "n3" and (is_part(msg) or (
             isinstance(msg.message, Append) and bool(msg.message.entries)))
 
     for _ in range(cluster.timing.retransmit_ticks + 1):  # stall: rewind below the start
@@ -260,8 +270,7 @@ def test_a_fetch_answered_after_the_asker_moved_to_a_newer_epoch_sends_no_snapsh
                      epoch=Epoch(2), prev_index=LogIndex(last), prev_epoch=Epoch(1),
                      entries=(entry,), commit=LogIndex(last + 1), seq=1)))
     assert cluster["n2"].applied_index == last + 1  # applied the epoch-2 entry, did not crash
-    assert not any(isinstance(m.message, InstallSnapshot) and m.src == "n2"
-                   for m in cluster.network)
+    assert not any(is_part(m) and m.src == "n2" for m in cluster.network)
 
 
 def test_a_recovering_leader_that_can_get_nothing_gives_leadership_up() -> None:
@@ -280,24 +289,125 @@ def test_a_recovering_leader_that_can_get_nothing_gives_leadership_up() -> None:
     stall = cluster.timing.recovery_stall_ticks
     for _ in range(stall - 1):
         cluster.tick()
-        cluster.deliver_all(drop=lambda m: isinstance(m.message, InstallSnapshot))
+        cluster.deliver_all(drop=is_part)
     assert cluster["n3"].role is Role.RECOVERING
     cluster.tick()
-    cluster.deliver_all(drop=lambda m: isinstance(m.message, InstallSnapshot))
+    cluster.deliver_all(drop=is_part)
     assert cluster["n3"].role is Role.FOLLOWER
     ended = [o for o in cluster.nodes[NodeId("n3")].outcomes if isinstance(o, LeadershipEnded)]
     assert ended and ended[-1].relinquish and "recovery-stall" in ended[-1].reason
 
 
-def test_a_snapshot_over_one_frame_is_not_built_and_is_counted(monkeypatch) -> None:
-    """Building it would only stall the leader (it could not be sent): nothing is sent, the
-    node says so, and the follower stays behind until it is restored from a backup."""
-    monkeypatch.setattr(node_state, "MAX_SNAPSHOT_BYTES", 200)
-    cluster = behind_the_compaction_point()
+SMALL_PARTS = replace(Timing(), snapshot_chunk_rows=2, snapshot_window=2)
+
+
+def far_behind(timing: Timing = SMALL_PARTS, transfers: int = 12) -> ReplicaCluster:
+    """n3 was down while n1 and n2 decided `transfers` transfers and compacted them."""
+    cluster = ReplicaCluster(timing=timing)
+    elect(cluster)
+    cluster.crash("n3")
+    pay(cluster, "n1", transfers)
+    cluster.stabilize()
+    for node in ("n1", "n2"):
+        cluster.compact(node, cluster[node].applied_index)
+    cluster.restart("n3")
+    return cluster
+
+
+def parts_of(sent: list[InFlight]) -> list[int]:
+    return [m.message.seq for m in sent if isinstance(m.message, SnapshotChunk)]
+
+
+def stream_until(cluster: ReplicaCluster, parts: int) -> None:
+    """Tick and deliver until `parts` parts of a snapshot have been delivered."""
+    sent: list[InFlight] = []
+    for _ in range(50):
+        while len(parts_of(sent)) < parts and (msg := cluster.deliver_one()) is not None:
+            sent.append(msg)
+        if len(parts_of(sent)) >= parts:
+            return
+        cluster.tick()
+    raise AssertionError(f"only {len(parts_of(sent))} parts were delivered")
+
+
+def test_a_snapshot_is_streamed_in_bounded_parts_and_installed_once_whole() -> None:
+    cluster = far_behind()
     sent = deliver_recording(cluster)
-    assert snapshots_sent(cluster, sent) == 0
-    assert cluster.nodes[NodeId("n1")].state.snapshots_too_large >= 1
-    assert cluster["n3"].applied_index < cluster["n1"].applied_index and cluster["n1"].serving
+    parts = [m.message for m in sent if isinstance(m.message, SnapshotChunk)]
+    assert len(parts) >= 7  # 2 accounts, 12 transfers: 2 rows a part
+    assert all(len(p.accounts) + len(p.transfers) <= 2 for p in parts)
+    assert parts[-1].last and parts[-1].transfer_total == 12 and parts[-1].account_total == 2
+    assert cluster.nodes[NodeId("n3")].state.receiving.installed == 1
+    converged(cluster, "n1", "n2", "n3")
+
+
+def test_lost_duplicated_and_reordered_parts_still_make_one_whole_snapshot() -> None:
+    for seed in range(20):
+        rng = random.Random(seed)
+        cluster = far_behind()
+        for _ in range(200):
+            if cluster["n3"].applied_index == cluster["n1"].applied_index:
+                break
+            cluster.tick()
+            moved = 0
+            while cluster.network and moved < 500:
+                moved += 1
+                position = rng.randrange(len(cluster.network))  # any order
+                if is_part(cluster.network[position]) and rng.random() < 0.2:
+                    cluster.duplicate_at(position)
+                if rng.random() < 0.15 and isinstance(
+                        cluster.network[position].message, SnapshotChunk | SnapshotAck):
+                    del cluster.network[position]  # lost
+                    continue
+                cluster.deliver_at(position)
+        converged(cluster, "n1", "n2", "n3")
+
+
+def test_a_stream_cut_off_resumes_from_the_receivers_acknowledgement() -> None:
+    cluster = far_behind()
+    stream_until(cluster, 4)
+    cluster.cut("n1", "n3")  # the link breaks halfway
+    cluster.tick(3)
+    cluster.deliver_all()
+    cluster.heal()
+    resumed = deliver_recording(cluster, ticks=cluster.timing.snapshot_retry_ticks + 10)
+    assert 0 not in parts_of(resumed)  # not from the start: from what n3 holds
+    assert cluster.nodes[NodeId("n1")].state.sending.resumed >= 1
+    converged(cluster, "n1", "n2", "n3")
+
+
+def test_a_new_leader_streams_its_own_snapshot_over_a_half_received_one() -> None:
+    cluster = far_behind()
+    stream_until(cluster, 3)
+    cluster.crash("n1")
+    cluster.network.clear()
+    elect(cluster, "n2", 2)
+    pay(cluster, "n2", 2, prefix="new")
+    cluster.stabilize(ticks=20)
+    assert cluster.nodes[NodeId("n3")].disk.base_index > 0
+    cluster.restart("n1")
+    cluster.stabilize(ticks=20)
+    converged(cluster, "n1", "n2", "n3")
+
+
+def test_a_receiver_that_restarts_halfway_is_sent_the_snapshot_again_from_the_start() -> None:
+    cluster = far_behind()
+    stream_until(cluster, 4)
+    cluster.crash("n3")
+    cluster.restart("n3")
+    again = deliver_recording(cluster, ticks=cluster.timing.snapshot_retry_ticks + 10)
+    assert 0 in parts_of(again)
+    converged(cluster, "n1", "n2", "n3")
+
+
+def test_an_acknowledgement_of_another_snapshot_changes_nothing() -> None:
+    cluster = far_behind()
+    cluster.deliver_all()  # a few parts on their way
+    sender = cluster.nodes[NodeId("n1")].state.sending
+    before = dict(sender.active)
+    cluster.step("n1", MessageReceived(sender=NodeId("n3"), message=SnapshotAck(
+        epoch=Epoch(1), index=LogIndex(999), next_seq=50)))
+    assert sender.active == before
 
 
 def test_the_estimated_export_size_is_near_the_real_one() -> None:
@@ -315,3 +425,20 @@ def test_the_estimated_export_size_is_near_the_real_one() -> None:
     assert real - 64 <= ledger.estimated_export_bytes() <= 1.05 * real
     assert Ledger.from_state(ledger.export()).estimated_export_bytes() == \
         ledger.estimated_export_bytes()
+
+
+def test_a_part_is_bounded_even_when_most_transfers_are_not_yet_durable() -> None:
+    """Transfers decided but not yet known durable are copied when the snapshot begins; they
+    go out in parts of the same bound as those read from the store."""
+    ledger = Ledger()
+    ledger.apply(LogEntry(index=LogIndex(1), epoch=Epoch(1), payload=Commands(commands=(
+        account("bank", issuer=True), account("alice"),
+        *(transfer(f"t{i:03}", "bank", "alice", 1) for i in range(50))))), Delta())
+    source = ledger.snapshot_source()
+    parts, after, last = [], None, False
+    while not last:
+        records, last = source.read(after, 7)
+        parts.append(records)
+        after = records[-1].transfer.id if records else after
+    assert all(len(p) <= 7 for p in parts) and sum(map(len, parts)) == 50
+    assert [r.transfer.id for p in parts for r in p] == [f"t{i:03}" for i in range(50)]

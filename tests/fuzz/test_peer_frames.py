@@ -25,12 +25,13 @@ from quorapay.core.messages import (
     Fetch,
     FetchReply,
     Frame,
-    InstallSnapshot,
     Message,
     Prepare,
     Promise,
     RefusalReason,
     Refused,
+    SnapshotAck,
+    SnapshotChunk,
     decode_frame,
     encode,
 )
@@ -150,8 +151,13 @@ messages: st.SearchStrategy[Message] = st.one_of(
               conflict_index=index, seq=counter),
     st.builds(Refused, epoch=epoch, promised_epoch=epoch,
               reason=st.sampled_from(list(RefusalReason))),
-    some(InstallSnapshot, epoch=epoch, index=index, last_epoch=epoch, state=state(),
-         last_ts=ts),
+    st.builds(lambda state, **fields: built(SnapshotChunk)(
+        accounts=tuple(sorted(state.accounts, key=lambda a: a.id)),
+        transfers=tuple(sorted(state.transfers, key=lambda t: t.id)), **fields),
+        state(), epoch=epoch, index=index, last_epoch=epoch, last_ts=ts, seq=small,
+        last=st.booleans(), account_total=small, transfer_total=small).filter(
+        lambda m: m is not None),
+    st.builds(SnapshotAck, epoch=epoch, index=index, next_seq=small),
     st.builds(ClockProbe, epoch=epoch, sent_ms=counter),
     st.builds(ClockEcho, epoch=epoch, probe_ms=counter, echo_ms=counter),
 )

@@ -48,10 +48,12 @@ def zookeeper_port(servers: int) -> int:
 
 
 def local_cluster_file(folder: Path, *, name: str, secrets: bool = True,
-                       session_timeout: float = 2.0, log_format: str = "text") -> ClusterConfig:
+                       session_timeout: float = 2.0, log_format: str = "text",
+                       storage: dict[str, int] | None = None) -> ClusterConfig:
     """A local cluster (its own ZooKeeper, the chaos proxy) on free ports, with its secrets."""
     document = default_cluster(nodes=3, name=name)
     document["logging"] = {"format": log_format, "level": "INFO"}
+    document["storage"].update(storage or {})
     base = zookeeper_port(1)
     document["zookeeper"].update(port=base, session_timeout=session_timeout)
     ports = free_ports(6, avoid={base, base + 1001, base + 2001})

@@ -29,15 +29,14 @@ from quorapay.client import Client, ClientError
 from quorapay.cluster import supervisor, zookeeper
 from quorapay.config import ClusterConfig
 from quorapay.core.hlc import Timestamp
-from quorapay.core.ledger import LedgerState
 from quorapay.core.messages import (
     PROTOCOL_VERSION,
     Append,
     Frame,
     Hello,
-    InstallSnapshot,
     RefusalReason,
     Refused,
+    SnapshotChunk,
     encode,
 )
 from quorapay.core.types import (
@@ -103,8 +102,8 @@ def forged_frames() -> list[bytes]:
     messages = [
         Append(epoch=Epoch(1000), prev_index=LogIndex(0), prev_epoch=Epoch(0), entries=(entry,),
                commit=LogIndex(1), seq=1),
-        InstallSnapshot(epoch=Epoch(1000), index=LogIndex(1), last_epoch=Epoch(1000),
-                        state=LedgerState(accounts=(), transfers=())),
+        SnapshotChunk(epoch=Epoch(1000), index=LogIndex(1), last_epoch=Epoch(1000), seq=0,
+                      last=True),
         Refused(epoch=Epoch(1), promised_epoch=Epoch(1000), reason=RefusalReason.STALE_EPOCH),
     ]
     frames = [encode(Frame(version=PROTOCOL_VERSION, messages=(m,))) for m in messages]

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from quorapay.core.executor import Executor
 from quorapay.core.hlc import Timestamp
-from quorapay.core.ledger import Delta, Ledger, LedgerState, Result, Status, TransferRecord
+from quorapay.core.ledger import Delta, Ledger, Result, SnapshotSource, Status, TransferRecord
 from quorapay.core.messages import Append, AppendAck, InstallSnapshot, Message
 from quorapay.core.node_state import Work
 from quorapay.core.ready import Outgoing, ReadsConfirmed
 from quorapay.core.replica import Replica, Role
-from quorapay.core.types import Epoch, EpochStart, LogEntry, LogIndex, NodeId, Transfer
+from quorapay.core.types import Epoch, EpochStart, LogEntry, LogIndex, NodeId, Transfer, TransferId
 from quorapay.node.storage import Store
 from quorapay.sim.node import Key, Variant
 
@@ -184,14 +184,20 @@ class CommitOlderEpochByCount(Replica):
             self._maybe_confirm_reads()
 
 
+class _MovedMoneyOnly(SnapshotSource):
+    def read(self, after: TransferId | None, limit: int) -> tuple[list[TransferRecord], bool]:
+        records, last = super().read(after, limit)
+        return [r for r in records if r.status is Status.OK], last
+
+
 class SnapshotKeepsMovedMoney(Ledger):
     """A snapshot carries only the transfers that moved money: the ids of refused ones are
     forgotten by whoever installs it, so a retry of one is decided again."""
 
-    def export(self) -> LedgerState:
-        state = super().export()
-        return LedgerState(accounts=state.accounts,
-                           transfers=tuple(t for t in state.transfers if t.status is Status.OK))
+    def snapshot_source(self) -> SnapshotSource:
+        source = super().snapshot_source()
+        return _MovedMoneyOnly(index=source.index, accounts=source.accounts, held=source.held,
+                               store=source.store)
 
 
 CANARIES = {

@@ -1,0 +1,377 @@
+"""Streamed snapshots: a ledger sent in bounded parts, resumable, installed whole or not at all.
+
+A node that needs entries its leader (or a recovering leader's fetch source) has compacted gets
+the sender's ledger after some applied entry A instead. The sender's replica asks for it
+(`SnapshotWanted`); this module's `SnapshotSender` then streams it as `SnapshotChunk`s -- the
+accounts first, copied at A, then the decided transfers in id order, those with index <= A.
+A part of transfers is read off the event loop (`ChunkRead`, carried out by the driver, which
+steps back `ChunkLoaded`) from the store, which only ever adds rows: "index <= A" is the same
+set whenever it is read, so the parts together are the ledger at A however long it takes.
+
+The receiver's `SnapshotReceiver` stages each part in order on its disk (the store's staging
+table; `WriteBatch.stage`) and, once the part is durable, acknowledges it (`SnapshotAck`, the
+next part it needs). At most a window of parts is unacknowledged; parts lost, duplicated or
+reordered are resent from the receiver's acknowledgement, and a sender that hears nothing for a
+while resends from there too (a broken connection resumes where it broke, not from the start).
+When the last part is durable, the receiver hands the whole snapshot to its replica as an
+`InstallSnapshot` whose transfers stay staged: installing it swaps the staging table in, in the
+same one transaction that replaces the log and the accounts -- all of it or nothing.
+
+A receiver that restarts, or a new sender (a new leader, a new index), starts the stream over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from quorapay.core.hlc import Timestamp
+from quorapay.core.ledger import (
+    MODULUS,
+    AccountRow,
+    LedgerState,
+    SnapshotSource,
+    StagedSums,
+    TransferRecord,
+    record_hash,
+    record_of,
+    record_size,
+    transfer_row,
+)
+from quorapay.core.messages import InstallSnapshot, SnapshotAck, SnapshotChunk
+from quorapay.core.ready import Outgoing, SnapshotWanted
+from quorapay.core.types import Epoch, LogIndex, NodeId, TransferId
+
+Part = tuple[NodeId, SnapshotChunk]  # a part of a snapshot, and whom to send it
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkRead:
+    """Read the transfers of part `seq` of the snapshot for `peer`: the driver runs `load()`
+    (off its event loop) and steps back the ChunkLoaded it returns."""
+
+    peer: NodeId
+    epoch: Epoch
+    index: LogIndex
+    seq: int
+    after: TransferId | None
+    limit: int
+    source: SnapshotSource = field(repr=False)
+
+    def load(self) -> ChunkLoaded:
+        records, last = self.source.read(self.after, self.limit)
+        return ChunkLoaded(read=self, records=tuple(records), last=last)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkLoaded:
+    """A ChunkRead's result: the part's transfers, and whether they are the last."""
+
+    read: ChunkRead
+    records: tuple[TransferRecord, ...]
+    last: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StagedChunk:
+    """A received part's transfers, to add to the store's staging table, in the same write as
+    nothing else; `first`: empty the staging table before (a new snapshot)."""
+
+    first: bool
+    transfers: tuple[TransferRecord, ...]
+
+
+@dataclass(slots=True, kw_only=True)
+class _Sending:
+    wanted: SnapshotWanted
+    source: SnapshotSource
+    account_parts: int
+    cursors: list[TransferId | None]  # cursors[k]: the id transfer part k starts after
+    counts: dict[int, int] = field(default_factory=dict)  # rows of each transfer part built
+    built: dict[int, SnapshotChunk] = field(default_factory=dict)  # not yet acknowledged
+    acked: int = 0  # the receiver needs part `acked` next
+    sent_upto: int = 0  # parts below this were sent in the current flight
+    total: int | None = None  # parts in all, once the last is built
+    reading: int | None = None  # the part being read
+    progress_at: int = 0  # the tick it began, or the receiver last acknowledged more
+
+
+class SnapshotSender:
+    """The snapshots this node streams, one per peer that needs one."""
+
+    def __init__(self, *, rows: int, window: int, resend_ticks: int, give_up_ticks: int) -> None:
+        self._rows, self._window = rows, window
+        self._resend, self._give_up = resend_ticks, give_up_ticks
+        self._sessions: dict[NodeId, _Sending] = {}
+        self._done: dict[NodeId, tuple[Epoch, int]] = {}  # the last stream completed: when
+        self._now = 0
+        self.started = 0  # snapshots begun (for status and the simulator's coverage)
+        self.resumed = 0  # flights resent from the receiver's acknowledgement
+        self.restarted = 0  # streams begun again: the receiver had lost its parts
+        self.completed = 0  # snapshots whose every part the receiver acknowledged
+
+    @property
+    def active(self) -> dict[NodeId, tuple[LogIndex, int, int | None]]:
+        """Each peer streamed to: the snapshot's index, parts acknowledged, parts in all."""
+        return {p: (s.wanted.index, s.acked, s.total) for p, s in self._sessions.items()}
+
+    def want(self, wanted: SnapshotWanted, source: SnapshotSource,
+             ) -> tuple[list[Part], list[ChunkRead]]:
+        """The replica wants `wanted.to` sent the ledger at `wanted.index` (the ledger is
+        there now: `source`). A stream to that peer in that epoch still moving goes on."""
+        current = self._sessions.get(wanted.to)
+        if current is not None and current.wanted.epoch == wanted.epoch \
+                and self._now - current.progress_at < self._give_up:
+            return [], []
+        done = self._done.get(wanted.to)
+        if done is not None and done[0] == wanted.epoch and self._now - done[1] < self._give_up:
+            return [], []  # just sent: it is installing that one (its acknowledgement follows)
+        assert source.index == wanted.index, "a snapshot is of the applied state"
+        self.started += 1
+        self._sessions[wanted.to] = _Sending(
+            wanted=wanted, source=source, cursors=[None], progress_at=self._now,
+            account_parts=max(1, -(-len(source.accounts) // self._rows)))
+        return self._pump(self._sessions[wanted.to])
+
+    def on_ack(self, peer: NodeId, ack: SnapshotAck) -> tuple[list[Part], list[ChunkRead]]:
+        session = self._sessions.get(peer)
+        if session is None or (ack.epoch, ack.index) != (session.wanted.epoch,
+                                                         session.wanted.index):
+            return [], []
+        if ack.next_seq > session.acked:
+            session.acked, session.progress_at = ack.next_seq, self._now
+            session.sent_upto = max(session.sent_upto, ack.next_seq)
+            session.built = {s: c for s, c in session.built.items() if s >= ack.next_seq}
+            if session.total is not None and session.acked >= session.total:
+                del self._sessions[peer]
+                self._done[peer] = (session.wanted.epoch, self._now)
+                self.completed += 1
+                return [], []
+        elif ack.next_seq == 0 < session.acked:  # it holds none of it (it restarted, say)
+            self.restarted += 1
+            session.acked = session.sent_upto = ack.next_seq
+        else:
+            return [], []  # (a gap is resent when the resend time passes)
+        return self._pump(session)
+
+    def on_loaded(self, loaded: ChunkLoaded) -> tuple[list[Part], list[ChunkRead]]:
+        read = loaded.read
+        session = self._sessions.get(read.peer)
+        if session is None or session.reading != read.seq or session.source is not read.source:
+            return [], []
+        session.reading = None
+        part = read.seq - session.account_parts
+        session.counts[part] = len(loaded.records)
+        if len(session.cursors) == part + 1:
+            session.cursors.append(loaded.records[-1].transfer.id if loaded.records
+                                   else read.after)
+        if loaded.last:
+            session.total = read.seq + 1
+        session.built[read.seq] = self._chunk(session, read.seq, transfers=tuple(
+            map(transfer_row, loaded.records)), last=loaded.last)
+        return self._pump(session)
+
+    def tick(self, promised: Epoch) -> tuple[list[Part], list[ChunkRead]]:
+        """A tick: give up streams of an epoch this node no longer serves, or that heard
+        nothing for long; resend from the acknowledgement where nothing was heard a while."""
+        self._now += 1
+        chunks: list[Part] = []
+        reads: list[ChunkRead] = []
+        for peer, session in list(self._sessions.items()):
+            quiet = self._now - session.progress_at
+            if session.wanted.epoch < promised or quiet >= self._give_up:
+                del self._sessions[peer]  # (the replica asks again if it still needs one)
+                continue
+            if quiet and quiet % self._resend == 0 and session.sent_upto > session.acked:
+                self.resumed += 1
+                session.sent_upto = session.acked
+                more, more_reads = self._pump(session)
+                chunks += more
+                reads += more_reads
+        return chunks, reads
+
+    def _pump(self, session: _Sending) -> tuple[list[Part], list[ChunkRead]]:
+        """Send the parts the window allows, building them in order; at most one read."""
+        chunks: list[Part] = []
+        while session.sent_upto < session.acked + self._window and (
+                session.total is None or session.sent_upto < session.total):
+            seq = session.sent_upto
+            chunk = session.built.get(seq)
+            if chunk is None and seq < session.account_parts:
+                start = seq * self._rows
+                chunk = self._chunk(session, seq, accounts=session.source.accounts[
+                    start:start + self._rows])
+                session.built[seq] = chunk
+            if chunk is None:
+                return chunks, self._read(session, seq)
+            chunks.append((session.wanted.to, chunk))
+            session.sent_upto += 1
+        return chunks, []
+
+    def _read(self, session: _Sending, seq: int) -> list[ChunkRead]:
+        part = seq - session.account_parts
+        if session.reading is not None or part >= len(session.cursors):
+            return []
+        session.reading = seq
+        wanted = session.wanted
+        return [ChunkRead(peer=wanted.to, epoch=wanted.epoch, index=wanted.index, seq=seq,
+                          after=session.cursors[part], limit=self._rows,
+                          source=session.source)]
+
+    def _chunk(self, session: _Sending, seq: int, *, accounts: tuple[AccountRow, ...] = (),
+               transfers: tuple[object, ...] = (), last: bool = False) -> SnapshotChunk:
+        wanted = session.wanted
+        return SnapshotChunk(
+            epoch=wanted.epoch, index=wanted.index, last_epoch=wanted.last_epoch,
+            last_ts=wanted.last_ts, seq=seq, accounts=accounts,
+            transfers=transfers,  # type: ignore[arg-type]
+            last=last, account_total=len(session.source.accounts) if last else 0,
+            transfer_total=sum(session.counts.values()) if last else 0)
+
+
+@dataclass(slots=True, kw_only=True)
+class _Receiving:
+    sender: NodeId
+    first: SnapshotChunk  # its part 0: epoch, index, last entry
+    next_seq: int = 0  # parts accepted (staged, or being staged)
+    durable_next: int = 0  # parts staged durably
+    accounts: list[AccountRow] = field(default_factory=list)
+    records: list[TransferRecord] = field(default_factory=list)  # without a store
+    count: int = 0
+    size: int = 0
+    digest: int = 0
+    last_id: str = ""
+    complete: bool = False
+    heard_at: int = 0
+    early: dict[int, tuple[SnapshotChunk, Timestamp | None, int | None]] = field(
+        default_factory=dict)  # parts that arrived ahead of a missing one
+
+    @property
+    def key(self) -> tuple[Epoch, LogIndex]:
+        return self.first.epoch, self.first.index
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Received:
+    """What a received part asks of the NodeState: stage `stage` (if any) and, once it is
+    durable, send `ack` -- or send `ack` at once (`stage` None: it acknowledges durable
+    parts); with `install`, hand the replica the whole snapshot after that."""
+
+    sender: NodeId
+    ack: SnapshotAck | None
+    stage: StagedChunk | None = None
+    install: InstallSnapshot | None = None
+    hlc: Timestamp | None = None  # the last part's frame: the sender's clocks (for install)
+    wall_ms: int | None = None
+
+
+MAX_EARLY_PARTS = 16  # parts kept that arrived ahead of a missing one (reordered)
+
+
+class SnapshotReceiver:
+    """The snapshot this node is receiving, staged part by part."""
+
+    def __init__(self, *, stalled_ticks: int, staged: bool) -> None:
+        self._stalled = stalled_ticks
+        self._staged = staged  # transfers go to the store's staging table (else: memory)
+        self._session: _Receiving | None = None
+        self._now = 0
+        self.installed = 0  # snapshots handed to the replica whole
+        self.replaced = 0  # snapshots half received, given up for a newer one
+
+    def tick(self) -> None:
+        self._now += 1
+
+    def on_chunk(self, sender: NodeId, chunk: SnapshotChunk, promised: Epoch, *,
+                 hlc: Timestamp | None = None, wall_ms: int | None = None) -> list[Received]:
+        """What to stage or acknowledge for a part received: in order, with the parts that
+        had arrived ahead of it."""
+        received = self._on_chunk(sender, chunk, promised, hlc, wall_ms)
+        session = self._session
+        if received is None or received.stage is None or session is None:
+            return [] if received is None else [received]
+        result = [received]
+        while (early := session.early.pop(session.next_seq, None)) is not None \
+                and (more := self._accept(session, *early)) is not None:
+            result.append(more)
+        return result
+
+    def _on_chunk(self, sender: NodeId, chunk: SnapshotChunk, promised: Epoch,
+                  hlc: Timestamp | None, wall_ms: int | None) -> Received | None:
+        if chunk.epoch < promised:
+            return None  # (its install would be refused: the sender hears so otherwise)
+        session = self._session
+        key = (chunk.epoch, chunk.index)
+        if session is not None and session.sender == sender and session.key == key:
+            if chunk.seq == session.next_seq and not session.complete:
+                return self._accept(session, chunk, hlc, wall_ms)
+            if chunk.seq < session.durable_next:  # a part resent: say what it holds
+                return Received(sender=sender, ack=SnapshotAck(
+                    epoch=chunk.epoch, index=chunk.index, next_seq=session.durable_next))
+            if chunk.seq > session.next_seq and len(session.early) < MAX_EARLY_PARTS:
+                session.early[chunk.seq] = (chunk, hlc, wall_ms)  # after a gap: keep it
+            return None  # being staged (its acknowledgement follows)
+        if chunk.seq == 0 and (session is None or key > session.key
+                               or self._now - session.heard_at >= self._stalled):
+            if session is not None and not session.complete:
+                self.replaced += 1
+            self._session = _Receiving(sender=sender, first=chunk, heard_at=self._now)
+            return self._accept(self._session, chunk, hlc, wall_ms)
+        return Received(sender=sender, ack=SnapshotAck(epoch=chunk.epoch, index=chunk.index,
+                                                       next_seq=0))
+
+    def durable(self, received: Received) -> InstallSnapshot | None:
+        """`received.stage` is durable: the parts it staged count as held."""
+        session = self._session
+        if session is None or received.ack is None \
+                or (received.ack.epoch, received.ack.index) != session.key:
+            return None
+        session.durable_next = max(session.durable_next, received.ack.next_seq)
+        return received.install if session.complete and received.install else None
+
+    def _accept(self, session: _Receiving, chunk: SnapshotChunk, hlc: Timestamp | None,
+                wall_ms: int | None) -> Received | None:
+        last_account = session.accounts[-1].id if session.accounts else ""
+        if (chunk.accounts and chunk.accounts[0].id <= last_account) or (
+                chunk.transfers and chunk.transfers[0].id <= session.last_id):
+            self._session = None  # parts that do not follow on: a broken sender; start over
+            return None
+        session.heard_at = self._now
+        session.next_seq += 1
+        session.accounts += chunk.accounts
+        records = tuple(map(record_of, chunk.transfers))
+        if records:
+            session.last_id = records[-1].transfer.id
+            session.count += len(records)
+            session.size += sum(map(record_size, records))
+            session.digest = (session.digest + sum(map(record_hash, records))) % MODULUS
+            if not self._staged:
+                session.records += records
+        install = None
+        if chunk.last:
+            if (chunk.account_total, chunk.transfer_total) != (len(session.accounts),
+                                                               session.count):
+                self._session = None
+                return None
+            session.complete = True
+            install = self._install(session, chunk)
+        return Received(sender=session.sender, stage=StagedChunk(
+            first=chunk.seq == 0, transfers=records if self._staged else ()),
+            ack=SnapshotAck(epoch=chunk.epoch, index=chunk.index, next_seq=session.next_seq),
+            install=install, hlc=hlc, wall_ms=wall_ms)
+
+    def _install(self, session: _Receiving, last: SnapshotChunk) -> InstallSnapshot:
+        self.installed += 1
+        first = session.first
+        transfers = () if self._staged else tuple(map(transfer_row, session.records))
+        return InstallSnapshot(
+            epoch=first.epoch, index=first.index, last_epoch=first.last_epoch,
+            last_ts=first.last_ts, state=LedgerState(accounts=tuple(session.accounts),
+                                                     transfers=transfers),
+            staged=StagedSums(count=session.count, size=session.size, digest=session.digest)
+            if self._staged else None)
+
+
+def stamped(to: NodeId, message: SnapshotChunk | SnapshotAck, hlc: Timestamp, wall_ms: int, *,
+            after_persist: bool = False) -> Outgoing:
+    return Outgoing(to=to, message=message, hlc=hlc, wall_ms=wall_ms,
+                    after_persist=after_persist)
