@@ -61,6 +61,18 @@ class Level:
     rebuild_seconds: float | None  # a follower rebuilt from nothing until caught up
     rebuild_mb: float | None  # its database afterwards
     problems: list[str]  # what could not be measured, and why
+    rebuild: Rebuild | None = None  # the rebuild's snapshot, and the leader meanwhile
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rebuild:
+    """A follower rebuilt from nothing: the snapshot streamed to it, and the unbatched point
+    measured on the leader while it streamed."""
+
+    snapshot_mb: float  # the leader's ledger, encoded, when the rebuild began
+    stream_seconds: float | None  # from the first part until the last was acknowledged
+    stream_mb_per_s: float | None
+    while_streaming: Throughput | None  # None: the stream ended before a point could run
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,19 +119,23 @@ async def run_scale(cluster: ClusterConfig, levels: Sequence[int], *, seconds: f
         problems = [f"verify: {finding}" for finding in report.findings]
         restarted = await _timed(problems, "restart", _restart_follower(cluster, timeout)) \
             if restart else None
-        rebuilt, rebuild_mb = None, None
+        rebuilt, rebuild_mb, streamed = None, None, None
         if rebuild_nodes:
             progress(f"level {level}: rebuilding a follower")
             node = cluster.node((await _follower(cluster)).node)
-            rebuilt = await _timed(problems, "rebuild", _rebuild(cluster, node.id, timeout))
+            watch = _StreamWatch(cluster, node.id, seconds, f"{prefix}-{number}r", prefix)
+            rebuilt = await _timed(problems, "rebuild", _rebuild(cluster, node.id, timeout,
+                                                                  watch))
             rebuild_mb = _database_mb(cluster, node.id) if rebuilt is not None else None
+            streamed = watch.result()
+            sent.extend(watch.acknowledged)
         measured.append(Level(
             transfers=stored, fill_seconds=round(fill_seconds, 2),
             fill_per_s=round((filled - before) / fill_seconds, 1) if fill_seconds else 0.0,
             rss_mb=rss, unbatched=points[0], batched=points[1],
             verify_seconds=round(verify_seconds, 3), verdict=report.verdict.value,
             restart_seconds=restarted, rebuild_seconds=rebuilt, rebuild_mb=rebuild_mb,
-            problems=problems))
+            problems=problems, rebuild=streamed))
     return ScaleReport(cluster=cluster.name, seconds=seconds, levels=measured,
                        check=await check_acknowledged(cluster, sent))
 
@@ -174,9 +190,59 @@ async def _restart_follower(cluster: ClusterConfig, timeout: float) -> float:
     return round(time.monotonic() - started, 2)
 
 
-async def _rebuild(cluster: ClusterConfig, node: str, timeout: float) -> float:
-    report = await rebuild(cluster, cluster.node(node), timeout=timeout)
+async def _rebuild(cluster: ClusterConfig, node: str, timeout: float,
+                   watch: _StreamWatch) -> float:
+    """Rebuild `node`, watching the snapshot streamed to it meanwhile."""
+    watch.snapshot_mb = (await _leader(cluster)).snapshot_bytes / 2**20
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch.run)
+        report = await rebuild(cluster, cluster.node(node), timeout=timeout)
+        with trio.move_on_after(watch.seconds + 30):  # the point under way ends on its own
+            await watch.done.wait()
+        nursery.cancel_scope.cancel()
     return round(report.seconds, 2)
+
+
+class _StreamWatch:
+    """Polls the leader for its snapshot stream to `node`: when it began and ended; once it
+    began, runs the unbatched point on the leader for `seconds`, or until the stream ends."""
+
+    def __init__(self, cluster: ClusterConfig, node: str, seconds: float, run: str,
+                 prefix: str) -> None:
+        self._cluster, self._node, self.seconds = cluster, node, min(seconds, 60.0)
+        self._run, self._prefix = run, prefix
+        self.done = trio.Event()
+        self.snapshot_mb = 0.0
+        self.began: float | None = None
+        self.ended: float | None = None
+        self.point: Measured | None = None
+        self.acknowledged: list[TransferSpec] = []
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            while self.ended is None:
+                leader = supervisor.current_leader(await supervisor.statuses(self._cluster))
+                streaming = leader is not None and self._node in leader.snapshot_streams
+                if streaming and self.began is None:
+                    self.began = time.monotonic()
+                    nursery.start_soon(self._measure)
+                elif not streaming and self.began is not None:
+                    self.ended = time.monotonic()
+                await trio.sleep(0.1)
+        self.done.set()
+
+    async def _measure(self) -> None:
+        self.point = await measure(self._cluster, UNBATCHED, self.seconds, self._run,
+                                   self._prefix, warm_up=0.2)
+        self.acknowledged = list(self.point.acknowledged)
+
+    def result(self) -> Rebuild | None:
+        if self.began is None:
+            return None
+        took = None if self.ended is None else round(self.ended - self.began, 2)
+        return Rebuild(snapshot_mb=round(self.snapshot_mb, 1), stream_seconds=took,
+                       stream_mb_per_s=round(self.snapshot_mb / took, 1) if took else None,
+                       while_streaming=_throughput(self.point) if self.point else None)
 
 
 async def _timed(problems: list[str], what: str, work: Awaitable[float]) -> float | None:

@@ -239,6 +239,14 @@ def _scale_table(report: ScaleReport) -> str:
             f"{level.batched.transfers_per_s:>11} {level.batched.p99_ms:>6}ms "
             f"{level.verify_seconds:>6}s {_or_dash(level.restart_seconds):>7}s "
             f"{_or_dash(level.rebuild_seconds):>7}s {_or_dash(level.rebuild_mb):>6}")
+        streamed = level.rebuild
+        if streamed is not None:
+            point = streamed.while_streaming
+            lines.append(
+                f"  rebuild: a {streamed.snapshot_mb} MB snapshot streamed in "
+                f"{_or_dash(streamed.stream_seconds)} s ({_or_dash(streamed.stream_mb_per_s)} "
+                "MB/s); meanwhile 16 x 1: " + (
+                    f"{point.transfers_per_s}/s, p99 {point.p99_ms} ms" if point else "-"))
         lines += [f"  - {problem}" for problem in level.problems]
     check = report.check
     lines.append(f"acknowledged transfers in the ledger: {check.found}/{check.acknowledged}")

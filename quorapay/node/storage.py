@@ -67,7 +67,11 @@ from quorapay.files import private_dir
 # 2: snapshot_index / snapshot_epoch (compaction); 3: entry and transfer timestamps.
 # Older versions are upgraded in place.
 SCHEMA_VERSION = 3
-_SCHEMA = """
+_TRANSFERS_TABLE = """(
+    id TEXT PRIMARY KEY, debit TEXT NOT NULL, credit TEXT NOT NULL, amount INTEGER NOT NULL,
+    currency TEXT NOT NULL, status TEXT NOT NULL, idx INTEGER NOT NULL,
+    wall_ms INTEGER NOT NULL DEFAULT 0, logical INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID"""
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS log (
     idx INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, payload BLOB NOT NULL, crc INTEGER NOT NULL,
@@ -75,10 +79,7 @@ CREATE TABLE IF NOT EXISTS log (
 CREATE TABLE IF NOT EXISTS accounts (
     id TEXT PRIMARY KEY, currency TEXT NOT NULL, allow_negative INTEGER NOT NULL,
     balance INTEGER NOT NULL, idx INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS transfers (
-    id TEXT PRIMARY KEY, debit TEXT NOT NULL, credit TEXT NOT NULL, amount INTEGER NOT NULL,
-    currency TEXT NOT NULL, status TEXT NOT NULL, idx INTEGER NOT NULL,
-    wall_ms INTEGER NOT NULL DEFAULT 0, logical INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS transfers {_TRANSFERS_TABLE};
 """
 _META_DEFAULTS: list[tuple[str, int | str | None]] = [
     ("promised_epoch", 0), ("applied_index", 0), ("snapshot_index", 0), ("snapshot_epoch", 0),
@@ -90,13 +91,8 @@ _COUNTERS = ("promised_epoch", "applied_index", "snapshot_index", "snapshot_epoc
              "snapshot_wall_ms", "snapshot_logical", "transfer_count", "transfer_bytes")
 _TRANSFER_COLUMNS = "id, debit, credit, amount, currency, status, idx, wall_ms, logical"
 # a snapshot being received: its transfers, staged part by part, swapped in when installed
-_STAGING = """
-DROP TABLE IF EXISTS transfers_staged;
-CREATE TABLE transfers_staged (
-    id TEXT PRIMARY KEY, debit TEXT NOT NULL, credit TEXT NOT NULL, amount INTEGER NOT NULL,
-    currency TEXT NOT NULL, status TEXT NOT NULL, idx INTEGER NOT NULL,
-    wall_ms INTEGER NOT NULL DEFAULT 0, logical INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
-"""
+_STAGING = ("DROP TABLE IF EXISTS transfers_staged",
+            f"CREATE TABLE transfers_staged {_TRANSFERS_TABLE}")
 _payload_encoder = msgspec.msgpack.Encoder()
 _payload_decoder = msgspec.msgpack.Decoder(Payload)
 
@@ -545,7 +541,7 @@ class Store:
         """The statements of one batch, yielding after each (tests crash between any two)."""
         if batch.stage is not None:
             if batch.stage.first:
-                for statement in _STAGING.split(";")[:-1]:
+                for statement in _STAGING:
                     self._db.execute(statement)
             self._db.executemany(
                 "INSERT INTO transfers_staged VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

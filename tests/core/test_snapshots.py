@@ -442,3 +442,18 @@ def test_a_part_is_bounded_even_when_most_transfers_are_not_yet_durable() -> Non
         after = records[-1].transfer.id if records else after
     assert all(len(p) <= 7 for p in parts) and sum(map(len, parts)) == 50
     assert [r.transfer.id for p in parts for r in p] == [f"t{i:03}" for i in range(50)]
+
+
+def test_at_most_a_window_of_parts_is_unacknowledged() -> None:
+    cluster = far_behind(transfers=40)
+    sent = acked = most = 0
+    for _ in range(40):
+        cluster.tick()
+        while (msg := cluster.deliver_one()) is not None:
+            if isinstance(msg.message, SnapshotChunk) and msg.message.seq >= sent:
+                sent = msg.message.seq + 1
+            elif isinstance(msg.message, SnapshotAck):
+                acked = max(acked, msg.message.next_seq)
+            most = max(most, sent - acked)
+    assert sent > 10 and most <= SMALL_PARTS.snapshot_window
+    converged(cluster, "n1", "n2", "n3")

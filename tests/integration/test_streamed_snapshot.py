@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import trio
 
 from quorapay.api import schema as api
@@ -18,6 +19,8 @@ from quorapay.verify.checks import Verdict
 from quorapay.workload.transfers import setup_accounts
 from tests.integration.helpers import kill, leader, local_cluster_file, verified
 from tests.integration.test_replicated_ledger import acknowledged, transfers
+
+pytestmark = pytest.mark.integration
 
 TRANSFERS = 20_000  # in parts of 2 rows: about 10 000 parts, a few seconds' stream
 

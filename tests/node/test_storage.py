@@ -159,13 +159,10 @@ def installed(store: Store, index: int, epoch: int) -> WriteBatch:
                       applied_index=LogIndex(index))
 
 
-def test_installing_a_snapshot_replaces_log_and_ledger_at_once(tmp_path: Path) -> None:
-    store = open_store(tmp_path)
-    replica, ledger = boot(store)
-    run(store, replica, ledger, workload())
+def crash_inside_then_write(store: Store, batch: WriteBatch) -> None:
+    """A crash after each step of writing `batch` leaves the store as it was; then write it."""
     before = snapshot(store)
-    batch = installed(store, 50, 3)
-    for step in range(5):  # a crash inside the install leaves the old state whole
+    for step in range(5):
         store._db.execute("BEGIN IMMEDIATE")
         steps = store.write_steps(batch)
         for _ in range(step):
@@ -173,6 +170,14 @@ def test_installing_a_snapshot_replaces_log_and_ledger_at_once(tmp_path: Path) -
         store._db.execute("ROLLBACK")
         assert snapshot(store) == before
     store.write(batch)
+
+
+def test_installing_a_snapshot_replaces_log_and_ledger_at_once(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    replica, ledger = boot(store)
+    run(store, replica, ledger, workload())
+    batch = installed(store, 50, 3)
+    crash_inside_then_write(store, batch)
     store.close()
     store = open_store(tmp_path)
     restored = store.load()
@@ -221,14 +226,7 @@ def test_a_streamed_snapshot_is_staged_then_swapped_in_whole(tmp_path: Path) -> 
     for part in parts:
         store.write(part)
     assert snapshot(store) == before  # staged beside the ledger, which is unchanged
-    for step in range(5):  # a crash inside the install leaves the old state whole
-        store._db.execute("BEGIN IMMEDIATE")
-        steps = store.write_steps(install)
-        for _ in range(step):
-            next(steps, None)
-        store._db.execute("ROLLBACK")
-        assert snapshot(store) == before
-    store.write(install)
+    crash_inside_then_write(store, install)
     store.close()
     store = open_store(tmp_path)
     restored = store.load()
