@@ -6,6 +6,7 @@ from wherever a command is run.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ DEFAULT_MAX_LOG_COMMANDS = 1_000_000  # compact once the applied log holds more 
 DEFAULT_CACHE_MB = 64  # the page cache a node reads its stored transfers through
 DEFAULT_SNAPSHOT_PART_ROWS = 2000  # rows per part of a streamed snapshot (~0.5 MB at most)
 MAX_SNAPSHOT_PART_ROWS = 100_000  # (a part must stay well inside one 64 MiB peer frame)
+# a leader's snapshot to a follower (the cluster serving meanwhile) sends at most this, so that
+# it leaves the leader's latency alone (docs/04-evaluation: p99 1.4 times, not 2.9, on 2 cores)
+DEFAULT_SNAPSHOT_MB_PER_S = 4.0
 MAX_CACHE_MB = 65_536
 DEFAULT_LEADER_SILENCE = 0.5  # seconds: see TimingConfig.leader_silence
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")  # no leading dot: names are dirs
@@ -45,7 +49,7 @@ _KEYS = {
                "max_clock_offset", "leader_silence"},
     "chaos": {"proxies"},
     "storage": {"compact_every", "compact_retain", "max_log_commands", "cache_mb",
-                "snapshot_part_rows"},
+                "snapshot_part_rows", "snapshot_mb_per_s"},
     "security": {"secrets_dir", "insecure_benchmark_only"},
     "logging": {"format", "level"},
     "node": {"id", "host", "peer_port", "client_port", "data_dir", "listen_client_port",
@@ -149,13 +153,16 @@ class StorageConfig:
     """Log compaction: see `CompactionPolicy`. compact_every = 0 keeps the whole log;
     max_log_commands = 0 lets it hold any number of commands. cache_mb bounds the page cache
     through which a node reads its stored transfers; snapshot_part_rows, the accounts or
-    transfers in each part of a streamed snapshot."""
+    transfers in each part of a streamed snapshot; snapshot_mb_per_s, the most a leader's
+    snapshot to a follower sends a second (0: as fast as it goes; a recovering leader's is
+    never limited)."""
 
     compact_every: int = DEFAULT_COMPACT_EVERY
     compact_retain: int = DEFAULT_COMPACT_RETAIN
     max_log_commands: int = DEFAULT_MAX_LOG_COMMANDS
     cache_mb: int = DEFAULT_CACHE_MB
     snapshot_part_rows: int = DEFAULT_SNAPSHOT_PART_ROWS
+    snapshot_mb_per_s: float = DEFAULT_SNAPSHOT_MB_PER_S
 
     def compaction(self) -> CompactionPolicy | None:
         if self.compact_every == 0:
@@ -349,10 +356,15 @@ class _Parser:
         if not 1 <= part_rows <= MAX_SNAPSHOT_PART_ROWS:
             self.problems.append("storage.snapshot_part_rows must be from 1 to "
                                  f"{MAX_SNAPSHOT_PART_ROWS}")
+        rate = self._get(table, "storage.snapshot_mb_per_s", float, DEFAULT_SNAPSHOT_MB_PER_S)
+        if not (math.isfinite(rate) and rate >= 0):
+            self.problems.append("storage.snapshot_mb_per_s must be 0 (no limit) or positive")
+            rate = 0.0
         return StorageConfig(compact_every=max(every, 0), compact_retain=max(retain, 0),
                              max_log_commands=max(max_commands, 0),
                              cache_mb=min(max(cache_mb, 1), MAX_CACHE_MB),
-                             snapshot_part_rows=min(max(part_rows, 1), MAX_SNAPSHOT_PART_ROWS))
+                             snapshot_part_rows=min(max(part_rows, 1), MAX_SNAPSHOT_PART_ROWS),
+                             snapshot_mb_per_s=rate)
 
     def _security(self, table: dict[str, Any]) -> SecurityConfig:
         self._known(table, "security", "security")
@@ -493,7 +505,8 @@ def default_cluster(*, nodes: int = 3, name: str = "quorapay-local", base_port: 
         "storage": {"compact_every": DEFAULT_COMPACT_EVERY,
                     "compact_retain": DEFAULT_COMPACT_RETAIN,
                     "max_log_commands": DEFAULT_MAX_LOG_COMMANDS, "cache_mb": DEFAULT_CACHE_MB,
-                    "snapshot_part_rows": DEFAULT_SNAPSHOT_PART_ROWS},
+                    "snapshot_part_rows": DEFAULT_SNAPSHOT_PART_ROWS,
+                    "snapshot_mb_per_s": DEFAULT_SNAPSHOT_MB_PER_S},
         "chaos": {"proxies": proxies},
         "security": {"secrets_dir": f"{home}/secrets", "insecure_benchmark_only": False},
         "logging": {"format": log_format, "level": "INFO"},

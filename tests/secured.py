@@ -16,7 +16,7 @@ def secured_cluster(folder: Path, *, name: str = "quorapay-test", nodes: int = 3
     document = default_cluster(nodes=nodes, name=name)
     for section, values in sections.items():
         document[section].update(values)
-    ports = free_ports(2 * nodes)
+    ports = free_ports(2 * nodes, avoid={document["zookeeper"]["port"]})  # (found in a run)
     for node in document["nodes"]:
         node["peer_port"], node["client_port"] = ports.pop(), ports.pop()
     folder.mkdir(parents=True, exist_ok=True)

@@ -236,8 +236,8 @@ class Ledger:
         are copied; the rest are read from the store when a part is built."""
         accounts = tuple(AccountRow(a.id, a.currency, a.allow_negative, a.balance, a.index)
                          for a in sorted(self._accounts.values(), key=lambda a: a.id))
-        held = tuple(sorted((r for r in self._recent.values() if r.index <= self._upto),
-                            key=_record_id))
+        held = tuple(map(transfer_row, sorted(
+            (r for r in self._recent.values() if r.index <= self._upto), key=_record_id)))
         return SnapshotSource(index=self._upto, accounts=accounts, held=held,
                               store=self._store)
 
@@ -550,25 +550,25 @@ class SnapshotSource:
 
     index: LogIndex
     accounts: tuple[AccountRow, ...]
-    held: tuple[TransferRecord, ...]  # in id order
+    held: tuple[TransferRow, ...]  # in id order
     store: StoredTransfers | None
 
-    def read(self, after: TransferId | None, limit: int) -> tuple[list[TransferRecord], bool]:
+    def read(self, after: TransferId | None, limit: int) -> tuple[list[TransferRow], bool]:
         """Up to `limit` transfers after id `after` (None: from the first), in id order --
         read from the store, and copied, merged -- and whether they are the last. May run in
         a worker thread (the store reads through a connection of its own)."""
-        ids = [r.transfer.id for r in self.held]
+        ids = [r.id for r in self.held]
         low = 0 if after is None else bisect.bisect_right(ids, after)
         if self.store is None:
             return list(self.held[low:low + limit]), low + limit >= len(ids)
         stored = self.store.chunk(after, self.index, limit)
         exhausted = len(stored) < limit
-        high = len(ids) if exhausted else bisect.bisect_right(ids, stored[-1].transfer.id)
+        high = len(ids) if exhausted else bisect.bisect_right(ids, stored[-1].id)
         copied = self.held[low:high]
         if copied:
-            seen = {r.transfer.id for r in copied}
-            stored = list(heapq.merge((r for r in stored if r.transfer.id not in seen), copied,
-                                      key=_record_id))
+            seen = {r.id for r in copied}
+            stored = list(heapq.merge((r for r in stored if r.id not in seen), copied,
+                                      key=_row_id))
         return stored[:limit], exhausted and len(stored) <= limit
 
 
@@ -585,6 +585,10 @@ def _records(store: StoredTransfers | None, upto: LogIndex, recent: list[Transfe
 
 def _record_id(record: TransferRecord) -> str:
     return record.transfer.id
+
+
+def _row_id(row: TransferRow) -> str:
+    return row.id
 
 
 def record_of(t: TransferRow) -> TransferRecord:
@@ -613,11 +617,23 @@ def _account_size(a: Account) -> int:
 
 
 def record_size(r: TransferRecord) -> int:
-    """A TransferRow, encoded."""
+    """A decided transfer's size as a TransferRow, encoded."""
     t = r.transfer
-    return (1 + _str_size(t.id) + _str_size(t.debit) + _str_size(t.credit)
-            + _int_size(t.amount) + _str_size(t.currency) + _str_size(r.status.value)
-            + _int_size(r.index) + _int_size(r.ts.wall_ms) + _int_size(r.ts.logical))
+    return _transfer_size(t.id, t.debit, t.credit, t.amount, t.currency, r.status, r.index,
+                          r.ts.wall_ms, r.ts.logical)
+
+
+def row_size(t: TransferRow) -> int:
+    """A TransferRow, encoded."""
+    return _transfer_size(t.id, t.debit, t.credit, t.amount, t.currency, t.status, t.index,
+                          t.wall_ms, t.logical)
+
+
+def _transfer_size(transfer_id: str, debit: str, credit: str, amount: int, currency: str,
+                   status: Status, index: int, wall_ms: int, logical: int) -> int:
+    return (1 + _str_size(transfer_id) + _str_size(debit) + _str_size(credit)
+            + _int_size(amount) + _str_size(currency) + _str_size(status.value)
+            + _int_size(index) + _int_size(wall_ms) + _int_size(logical))
 
 
 def transfer_row(r: TransferRecord) -> TransferRow:
@@ -679,6 +695,19 @@ def _account_hash(a: Account) -> int:
 
 
 def record_hash(r: TransferRecord) -> int:
+    """A decided transfer's hash in the ledger digest."""
     t = r.transfer
-    return _row_hash(f"T|{t.id}|{t.debit}|{t.credit}|{t.amount}|{t.currency}|{r.status}"
-                     f"|{r.index}|{r.ts.wall_ms}|{r.ts.logical}")
+    return _transfer_hash(t.id, t.debit, t.credit, t.amount, t.currency, r.status, r.index,
+                          r.ts.wall_ms, r.ts.logical)
+
+
+def row_hash(t: TransferRow) -> int:
+    """`record_hash`, from its row."""
+    return _transfer_hash(t.id, t.debit, t.credit, t.amount, t.currency, t.status, t.index,
+                          t.wall_ms, t.logical)
+
+
+def _transfer_hash(transfer_id: str, debit: str, credit: str, amount: int, currency: str,
+                   status: Status, index: int, wall_ms: int, logical: int) -> int:
+    return _row_hash(f"T|{transfer_id}|{debit}|{credit}|{amount}|{currency}|{status}"
+                     f"|{index}|{wall_ms}|{logical}")

@@ -264,7 +264,8 @@ class NodeState(Generic[K]):
         self.sending = SnapshotSender(
             rows=timing.snapshot_chunk_rows, window=timing.snapshot_window,
             resend_ticks=timing.snapshot_retry_ticks,
-            give_up_ticks=4 * timing.snapshot_retry_ticks)
+            give_up_ticks=4 * timing.snapshot_retry_ticks,
+            bytes_per_tick=timing.snapshot_bytes_per_tick)
         self.receiving = SnapshotReceiver(stalled_ticks=4 * timing.snapshot_retry_ticks,
                                           staged=ledger.store is not None)
         self._stream: list[Outgoing] = []  # snapshot parts and acknowledgements to send
@@ -358,8 +359,9 @@ class NodeState(Generic[K]):
         self._staged.append(work)
         if ready.persist is not None and ready.persist.install is not None:
             self._installing = work
-        for wanted in ready.snapshots:
-            self._send_parts(*self.sending.want(wanted, self.ledger.snapshot_source()))
+        for wanted in ready.snapshots:  # paced only while the cluster serves (this node leads)
+            self._send_parts(*self.sending.want(wanted, self.ledger.snapshot_source(),
+                                                paced=self.replica.role is Role.LEADER))
         return work
 
     def committed_answers(self, work: Work) -> list[tuple[K, Answer]]:

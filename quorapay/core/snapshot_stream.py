@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import msgspec
+
 from quorapay.core.hlc import Timestamp
 from quorapay.core.ledger import (
     MODULUS,
@@ -31,14 +33,11 @@ from quorapay.core.ledger import (
     LedgerState,
     SnapshotSource,
     StagedSums,
-    TransferRecord,
-    record_hash,
-    record_of,
-    record_size,
-    transfer_row,
+    TransferRow,
+    row_hash,
 )
 from quorapay.core.messages import InstallSnapshot, SnapshotAck, SnapshotChunk
-from quorapay.core.ready import Outgoing, SnapshotWanted
+from quorapay.core.ready import SnapshotWanted
 from quorapay.core.types import Epoch, LogIndex, NodeId, TransferId
 
 Part = tuple[NodeId, SnapshotChunk]  # a part of a snapshot, and whom to send it
@@ -67,7 +66,7 @@ class ChunkLoaded:
     """A ChunkRead's result: the part's transfers, and whether they are the last."""
 
     read: ChunkRead
-    records: tuple[TransferRecord, ...]
+    records: tuple[TransferRow, ...]
     last: bool
 
 
@@ -77,7 +76,7 @@ class StagedChunk:
     nothing else; `first`: empty the staging table before (a new snapshot)."""
 
     first: bool
-    transfers: tuple[TransferRecord, ...]
+    transfers: tuple[TransferRow, ...]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -93,13 +92,17 @@ class _Sending:
     total: int | None = None  # parts in all, once the last is built
     reading: int | None = None  # the part being read
     progress_at: int = 0  # the tick it began, or the receiver last acknowledged more
+    paced: bool = True  # held to the rate limit (a follower's; not a recovering leader's)
+    allowance: int = 0  # bytes it may still send this tick (with a rate limit; may go below 0)
 
 
 class SnapshotSender:
     """The snapshots this node streams, one per peer that needs one."""
 
-    def __init__(self, *, rows: int, window: int, resend_ticks: int, give_up_ticks: int) -> None:
-        self._rows, self._window = rows, window
+    def __init__(self, *, rows: int, window: int, resend_ticks: int, give_up_ticks: int,
+                 bytes_per_tick: int = 0) -> None:
+        """`bytes_per_tick`: the most a stream sends a tick, on average (0: no limit)."""
+        self._rows, self._window, self._rate = rows, window, bytes_per_tick
         self._resend, self._give_up = resend_ticks, give_up_ticks
         self._sessions: dict[NodeId, _Sending] = {}
         self._done: dict[NodeId, tuple[Epoch, int]] = {}  # the last stream completed: when
@@ -114,10 +117,13 @@ class SnapshotSender:
         """Each peer streamed to: the snapshot's index, parts acknowledged, parts in all."""
         return {p: (s.wanted.index, s.acked, s.total) for p, s in self._sessions.items()}
 
-    def want(self, wanted: SnapshotWanted, source: SnapshotSource,
+    def want(self, wanted: SnapshotWanted, source: SnapshotSource, *, paced: bool = True,
              ) -> tuple[list[Part], list[ChunkRead]]:
         """The replica wants `wanted.to` sent the ledger at `wanted.index` (the ledger is
-        there now: `source`). A stream to that peer in that epoch still moving goes on."""
+        there now: `source`). A stream to that peer in that epoch still moving goes on.
+        `paced`: held to the rate limit -- a leader's to a follower (the cluster serves
+        meanwhile), not a fetch source's to a recovering leader (it serves nothing until the
+        snapshot is in)."""
         current = self._sessions.get(wanted.to)
         if current is not None and current.wanted.epoch == wanted.epoch \
                 and self._now - current.progress_at < self._give_up:
@@ -129,6 +135,7 @@ class SnapshotSender:
         self.started += 1
         self._sessions[wanted.to] = _Sending(
             wanted=wanted, source=source, cursors=[None], progress_at=self._now,
+            paced=paced and self._rate > 0, allowance=self._rate,
             account_parts=max(1, -(-len(source.accounts) // self._rows)))
         return self._pump(self._sessions[wanted.to])
 
@@ -162,12 +169,11 @@ class SnapshotSender:
         part = read.seq - session.account_parts
         session.counts[part] = len(loaded.records)
         if len(session.cursors) == part + 1:
-            session.cursors.append(loaded.records[-1].transfer.id if loaded.records
-                                   else read.after)
+            session.cursors.append(loaded.records[-1].id if loaded.records else read.after)
         if loaded.last:
             session.total = read.seq + 1
-        session.built[read.seq] = self._chunk(session, read.seq, transfers=tuple(
-            map(transfer_row, loaded.records)), last=loaded.last)
+        session.built[read.seq] = self._chunk(session, read.seq, transfers=loaded.records,
+                                              last=loaded.last)
         return self._pump(session)
 
     def tick(self, promised: Epoch) -> tuple[list[Part], list[ChunkRead]]:
@@ -181,9 +187,14 @@ class SnapshotSender:
             if session.wanted.epoch < promised or quiet >= self._give_up:
                 del self._sessions[peer]  # (the replica asks again if it still needs one)
                 continue
-            if quiet and quiet % self._resend == 0 and session.sent_upto > session.acked:
+            paced = session.paced and session.allowance <= 0
+            if paced:
+                session.allowance = min(session.allowance + self._rate, self._rate)
+            resend = quiet and quiet % self._resend == 0 and session.sent_upto > session.acked
+            if resend:
                 self.resumed += 1
                 session.sent_upto = session.acked
+            if resend or paced:
                 more, more_reads = self._pump(session)
                 chunks += more
                 reads += more_reads
@@ -193,7 +204,8 @@ class SnapshotSender:
         """Send the parts the window allows, building them in order; at most one read."""
         chunks: list[Part] = []
         while session.sent_upto < session.acked + self._window and (
-                session.total is None or session.sent_upto < session.total):
+                session.total is None or session.sent_upto < session.total) and (
+                not session.paced or session.allowance > 0):
             seq = session.sent_upto
             chunk = session.built.get(seq)
             if chunk is None and seq < session.account_parts:
@@ -205,6 +217,9 @@ class SnapshotSender:
                 return chunks, self._read(session, seq)
             chunks.append((session.wanted.to, chunk))
             session.sent_upto += 1
+            if session.paced:
+                session.allowance -= encoded_size(chunk.accounts) + encoded_size(
+                    chunk.transfers)
         return chunks, []
 
     def _read(self, session: _Sending, seq: int) -> list[ChunkRead]:
@@ -218,13 +233,12 @@ class SnapshotSender:
                           source=session.source)]
 
     def _chunk(self, session: _Sending, seq: int, *, accounts: tuple[AccountRow, ...] = (),
-               transfers: tuple[object, ...] = (), last: bool = False) -> SnapshotChunk:
+               transfers: tuple[TransferRow, ...] = (), last: bool = False) -> SnapshotChunk:
         wanted = session.wanted
         return SnapshotChunk(
             epoch=wanted.epoch, index=wanted.index, last_epoch=wanted.last_epoch,
-            last_ts=wanted.last_ts, seq=seq, accounts=accounts,
-            transfers=transfers,  # type: ignore[arg-type]
-            last=last, account_total=len(session.source.accounts) if last else 0,
+            last_ts=wanted.last_ts, seq=seq, accounts=accounts, transfers=transfers, last=last,
+            account_total=len(session.source.accounts) if last else 0,
             transfer_total=sum(session.counts.values()) if last else 0)
 
 
@@ -235,7 +249,7 @@ class _Receiving:
     next_seq: int = 0  # parts accepted (staged, or being staged)
     durable_next: int = 0  # parts staged durably
     accounts: list[AccountRow] = field(default_factory=list)
-    records: list[TransferRecord] = field(default_factory=list)  # without a store
+    rows: list[TransferRow] = field(default_factory=list)  # without a store
     count: int = 0
     size: int = 0
     digest: int = 0
@@ -338,14 +352,14 @@ class SnapshotReceiver:
         session.heard_at = self._now
         session.next_seq += 1
         session.accounts += chunk.accounts
-        records = tuple(map(record_of, chunk.transfers))
-        if records:
-            session.last_id = records[-1].transfer.id
-            session.count += len(records)
-            session.size += sum(map(record_size, records))
-            session.digest = (session.digest + sum(map(record_hash, records))) % MODULUS
+        rows = chunk.transfers
+        if rows:
+            session.last_id = rows[-1].id
+            session.count += len(rows)
+            session.size += encoded_size(rows)
+            session.digest = (session.digest + sum(map(row_hash, rows))) % MODULUS
             if not self._staged:
-                session.records += records
+                session.rows += rows
         install = None
         if chunk.last:
             if (chunk.account_total, chunk.transfer_total) != (len(session.accounts),
@@ -355,14 +369,14 @@ class SnapshotReceiver:
             session.complete = True
             install = self._install(session, chunk)
         return Received(sender=session.sender, stage=StagedChunk(
-            first=chunk.seq == 0, transfers=records if self._staged else ()),
+            first=chunk.seq == 0, transfers=rows if self._staged else ()),
             ack=SnapshotAck(epoch=chunk.epoch, index=chunk.index, next_seq=session.next_seq),
             install=install, hlc=hlc, wall_ms=wall_ms)
 
     def _install(self, session: _Receiving, last: SnapshotChunk) -> InstallSnapshot:
         self.installed += 1
         first = session.first
-        transfers = () if self._staged else tuple(map(transfer_row, session.records))
+        transfers = () if self._staged else tuple(session.rows)
         return InstallSnapshot(
             epoch=first.epoch, index=first.index, last_epoch=first.last_epoch,
             last_ts=first.last_ts, state=LedgerState(accounts=tuple(session.accounts),
@@ -371,7 +385,11 @@ class SnapshotReceiver:
             if self._staged else None)
 
 
-def stamped(to: NodeId, message: SnapshotChunk | SnapshotAck, hlc: Timestamp, wall_ms: int, *,
-            after_persist: bool = False) -> Outgoing:
-    return Outgoing(to=to, message=message, hlc=hlc, wall_ms=wall_ms,
-                    after_persist=after_persist)
+_encoder = msgspec.msgpack.Encoder()
+
+
+def encoded_size(rows: tuple[TransferRow, ...] | tuple[AccountRow, ...]) -> int:
+    """The rows' encoded sizes, summed (as `row_size` each, but encoded at C speed)."""
+    header = 1 if len(rows) < 16 else 3 if len(rows) < 65536 else 5  # (a msgpack array's)
+    return len(_encoder.encode(rows)) - header
+

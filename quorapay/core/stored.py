@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 from quorapay.core.types import LogIndex, TransferId
 
 if TYPE_CHECKING:
-    from quorapay.core.ledger import TransferRecord
+    from quorapay.core.ledger import TransferRecord, TransferRow
 
 
 class StoredTransfers(Protocol):
@@ -33,10 +33,11 @@ class StoredTransfers(Protocol):
         from a worker thread (it reads through a connection of its own)."""
 
     def chunk(self, after: TransferId | None, upto: LogIndex, limit: int
-              ) -> list[TransferRecord]:
+              ) -> list[TransferRow]:
         """Up to `limit` durable decided transfers with index <= `upto` and an id above
-        `after` (None: from the first), in id order: a part of a snapshot. May be called from
-        a worker thread, like `scan`."""
+        `after` (None: from the first), in id order, as rows (a snapshot's form, checked as
+        a peer's would be): a part of a snapshot. May be called from a worker thread, like
+        `scan`."""
 
     def count(self) -> int:
         """How many decided transfers are durable."""

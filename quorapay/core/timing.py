@@ -18,6 +18,7 @@ class Timing:
     snapshot_retry_ticks: int = 20  # resend an unacknowledged snapshot after this long
     snapshot_chunk_rows: int = 2000  # accounts or transfers per part of a streamed snapshot
     snapshot_window: int = 4  # parts of a snapshot sent ahead of the receiver's acknowledgement
+    snapshot_bytes_per_tick: int = 0  # the most each snapshot stream sends a tick (0: no limit)
     clock_probe_ticks: int = 5  # every node measures every peer's clock offset this often
     max_clock_offset_ms: int = 500  # the bound on clock offsets the cluster runs within
     handover_ticks: int = 200  # a switchover whose target has not caught up by then gives up
@@ -45,6 +46,8 @@ class Timing:
             raise LocalError("clock_probe_ticks and max_clock_offset_ms must be positive")
         if self.silence_ticks and self.silence_ticks <= self.retransmit_ticks:
             raise LocalError("need silence_ticks > retransmit_ticks (or 0: off)")
+        if self.snapshot_bytes_per_tick < 0:
+            raise LocalError("snapshot_bytes_per_tick must not be negative")
         if self.apply_hold_ticks < 0:
             raise LocalError("apply_hold_ticks must not be negative")
         if self.write_stall_ticks <= self.election_timeout_ticks:

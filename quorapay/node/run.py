@@ -107,7 +107,8 @@ async def run_node(cluster: ClusterConfig, node_id: str) -> None:
                   cache_mb=cluster.storage.cache_mb)
     restored = store.load()
     timing = replace(cluster.timing.core(),
-                     snapshot_chunk_rows=cluster.storage.snapshot_part_rows)
+                     snapshot_chunk_rows=cluster.storage.snapshot_part_rows,
+                     snapshot_bytes_per_tick=_bytes_per_tick(cluster))
     replica = Replica(node_id=me.id, members=cluster.node_ids, timing=timing,
                       promised_epoch=restored.promised_epoch,
                       promised_to=restored.promised_to, log=restored.log,
@@ -193,6 +194,12 @@ async def run_node(cluster: ClusterConfig, node_id: str) -> None:
     finally:
         store.close()
         log.info("node %s stopped", me.id)
+
+
+def _bytes_per_tick(cluster: ClusterConfig) -> int:
+    """storage.snapshot_mb_per_s in bytes per tick; 0: no limit."""
+    rate = cluster.storage.snapshot_mb_per_s
+    return max(1, round(rate * 2**20 * cluster.timing.tick)) if rate else 0
 
 
 def _wall_at(replica: Replica, index: int) -> int:

@@ -45,6 +45,7 @@ from quorapay.core.ledger import (
     LedgerState,
     Status,
     TransferRecord,
+    TransferRow,
     record_hash,
     record_of,
     record_size,
@@ -205,7 +206,7 @@ class SqliteTransfers:
                     db.close()
 
     def chunk(self, after: TransferId | None, upto: LogIndex, limit: int
-              ) -> list[TransferRecord]:
+              ) -> list[TransferRow]:
         with self._reading():
             db = self._db if self._scans is None else self._scans(self._path)
             try:
@@ -215,7 +216,10 @@ class SqliteTransfers:
             finally:
                 if db is not self._db:
                     db.close()
-        return [_transfer_record(self._path, row) for row in rows]
+        try:  # checked as decoding a peer's part would (in C: a part is thousands of rows)
+            return msgspec.convert(rows, list[TransferRow])
+        except msgspec.ValidationError as exc:
+            raise StorageError(f"{self._path}: corrupt transfer row ({exc})") from None
 
     def count(self) -> int:
         return self._meta("transfer_count")
@@ -545,7 +549,7 @@ class Store:
                     self._db.execute(statement)
             self._db.executemany(
                 "INSERT INTO transfers_staged VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                map(_transfer_values, batch.stage.transfers))
+                map(msgspec.structs.astuple, batch.stage.transfers))
             yield "stage"
         if batch.persist is not None:
             persist = batch.persist

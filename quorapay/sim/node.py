@@ -64,6 +64,8 @@ if TYPE_CHECKING:
 Key = tuple[str, int, int]  # (client, op, attempt): whom to answer
 FSYNC = (0.0005, 0.004)  # seconds
 LATE_SNAPSHOTS = 0.3  # the share of snapshot parts also delivered again, late
+REPLAYED_SNAPSHOTS = 0.3  # the share of whole snapshots sent again, in order, much later
+REPLAY_DELAY = (1.0, 10.0)  # seconds (as from a deposed sender still streaming an old one)
 PART_READ = (0.0002, 0.003)  # seconds: reading a part of a snapshot (a worker thread)
 LATE_SNAPSHOT_DELAY = (0.2, 3.0)  # seconds
 WALL_EPOCH_MS = 1_800_000_000_000  # the wall clocks' reading at simulated time 0 (in 2027)
@@ -127,6 +129,8 @@ class SimNode:
         self._unwritten: list[WriteBatch] = []  # staged, waiting for the writer
         self.watchers: list[Callable[[SimNode], None]] = []  # staged faults: after each Work
         self.lose: Callable[[Outgoing], bool] | None = None  # staged faults: messages to lose
+        # the parts of each snapshot stream sent, by (receiver, epoch, index): for replays
+        self.parts_sent: dict[tuple[NodeId, int, int], dict[int, MessageReceived]] = {}
         self.crash_after_write: int | None = None  # armed: effects let out after the next write
         self._effects_left: int | None = None  # counting down, once that write is durable
 
@@ -199,6 +203,7 @@ class SimNode:
         self._unwritten = []
         self.crash_after_write = self._effects_left = None
         self.lose = None
+        self.parts_sent = {}
 
     @property
     def up(self) -> bool:
@@ -382,9 +387,29 @@ class _Transport:
         peer = node.peers[outgoing.to]
         node.send_to(peer, received)
         rng = node._world.rng
-        if isinstance(outgoing.message, SnapshotChunk) and rng.random() < LATE_SNAPSHOTS:
-            # a copy that arrives late: a retransmission overtaken by newer traffic
-            node._world.at(rng.uniform(*LATE_SNAPSHOT_DELAY), node.send_to, peer, received)
+        if isinstance(outgoing.message, SnapshotChunk):
+            if rng.random() < LATE_SNAPSHOTS:
+                # a copy that arrives late: a retransmission overtaken by newer traffic
+                node._world.at(rng.uniform(*LATE_SNAPSHOT_DELAY), node.send_to, peer, received)
+            self._replay_later(outgoing.to, outgoing.message, received)
+
+    def _replay_later(self, to: NodeId, part: SnapshotChunk, received: MessageReceived) -> None:
+        """Keep a stream's parts; once its last is sent, maybe send them all again, in order,
+        much later: a whole stale snapshot, arriving below its receiver's commit index (as from
+        a deposed sender still streaming an old one)."""
+        node = self.node
+        key = (to, part.epoch, part.index)
+        parts = node.parts_sent.setdefault(key, {})
+        parts[part.seq] = received
+        if not part.last:
+            return
+        del node.parts_sent[key]
+        rng = node._world.rng
+        if len(parts) != part.seq + 1 or rng.random() >= REPLAYED_SNAPSHOTS:
+            return
+        at = rng.uniform(*REPLAY_DELAY)
+        for seq in range(part.seq + 1):
+            node._world.at(at + seq * 0.001, node.send_to, node.peers[to], parts[seq])
 
 
 @dataclass(frozen=True, slots=True)

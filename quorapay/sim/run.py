@@ -78,8 +78,10 @@ def append_weight_for(seed: int, timing: Timing) -> Timing:
 def snapshot_parts_for(seed: int, timing: Timing) -> Timing:
     """Snapshots in tiny parts (one to four rows; one to three sent ahead of the
     acknowledgement), so that every snapshot is streamed in many, and parts get lost,
-    duplicated, reordered and resent, and streams are cut by crashes and leader changes."""
-    return replace(timing, snapshot_chunk_rows=1 + seed % 4, snapshot_window=1 + seed % 3)
+    duplicated, reordered and resent, and streams are cut by crashes and leader changes; one
+    seed in three holds a leader's streams to 100 to 450 bytes a tick (the rate limit)."""
+    return replace(timing, snapshot_chunk_rows=1 + seed % 4, snapshot_window=1 + seed % 3,
+                   snapshot_bytes_per_tick=0 if seed % 3 != 1 else 100 + seed % 350)
 
 
 def silence_for(seed: int, timing: Timing) -> Timing:

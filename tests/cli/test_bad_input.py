@@ -104,6 +104,10 @@ peer_port = 70000
     ('[storage]\ncache_mb = 0\n[[nodes]]\nid = "n1"\n', "storage.cache_mb must be from 1"),
     ('[storage]\nsnapshot_part_rows = 0\n[[nodes]]\nid = "n1"\n',
      "storage.snapshot_part_rows must be from 1"),
+    ('[storage]\nsnapshot_mb_per_s = -1\n[[nodes]]\nid = "n1"\n',
+     "storage.snapshot_mb_per_s must be 0 (no limit) or positive"),
+    ('[storage]\nsnapshot_mb_per_s = nan\n[[nodes]]\nid = "n1"\n',
+     "storage.snapshot_mb_per_s must be 0 (no limit) or positive"),
     ('[storage]\nmax_log_commands = -1\n[[nodes]]\nid = "n1"\n',
      "storage.max_log_commands must be 0 (no bound) or positive"),
 ])

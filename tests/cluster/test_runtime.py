@@ -14,8 +14,9 @@ def test_the_runtime_file_carries_every_setting_but_the_addresses(tmp_path: Path
                               request_timeout=7.0, max_clock_offset=2.5, leader_silence=0.9)
     document["nodes"][1].update(clock_offset="-1.5s", clock_drift="120ppm")
     document["zookeeper"].update(session_timeout=3.0)
-    document["storage"].update(compact_every=123, compact_retain=7, max_log_commands=4567,
-                               cache_mb=9, snapshot_part_rows=11)  # (all once went missing)
+    document["storage"].update(  # (these went missing once: the nodes ran the defaults)
+        compact_every=123, compact_retain=7, max_log_commands=4567, cache_mb=9,
+        snapshot_part_rows=11, snapshot_mb_per_s=2.5)
     (tmp_path / "cluster.toml").write_text(render(document))
     cluster = load_config(tmp_path / "cluster.toml")
     runtime.ensure_plan(cluster)

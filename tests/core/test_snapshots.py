@@ -15,11 +15,12 @@ import msgspec
 from quorapay.core.compaction import CompactionPolicy
 from quorapay.core.hlc import Timestamp
 from quorapay.core.inputs import MessageReceived
-from quorapay.core.ledger import Delta, Ledger
+from quorapay.core.ledger import Delta, Ledger, row_size, transfer_row
 from quorapay.core.log import Log
 from quorapay.core.messages import Append, AppendAck, Fetch, SnapshotAck, SnapshotChunk
 from quorapay.core.ready import LeadershipEnded
 from quorapay.core.replica import Role
+from quorapay.core.snapshot_stream import encoded_size
 from quorapay.core.timing import Timing
 from quorapay.core.types import Commands, Epoch, LogEntry, LogIndex, NodeId
 from tests.core.harness import InFlight, ReplicaCluster, account, transfer
@@ -439,9 +440,9 @@ def test_a_part_is_bounded_even_when_most_transfers_are_not_yet_durable() -> Non
     while not last:
         records, last = source.read(after, 7)
         parts.append(records)
-        after = records[-1].transfer.id if records else after
+        after = records[-1].id if records else after
     assert all(len(p) <= 7 for p in parts) and sum(map(len, parts)) == 50
-    assert [r.transfer.id for p in parts for r in p] == [f"t{i:03}" for i in range(50)]
+    assert [r.id for p in parts for r in p] == [f"t{i:03}" for i in range(50)]
 
 
 def test_at_most_a_window_of_parts_is_unacknowledged() -> None:
@@ -456,4 +457,36 @@ def test_at_most_a_window_of_parts_is_unacknowledged() -> None:
                 acked = max(acked, msg.message.next_seq)
             most = max(most, sent - acked)
     assert sent > 10 and most <= SMALL_PARTS.snapshot_window
+    converged(cluster, "n1", "n2", "n3")
+
+
+def test_a_parts_size_is_counted_as_each_row_encodes() -> None:
+    ledger = Ledger()
+    long = "x" * 60
+    ledger.apply(LogEntry(index=LogIndex(2**20), epoch=Epoch(1), ts=Timestamp(2**41, 300),
+                          payload=Commands(commands=(
+                              account("bank", issuer=True), account(f"{long}-a"),
+                              *(transfer(f"t{i}", "bank", f"{long}-a", 1 + i * 99_999)
+                                for i in range(40))))), Delta())
+    rows = tuple(map(transfer_row, ledger.records()))
+    for count in (0, 1, 15, 16, 40):
+        assert encoded_size(rows[:count]) == sum(map(row_size, rows[:count]))
+
+
+def test_a_rate_limit_spreads_the_parts_over_ticks() -> None:
+    """With `snapshot_bytes_per_tick`, a stream sends about that much a tick, however fast the
+    receiver acknowledges; the snapshot still arrives whole."""
+    paced = replace(SMALL_PARTS, snapshot_window=100, snapshot_bytes_per_tick=60)
+    cluster = far_behind(timing=paced, transfers=30)
+    parts_per_tick: list[int] = []
+    for _ in range(200):
+        cluster.tick()
+        delivered = 0
+        while (msg := cluster.deliver_one()) is not None:
+            delivered += is_part(msg)
+        parts_per_tick.append(delivered)
+        if cluster["n3"].applied_index == cluster["n1"].applied_index:
+            break
+    assert max(parts_per_tick) <= 2  # a part is about 30 to 70 bytes: one, or two small ones
+    assert sum(parts_per_tick) >= 15
     converged(cluster, "n1", "n2", "n3")

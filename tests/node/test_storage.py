@@ -15,8 +15,9 @@ from quorapay.core.ledger import (
     Ledger,
     LedgerState,
     StagedSums,
-    record_hash,
-    record_size,
+    row_hash,
+    row_size,
+    transfer_row,
 )
 from quorapay.core.messages import Append, InstallSnapshot
 from quorapay.core.node_state import NodeState, Write, WriteBatch
@@ -199,12 +200,12 @@ def staged_install(store: Store, index: int, epoch: int, parts: int = 3) -> list
                 *(transfer(f"x{i:02}", "carol", "dave", 1 + i) for i in range(9)))
     other.apply(LogEntry(index=LogIndex(1), epoch=Epoch(epoch),
                          payload=Commands(commands=commands)), Delta())
-    records = list(other.records())
-    size = -(-len(records) // parts)
+    rows = list(map(transfer_row, other.records()))
+    size = -(-len(rows) // parts)
     batches = [WriteBatch(stage=StagedChunk(first=part == 0, transfers=tuple(
-        records[part * size:(part + 1) * size]))) for part in range(parts)]
-    sums = StagedSums(count=len(records), size=sum(map(record_size, records)),
-                      digest=sum(map(record_hash, records)) % 2**256)
+        rows[part * size:(part + 1) * size]))) for part in range(parts)]
+    sums = StagedSums(count=len(rows), size=sum(map(row_size, rows)),
+                      digest=sum(map(row_hash, rows)) % 2**256)
     state = other.export()
     snapshot = InstallSnapshot(epoch=Epoch(epoch), index=LogIndex(index),
                                last_epoch=Epoch(epoch), staged=sums,
@@ -494,7 +495,7 @@ def test_snapshot_parts_from_the_store_and_memory_are_bounded_and_whole(tmp_path
     while not last:
         records, last = source.read(after, 3)
         assert 0 < len(records) <= 3 or last
-        ids += [r.transfer.id for r in records]
-        after = records[-1].transfer.id if records else after
+        ids += [r.id for r in records]
+        after = records[-1].id if records else after
     assert ids == [f"t{i:02}" for i in range(40)]
     store.close()

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from quorapay.core.executor import Executor
 from quorapay.core.hlc import Timestamp
-from quorapay.core.ledger import Delta, Ledger, Result, SnapshotSource, Status, TransferRecord
+from quorapay.core.ledger import (
+    Delta,
+    Ledger,
+    Result,
+    SnapshotSource,
+    Status,
+    TransferRecord,
+    TransferRow,
+)
 from quorapay.core.messages import Append, AppendAck, InstallSnapshot, Message
 from quorapay.core.node_state import Work
 from quorapay.core.ready import Outgoing, ReadsConfirmed
@@ -185,7 +193,7 @@ class CommitOlderEpochByCount(Replica):
 
 
 class _MovedMoneyOnly(SnapshotSource):
-    def read(self, after: TransferId | None, limit: int) -> tuple[list[TransferRecord], bool]:
+    def read(self, after: TransferId | None, limit: int) -> tuple[list[TransferRow], bool]:
         records, last = super().read(after, limit)
         return [r for r in records if r.status is Status.OK], last
 
