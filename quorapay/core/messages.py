@@ -138,6 +138,7 @@ class SnapshotChunk(msgspec.Struct, frozen=True, kw_only=True, tag="snapshot_chu
     index: IndexField
     last_epoch: EpochField
     last_ts: Timestamp = ZERO
+    stream: Counter  # which stream of the sender's: a new one starts over, never resumes
     seq: Counter
     accounts: tuple[AccountRow, ...] = ()
     transfers: tuple[TransferRow, ...] = ()
@@ -152,13 +153,14 @@ class SnapshotChunk(msgspec.Struct, frozen=True, kw_only=True, tag="snapshot_chu
 
 
 class SnapshotAck(msgspec.Struct, frozen=True, kw_only=True, tag="snapshot_ack"):
-    """Receiver -> sender of the snapshot (`epoch`, `index`): every part below `next_seq` is
-    durably staged here; send from there. 0: it holds none of that snapshot (it restarted, or
-    took another one meanwhile): start over. Acknowledgements may arrive late or reordered:
-    only a higher `next_seq`, or 0, means anything."""
+    """Receiver -> sender of the snapshot (`epoch`, `index`) in `stream`: every part below
+    `next_seq` is durably staged here; send from there. 0: it holds none of that stream (it
+    restarted, or took another one meanwhile): start over. Acknowledgements may arrive late or
+    reordered: only a higher `next_seq`, or 0, means anything."""
 
     epoch: EpochField
     index: IndexField
+    stream: Counter
     next_seq: Counter
 
 

@@ -92,6 +92,7 @@ class _Sending:
     total: int | None = None  # parts in all, once the last is built
     reading: int | None = None  # the part being read
     progress_at: int = 0  # the tick it began, or the receiver last acknowledged more
+    stream: int = 0  # its number among this sender's streams (a new one never resumes another)
     paced: bool = True  # held to the rate limit (a follower's; not a recovering leader's)
     allowance: int = 0  # bytes it may still send this tick (with a rate limit; may go below 0)
 
@@ -135,14 +136,15 @@ class SnapshotSender:
         self.started += 1
         self._sessions[wanted.to] = _Sending(
             wanted=wanted, source=source, cursors=[None], progress_at=self._now,
+            stream=self.started,
             paced=paced and self._rate > 0, allowance=self._rate,
             account_parts=max(1, -(-len(source.accounts) // self._rows)))
         return self._pump(self._sessions[wanted.to])
 
     def on_ack(self, peer: NodeId, ack: SnapshotAck) -> tuple[list[Part], list[ChunkRead]]:
         session = self._sessions.get(peer)
-        if session is None or (ack.epoch, ack.index) != (session.wanted.epoch,
-                                                         session.wanted.index):
+        if session is None or (ack.epoch, ack.index, ack.stream) != (
+                session.wanted.epoch, session.wanted.index, session.stream):
             return [], []
         if ack.next_seq > session.acked:
             session.acked, session.progress_at = ack.next_seq, self._now
@@ -237,7 +239,8 @@ class SnapshotSender:
         wanted = session.wanted
         return SnapshotChunk(
             epoch=wanted.epoch, index=wanted.index, last_epoch=wanted.last_epoch,
-            last_ts=wanted.last_ts, seq=seq, accounts=accounts, transfers=transfers, last=last,
+            last_ts=wanted.last_ts, stream=session.stream, seq=seq, accounts=accounts,
+            transfers=transfers, last=last,
             account_total=len(session.source.accounts) if last else 0,
             transfer_total=sum(session.counts.values()) if last else 0)
 
@@ -260,8 +263,12 @@ class _Receiving:
         default_factory=dict)  # parts that arrived ahead of a missing one
 
     @property
-    def key(self) -> tuple[Epoch, LogIndex]:
-        return self.first.epoch, self.first.index
+    def key(self) -> tuple[Epoch, LogIndex, int]:
+        return self.first.epoch, self.first.index, self.first.stream
+
+    def ack(self, next_seq: int) -> SnapshotAck:
+        return SnapshotAck(epoch=self.first.epoch, index=self.first.index,
+                           stream=self.first.stream, next_seq=next_seq)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -314,13 +321,12 @@ class SnapshotReceiver:
         if chunk.epoch < promised:
             return None  # (its install would be refused: the sender hears so otherwise)
         session = self._session
-        key = (chunk.epoch, chunk.index)
+        key = (chunk.epoch, chunk.index, chunk.stream)
         if session is not None and session.sender == sender and session.key == key:
             if chunk.seq == session.next_seq and not session.complete:
                 return self._accept(session, chunk, hlc, wall_ms)
             if chunk.seq < session.durable_next:  # a part resent: say what it holds
-                return Received(sender=sender, ack=SnapshotAck(
-                    epoch=chunk.epoch, index=chunk.index, next_seq=session.durable_next))
+                return Received(sender=sender, ack=session.ack(session.durable_next))
             if chunk.seq > session.next_seq and len(session.early) < MAX_EARLY_PARTS:
                 session.early[chunk.seq] = (chunk, hlc, wall_ms)  # after a gap: keep it
             return None  # being staged (its acknowledgement follows)
@@ -331,15 +337,15 @@ class SnapshotReceiver:
             self._session = _Receiving(sender=sender, first=chunk, heard_at=self._now)
             return self._accept(self._session, chunk, hlc, wall_ms)
         return Received(sender=sender, ack=SnapshotAck(epoch=chunk.epoch, index=chunk.index,
-                                                       next_seq=0))
+                                                       stream=chunk.stream, next_seq=0))
 
     def durable(self, received: Received) -> InstallSnapshot | None:
         """`received.stage` is durable: the parts it staged count as held."""
-        session = self._session
-        if session is None or received.ack is None \
-                or (received.ack.epoch, received.ack.index) != session.key:
-            return None
-        session.durable_next = max(session.durable_next, received.ack.next_seq)
+        session, ack = self._session, received.ack
+        if session is None or ack is None or received.sender != session.sender \
+                or (ack.epoch, ack.index, ack.stream) != session.key:
+            return None  # (a part of a stream replaced since it was accepted)
+        session.durable_next = max(session.durable_next, ack.next_seq)
         return received.install if session.complete and received.install else None
 
     def _accept(self, session: _Receiving, chunk: SnapshotChunk, hlc: Timestamp | None,
@@ -370,7 +376,7 @@ class SnapshotReceiver:
             install = self._install(session, chunk)
         return Received(sender=session.sender, stage=StagedChunk(
             first=chunk.seq == 0, transfers=rows if self._staged else ()),
-            ack=SnapshotAck(epoch=chunk.epoch, index=chunk.index, next_seq=session.next_seq),
+            ack=session.ack(session.next_seq),
             install=install, hlc=hlc, wall_ms=wall_ms)
 
     def _install(self, session: _Receiving, last: SnapshotChunk) -> InstallSnapshot:

@@ -407,7 +407,11 @@ def test_an_acknowledgement_of_another_snapshot_changes_nothing() -> None:
     sender = cluster.nodes[NodeId("n1")].state.sending
     before = dict(sender.active)
     cluster.step("n1", MessageReceived(sender=NodeId("n3"), message=SnapshotAck(
-        epoch=Epoch(1), index=LogIndex(999), next_seq=50)))
+        epoch=Epoch(1), index=LogIndex(999), stream=1, next_seq=50)))
+    for stream in (0, 2):  # the right snapshot, another stream of it
+        cluster.step("n1", MessageReceived(sender=NodeId("n3"), message=SnapshotAck(
+            epoch=Epoch(1), index=LogIndex(cluster["n1"].applied_index), stream=stream,
+            next_seq=50)))
     assert sender.active == before
 
 
@@ -489,4 +493,23 @@ def test_a_rate_limit_spreads_the_parts_over_ticks() -> None:
             break
     assert max(parts_per_tick) <= 2  # a part is about 30 to 70 bytes: one, or two small ones
     assert sum(parts_per_tick) >= 15
+    converged(cluster, "n1", "n2", "n3")
+
+
+def test_a_stream_given_up_and_begun_again_at_the_same_index_completes() -> None:
+    """Regression (found in review): the sender gave its stream up (nothing heard for four
+    resend times) and the replica asked again at the same index (an idle cluster); the
+    receiver still held the first stream's parts and answered the new one with where the old
+    one had got to, a part the new stream could not build -- and it stalled for good. A new
+    stream now has a number of its own: the receiver starts it over."""
+    cluster = far_behind()
+    stream_until(cluster, 6)
+    cluster.cut("n1", "n3")
+    sender = cluster.nodes[NodeId("n1")].state.sending
+    for _ in range(5 * cluster.timing.snapshot_retry_ticks):
+        cluster.tick()
+        cluster.deliver_all()
+    assert sender.started >= 2 or not sender.active  # given up (and maybe begun again)
+    cluster.heal()
+    cluster.stabilize(ticks=6 * cluster.timing.snapshot_retry_ticks)
     converged(cluster, "n1", "n2", "n3")

@@ -154,10 +154,10 @@ messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(lambda state, **fields: built(SnapshotChunk)(
         accounts=tuple(sorted(state.accounts, key=lambda a: a.id)),
         transfers=tuple(sorted(state.transfers, key=lambda t: t.id)), **fields),
-        state(), epoch=epoch, index=index, last_epoch=epoch, last_ts=ts, seq=small,
+        state(), epoch=epoch, index=index, last_epoch=epoch, last_ts=ts, stream=small, seq=small,
         last=st.booleans(), account_total=small, transfer_total=small).filter(
         lambda m: m is not None),
-    st.builds(SnapshotAck, epoch=epoch, index=index, next_seq=small),
+    st.builds(SnapshotAck, epoch=epoch, index=index, stream=small, next_seq=small),
     st.builds(ClockProbe, epoch=epoch, sent_ms=counter),
     st.builds(ClockEcho, epoch=epoch, probe_ms=counter, echo_ms=counter),
 )

@@ -102,7 +102,7 @@ def forged_frames() -> list[bytes]:
     messages = [
         Append(epoch=Epoch(1000), prev_index=LogIndex(0), prev_epoch=Epoch(0), entries=(entry,),
                commit=LogIndex(1), seq=1),
-        SnapshotChunk(epoch=Epoch(1000), index=LogIndex(1), last_epoch=Epoch(1000), seq=0,
+        SnapshotChunk(epoch=Epoch(1000), index=LogIndex(1), last_epoch=Epoch(1000), stream=1, seq=0,
                       last=True),
         Refused(epoch=Epoch(1), promised_epoch=Epoch(1000), reason=RefusalReason.STALE_EPOCH),
     ]
