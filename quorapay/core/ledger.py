@@ -616,17 +616,24 @@ def _account_size(a: Account) -> int:
     return 1 + _str_size(a.id) + _str_size(a.currency) + 1 + 9 + _int_size(a.index)
 
 
+TransferValues = tuple[str, str, str, int, str, Status, int, int, int]
+
+
+def record_values(r: TransferRecord) -> TransferValues:
+    """A decided transfer's fields in a TransferRow's (and the transfers table's) order."""
+    t = r.transfer
+    return (t.id, t.debit, t.credit, t.amount, t.currency, r.status, r.index, r.ts.wall_ms,
+            r.ts.logical)
+
+
 def record_size(r: TransferRecord) -> int:
     """A decided transfer's size as a TransferRow, encoded."""
-    t = r.transfer
-    return _transfer_size(t.id, t.debit, t.credit, t.amount, t.currency, r.status, r.index,
-                          r.ts.wall_ms, r.ts.logical)
+    return _transfer_size(*record_values(r))
 
 
 def row_size(t: TransferRow) -> int:
     """A TransferRow, encoded."""
-    return _transfer_size(t.id, t.debit, t.credit, t.amount, t.currency, t.status, t.index,
-                          t.wall_ms, t.logical)
+    return _transfer_size(*msgspec.structs.astuple(t))
 
 
 def _transfer_size(transfer_id: str, debit: str, credit: str, amount: int, currency: str,
@@ -696,15 +703,12 @@ def _account_hash(a: Account) -> int:
 
 def record_hash(r: TransferRecord) -> int:
     """A decided transfer's hash in the ledger digest."""
-    t = r.transfer
-    return _transfer_hash(t.id, t.debit, t.credit, t.amount, t.currency, r.status, r.index,
-                          r.ts.wall_ms, r.ts.logical)
+    return _transfer_hash(*record_values(r))
 
 
 def row_hash(t: TransferRow) -> int:
     """`record_hash`, from its row."""
-    return _transfer_hash(t.id, t.debit, t.credit, t.amount, t.currency, t.status, t.index,
-                          t.wall_ms, t.logical)
+    return _transfer_hash(*msgspec.structs.astuple(t))
 
 
 def _transfer_hash(transfer_id: str, debit: str, credit: str, amount: int, currency: str,

@@ -49,6 +49,7 @@ from quorapay.core.ledger import (
     record_hash,
     record_of,
     record_size,
+    record_values,
 )
 from quorapay.core.node_state import WriteBatch
 from quorapay.core.ready import Persist
@@ -266,12 +267,6 @@ def _digest_value(path: Path, value: object) -> int:
 
 
 _IDS_PER_QUERY = 500  # under SQLite's bound on parameters in one statement
-
-
-def _transfer_values(r: TransferRecord) -> tuple[Any, ...]:
-    t = r.transfer
-    return (t.id, t.debit, t.credit, t.amount, t.currency, r.status.value, r.index,
-            r.ts.wall_ms, r.ts.logical)
 
 
 def _transfer_record(path: Path, row: Sequence[Any]) -> TransferRecord:
@@ -576,7 +571,7 @@ class Store:
                  for a in batch.delta.accounts.values()])
             yield "accounts"
             self._db.executemany("INSERT INTO transfers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                 map(_transfer_values, batch.delta.transfers))
+                                 map(record_values, batch.delta.transfers))
             if batch.delta.transfers:
                 self._add_transfers(batch.delta.transfers)
             yield "transfers"
