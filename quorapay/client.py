@@ -133,6 +133,15 @@ class Client:
         response = await self.request(api.SubmitTransfers(transfers=list(transfers)))
         return response.results or []
 
+    async def close_accounts(self, accounts: Sequence[str]) -> list[api.CommandResult]:
+        """Operator: these accounts take part in no transfer until reopened."""
+        response = await self.request(api.CloseAccounts(accounts=list(accounts)))
+        return response.results or []
+
+    async def reopen_accounts(self, accounts: Sequence[str]) -> list[api.CommandResult]:
+        response = await self.request(api.ReopenAccounts(accounts=list(accounts)))
+        return response.results or []
+
     async def balances(self, accounts: Sequence[str]) -> list[api.Balance]:
         response = await self.request(api.GetBalances(accounts=list(accounts)))
         return response.balances or []
@@ -331,7 +340,8 @@ class _Waiting:
 
 
 def _is_write(request: api.Request) -> bool:
-    return isinstance(request, api.CreateAccounts | api.SubmitTransfers | api.Barrier)
+    return isinstance(request, api.CreateAccounts | api.SubmitTransfers | api.CloseAccounts
+                      | api.ReopenAccounts | api.Barrier)
 
 
 def _rejection(rejected: ConnectionRejected, url: str | None) -> api.Response:

@@ -32,18 +32,42 @@ class Error(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 # ---------------------------------------------------------------------------- requests
 
-class AccountSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+# Account limits (`flags` of an account): without `flags`, every account but an issuer
+# (allow_negative) keeps its debits within its credits.
+DEBITS_MUST_NOT_EXCEED_CREDITS = "debits_must_not_exceed_credits"  # balance >= 0
+CREDITS_MUST_NOT_EXCEED_DEBITS = "credits_must_not_exceed_debits"  # balance <= 0
+ACCOUNT_FLAGS = (DEBITS_MUST_NOT_EXCEED_CREDITS, CREDITS_MUST_NOT_EXCEED_DEBITS)
+# Transfer flags: move at most `amount`, as much as the debit (credit) account's limit allows
+BALANCING_DEBIT = "balancing_debit"
+BALANCING_CREDIT = "balancing_credit"
+TRANSFER_FLAGS = (BALANCING_DEBIT, BALANCING_CREDIT)
+
+
+class AccountSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
+                  omit_defaults=True):
+    """An account to open. `flags` (names in ACCOUNT_FLAGS) sets its limits exactly; without
+    it, `allow_negative` says whether it is an issuer (no limit) or keeps its debits within its
+    credits."""
+
     id: str
     currency: str = "USD"
     allow_negative: bool = False
+    flags: list[str] | None = None
 
 
-class TransferSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class TransferSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
+                   omit_defaults=True):
+    """A transfer to submit. `linked`: it and the next transfer of the request belong to one
+    chain, applied all or nothing (the last of a chain is not linked). `flags`: names in
+    TRANSFER_FLAGS."""
+
     id: str
     debit: str
     credit: str
     amount: int
     currency: str = "USD"
+    flags: list[str] = []
+    linked: bool = False
 
 
 class _Request(msgspec.Struct, frozen=True, kw_only=True, tag_field="op",
@@ -57,6 +81,18 @@ class CreateAccounts(_Request, frozen=True, tag="create_accounts"):
 
 class SubmitTransfers(_Request, frozen=True, tag="submit_transfers"):
     transfers: list[TransferSpec]
+
+
+class CloseAccounts(_Request, frozen=True, tag="close_accounts"):
+    """Operator: these accounts take part in no transfer until reopened."""
+
+    accounts: list[str]
+
+
+class ReopenAccounts(_Request, frozen=True, tag="reopen_accounts"):
+    """Operator: closed accounts take part in transfers again."""
+
+    accounts: list[str]
 
 
 class Barrier(_Request, frozen=True, tag="barrier"):
@@ -117,8 +153,9 @@ class Switchover(_Request, frozen=True, tag="switchover"):
     to: str | None = None
 
 
-Request = (CreateAccounts | SubmitTransfers | Barrier | GetBalances | GetTransfers | Status
-           | Digest | EntryDigests | LocalTransfers | Entries | Switchover)
+Request = (CreateAccounts | SubmitTransfers | CloseAccounts | ReopenAccounts | Barrier
+           | GetBalances | GetTransfers | Status | Digest | EntryDigests | LocalTransfers
+           | Entries | Switchover)
 
 
 # ---------------------------------------------------------------------------- responses
@@ -127,19 +164,23 @@ class CommandResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     """Outcome of one account or transfer. `index` is the log entry that decided it."""
 
     id: str
-    # ok | insufficient_funds | account_not_found | currency_mismatch | invalid | id_conflict
-    status: str
+    status: str  # ok, or a failure: see docs/01-api for every code
     index: int | None = None
     detail: str | None = None
     timestamp: str | None = None  # transfers: the deciding entry's timestamp, ISO 8601 UTC
     logical: int | None = None  # and its logical counter
+    moved: int | None = None  # balancing transfers: the amount moved
 
 
 class Balance(msgspec.Struct, frozen=True, kw_only=True):
     account: str
     currency: str
-    balance: int
-    allow_negative: bool
+    balance: int  # credits posted minus debits posted
+    allow_negative: bool  # an issuer: no debits_must_not_exceed_credits limit
+    flags: list[str] = []  # its limits (names in ACCOUNT_FLAGS)
+    closed: bool = False
+    debits_pending: int = 0  # reserved by pending transfers
+    credits_pending: int = 0
 
 
 class TransferRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -152,6 +193,8 @@ class TransferRecord(msgspec.Struct, frozen=True, kw_only=True):
     index: int
     timestamp: str = ""  # the deciding entry's timestamp, ISO 8601 UTC ...
     logical: int = 0  # ... and its logical counter
+    flags: list[str] = []  # as submitted (names in TRANSFER_FLAGS)
+    moved: int = 0  # the amount moved: amount, less for a balancing transfer, 0 if it failed
 
 
 class PeerClock(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,4 +1,5 @@
-"""account create, pay, balance, transfer: the ledger from the command line."""
+"""account create/close/reopen, pay, chain, balance, transfer: the ledger from the command
+line."""
 
 from __future__ import annotations
 
@@ -34,14 +35,41 @@ def account() -> None:
 @currency_option
 @click.option("--allow-negative", is_flag=True,
               help="An issuer account: may go below zero (money enters the ledger from it).")
+@click.option("--flag", "flags", multiple=True, type=click.Choice(api.ACCOUNT_FLAGS),
+              help="A limit the balance keeps, exactly these (repeat it; see docs/01-api). "
+                   "Without it: debits_must_not_exceed_credits unless --allow-negative.")
 @json_option
 @pass_app
 def create(app: AppContext, account_ids: tuple[str, ...], currency: str, allow_negative: bool,
-           as_json: bool) -> None:
+           flags: tuple[str, ...], as_json: bool) -> None:
     """Create accounts (creating one again with the same attributes is a no-op)."""
-    specs = [api.AccountSpec(id=a, currency=currency, allow_negative=allow_negative)
-             for a in account_ids]
-    response = run(_ask, app, api.CreateAccounts(accounts=specs), as_json)
+    specs = [api.AccountSpec(id=a, currency=currency, allow_negative=allow_negative,
+                             flags=list(flags) if flags else None) for a in account_ids]
+    _account_op(app, api.CreateAccounts(accounts=specs), as_json)
+
+
+@account.command("close")
+@click.argument("account_ids", nargs=-1, required=True)
+@json_option
+@pass_app
+def close(app: AppContext, account_ids: tuple[str, ...], as_json: bool) -> None:
+    """Close accounts: they take part in no transfer until reopened (operator)."""
+    _account_op(app, api.CloseAccounts(accounts=list(account_ids)), as_json)
+
+
+@account.command("reopen")
+@click.argument("account_ids", nargs=-1, required=True)
+@json_option
+@pass_app
+def reopen(app: AppContext, account_ids: tuple[str, ...], as_json: bool) -> None:
+    """Reopen closed accounts (operator)."""
+    _account_op(app, api.ReopenAccounts(accounts=list(account_ids)), as_json)
+
+
+def _account_op(app: AppContext, request: api.Request, as_json: bool) -> None:
+    response = run(_ask, app, request, as_json)
+    if response.error is not None:
+        raise Failed(response.error.message)
     results = response.results or []
     emit(as_json, results, "\n".join(f"{r.status}: account {r.id}"
                                       + (f" ({r.detail})" if r.detail else "") for r in results))
@@ -55,20 +83,54 @@ def create(app: AppContext, account_ids: tuple[str, ...], currency: str, allow_n
 @click.option("--id", "transfer_id", help="Transfer id (default: a new one). Sending the same "
               "id again is safe: it is applied once and returns the original outcome.")
 @currency_option
+@click.option("--balancing", "balancing", multiple=True, type=click.Choice(["debit", "credit"]),
+              help="Move at most AMOUNT: as much as the debit (credit) account's limit allows.")
 @json_option
 @pass_app
 def pay(app: AppContext, debit: str, credit: str, amount: int, transfer_id: str | None,
-        currency: str, as_json: bool) -> None:
+        currency: str, balancing: tuple[str, ...], as_json: bool) -> None:
     """Move AMOUNT minor units (cents) from DEBIT to CREDIT."""
     if transfer_id == "":
         raise Failed("--id must not be empty (leave it out to get a new id)")
     transfer_id = transfer_id or f"t-{uuid.uuid4().hex[:16]}"
     spec = api.TransferSpec(id=transfer_id, debit=debit, credit=credit, amount=amount,
-                            currency=currency)
-    response = run(_ask, app, api.SubmitTransfers(transfers=[spec]), as_json)
+                            currency=currency, flags=[f"balancing_{b}" for b in balancing])
+    _submit(app, [spec], as_json)
+
+
+@cli.command()
+@click.argument("legs", nargs=-1, required=True, metavar="DEBIT:CREDIT:AMOUNT[:ID]...")
+@currency_option
+@json_option
+@pass_app
+def chain(app: AppContext, legs: tuple[str, ...], currency: str, as_json: bool) -> None:
+    """Move money along linked transfers, all or nothing: if one fails, none moves money.
+    Each leg without an ID gets a new one; sending the same ids again is safe."""
+    if len(legs) < 2:
+        raise Failed("a chain has at least two legs (for one transfer: quorapay pay)")
+    base = f"t-{uuid.uuid4().hex[:12]}"
+    specs = [_leg(text, f"{base}-{n}", currency, linked=n < len(legs))
+             for n, text in enumerate(legs, 1)]
+    _submit(app, specs, as_json)
+
+
+def _leg(text: str, default_id: str, currency: str, *, linked: bool) -> api.TransferSpec:
+    parts = text.split(":")
+    if len(parts) not in (3, 4) or not parts[2].isdigit() or "" in parts:
+        raise Failed(f"leg {text!r}: expected DEBIT:CREDIT:AMOUNT or DEBIT:CREDIT:AMOUNT:ID "
+                     "(AMOUNT in minor units, a whole number)")
+    return api.TransferSpec(id=parts[3] if len(parts) == 4 else default_id, debit=parts[0],
+                            credit=parts[1], amount=int(parts[2]), currency=currency,
+                            linked=linked)
+
+
+def _submit(app: AppContext, specs: list[api.TransferSpec], as_json: bool) -> None:
+    response = run(_ask, app, api.SubmitTransfers(transfers=specs), as_json)
+    if response.error is not None:
+        raise Failed(response.error.message)
     results = response.results or []
     emit(as_json, results, "\n".join(_describe_transfer(r, response.index, spec)
-                                      for r in results))
+                                      for r, spec in zip(results, specs, strict=True)))
     _fail_unless_ok(results)
 
 
@@ -79,6 +141,8 @@ def _describe_transfer(result: api.CommandResult, entry: int | None,
         return (f"id_conflict: transfer {result.id} was already used at index {result.index} "
                 f"for a different transfer; this one ({body}) was not applied")
     text = f"{result.status}: transfer {result.id}, {body}"
+    if result.moved is not None and result.status == "ok":
+        text += f", moved {result.moved}"
     if result.index is not None and entry is not None and result.index != entry:
         text += (f" (the original outcome, decided at index {result.index}: this id keeps "
                  "it; use a new id to try again)" if result.status != "ok" else
@@ -104,7 +168,8 @@ def balance(app: AppContext, account_ids: tuple[str, ...], as_json: bool) -> Non
         raise Failed(response.error.message)
     balances = response.balances or []
     emit(as_json, {"index": response.index, "balances": balances}, "\n".join(
-        f"{b.account:20} {b.balance:>14} {b.currency}" for b in balances))
+        f"{b.account:20} {b.balance:>14} {b.currency}" + (" (closed)" if b.closed else "")
+        for b in balances))
 
 
 @cli.command()

@@ -17,11 +17,12 @@ import msgspec
 
 from quorapay.core.bounds import Counter, Text
 from quorapay.core.hlc import ZERO, Timestamp
-from quorapay.core.ledger import AccountRow, LedgerState, StagedSums, TransferRow
+from quorapay.core.ledger.model import AccountRow, LedgerState, StagedSums, TransferRow
 from quorapay.core.types import EpochField, IndexField, LogEntry, LogIndex, NodeIdField
 
 MAX_FRAME_BYTES = 64 * 2**20  # a peer frame (a batch of messages) is at most this, encoded
-PROTOCOL_VERSION = 6  # 3: HLCs, clock probes; 4: TakeOver; 5: silence; 6: streamed snapshots
+PROTOCOL_VERSION = 7  # 3: HLCs, clock probes; 4: TakeOver; 5: silence; 6: streamed snapshots;
+# 7: linked chains, account limits and closing, balancing transfers (new commands in entries)
 T = TypeVar("T")
 
 

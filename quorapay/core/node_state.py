@@ -65,7 +65,7 @@ from quorapay.core.snapshot_stream import (
     SnapshotSender,
     StagedChunk,
 )
-from quorapay.core.types import Command, Epoch, LogEntry, LogIndex, NodeId
+from quorapay.core.types import Command, Epoch, LogEntry, LogIndex, NodeId, command_weight
 
 MAX_COMMANDS_PER_ENTRY = 2000
 MAX_HELD_TRANSFERS = 20_000  # apply rows held back for a log write: at most this many
@@ -236,7 +236,6 @@ def stage(ready: Ready, ledger: Ledger) -> tuple[WriteBatch, list[tuple[LogEntry
         ledger.replace(install.state, install.index, install.staged)
     delta = Delta()
     applied = ledger.apply_all(ready.committed, delta)
-    delta.detach()  # the write may land after later entries changed these accounts again
     applied_index = ready.committed[-1].index if ready.committed else None
     if applied_index is None and install is not None:
         applied_index = install.index
@@ -299,10 +298,13 @@ class NodeState(Generic[K]):
         commands: list[Command] = []
         parts: list[_Part[K]] = []
         tokens: list[int] = []
+        weight = 0
         for write in writes:
-            if commands and len(commands) + len(write.commands) > MAX_COMMANDS_PER_ENTRY:
+            added = sum(map(command_weight, write.commands))
+            if commands and weight + added > MAX_COMMANDS_PER_ENTRY:
                 tokens.append(self._propose(commands, parts))
-                commands, parts = [], []
+                commands, parts, weight = [], [], 0
+            weight += added
             parts.append(_Part(write.key, len(commands), len(write.commands)))
             commands.extend(write.commands)
         if parts:

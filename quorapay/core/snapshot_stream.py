@@ -34,7 +34,7 @@ from quorapay.core.ledger import (
     SnapshotSource,
     StagedSums,
     TransferRow,
-    row_hash,
+    transfer_row_hash,
 )
 from quorapay.core.messages import InstallSnapshot, SnapshotAck, SnapshotChunk
 from quorapay.core.ready import SnapshotWanted
@@ -363,7 +363,7 @@ class SnapshotReceiver:
             session.last_id = rows[-1].id
             session.count += len(rows)
             session.size += encoded_size(rows)
-            session.digest = (session.digest + sum(map(row_hash, rows))) % MODULUS
+            session.digest = (session.digest + sum(map(transfer_row_hash, rows))) % MODULUS
             if not self._staged:
                 session.rows += rows
         install = None

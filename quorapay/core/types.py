@@ -35,23 +35,48 @@ CurrencyField = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
 
 
 class CreateAccount(msgspec.Struct, frozen=True, kw_only=True, tag="create_account",
-                    gc=False):
-    """Open an account. `allow_negative` marks an issuer that may go below zero (deposits)."""
+                    gc=False, omit_defaults=True):
+    """Open an account. Its debits must not exceed its credits (its balance stays at or above
+    zero) unless `allow_negative`: an issuer, which may go below zero (deposits); with
+    `credits_must_not_exceed_debits`, its credits must not exceed its debits (its balance stays
+    at or below zero)."""
 
     id: AccountIdField
     currency: CurrencyField
     allow_negative: bool = False
+    credits_must_not_exceed_debits: bool = False
+
+
+class CloseAccount(msgspec.Struct, frozen=True, kw_only=True, tag="close_account", gc=False):
+    """Close an account: it takes part in no transfer until reopened. Closing a closed one is
+    a no-op."""
+
+    id: AccountIdField
+
+
+class ReopenAccount(msgspec.Struct, frozen=True, kw_only=True, tag="reopen_account", gc=False):
+    """Reopen a closed account. Reopening an open one is a no-op."""
+
+    id: AccountIdField
+
+
+BALANCING_DEBIT = 1  # Transfer.flags: move at most what the debit account's limit allows
+BALANCING_CREDIT = 2  # ... at most what the credit account's limit allows
+TRANSFER_FLAGS = BALANCING_DEBIT | BALANCING_CREDIT
 
 
 class Transfer(msgspec.Struct, frozen=True, kw_only=True, tag="transfer",
-               gc=False):
-    """Move `amount` from the debit account to the credit account, both in `currency`."""
+               gc=False, omit_defaults=True):
+    """Move `amount` from the debit account to the credit account, both in `currency`. A
+    balancing transfer (`flags`) moves at most `amount`: as much as its accounts' limits
+    allow."""
 
     id: TransferIdField
     debit: AccountIdField
     credit: AccountIdField
     amount: CentsField
     currency: CurrencyField
+    flags: Annotated[int, msgspec.Meta(ge=0, le=TRANSFER_FLAGS)] = 0
 
 
 class PayerTransfer(msgspec.Struct, frozen=True, kw_only=True, tag="payer_transfer",
@@ -67,7 +92,22 @@ class PayerTransfer(msgspec.Struct, frozen=True, kw_only=True, tag="payer_transf
         return self.transfer.id
 
 
-Command = CreateAccount | Transfer | PayerTransfer
+MAX_CHAIN = 1000  # members of a linked chain (a batch is at most as long)
+
+
+class Linked(msgspec.Struct, frozen=True, kw_only=True, tag="linked", gc=False):
+    """A chain of transfers applied all or nothing, in order: if one fails, none moves money,
+    and each member's result says which one failed."""
+
+    commands: tuple[Transfer | PayerTransfer, ...]
+
+    @property
+    def id(self) -> TransferId:
+        """The first member's id (a chain is named by it in logs)."""
+        return self.commands[0].id if self.commands else TransferId("")
+
+
+Command = CreateAccount | Transfer | PayerTransfer | Linked | CloseAccount | ReopenAccount
 
 
 class Commands(msgspec.Struct, frozen=True, kw_only=True, tag="commands",
@@ -102,4 +142,11 @@ class LogEntry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     @property
     def weight(self) -> int:
         """A size estimate in commands, used to bound message and fetch sizes."""
-        return 1 + (len(self.payload.commands) if isinstance(self.payload, Commands) else 0)
+        if not isinstance(self.payload, Commands):
+            return 1
+        return 1 + sum(map(command_weight, self.payload.commands))
+
+
+def command_weight(command: Command) -> int:
+    """How many transfers or accounts a command decides: a chain's members, else one."""
+    return len(command.commands) if isinstance(command, Linked) else 1

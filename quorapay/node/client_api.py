@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -29,17 +29,16 @@ from quorapay.api import schema as api
 from quorapay.api.timestamps import iso
 from quorapay.config import ClusterConfig
 from quorapay.core.digest import LogDigests, RangeFacts, entry_digest, range_facts, replay
-from quorapay.core.ledger import Ledger, Result, validate
+from quorapay.core.ledger import Ledger, validate
 from quorapay.core.types import (
     AccountId,
-    Cents,
+    CloseAccount,
     Command,
-    CreateAccount,
     NodeId,
-    PayerTransfer,
-    Transfer,
+    ReopenAccount,
     TransferId,
 )
+from quorapay.node import client_commands as commands
 from quorapay.node.loop import (
     ClientRead,
     ClientSwitchover,
@@ -136,7 +135,7 @@ class ClientApi:
                                 error=api.error(api.ErrorCode.FORBIDDEN, refusal))
         try:
             return await self._dispatch(request, principal)
-        except _Invalid as exc:
+        except (_Invalid, commands.BadRequest) as exc:
             return api.Response(req=request.req,
                                 error=api.error(api.ErrorCode.INVALID_REQUEST, str(exc)))
 
@@ -144,17 +143,18 @@ class ClientApi:
         match request:
             case api.CreateAccounts(accounts=specs):
                 return await self._write(request.req, [
-                    CreateAccount(id=AccountId(a.id), currency=a.currency,
-                                  allow_negative=a.allow_negative) for a in _bounded(specs)])
+                    commands.create_account(a) for a in _bounded(specs)])
             case api.SubmitTransfers(transfers=specs):
-                transfers = [Transfer(id=TransferId(t.id), debit=AccountId(t.debit),
-                                      credit=AccountId(t.credit), amount=Cents(t.amount),
-                                      currency=t.currency) for t in _bounded(specs)]
-                if principal.role is Role.OPERATOR:
-                    return await self._write(request.req, list(transfers))
                 # a payer's may not debit an issuer: the ledger decides it, from the log
-                return await self._write(request.req, [PayerTransfer(transfer=t)
-                                                       for t in transfers])
+                written, open_chain = commands.transfers(
+                    _bounded(specs), payer=principal.role is not Role.OPERATOR)
+                return await self._write(request.req, written, commands.chain_open(open_chain))
+            case api.CloseAccounts(accounts=ids):
+                return await self._write(request.req, [
+                    CloseAccount(id=AccountId(i)) for i in _bounded(ids)])
+            case api.ReopenAccounts(accounts=ids):
+                return await self._write(request.req, [
+                    ReopenAccount(id=AccountId(i)) for i in _bounded(ids)])
             case api.Barrier():
                 return await self._write(request.req, [])
             case api.GetBalances(accounts=ids):
@@ -190,18 +190,22 @@ class ClientApi:
 
     # ------------------------------------------------------------------ the three paths
 
-    async def _write(self, req: int, commands: list[Command]) -> api.Response:
-        problems = {i: validate(c) for i, c in enumerate(commands)}
-        valid = tuple(c for i, c in enumerate(commands) if not problems[i])
+    async def _write(self, req: int, written: list[Command],
+                     refused: Sequence[api.CommandResult] = ()) -> api.Response:
+        """Log the commands valid on their face, and answer every one, in order (then the
+        `refused` results of the request's end)."""
+        problems = {i: validate(c) for i, c in enumerate(written)}
+        valid = tuple(c for i, c in enumerate(written) if not problems[i])
         outcome: Committed | None = None
-        if valid or not commands:
+        if valid or not (written or refused):
             answer = await self._ask(ClientWrite(commands=valid, reply=Reply()))
             if isinstance(answer, Failure):
                 return api.Response(req=req, error=self._error(answer))
             outcome = answer
         decided = iter(outcome.results if outcome is not None else [])
-        results = [api.CommandResult(id=c.id, status="invalid", detail=problems[i])
-                   if problems[i] else _result(next(decided)) for i, c in enumerate(commands)]
+        results = [r for i, c in enumerate(written) for r in (
+            commands.refused(c, problems[i]) if problems[i] else commands.results(next(decided)))]
+        results += refused
         if outcome is None:
             return api.Response(req=req, results=results)
         return api.Response(req=req, results=results, index=outcome.index, epoch=outcome.epoch,
@@ -306,10 +310,18 @@ def _forbidden(request: api.Request, principal: Principal) -> str | None:
         return (f"{principal} may not call {op!r}: it needs the {role_needed(op).value} role "
                 "(see docs/05-security)")
     if isinstance(request, api.CreateAccounts) and principal.role is not Role.OPERATOR and any(
-            spec.allow_negative for spec in request.accounts):
+            _issuer(spec) for spec in request.accounts):
         return (f"{principal} may not open issuer accounts (allow_negative): they create "
                 "money; it needs the operator role")
     return None
+
+
+def _issuer(spec: api.AccountSpec) -> bool:
+    """An account whose debits may exceed its credits: it creates money."""
+    try:
+        return commands.create_account(spec).allow_negative
+    except commands.BadRequest:
+        return False  # refused anyway, as a malformed request
 
 
 def _bounded(specs: list[Any]) -> list[Any]:
@@ -330,14 +342,6 @@ def _req_of(data: str | bytes) -> int:
         return 0
 
 
-def _result(result: Result) -> api.CommandResult:
-    ts = result.ts
-    return api.CommandResult(id=result.id, status=result.status.value, index=result.index,
-                             detail=result.detail or None,
-                             timestamp=iso(ts.wall_ms) if ts is not None else None,
-                             logical=ts.logical if ts is not None else None)
-
-
 def _balances(ledger: Ledger, ids: list[str]) -> api.Response:
     balances = []
     for account_id in ids:
@@ -345,9 +349,7 @@ def _balances(ledger: Ledger, ids: list[str]) -> api.Response:
         if account is None:
             return api.Response(req=0, error=api.error(api.ErrorCode.INVALID_REQUEST,
                                                        f"account {account_id!r} not found"))
-        balances.append(api.Balance(account=account.id, currency=account.currency,
-                                    balance=account.balance,
-                                    allow_negative=account.allow_negative))
+        balances.append(commands.balance(account))
     return api.Response(req=0, balances=balances)
 
 
@@ -357,12 +359,7 @@ def _transfers(ledger: Ledger, ids: list[str]) -> list[api.TransferRecord]:
     for transfer_id in ids:
         record = records.get(TransferId(transfer_id))
         if record is not None:
-            t = record.transfer
-            found.append(api.TransferRecord(id=t.id, debit=t.debit, credit=t.credit,
-                                            amount=t.amount, currency=t.currency,
-                                            status=record.status.value, index=record.index,
-                                            timestamp=iso(record.ts.wall_ms),
-                                            logical=record.ts.logical))
+            found.append(commands.transfer_record(record))
     return found
 
 

@@ -66,21 +66,24 @@ from quorapay.core.types import (
 )
 from quorapay.files import private_dir
 
-# 2: snapshot_index / snapshot_epoch (compaction); 3: entry and transfer timestamps.
-# Older versions are upgraded in place.
-SCHEMA_VERSION = 3
+# 2: snapshot_index / snapshot_epoch (compaction); 3: entry and transfer timestamps; 4: account
+# limits, pending amounts and closing; transfer flags and the amount moved. Older versions are
+# upgraded in place.
+SCHEMA_VERSION = 4
 _TRANSFERS_TABLE = """(
     id TEXT PRIMARY KEY, debit TEXT NOT NULL, credit TEXT NOT NULL, amount INTEGER NOT NULL,
     currency TEXT NOT NULL, status TEXT NOT NULL, idx INTEGER NOT NULL,
-    wall_ms INTEGER NOT NULL DEFAULT 0, logical INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID"""
+    wall_ms INTEGER NOT NULL DEFAULT 0, logical INTEGER NOT NULL DEFAULT 0,
+    flags INTEGER NOT NULL DEFAULT 0, moved INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID"""
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS log (
     idx INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, payload BLOB NOT NULL, crc INTEGER NOT NULL,
     wall_ms INTEGER NOT NULL DEFAULT 0, logical INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS accounts (
-    id TEXT PRIMARY KEY, currency TEXT NOT NULL, allow_negative INTEGER NOT NULL,
-    balance INTEGER NOT NULL, idx INTEGER NOT NULL) WITHOUT ROWID;
+    id TEXT PRIMARY KEY, currency TEXT NOT NULL, flags INTEGER NOT NULL,
+    balance INTEGER NOT NULL, debits_pending INTEGER NOT NULL, credits_pending INTEGER NOT NULL,
+    closed INTEGER NOT NULL, idx INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS transfers {_TRANSFERS_TABLE};
 """
 _META_DEFAULTS: list[tuple[str, int | str | None]] = [
@@ -91,7 +94,25 @@ _META_DEFAULTS: list[tuple[str, int | str | None]] = [
     ("transfer_digest", f"{0:064x}")]  # and the sum of their hashes (`record_hash`), in hex
 _COUNTERS = ("promised_epoch", "applied_index", "snapshot_index", "snapshot_epoch",
              "snapshot_wall_ms", "snapshot_logical", "transfer_count", "transfer_bytes")
-_TRANSFER_COLUMNS = "id, debit, credit, amount, currency, status, idx, wall_ms, logical"
+_TRANSFER_COLUMNS = ("id, debit, credit, amount, currency, status, idx, wall_ms, logical, flags, "
+                     "moved")
+_ACCOUNT_COLUMNS = "id, currency, flags, balance, debits_pending, credits_pending, closed, idx"
+_INSERT_ACCOUNT = f"INSERT OR REPLACE INTO accounts ({_ACCOUNT_COLUMNS}) VALUES ({'?, ' * 7}?)"
+_INSERT_TRANSFER = f"INSERT INTO transfers ({_TRANSFER_COLUMNS}) VALUES ({'?, ' * 10}?)"
+_UPGRADE_TO_4 = (  # see Store._upgrade_to_4
+    "ALTER TABLE accounts RENAME TO accounts_3",
+    """CREATE TABLE accounts (
+        id TEXT PRIMARY KEY, currency TEXT NOT NULL, flags INTEGER NOT NULL,
+        balance INTEGER NOT NULL, debits_pending INTEGER NOT NULL,
+        credits_pending INTEGER NOT NULL, closed INTEGER NOT NULL, idx INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+    "INSERT INTO accounts SELECT id, currency, 1 - allow_negative, balance, 0, 0, 0, idx "
+    "FROM accounts_3",
+    "DROP TABLE accounts_3",
+    "ALTER TABLE transfers ADD COLUMN flags INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE transfers ADD COLUMN moved INTEGER NOT NULL DEFAULT 0",
+    "UPDATE transfers SET moved = amount WHERE status = 'ok'",
+    "DELETE FROM meta WHERE key IN ('transfer_count', 'transfer_bytes', 'transfer_digest')")
 # a snapshot being received: its transfers, staged part by part, swapped in when installed
 _STAGING = ("DROP TABLE IF EXISTS transfers_staged",
             f"CREATE TABLE transfers_staged {_TRANSFERS_TABLE}")
@@ -272,15 +293,16 @@ _IDS_PER_QUERY = 500  # under SQLite's bound on parameters in one statement
 def _transfer_record(path: Path, row: Sequence[Any]) -> TransferRecord:
     """A row of the transfers table; StorageError if it is damaged or out of range."""
     try:
-        i, d, c, a, cur, s, x, w, lg = row
+        i, d, c, a, cur, s, x, w, lg, f, m = row
         record = TransferRecord(
             transfer=Transfer(id=TransferId(i), debit=AccountId(d), credit=AccountId(c),
-                              amount=Cents(a), currency=cur),
-            status=Status(s), index=LogIndex(x), ts=Timestamp(w, lg))
+                              amount=Cents(a), currency=cur, flags=f),
+            status=Status(s), index=LogIndex(x), ts=Timestamp(w, lg), moved=m)
     except (ValueError, TypeError) as exc:
         raise StorageError(f"{path}: corrupt transfer row ({exc})") from None
     if not (isinstance(a, int) and abs(a) <= MAX_MONEY and in_counter_range(x)
-            and in_counter_range(w) and in_counter_range(lg)):
+            and in_counter_range(w) and in_counter_range(lg) and in_counter_range(f)
+            and isinstance(m, int) and abs(m) <= MAX_MONEY):
         raise StorageError(f"{path}: corrupt: transfer row {i!r} is out of range")
     return record
 
@@ -348,7 +370,12 @@ class Store:
                                f"{meta.get('cluster')!r}, not node {node_id!r} of {cluster!r}")
         if meta.get("schema_version") in (1, 2):
             self._upgrade()
+            meta["schema_version"] = 3
+        if meta.get("schema_version") == 3:
+            self._upgrade_to_4()
             meta["schema_version"] = SCHEMA_VERSION
+            for key in ("transfer_count", "transfer_bytes", "transfer_digest"):
+                meta.pop(key, None)  # rows have two more fields: size and hash them again
         if meta.get("schema_version") != SCHEMA_VERSION:
             raise StorageError(f"{self.path}: schema version {meta.get('schema_version')}, "
                                f"this build reads {SCHEMA_VERSION}")
@@ -402,6 +429,20 @@ class Store:
             self._db.execute("UPDATE transfers SET wall_ms = 0, logical = idx")
             self._db.execute("UPDATE meta SET value = (SELECT value FROM meta WHERE key = "
                              "'snapshot_index') WHERE key = 'snapshot_logical'")
+            self._set_meta("schema_version", 3)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _upgrade_to_4(self) -> None:
+        """Schema 3 to 4, in one transaction: an account's allow_negative becomes its limits
+        (every account but an issuer keeps debits within credits), with nothing pending and
+        open; a decided transfer has no flags and moved its amount if it succeeded."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _UPGRADE_TO_4:
+                self._db.execute(statement)
             self._set_meta("schema_version", SCHEMA_VERSION)
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -478,11 +519,12 @@ class Store:
 
     def _load_ledger(self, applied: LogIndex) -> Ledger:
         """The accounts, and the transfers table as the ledger's store (not read now)."""
-        accounts = [Account(id=AccountId(i), currency=c, allow_negative=bool(n), balance=b,
-                            index=LogIndex(x))
-                    for i, c, n, b, x in self._db.execute("SELECT * FROM accounts")]
-        self._check(all(isinstance(a.balance, int) and abs(a.balance) <= MAX_MONEY
-                        and in_counter_range(a.index) for a in accounts), "an account row")
+        rows = self._db.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts").fetchall()
+        try:  # checked as a peer's snapshot would be
+            accounts = msgspec.convert([(*r[:6], bool(r[6]), r[7]) for r in rows],
+                                       list[Account])
+        except msgspec.ValidationError as exc:
+            raise StorageError(f"{self.path}: corrupt: an account row ({exc})") from None
         return Ledger(accounts, store=self.stored_transfers(), stored_upto=applied)
 
     def raise_promise(self, epoch: int, *, to: str | None = None) -> int:
@@ -543,7 +585,7 @@ class Store:
                 for statement in _STAGING:
                     self._db.execute(statement)
             self._db.executemany(
-                "INSERT INTO transfers_staged VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                _INSERT_TRANSFER.replace("INTO transfers", "INTO transfers_staged"),
                 map(msgspec.structs.astuple, batch.stage.transfers))
             yield "stage"
         if batch.persist is not None:
@@ -565,13 +607,10 @@ class Store:
                 self._set_meta("promised_to", persist.promised_to)
                 yield "promise"
         if batch.applied_index is not None:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO accounts VALUES (?, ?, ?, ?, ?)",
-                [(a.id, a.currency, int(a.allow_negative), a.balance, a.index)
-                 for a in batch.delta.accounts.values()])
+            self._db.executemany(_INSERT_ACCOUNT, map(msgspec.structs.astuple,
+                                                      batch.delta.accounts.values()))
             yield "accounts"
-            self._db.executemany("INSERT INTO transfers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                 map(record_values, batch.delta.transfers))
+            self._db.executemany(_INSERT_TRANSFER, map(record_values, batch.delta.transfers))
             if batch.delta.transfers:
                 self._add_transfers(batch.delta.transfers)
             yield "transfers"
@@ -612,12 +651,8 @@ class Store:
 
     def _write_state(self, state: LedgerState) -> None:
         """The ledger tables, empty, become `state`."""
-        self._db.executemany("INSERT INTO accounts VALUES (?, ?, ?, ?, ?)",
-                             [(a.id, a.currency, int(a.allow_negative), a.balance, a.index)
-                              for a in state.accounts])
-        self._db.executemany("INSERT INTO transfers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                             [(t.id, t.debit, t.credit, t.amount, t.currency, t.status.value,
-                               t.index, t.wall_ms, t.logical) for t in state.transfers])
+        self._db.executemany(_INSERT_ACCOUNT, map(msgspec.structs.astuple, state.accounts))
+        self._db.executemany(_INSERT_TRANSFER, map(msgspec.structs.astuple, state.transfers))
         self._set_meta("transfer_count", 0)
         self._set_meta("transfer_bytes", 0)
         self._set_meta("transfer_digest", f"{0:064x}")

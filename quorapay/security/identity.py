@@ -75,8 +75,8 @@ def principal_of(peer_certificate: dict[str, Any] | None, cluster: str) -> Princ
 # Operations of the client API (the "op" of a request) each role may call. Issuer accounts
 # (allow_negative) create money: only an operator may open them.
 PAYER_OPS = frozenset({"create_accounts", "submit_transfers", "get_balances", "get_transfers"})
-OPERATOR_OPS = PAYER_OPS | {"barrier", "status", "digest", "entry_digests", "entries",
-                            "local_transfers", "switchover"}
+OPERATOR_OPS = PAYER_OPS | {"close_accounts", "reopen_accounts", "barrier", "status", "digest",
+                            "entry_digests", "entries", "local_transfers", "switchover"}
 
 
 def may_call(principal: Principal, op: str) -> bool:

@@ -440,6 +440,6 @@ def account(name: str, *, issuer: bool = False) -> CreateAccount:
     return CreateAccount(id=AccountId(name), currency="USD", allow_negative=issuer)
 
 
-def transfer(tid: str, debit: str, credit: str, amount: int) -> Transfer:
+def transfer(tid: str, debit: str, credit: str, amount: int, *, flags: int = 0) -> Transfer:
     return Transfer(id=TransferId(tid), debit=AccountId(debit), credit=AccountId(credit),
-                    amount=Cents(amount), currency="USD")
+                    amount=Cents(amount), currency="USD", flags=flags)

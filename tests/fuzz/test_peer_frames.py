@@ -39,14 +39,17 @@ from quorapay.core.replica import Replica
 from quorapay.core.types import (
     AccountId,
     Cents,
+    CloseAccount,
     Commands,
     CreateAccount,
     Epoch,
     EpochStart,
+    Linked,
     LogEntry,
     LogIndex,
     NodeId,
     PayerTransfer,
+    ReopenAccount,
     Transfer,
     TransferId,
 )
@@ -67,12 +70,18 @@ ident = st.one_of(st.sampled_from(["a", "b", "bank", "n1"]), st.text(max_size=70
 def commands() -> st.SearchStrategy[Commands]:
     transfer = st.builds(Transfer, id=ident.map(TransferId), debit=ident.map(AccountId),
                          credit=ident.map(AccountId),
-                         amount=st.integers(-2**62, 2**62).map(Cents), currency=ident)
+                         amount=st.integers(-2**62, 2**62).map(Cents), currency=ident,
+                         flags=st.integers(0, 3))
     account = st.builds(CreateAccount, id=ident.map(AccountId), currency=ident,
-                        allow_negative=st.booleans())
+                        allow_negative=st.booleans(),
+                        credits_must_not_exceed_debits=st.booleans())
     payer = st.builds(PayerTransfer, transfer=transfer)
-    return st.builds(Commands, commands=st.lists(st.one_of(transfer, account, payer),
-                                                 max_size=4).map(tuple))
+    chain = st.builds(Linked, commands=st.lists(st.one_of(transfer, payer), max_size=3
+                                                ).map(tuple))
+    closing = st.one_of(st.builds(CloseAccount, id=ident.map(AccountId)),
+                        st.builds(ReopenAccount, id=ident.map(AccountId)))
+    return st.builds(Commands, commands=st.lists(
+        st.one_of(transfer, account, payer, chain, closing), max_size=4).map(tuple))
 
 
 payload = st.one_of(commands(), st.builds(EpochStart, leader=ident.map(NodeId)))
@@ -89,11 +98,13 @@ def entries(draw: st.DrawFn, start: int | None = None) -> tuple[LogEntry, ...]:
 
 
 def state() -> st.SearchStrategy[LedgerState]:
-    row = st.builds(AccountRow, ident.map(AccountId), ident, st.booleans(),
-                    st.integers(-2**62, 2**62), index)
+    row = st.builds(AccountRow, ident.map(AccountId), ident, st.integers(0, 3),
+                    st.integers(-2**62, 2**62), st.integers(0, 2**62), st.integers(0, 2**62),
+                    st.booleans(), index)
     transfer_row = st.builds(TransferRow, ident.map(TransferId), ident.map(AccountId),
                              ident.map(AccountId), st.integers(-2**62, 2**62).map(Cents), ident,
-                             st.sampled_from(list(Status)), index, counter, counter)
+                             st.sampled_from(list(Status)), index, counter, counter,
+                             st.integers(0, 3), st.integers(-2**62, 2**62))
     by_id = {"max_size": 3, "unique_by": lambda r: r.id}
     return st.builds(LedgerState, accounts=st.lists(row, **by_id).map(tuple),
                      transfers=st.lists(transfer_row, **by_id).map(tuple))

@@ -101,6 +101,27 @@ def leader_of(cluster: ClusterConfig) -> str:
     return leader.node
 
 
+def _ledger_primitives(local: ClusterConfig) -> None:
+    """Account limits, closing, a balancing transfer and a linked chain, from the CLI."""
+    check("account create", json_of(local, "account", "create", "card", "--flag",
+                                    "credits_must_not_exceed_debits"))
+    assert json_of(local, "pay", "alice", "card", "1", code=1)[0]["status"] == "exceeds_debits"
+    swept = json_of(local, "pay", "alice", "bank", "10000", "--balancing", "debit")
+    check("pay", swept)
+    assert swept[0]["moved"] == 500 and swept[0]["status"] == "ok"
+    json_of(local, "pay", "bank", "alice", "300", "--id", "p2")
+    failed = json_of(local, "chain", "alice:bank:200:c1", "alice:bank:200:c2",
+                     "alice:bank:200:c3", code=1)
+    check("chain", failed)
+    assert [r["status"] for r in failed] == ["linked_event_failed", "insufficient_funds",
+                                             "linked_event_failed"]
+    check("chain", json_of(local, "chain", "alice:bank:200", "alice:bank:100"))
+    check("account close", json_of(local, "account", "close", "alice"))
+    assert json_of(local, "pay", "bank", "alice", "1", code=1)[0]["status"] == "account_closed"
+    check("account close", json_of(local, "account", "reopen", "alice"))
+    assert json_of(local, "balance", "alice")["balances"][0]["balance"] == 0
+
+
 def test_every_commands_json_has_its_documented_shape(local: ClusterConfig) -> None:
     check("up", up := json_of(local, "up"))
     check("up", again := json_of(local, "up"))
@@ -116,6 +137,7 @@ def test_every_commands_json_has_its_documented_shape(local: ClusterConfig) -> N
     check("pay", json_of(local, "pay", "bank", "alice", "500", "--id", "p1"))
     check("balance", json_of(local, "balance", "alice"))
     check("transfer", json_of(local, "transfer", "p1"))
+    _ledger_primitives(local)
     check("workload", json_of(local, "workload", "--transfers", "50"))
     check("switchover", json_of(local, "switchover"))
     check("chaos skew", json_of(local, "chaos", "skew", "leader", "+100ms"))

@@ -15,9 +15,9 @@ from quorapay.core.ledger import (
     Ledger,
     LedgerState,
     StagedSums,
-    row_hash,
     row_size,
     transfer_row,
+    transfer_row_hash,
 )
 from quorapay.core.messages import Append, InstallSnapshot
 from quorapay.core.node_state import NodeState, Write, WriteBatch
@@ -205,7 +205,7 @@ def staged_install(store: Store, index: int, epoch: int, parts: int = 3) -> list
     batches = [WriteBatch(stage=StagedChunk(first=part == 0, transfers=tuple(
         rows[part * size:(part + 1) * size]))) for part in range(parts)]
     sums = StagedSums(count=len(rows), size=sum(map(row_size, rows)),
-                      digest=sum(map(row_hash, rows)) % 2**256)
+                      digest=sum(map(transfer_row_hash, rows)) % 2**256)
     state = other.export()
     snapshot = InstallSnapshot(epoch=Epoch(epoch), index=LogIndex(index),
                                last_epoch=Epoch(epoch), staged=sums,
@@ -251,9 +251,25 @@ def test_a_snapshot_half_staged_when_the_node_stopped_is_discarded(tmp_path: Pat
 
 
 def downgrade(path: Path, version: int) -> None:
-    """Turn a data dir into what schema `version` wrote: no timestamps, checksums without them
-    (and, for 1, no compaction markers)."""
+    """Turn a data dir into what schema `version` wrote: accounts with allow_negative and
+    transfers without flags or amount moved (3); no timestamps, checksums without them (2);
+    no compaction markers (1)."""
     db = sqlite3.connect(path / "node.db")
+    db.executescript("""
+        ALTER TABLE accounts RENAME TO accounts_4;
+        CREATE TABLE accounts (
+            id TEXT PRIMARY KEY, currency TEXT NOT NULL, allow_negative INTEGER NOT NULL,
+            balance INTEGER NOT NULL, idx INTEGER NOT NULL) WITHOUT ROWID;
+        INSERT INTO accounts SELECT id, currency, 1 - flags, balance, idx FROM accounts_4;
+        DROP TABLE accounts_4;
+        ALTER TABLE transfers DROP COLUMN flags;
+        ALTER TABLE transfers DROP COLUMN moved;
+        DELETE FROM meta WHERE key IN ('transfer_count', 'transfer_bytes', 'transfer_digest');""")
+    if version == 3:
+        db.execute("UPDATE meta SET value = 3 WHERE key = 'schema_version'")
+        db.commit()
+        db.close()
+        return
     for table in ("log", "transfers"):
         db.execute(f"ALTER TABLE {table} DROP COLUMN wall_ms")
         db.execute(f"ALTER TABLE {table} DROP COLUMN logical")
@@ -278,14 +294,17 @@ def old_data_dir(tmp_path: Path, version: int) -> None:
     downgrade(tmp_path, version)
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_an_older_data_dir_is_upgraded_in_place(tmp_path: Path, version: int) -> None:
     old_data_dir(tmp_path, version)
     store = open_store(tmp_path)
     restored = store.load()
     assert restored.snapshot_index == 0 and restored.log[0].index == 1
-    assert [e.ts for e in restored.log] == [Timestamp(0, e.index) for e in restored.log]
+    if version < 3:
+        assert [e.ts for e in restored.log] == [Timestamp(0, e.index) for e in restored.log]
     assert restored.ledger.accounts["bank"].balance == -200
+    assert restored.ledger.accounts["bank"].allow_negative
+    assert not restored.ledger.accounts["alice"].allow_negative
     assert restored.ledger.transfers  # ... with their deciding entries' timestamps:
     assert restored.ledger.digest() == replay(restored.log).digest()
     store.close()

@@ -4,21 +4,20 @@ the store. The simulator must catch every one of them."""
 from __future__ import annotations
 
 from quorapay.core.executor import Executor
-from quorapay.core.hlc import Timestamp
 from quorapay.core.ledger import (
     Delta,
     Ledger,
-    Result,
     SnapshotSource,
     Status,
     TransferRecord,
     TransferRow,
 )
+from quorapay.core.ledger.ledger import Written
 from quorapay.core.messages import Append, AppendAck, InstallSnapshot, Message
 from quorapay.core.node_state import Work
 from quorapay.core.ready import Outgoing, ReadsConfirmed
 from quorapay.core.replica import Replica, Role
-from quorapay.core.types import Epoch, EpochStart, LogEntry, LogIndex, NodeId, Transfer, TransferId
+from quorapay.core.types import Epoch, EpochStart, LogEntry, LogIndex, NodeId, TransferId
 from quorapay.node.storage import Store
 from quorapay.sim.node import Key, Variant
 
@@ -123,18 +122,17 @@ class ApplyTwiceOnRetry(Ledger):
     """Applies a transfer again when its id comes back (a retry), instead of answering the
     original outcome."""
 
-    def _transfer(self, transfer: Transfer, index: LogIndex, ts: Timestamp, delta: Delta,
-                  ) -> Result:
-        status = self._decide(transfer)
-        self._recent.pop(transfer.id, None)  # decided again: a new row for the same id
-        self._record(TransferRecord(transfer=transfer, status=status, index=index, ts=ts), delta)
-        if status is Status.OK:
-            debit, credit = self._accounts[transfer.debit], self._accounts[transfer.credit]
-            self._move(debit, -transfer.amount)
-            self._move(credit, transfer.amount)
-            delta.accounts[debit.id] = debit
-            delta.accounts[credit.id] = credit
-        return Result(kind="transfer", id=transfer.id, status=status, index=index, ts=ts)
+    def _written(self, delta: Delta) -> Written:
+        return _ForgetfulBook(self, delta)
+
+
+class _ForgetfulBook(Written):
+    def decided(self, transfer_id: TransferId) -> TransferRecord | None:
+        return None
+
+    def record(self, record: TransferRecord) -> None:
+        self._ledger._recent.pop(record.transfer.id, None)  # decided again: a new row
+        super().record(record)
 
 
 class ReadsWithoutConfirmation(Replica):

@@ -3,164 +3,54 @@
 Owns accounts and the record of every decided transfer. Applying the same log in the same order
 always produces the same results and the same state, on every replica. Pure: it never persists;
 `apply` returns the rows that changed so the driver can write them in the same transaction that
-advances the applied index.
+advances the applied index. What each command does is in `quorapay.core.ledger.commands`.
 
 Invariants: the balances of each currency sum to zero (money is created only by moving it out of
 an issuer account that may go negative); a transfer id is decided once, and asking again returns
-the original outcome.
+the original outcome; no account's balance passes the limits its flags set.
 """
 
 from __future__ import annotations
 
 import bisect
-import hashlib
 import heapq
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from enum import StrEnum
+from dataclasses import dataclass, field
 from itertools import islice
-from typing import assert_never
 
-import msgspec
-
-from quorapay.core.bounds import Counter, Money
-from quorapay.core.hlc import ZERO, Timestamp
+from quorapay.core.ledger.commands import apply_command
+from quorapay.core.ledger.model import (
+    Account,
+    At,
+    Delta,
+    LedgerState,
+    Result,
+    StagedSums,
+    TransferRecord,
+    TransferRow,
+)
+from quorapay.core.ledger.rows import (
+    MODULUS,
+    account_row,
+    account_size,
+    record_hash,
+    record_of,
+    record_size,
+    row_hash,
+    transfer_row,
+)
 from quorapay.core.stored import StoredTransfers
 from quorapay.core.types import (
     AccountId,
-    AccountIdField,
-    CentsField,
     Command,
     Commands,
-    CreateAccount,
-    CurrencyField,
-    IndexField,
+    Linked,
     LogEntry,
     LogIndex,
     PayerTransfer,
     Transfer,
     TransferId,
-    TransferIdField,
 )
-
-MAX_AMOUNT = 2**53 - 1  # exact in every JSON client
-MAX_BALANCE = 2**62  # far inside SQLite's signed 64-bit INTEGER
-_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
-_CURRENCY = re.compile(r"[A-Z][A-Z0-9]{0,11}")
-
-
-class Status(StrEnum):
-    """The outcome of one command. Every status except OK is a definitive failure."""
-
-    OK = "ok"
-    INSUFFICIENT_FUNDS = "insufficient_funds"
-    ACCOUNT_NOT_FOUND = "account_not_found"
-    CURRENCY_MISMATCH = "currency_mismatch"
-    INVALID = "invalid"
-    ID_CONFLICT = "id_conflict"
-    FORBIDDEN = "forbidden"  # a payer's transfer debiting an issuer account
-
-
-@dataclass(slots=True, kw_only=True)
-class Account:
-    id: AccountId
-    currency: str
-    allow_negative: bool
-    balance: int
-    index: LogIndex  # the entry that created it
-
-
-class TransferRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """A decided transfer: its body, its outcome and the entry that decided it (its index and
-    timestamp). Not tracked by Python's cycle collector (it can hold no cycle): a ledger of
-    millions would otherwise make every full collection scan them all, stalling the node."""
-
-    transfer: Transfer
-    status: Status
-    index: LogIndex
-    ts: Timestamp = ZERO
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Result:
-    """What a client is told about one command."""
-
-    kind: str  # "transfer" | "account"
-    id: str
-    status: Status
-    index: LogIndex
-    detail: str = ""
-    ts: Timestamp | None = None  # transfers: the timestamp of the entry that decided it
-
-
-class AccountRow(msgspec.Struct, frozen=True, array_like=True):
-    id: AccountIdField
-    currency: CurrencyField
-    allow_negative: bool
-    balance: Money
-    index: IndexField
-
-
-class TransferRow(msgspec.Struct, frozen=True, array_like=True):
-    id: TransferIdField
-    debit: AccountIdField
-    credit: AccountIdField
-    amount: CentsField
-    currency: CurrencyField
-    status: Status
-    index: IndexField
-    wall_ms: Counter = 0  # the deciding entry's timestamp
-    logical: Counter = 0
-
-
-class LedgerState(msgspec.Struct, frozen=True, kw_only=True):
-    """The whole ledger as data: what a snapshot carries. Ids are unique (checked on decode:
-    a snapshot is stored as rows keyed by id)."""
-
-    accounts: tuple[AccountRow, ...]
-    transfers: tuple[TransferRow, ...]
-
-    def __post_init__(self) -> None:
-        if len({a.id for a in self.accounts}) != len(self.accounts) or len(
-                {t.id for t in self.transfers}) != len(self.transfers):
-            raise ValueError("a ledger state lists an account or transfer id twice")
-
-
-@dataclass(slots=True, kw_only=True)
-class Delta:
-    """Rows changed by applying entries; written with the applied index in one transaction."""
-
-    accounts: dict[AccountId, Account] = field(default_factory=dict)
-    transfers: list[TransferRecord] = field(default_factory=list)
-
-    def detach(self) -> None:
-        """Copy the account rows, so that entries applied after these (while this delta waits
-        for its write) do not change what it writes."""
-        self.accounts = {key: replace(account) for key, account in self.accounts.items()}
-
-
-def validate(command: Command) -> str:
-    """Return why a command is invalid on its face, or "" if it is well formed."""
-    match command:
-        case CreateAccount(id=account_id, currency=currency):
-            if not _ID.fullmatch(account_id):
-                return "account id must be 1-64 characters of A-Z a-z 0-9 _ . : @ -"
-            if not _CURRENCY.fullmatch(currency):
-                return "currency must be 1-12 upper-case letters or digits, starting with a letter"
-        case PayerTransfer(transfer=transfer):
-            return validate(transfer)
-        case Transfer(id=transfer_id, debit=debit, credit=credit, amount=amount, currency=cur):
-            for name, value in (("transfer id", transfer_id), ("debit", debit), ("credit", credit)):
-                if not _ID.fullmatch(value):
-                    return f"{name} must be 1-64 characters of A-Z a-z 0-9 _ . : @ -"
-            if debit == credit:
-                return "debit and credit must be different accounts"
-            if isinstance(amount, bool) or not 1 <= amount <= MAX_AMOUNT:
-                return f"amount must be an integer number of minor units from 1 to {MAX_AMOUNT}"
-            if not _CURRENCY.fullmatch(cur):
-                return "currency must be 1-12 upper-case letters or digits, starting with a letter"
-    return ""
 
 
 class Ledger:
@@ -202,7 +92,7 @@ class Ledger:
         self._unfolded: list[TransferRecord] = [] if store else list(self._recent.values())
         # the encoded size of the accounts and, without a store, of the first `_sized`
         # transfers (only ever added, in order): the rest are counted when a size is asked
-        self._export_bytes = sum(map(_account_size, self._accounts.values()))
+        self._export_bytes = sum(map(account_size, self._accounts.values()))
         self._sized = 0
         self._generation = 0  # a fold planned before the ledger was replaced must not merge
         # a snapshot installed with its transfers staged in the store, until durable: what
@@ -211,9 +101,7 @@ class Ledger:
 
     @classmethod
     def from_state(cls, state: LedgerState) -> Ledger:
-        return cls([Account(id=a.id, currency=a.currency, allow_negative=a.allow_negative,
-                            balance=a.balance, index=a.index) for a in state.accounts],
-                   map(record_of, state.transfers))
+        return cls(state.accounts, map(record_of, state.transfers))
 
     @property
     def store(self) -> StoredTransfers | None:
@@ -222,8 +110,7 @@ class Ledger:
     def export(self) -> LedgerState:
         """The whole state as data, rows in id order (with a store: reads every stored row)."""
         return LedgerState(
-            accounts=tuple(AccountRow(a.id, a.currency, a.allow_negative, a.balance, a.index)
-                           for a in sorted(self._accounts.values(), key=lambda a: a.id)),
+            accounts=tuple(sorted(self._accounts.values(), key=_account_id)),
             transfers=tuple(map(transfer_row, self.records())))
 
     def records(self) -> Iterator[TransferRecord]:
@@ -234,8 +121,7 @@ class Ledger:
         """The ledger as it is now, after its last applied entry, to be read in parts (a
         streamed snapshot) while it goes on: the accounts and the transfers not yet durable
         are copied; the rest are read from the store when a part is built."""
-        accounts = tuple(AccountRow(a.id, a.currency, a.allow_negative, a.balance, a.index)
-                         for a in sorted(self._accounts.values(), key=lambda a: a.id))
+        accounts = tuple(sorted(self._accounts.values(), key=_account_id))
         held = tuple(map(transfer_row, sorted(
             (r for r in self._recent.values() if r.index <= self._upto), key=_record_id)))
         return SnapshotSource(index=self._upto, accounts=accounts, held=held,
@@ -262,9 +148,7 @@ class Ledger:
         if self._store is not None:
             return Ledger.from_state(self.export())
         copied = Ledger()
-        copied._accounts = {i: Account(id=a.id, currency=a.currency,
-                                       allow_negative=a.allow_negative, balance=a.balance,
-                                       index=a.index) for i, a in self._accounts.items()}
+        copied._accounts = dict(self._accounts)  # accounts are immutable
         copied._recent, copied._count, copied._upto = dict(self._recent), self._count, self._upto
         copied._totals = dict(self._totals)
         copied._sum, copied._folded = self._sum, dict(self._folded)
@@ -353,10 +237,8 @@ class Ledger:
     def _prefetch(self, entries: Sequence[LogEntry]) -> None:
         if self._store is None:
             return
-        ids = {command.id if isinstance(command, Transfer) else command.transfer.id
-               for entry in entries if isinstance(entry.payload, Commands)
-               for command in entry.payload.commands
-               if not isinstance(command, CreateAccount)}
+        ids = {transfer_id for entry in entries if isinstance(entry.payload, Commands)
+               for command in entry.payload.commands for transfer_id in _decides(command)}
         ids.difference_update(self._recent)
         if ids:
             found = self._store.get_many(ids)
@@ -367,62 +249,23 @@ class Ledger:
         self._upto = entry.index
         if not isinstance(entry.payload, Commands):
             return []
-        return [self._apply_command(c, entry.index, entry.ts, delta)
-                for c in entry.payload.commands]
+        book, at = self._written(delta), At(entry.index, entry.ts)
+        return [apply_command(c, book, at) for c in entry.payload.commands]
 
-    def _apply_command(self, command: Command, index: LogIndex, ts: Timestamp, delta: Delta,
-                       ) -> Result:
-        problem = validate(command)
-        if problem:
-            kind = "account" if isinstance(command, CreateAccount) else "transfer"
-            return Result(kind=kind, id=command.id, status=Status.INVALID, index=index,
-                          detail=problem, ts=ts if kind == "transfer" else None)
-        match command:
-            case CreateAccount():
-                return self._create_account(command, index, delta)
-            case Transfer():
-                return self._transfer(command, index, ts, delta)
-            case PayerTransfer(transfer=transfer):
-                return self._transfer(transfer, index, ts, delta, payer=True)
-            case _:
-                assert_never(command)
+    def _written(self, delta: Delta) -> Written:
+        """The ledger as the book its commands change, the rows they change kept in `delta`."""
+        return Written(self, delta)
 
-    def _create_account(self, command: CreateAccount, index: LogIndex, delta: Delta) -> Result:
-        existing = self._accounts.get(command.id)
-        if existing is not None:
-            same = (existing.currency, existing.allow_negative) == (
-                command.currency, command.allow_negative)
-            return Result(kind="account", id=command.id,
-                          status=Status.OK if same else Status.ID_CONFLICT, index=existing.index,
-                          detail="" if same else "account exists with different attributes")
-        account = Account(id=command.id, currency=command.currency,
-                          allow_negative=command.allow_negative, balance=0, index=index)
-        self._accounts[command.id] = account
-        self._totals.setdefault(account.currency, 0)
+    def put(self, account: Account, delta: Delta) -> None:
+        """Make `account` the current version of its id: a new account, or a changed one."""
+        old = self._accounts.get(account.id)
+        self._accounts[account.id] = account
+        if old is None:
+            self._totals.setdefault(account.currency, 0)
+            self._export_bytes += account_size(account)
+        self._totals[account.currency] += account.balance - (old.balance if old else 0)
         self._dirty.add(account.id)
-        self._export_bytes += _account_size(account)
-        delta.accounts[command.id] = account
-        return Result(kind="account", id=command.id, status=Status.OK, index=index)
-
-    def _transfer(self, transfer: Transfer, index: LogIndex, ts: Timestamp, delta: Delta, *,
-                  payer: bool = False) -> Result:
-        previous = self.transfer(transfer.id)
-        if previous is not None:
-            if previous.transfer == transfer:
-                return Result(kind="transfer", id=transfer.id, status=previous.status,
-                              index=previous.index, ts=previous.ts)
-            return Result(kind="transfer", id=transfer.id, status=Status.ID_CONFLICT,
-                          index=previous.index, detail="transfer id used with a different body",
-                          ts=previous.ts)
-        status = self._decide(transfer, payer=payer)
-        self._record(TransferRecord(transfer=transfer, status=status, index=index, ts=ts), delta)
-        if status is Status.OK:
-            debit, credit = self._accounts[transfer.debit], self._accounts[transfer.credit]
-            self._move(debit, -transfer.amount)
-            self._move(credit, transfer.amount)
-            delta.accounts[debit.id] = debit
-            delta.accounts[credit.id] = credit
-        return Result(kind="transfer", id=transfer.id, status=status, index=index, ts=ts)
+        delta.accounts[account.id] = account
 
     def _record(self, record: TransferRecord, delta: Delta) -> None:
         """Keep a newly decided transfer (in memory until its row is durable)."""
@@ -431,28 +274,6 @@ class Ledger:
         if self._store is None:
             self._unfolded.append(record)
         delta.transfers.append(record)
-
-    def _decide(self, transfer: Transfer, *, payer: bool = False) -> Status:
-        debit = self._accounts.get(transfer.debit)
-        credit = self._accounts.get(transfer.credit)
-        if debit is None or credit is None:
-            return Status.ACCOUNT_NOT_FOUND
-        if not debit.currency == credit.currency == transfer.currency:
-            return Status.CURRENCY_MISMATCH
-        if payer and debit.allow_negative:
-            return Status.FORBIDDEN
-        if debit.balance - transfer.amount < 0 and not debit.allow_negative:
-            return Status.INSUFFICIENT_FUNDS
-        if debit.balance - transfer.amount < -MAX_BALANCE or (
-                credit.balance + transfer.amount > MAX_BALANCE):
-            return Status.INVALID  # would leave the representable range; deterministic everywhere
-        return Status.OK
-
-    def _move(self, account: Account, amount: int) -> None:
-        """Change a balance, and the totals with it; the digest hashes the row at its next fold."""
-        account.balance += amount
-        self._totals[account.currency] += amount
-        self._dirty.add(account.id)
 
     def totals(self) -> dict[str, int]:
         """The sum of balances per currency: zero for every currency while money is conserved.
@@ -484,7 +305,7 @@ class Ledger:
         worker thread while the ledger goes on) returns the digest as of the capture; `merge`
         then keeps its sums here. Until merged, nothing is taken away: a fold never merged is
         as if never made. One at a time."""
-        rows = [(a.id, _account_row(a)) for a in map(self._accounts.__getitem__, self._dirty)]
+        rows = [(a.id, account_row(a)) for a in map(self._accounts.__getitem__, self._dirty)]
         stored = None
         if self._store is not None:  # the store's sum is as of its applied index: add the rest
             stored_sum, upto = self._store.digest_sum()
@@ -499,11 +320,11 @@ class Ledger:
         """Capture what `recount_digest` reads (the accounts' rows, the transfers held in
         memory); the function returned computes it from those and the store's rows up to the
         entry applied now, so it may run in a worker thread while the ledger goes on."""
-        rows = [_account_row(a) for a in self._accounts.values()]
+        rows = [account_row(a) for a in self._accounts.values()]
         store, upto, recent = self._store, self._upto, list(self._recent.values())
 
         def compute() -> str:
-            total = sum(map(_row_hash, rows))
+            total = sum(map(row_hash, rows))
             total += sum(map(record_hash, _records(store, upto, recent)))
             return f"{total % MODULUS:064x}"
         return compute
@@ -533,23 +354,13 @@ class _TransfersView(Mapping[TransferId, TransferRecord]):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class StagedSums:
-    """The decided transfers a snapshot staged in a store: their count, encoded size (as
-    `record_size`) and digest (`record_hash` summed modulo 2**256)."""
-
-    count: int
-    size: int
-    digest: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class SnapshotSource:
     """A ledger after entry `index`, read in parts: its accounts and its transfers not yet
     durable, copied when the snapshot began; the others are in the store, which only ever
     adds rows, so those with index <= `index` are exactly the rest whenever a part is read."""
 
     index: LogIndex
-    accounts: tuple[AccountRow, ...]
+    accounts: tuple[Account, ...]
     held: tuple[TransferRow, ...]  # in id order
     store: StoredTransfers | None
 
@@ -591,64 +402,6 @@ def _row_id(row: TransferRow) -> str:
     return row.id
 
 
-def record_of(t: TransferRow) -> TransferRecord:
-    return TransferRecord(transfer=Transfer(id=t.id, debit=t.debit, credit=t.credit,
-                                            amount=t.amount, currency=t.currency),
-                          status=t.status, index=t.index, ts=Timestamp(t.wall_ms, t.logical))
-
-
-MODULUS = 2**256
-
-
-def _str_size(text: str) -> int:
-    """A msgpack str: ids and currencies are ASCII (validated), so a byte per character."""
-    return len(text) + (1 if len(text) < 32 else 2 if len(text) < 256 else 3)
-
-
-def _int_size(value: int) -> int:
-    """A non-negative msgpack int (negative ones are at most 9 bytes too)."""
-    return 1 if 0 <= value < 128 else 2 if 0 <= value < 256 else 3 if 0 <= value < 65536 \
-        else 5 if 0 <= value < 2**32 else 9
-
-
-def _account_size(a: Account) -> int:
-    """An AccountRow, its balance at its largest."""
-    return 1 + _str_size(a.id) + _str_size(a.currency) + 1 + 9 + _int_size(a.index)
-
-
-TransferValues = tuple[str, str, str, int, str, Status, int, int, int]
-
-
-def record_values(r: TransferRecord) -> TransferValues:
-    """A decided transfer's fields in a TransferRow's (and the transfers table's) order."""
-    t = r.transfer
-    return (t.id, t.debit, t.credit, t.amount, t.currency, r.status, r.index, r.ts.wall_ms,
-            r.ts.logical)
-
-
-def record_size(r: TransferRecord) -> int:
-    """A decided transfer's size as a TransferRow, encoded."""
-    return _transfer_size(*record_values(r))
-
-
-def row_size(t: TransferRow) -> int:
-    """A TransferRow, encoded."""
-    return _transfer_size(*msgspec.structs.astuple(t))
-
-
-def _transfer_size(transfer_id: str, debit: str, credit: str, amount: int, currency: str,
-                   status: Status, index: int, wall_ms: int, logical: int) -> int:
-    return (1 + _str_size(transfer_id) + _str_size(debit) + _str_size(credit)
-            + _int_size(amount) + _str_size(currency) + _str_size(status.value)
-            + _int_size(index) + _int_size(wall_ms) + _int_size(logical))
-
-
-def transfer_row(r: TransferRecord) -> TransferRow:
-    t = r.transfer
-    return TransferRow(t.id, t.debit, t.credit, t.amount, t.currency, r.status, r.index,
-                       r.ts.wall_ms, r.ts.logical)
-
-
 @dataclass(slots=True, kw_only=True)
 class DigestFold:
     """The rows changed since a ledger's last fold, captured (see `Ledger.fold`)."""
@@ -667,7 +420,7 @@ class DigestFold:
     def compute(self) -> str:
         total = self.base + sum(record_hash(r) for r in islice(self.records, self.count))
         for account_id, row in self.rows:
-            self.hashes[account_id] = _row_hash(row)
+            self.hashes[account_id] = row_hash(row)
             total += self.hashes[account_id] - self.folded[account_id]
         self.total = total % MODULUS
         if self.stored is not None:
@@ -685,33 +438,42 @@ class DigestFold:
         ledger._folded.update(self.hashes)
         del ledger._unfolded[:self.count]
         for account_id, row in self.rows:
-            if _account_row(ledger._accounts[account_id]) == row:
+            if account_row(ledger._accounts[account_id]) == row:
                 ledger._dirty.discard(account_id)
 
 
-def _account_row(a: Account) -> str:
-    return f"A|{a.id}|{a.currency}|{int(a.allow_negative)}|{a.balance}|{a.index}"
+class Written:
+    """The ledger as a `Book` its commands change directly, the rows changed kept in `delta`."""
+
+    __slots__ = ("_delta", "_ledger")
+
+    def __init__(self, ledger: Ledger, delta: Delta) -> None:
+        self._ledger, self._delta = ledger, delta
+
+    def account(self, account_id: AccountId) -> Account | None:
+        return self._ledger._accounts.get(account_id)
+
+    def put(self, account: Account) -> None:
+        self._ledger.put(account, self._delta)
+
+    def decided(self, transfer_id: TransferId) -> TransferRecord | None:
+        return self._ledger.transfer(transfer_id)
+
+    def record(self, record: TransferRecord) -> None:
+        self._ledger._record(record, self._delta)
 
 
-def _row_hash(row: str) -> int:
-    return int.from_bytes(hashlib.sha256(row.encode()).digest())
+def _decides(command: Command) -> Iterator[TransferId]:
+    """The transfer ids a command decides (those a prefetch reads)."""
+    match command:
+        case Transfer(id=transfer_id):
+            yield transfer_id
+        case PayerTransfer(transfer=transfer):
+            yield transfer.id
+        case Linked(commands=members):
+            for member in members:
+                yield from _decides(member)
 
 
-def _account_hash(a: Account) -> int:
-    return _row_hash(_account_row(a))
-
-
-def record_hash(r: TransferRecord) -> int:
-    """A decided transfer's hash in the ledger digest."""
-    return _transfer_hash(*record_values(r))
-
-
-def row_hash(t: TransferRow) -> int:
-    """`record_hash`, from its row."""
-    return _transfer_hash(*msgspec.structs.astuple(t))
-
-
-def _transfer_hash(transfer_id: str, debit: str, credit: str, amount: int, currency: str,
-                   status: Status, index: int, wall_ms: int, logical: int) -> int:
-    return _row_hash(f"T|{transfer_id}|{debit}|{credit}|{amount}|{currency}|{status}"
-                     f"|{index}|{wall_ms}|{logical}")
+def _account_id(account: Account) -> str:
+    return account.id
