@@ -40,7 +40,10 @@ ACCOUNT_FLAGS = (DEBITS_MUST_NOT_EXCEED_CREDITS, CREDITS_MUST_NOT_EXCEED_DEBITS)
 # Transfer flags: move at most `amount`, as much as the debit (credit) account's limit allows
 BALANCING_DEBIT = "balancing_debit"
 BALANCING_CREDIT = "balancing_credit"
-TRANSFER_FLAGS = (BALANCING_DEBIT, BALANCING_CREDIT)
+PENDING = "pending"  # reserve the amount until posted, voided or expired (timeout_ms)
+POST_PENDING = "post_pending"  # post the pending transfer pending_id (all, or amount of it)
+VOID_PENDING = "void_pending"  # release the pending transfer pending_id
+TRANSFER_FLAGS = (BALANCING_DEBIT, BALANCING_CREDIT, PENDING, POST_PENDING, VOID_PENDING)
 
 
 class AccountSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
@@ -59,15 +62,19 @@ class TransferSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
                    omit_defaults=True):
     """A transfer to submit. `linked`: it and the next transfer of the request belong to one
     chain, applied all or nothing (the last of a chain is not linked). `flags`: names in
-    TRANSFER_FLAGS."""
+    TRANSFER_FLAGS. debit, credit and amount are required but for a post or void, which
+    names its pending transfer (`pending_id`) and may leave them out (amount: all of it); a
+    post or void is in its pending transfer's currency, whatever `currency` says."""
 
     id: str
-    debit: str
-    credit: str
-    amount: int
+    debit: str | None = None
+    credit: str | None = None
+    amount: int | None = None
     currency: str = "USD"
     flags: list[str] = []
     linked: bool = False
+    pending_id: str | None = None
+    timeout_ms: int | None = None  # a pending transfer: expire this long after its entry
 
 
 class _Request(msgspec.Struct, frozen=True, kw_only=True, tag_field="op",
@@ -195,6 +202,9 @@ class TransferRecord(msgspec.Struct, frozen=True, kw_only=True):
     logical: int = 0  # ... and its logical counter
     flags: list[str] = []  # as submitted (names in TRANSFER_FLAGS)
     moved: int = 0  # the amount moved: amount, less for a balancing transfer, 0 if it failed
+    # (a pending transfer: reserved; a post: posted)
+    pending_id: str = ""  # a post or void: the pending transfer it names
+    timeout_ms: int = 0  # a pending transfer: it expires this long after its entry's timestamp
 
 
 class PeerClock(msgspec.Struct, frozen=True, kw_only=True):

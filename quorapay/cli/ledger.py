@@ -1,5 +1,5 @@
-"""account create/close/reopen, pay, chain, balance, transfer: the ledger from the command
-line."""
+"""account create/close/reopen, pay, chain, post, void, balance, transfer: the ledger from
+the command line."""
 
 from __future__ import annotations
 
@@ -85,17 +85,54 @@ def _account_op(app: AppContext, request: api.Request, as_json: bool) -> None:
 @currency_option
 @click.option("--balancing", "balancing", multiple=True, type=click.Choice(["debit", "credit"]),
               help="Move at most AMOUNT: as much as the debit (credit) account's limit allows.")
+@click.option("--pending", is_flag=True, help="Reserve AMOUNT only, until `quorapay post` or "
+              "`quorapay void` names this transfer's id (or --timeout passes).")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.001),
+              help="With --pending: expire after this many seconds of the log's time.")
 @json_option
 @pass_app
 def pay(app: AppContext, debit: str, credit: str, amount: int, transfer_id: str | None,
-        currency: str, balancing: tuple[str, ...], as_json: bool) -> None:
-    """Move AMOUNT minor units (cents) from DEBIT to CREDIT."""
+        currency: str, balancing: tuple[str, ...], pending: bool, timeout_s: float | None,
+        as_json: bool) -> None:
+    """Move AMOUNT minor units (cents) from DEBIT to CREDIT (or reserve it: --pending)."""
+    if timeout_s is not None and not pending:
+        raise Failed("--timeout is for a pending transfer (add --pending)")
+    flags = [f"balancing_{b}" for b in balancing] + ([api.PENDING] if pending else [])
+    spec = api.TransferSpec(id=_new_id(transfer_id), debit=debit, credit=credit, amount=amount,
+                            currency=currency, flags=flags,
+                            timeout_ms=round(timeout_s * 1000) if timeout_s else None)
+    _submit(app, [spec], as_json)
+
+
+@cli.command()
+@click.argument("pending_id")
+@click.option("--amount", type=click.IntRange(min=1), help="Post this much of the reservation "
+              "and release the rest (default: all of it).")
+@click.option("--id", "transfer_id", help="This post's own id (default: a new one).")
+@json_option
+@pass_app
+def post(app: AppContext, pending_id: str, amount: int | None, transfer_id: str | None,
+         as_json: bool) -> None:
+    """Post the pending transfer PENDING_ID: move what it reserved (or --amount of it)."""
+    _submit(app, [api.TransferSpec(id=_new_id(transfer_id), pending_id=pending_id,
+                                   amount=amount, flags=[api.POST_PENDING])], as_json)
+
+
+@cli.command()
+@click.argument("pending_id")
+@click.option("--id", "transfer_id", help="This void's own id (default: a new one).")
+@json_option
+@pass_app
+def void(app: AppContext, pending_id: str, transfer_id: str | None, as_json: bool) -> None:
+    """Void the pending transfer PENDING_ID: release what it reserved."""
+    _submit(app, [api.TransferSpec(id=_new_id(transfer_id), pending_id=pending_id,
+                                   flags=[api.VOID_PENDING])], as_json)
+
+
+def _new_id(transfer_id: str | None) -> str:
     if transfer_id == "":
         raise Failed("--id must not be empty (leave it out to get a new id)")
-    transfer_id = transfer_id or f"t-{uuid.uuid4().hex[:16]}"
-    spec = api.TransferSpec(id=transfer_id, debit=debit, credit=credit, amount=amount,
-                            currency=currency, flags=[f"balancing_{b}" for b in balancing])
-    _submit(app, [spec], as_json)
+    return transfer_id or f"t-{uuid.uuid4().hex[:16]}"
 
 
 @cli.command()
@@ -136,7 +173,8 @@ def _submit(app: AppContext, specs: list[api.TransferSpec], as_json: bool) -> No
 
 def _describe_transfer(result: api.CommandResult, entry: int | None,
                        spec: api.TransferSpec) -> str:
-    body = f"{spec.amount} {spec.currency} {spec.debit} -> {spec.credit}"
+    body = f"{spec.amount} {spec.currency} {spec.debit} -> {spec.credit}" if not spec.pending_id \
+        else f"{spec.flags[0].split('_')[0]} of {spec.pending_id}"
     if result.status == "id_conflict":
         return (f"id_conflict: transfer {result.id} was already used at index {result.index} "
                 f"for a different transfer; this one ({body}) was not applied")
@@ -169,6 +207,8 @@ def balance(app: AppContext, account_ids: tuple[str, ...], as_json: bool) -> Non
     balances = response.balances or []
     emit(as_json, {"index": response.index, "balances": balances}, "\n".join(
         f"{b.account:20} {b.balance:>14} {b.currency}" + (" (closed)" if b.closed else "")
+        + (f" (pending: -{b.debits_pending} +{b.credits_pending})"
+           if b.debits_pending or b.credits_pending else "")
         for b in balances))
 
 

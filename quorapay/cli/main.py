@@ -70,7 +70,7 @@ def cli(ctx: click.Context, config_path: Path, credential: str) -> None:
                    f"{', '.join(sorted(CREDENTIAL_COMMANDS))}", err=True)
 
 
-CREDENTIAL_COMMANDS = {"account", "pay", "chain", "balance", "transfer"}
+CREDENTIAL_COMMANDS = {"account", "pay", "chain", "post", "void", "balance", "transfer"}
 OPERATOR_TOOLS = {"up", "status", "verify", "workload", "check", "chaos", "switchover", "backup",
                   "restore"}
 

@@ -17,7 +17,13 @@ import msgspec
 
 from quorapay.core.bounds import Counter, Text
 from quorapay.core.hlc import ZERO, Timestamp
-from quorapay.core.ledger.model import AccountRow, LedgerState, StagedSums, TransferRow
+from quorapay.core.ledger.model import (
+    AccountRow,
+    Expiring,
+    LedgerState,
+    StagedSums,
+    TransferRow,
+)
 from quorapay.core.types import EpochField, IndexField, LogEntry, LogIndex, NodeIdField
 
 MAX_FRAME_BYTES = 64 * 2**20  # a peer frame (a batch of messages) is at most this, encoded
@@ -143,6 +149,7 @@ class SnapshotChunk(msgspec.Struct, frozen=True, kw_only=True, tag="snapshot_chu
     seq: Counter
     accounts: tuple[AccountRow, ...] = ()
     transfers: tuple[TransferRow, ...] = ()
+    expiring: tuple[Expiring, ...] = ()  # (in part 0) the pending transfers that will expire
     last: bool = False
     account_total: Counter = 0  # (in the last part) rows in all the parts
     transfer_total: Counter = 0
@@ -150,7 +157,8 @@ class SnapshotChunk(msgspec.Struct, frozen=True, kw_only=True, tag="snapshot_chu
     def __post_init__(self) -> None:
         _require(self.last_epoch <= self.epoch, "last_epoch above the epoch")
         _require(_increasing([a.id for a in self.accounts])
-                 and _increasing([t.id for t in self.transfers]), "rows out of id order")
+                 and _increasing([t.id for t in self.transfers])
+                 and _increasing([e.id for e in self.expiring]), "rows out of id order")
 
 
 class SnapshotAck(msgspec.Struct, frozen=True, kw_only=True, tag="snapshot_ack"):

@@ -69,6 +69,7 @@ from quorapay.core.types import Command, Epoch, LogEntry, LogIndex, NodeId, comm
 
 MAX_COMMANDS_PER_ENTRY = 2000
 MAX_HELD_TRANSFERS = 20_000  # apply rows held back for a log write: at most this many
+EXPIRY_RETRY_TICKS = 10  # an idle leader's entry to expire pending transfers: again after this
 K = TypeVar("K")  # the driver's handle for one client request (a reply slot, a simulated op)
 
 
@@ -163,7 +164,8 @@ class WriteBatch:
             assert held.applied_index is None or held.applied_index < self.persist.install.index
             return self  # the snapshot replaces the ledger: it holds those entries' effect
         delta = Delta(accounts={**held.delta.accounts, **self.delta.accounts},
-                      transfers=held.delta.transfers + self.delta.transfers)
+                      transfers=held.delta.transfers + self.delta.transfers,
+                      expiring={**held.delta.expiring, **self.delta.expiring})
         return WriteBatch(persist=self.persist, delta=delta, applied_index=(
             held.applied_index if self.applied_index is None else self.applied_index))
 
@@ -259,6 +261,8 @@ class NodeState(Generic[K]):
         self._staged: deque[Work] = deque()  # handed to the driver, not yet finished
         self._held: WriteBatch | None = None  # apply rows waiting for a log write to join
         self._held_ticks = 0
+        self._ticks = 0
+        self._expiry_asked_at: int | None = None  # the tick it last appended one to expire
         timing = replica.timing
         self.sending = SnapshotSender(
             rows=timing.snapshot_chunk_rows, window=timing.snapshot_window,
@@ -289,8 +293,24 @@ class NodeState(Generic[K]):
                 self.receiving.tick()
                 self._send_parts(*self.sending.tick(self.replica.promised_epoch))
                 self.replica.step(event)
+                self._ticks += 1
+                self._expire_when_idle()
             case _:
                 self.replica.step(event)
+
+    def _expire_when_idle(self) -> None:
+        """A pending transfer expires at the first entry stamped at or past its time: when
+        that time has come and the log is idle, the serving leader appends an empty entry."""
+        due = self.ledger.next_expiry()
+        if due is None or not self.replica.serving:
+            return
+        if max(self.replica.wall_ms, self.replica.hlc.wall_ms) < due:
+            return
+        if self._expiry_asked_at is not None and \
+                self._ticks - self._expiry_asked_at < EXPIRY_RETRY_TICKS:
+            return
+        self._expiry_asked_at = self._ticks
+        self._propose([], [])
 
     def submit(self, writes: Sequence[Write[K]]) -> list[int]:
         """Propose a batch of client writes as few entries as the size bound allows; return

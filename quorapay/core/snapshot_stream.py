@@ -241,6 +241,7 @@ class SnapshotSender:
             epoch=wanted.epoch, index=wanted.index, last_epoch=wanted.last_epoch,
             last_ts=wanted.last_ts, stream=session.stream, seq=seq, accounts=accounts,
             transfers=transfers, last=last,
+            expiring=session.source.expiring if seq == 0 else (),
             account_total=len(session.source.accounts) if last else 0,
             transfer_total=sum(session.counts.values()) if last else 0)
 
@@ -386,7 +387,8 @@ class SnapshotReceiver:
         return InstallSnapshot(
             epoch=first.epoch, index=first.index, last_epoch=first.last_epoch,
             last_ts=first.last_ts, state=LedgerState(accounts=tuple(session.accounts),
-                                                     transfers=transfers),
+                                                     transfers=transfers,
+                                                     expiring=first.expiring),
             staged=StagedSums(count=session.count, size=session.size, digest=session.digest)
             if self._staged else None)
 

@@ -62,21 +62,31 @@ class ReopenAccount(msgspec.Struct, frozen=True, kw_only=True, tag="reopen_accou
 
 BALANCING_DEBIT = 1  # Transfer.flags: move at most what the debit account's limit allows
 BALANCING_CREDIT = 2  # ... at most what the credit account's limit allows
-TRANSFER_FLAGS = BALANCING_DEBIT | BALANCING_CREDIT
+PENDING = 4  # reserve the amount (pending on both accounts) until posted, voided or expired
+POST_PENDING = 8  # post the pending transfer `pending_id`: all of it, or `amount` of it
+VOID_PENDING = 16  # release the pending transfer `pending_id`
+RESOLUTION = 32  # not a command: the ledger's record of how a pending transfer was resolved
+TRANSFER_FLAGS = BALANCING_DEBIT | BALANCING_CREDIT | PENDING | POST_PENDING | VOID_PENDING
+RESOLVES = POST_PENDING | VOID_PENDING
 
 
 class Transfer(msgspec.Struct, frozen=True, kw_only=True, tag="transfer",
                gc=False, omit_defaults=True):
     """Move `amount` from the debit account to the credit account, both in `currency`. A
     balancing transfer (`flags`) moves at most `amount`: as much as its accounts' limits
-    allow."""
+    allow. A pending one reserves it instead, until a transfer posting or voiding it (its
+    `pending_id`) or, with `timeout_ms`, until the log's time passes its entry's by that much.
+    A post or void may leave debit, credit and currency empty (they are the pending one's);
+    a post's `amount` 0 posts all of it."""
 
     id: TransferIdField
     debit: AccountIdField
     credit: AccountIdField
     amount: CentsField
     currency: CurrencyField
-    flags: Annotated[int, msgspec.Meta(ge=0, le=TRANSFER_FLAGS)] = 0
+    flags: Annotated[int, msgspec.Meta(ge=0, le=TRANSFER_FLAGS | RESOLUTION)] = 0
+    pending_id: TransferIdField = TransferId("")
+    timeout_ms: Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNTER)] = 0
 
 
 class PayerTransfer(msgspec.Struct, frozen=True, kw_only=True, tag="payer_transfer",

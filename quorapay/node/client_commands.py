@@ -22,6 +22,9 @@ from quorapay.core.ledger.commands import chains
 from quorapay.core.types import (
     BALANCING_CREDIT,
     BALANCING_DEBIT,
+    PENDING,
+    POST_PENDING,
+    VOID_PENDING,
     AccountId,
     Cents,
     Command,
@@ -35,7 +38,9 @@ from quorapay.core.types import (
 LINKED_CHAIN_OPEN = "linked_chain_open"  # a request's last transfer is linked: no chain end
 _ACCOUNT_FLAGS = {api.DEBITS_MUST_NOT_EXCEED_CREDITS: DEBITS_MUST_NOT_EXCEED_CREDITS,
                   api.CREDITS_MUST_NOT_EXCEED_DEBITS: CREDITS_MUST_NOT_EXCEED_DEBITS}
-_TRANSFER_FLAGS = {api.BALANCING_DEBIT: BALANCING_DEBIT, api.BALANCING_CREDIT: BALANCING_CREDIT}
+_TRANSFER_FLAGS = {api.BALANCING_DEBIT: BALANCING_DEBIT, api.BALANCING_CREDIT: BALANCING_CREDIT,
+                   api.PENDING: PENDING, api.POST_PENDING: POST_PENDING,
+                   api.VOID_PENDING: VOID_PENDING}
 
 
 class BadRequest(QuorapayError):
@@ -64,15 +69,25 @@ def transfers(specs: Sequence[api.TransferSpec], *, payer: bool
     commands: list[Command] = []
     chain: list[Transfer | PayerTransfer] = []
     for spec in specs:
-        transfer = Transfer(id=TransferId(spec.id), debit=AccountId(spec.debit),
-                            credit=AccountId(spec.credit), amount=Cents(spec.amount),
-                            currency=spec.currency,
-                            flags=_bits(spec.flags, _TRANSFER_FLAGS, "transfer"))
+        transfer = _transfer(spec)
         chain.append(PayerTransfer(transfer=transfer) if payer else transfer)
         if not spec.linked:
             commands.append(chain[0] if len(chain) == 1 else Linked(commands=tuple(chain)))
             chain = []
     return commands, list(specs[len(specs) - len(chain):]) if chain else []
+
+
+def _transfer(spec: api.TransferSpec) -> Transfer:
+    flags = _bits(spec.flags, _TRANSFER_FLAGS, "transfer")
+    resolves = bool(flags & (POST_PENDING | VOID_PENDING))
+    if not resolves and None in (spec.debit, spec.credit, spec.amount):
+        raise BadRequest(f"transfer {spec.id!r}: debit, credit and amount are required (but "
+                         "for a post or void of a pending transfer)")
+    return Transfer(id=TransferId(spec.id), debit=AccountId(spec.debit or ""),
+                    credit=AccountId(spec.credit or ""), amount=Cents(spec.amount or 0),
+                    currency="" if resolves else spec.currency, flags=flags,
+                    pending_id=TransferId(spec.pending_id or ""),
+                    timeout_ms=spec.timeout_ms or 0)
 
 
 def refused(command: Command, problem: str) -> list[api.CommandResult]:
@@ -123,7 +138,8 @@ def transfer_record(record: TransferRecord) -> api.TransferRecord:
                               currency=t.currency, status=record.status.value,
                               index=record.index, timestamp=iso(record.ts.wall_ms),
                               logical=record.ts.logical,
-                              flags=_names(t.flags, _TRANSFER_FLAGS), moved=record.moved)
+                              flags=_names(t.flags, _TRANSFER_FLAGS), moved=record.moved,
+                              pending_id=t.pending_id, timeout_ms=t.timeout_ms)
 
 
 def _bits(names: Sequence[str], known: dict[str, int], what: str) -> int:

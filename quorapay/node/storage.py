@@ -26,7 +26,7 @@ import contextlib
 import fcntl
 import sqlite3
 import zlib
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -41,6 +41,7 @@ from quorapay.core.hlc import Timestamp
 from quorapay.core.ledger import (
     MODULUS,
     Account,
+    Expiring,
     Ledger,
     LedgerState,
     Status,
@@ -74,7 +75,11 @@ _TRANSFERS_TABLE = """(
     id TEXT PRIMARY KEY, debit TEXT NOT NULL, credit TEXT NOT NULL, amount INTEGER NOT NULL,
     currency TEXT NOT NULL, status TEXT NOT NULL, idx INTEGER NOT NULL,
     wall_ms INTEGER NOT NULL DEFAULT 0, logical INTEGER NOT NULL DEFAULT 0,
-    flags INTEGER NOT NULL DEFAULT 0, moved INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID"""
+    flags INTEGER NOT NULL DEFAULT 0, moved INTEGER NOT NULL DEFAULT 0,
+    pending_id TEXT NOT NULL DEFAULT '', timeout_ms INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID"""
+_EXPIRING_TABLE = """CREATE TABLE IF NOT EXISTS expiring (
+    id TEXT PRIMARY KEY, expires_ms INTEGER NOT NULL, debit TEXT NOT NULL, credit TEXT NOT NULL,
+    amount INTEGER NOT NULL, currency TEXT NOT NULL) WITHOUT ROWID"""
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS log (
@@ -85,6 +90,7 @@ CREATE TABLE IF NOT EXISTS accounts (
     balance INTEGER NOT NULL, debits_pending INTEGER NOT NULL, credits_pending INTEGER NOT NULL,
     closed INTEGER NOT NULL, idx INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS transfers {_TRANSFERS_TABLE};
+{_EXPIRING_TABLE};
 """
 _META_DEFAULTS: list[tuple[str, int | str | None]] = [
     ("promised_epoch", 0), ("applied_index", 0), ("snapshot_index", 0), ("snapshot_epoch", 0),
@@ -95,10 +101,11 @@ _META_DEFAULTS: list[tuple[str, int | str | None]] = [
 _COUNTERS = ("promised_epoch", "applied_index", "snapshot_index", "snapshot_epoch",
              "snapshot_wall_ms", "snapshot_logical", "transfer_count", "transfer_bytes")
 _TRANSFER_COLUMNS = ("id, debit, credit, amount, currency, status, idx, wall_ms, logical, flags, "
-                     "moved")
+                     "moved, pending_id, timeout_ms")
 _ACCOUNT_COLUMNS = "id, currency, flags, balance, debits_pending, credits_pending, closed, idx"
 _INSERT_ACCOUNT = f"INSERT OR REPLACE INTO accounts ({_ACCOUNT_COLUMNS}) VALUES ({'?, ' * 7}?)"
-_INSERT_TRANSFER = f"INSERT INTO transfers ({_TRANSFER_COLUMNS}) VALUES ({'?, ' * 10}?)"
+_INSERT_TRANSFER = f"INSERT INTO transfers ({_TRANSFER_COLUMNS}) VALUES ({'?, ' * 12}?)"
+_INSERT_EXPIRING = "INSERT OR REPLACE INTO expiring VALUES (?, ?, ?, ?, ?, ?)"
 _UPGRADE_TO_4 = (  # see Store._upgrade_to_4
     "ALTER TABLE accounts RENAME TO accounts_3",
     """CREATE TABLE accounts (
@@ -111,6 +118,9 @@ _UPGRADE_TO_4 = (  # see Store._upgrade_to_4
     "DROP TABLE accounts_3",
     "ALTER TABLE transfers ADD COLUMN flags INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE transfers ADD COLUMN moved INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE transfers ADD COLUMN pending_id TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE transfers ADD COLUMN timeout_ms INTEGER NOT NULL DEFAULT 0",
+    _EXPIRING_TABLE,
     "UPDATE transfers SET moved = amount WHERE status = 'ok'",
     "DELETE FROM meta WHERE key IN ('transfer_count', 'transfer_bytes', 'transfer_digest')")
 # a snapshot being received: its transfers, staged part by part, swapped in when installed
@@ -293,16 +303,18 @@ _IDS_PER_QUERY = 500  # under SQLite's bound on parameters in one statement
 def _transfer_record(path: Path, row: Sequence[Any]) -> TransferRecord:
     """A row of the transfers table; StorageError if it is damaged or out of range."""
     try:
-        i, d, c, a, cur, s, x, w, lg, f, m = row
+        i, d, c, a, cur, s, x, w, lg, f, m, p, t = row
         record = TransferRecord(
             transfer=Transfer(id=TransferId(i), debit=AccountId(d), credit=AccountId(c),
-                              amount=Cents(a), currency=cur, flags=f),
+                              amount=Cents(a), currency=cur, flags=f, pending_id=p,
+                              timeout_ms=t),
             status=Status(s), index=LogIndex(x), ts=Timestamp(w, lg), moved=m)
     except (ValueError, TypeError) as exc:
         raise StorageError(f"{path}: corrupt transfer row ({exc})") from None
     if not (isinstance(a, int) and abs(a) <= MAX_MONEY and in_counter_range(x)
             and in_counter_range(w) and in_counter_range(lg) and in_counter_range(f)
-            and isinstance(m, int) and abs(m) <= MAX_MONEY):
+            and isinstance(m, int) and abs(m) <= MAX_MONEY and isinstance(p, str)
+            and in_counter_range(t)):
         raise StorageError(f"{path}: corrupt: transfer row {i!r} is out of range")
     return record
 
@@ -525,7 +537,13 @@ class Store:
                                        list[Account])
         except msgspec.ValidationError as exc:
             raise StorageError(f"{self.path}: corrupt: an account row ({exc})") from None
-        return Ledger(accounts, store=self.stored_transfers(), stored_upto=applied)
+        rows = self._db.execute("SELECT * FROM expiring").fetchall()
+        try:
+            expiring = msgspec.convert(rows, list[Expiring])
+        except msgspec.ValidationError as exc:
+            raise StorageError(f"{self.path}: corrupt: an expiring row ({exc})") from None
+        return Ledger(accounts, store=self.stored_transfers(), stored_upto=applied,
+                      expiring=expiring)
 
     def raise_promise(self, epoch: int, *, to: str | None = None) -> int:
         """Promise at least `epoch`, to `to` (None: to whichever node leads it first) -- a
@@ -611,6 +629,7 @@ class Store:
                                                       batch.delta.accounts.values()))
             yield "accounts"
             self._db.executemany(_INSERT_TRANSFER, map(record_values, batch.delta.transfers))
+            self._write_expiring(batch.delta.expiring)
             if batch.delta.transfers:
                 self._add_transfers(batch.delta.transfers)
             yield "transfers"
@@ -631,6 +650,7 @@ class Store:
         assert snapshot is not None
         self._db.execute("DELETE FROM log")
         self._db.execute("DELETE FROM accounts")
+        self._db.execute("DELETE FROM expiring")
         if snapshot.staged is None:
             self._db.execute("DELETE FROM transfers")
         yield "install-clear"
@@ -652,11 +672,19 @@ class Store:
     def _write_state(self, state: LedgerState) -> None:
         """The ledger tables, empty, become `state`."""
         self._db.executemany(_INSERT_ACCOUNT, map(msgspec.structs.astuple, state.accounts))
+        self._db.executemany(_INSERT_EXPIRING, map(msgspec.structs.astuple, state.expiring))
         self._db.executemany(_INSERT_TRANSFER, map(msgspec.structs.astuple, state.transfers))
         self._set_meta("transfer_count", 0)
         self._set_meta("transfer_bytes", 0)
         self._set_meta("transfer_digest", f"{0:064x}")
         self._add_transfers([record_of(t) for t in state.transfers])
+
+    def _write_expiring(self, changed: Mapping[TransferId, Expiring | None]) -> None:
+        """Pending transfers that began or stopped waiting to expire."""
+        self._db.executemany(_INSERT_EXPIRING, [msgspec.structs.astuple(e)
+                                                for e in changed.values() if e is not None])
+        self._db.executemany("DELETE FROM expiring WHERE id = ?",
+                             [(i,) for i, e in changed.items() if e is None])
 
     def _add_transfers(self, records: Sequence[TransferRecord]) -> None:
         """Count rows just inserted in the transfers table into its count, size and digest."""

@@ -126,8 +126,8 @@ async def run_workload(cluster: ClusterConfig, *, run: str, transfers: int, acco
             for spec, status in zip(chunk, statuses, strict=True):
                 outcomes[status] += 1
                 lines.append(msgspec.json.encode(Acknowledged(
-                    id=spec.id, debit=spec.debit, credit=spec.credit, amount=spec.amount,
-                    currency=spec.currency, status=status)) + b"\n")
+                    id=spec.id, debit=spec.debit or "", credit=spec.credit or "",
+                    amount=spec.amount or 0, currency=spec.currency, status=status)) + b"\n")
             on_progress(sum(outcomes.values()))
             if out is not None:
                 with trio.CancelScope(shield=True):  # an outcome a client was told is kept

@@ -6,11 +6,15 @@ import pytest
 
 from quorapay.core.digest import replay
 from quorapay.core.hlc import Timestamp
-from quorapay.core.ledger import Ledger, Status, validate
+from quorapay.core.ledger import Delta, Ledger, Status, validate
 from quorapay.core.types import (
     BALANCING_CREDIT,
     BALANCING_DEBIT,
+    PENDING,
+    POST_PENDING,
+    VOID_PENDING,
     AccountId,
+    Cents,
     CloseAccount,
     Commands,
     CreateAccount,
@@ -20,6 +24,8 @@ from quorapay.core.types import (
     LogIndex,
     PayerTransfer,
     ReopenAccount,
+    Transfer,
+    TransferId,
 )
 from tests.core.harness import account, transfer
 from tests.core.test_ledger import apply
@@ -175,3 +181,130 @@ def test_replaying_the_same_log_gives_the_same_state_and_digest() -> None:
     assert msgspec.msgpack.encode(one.export()) == msgspec.msgpack.encode(two.export())
     assert one.totals() == {"USD": 0}
     assert Ledger.from_state(one.export()).digest() == one.digest()
+
+
+# ------------------------------------------------------------------ two-phase transfers
+
+def at(ledger: Ledger, index: int, wall_ms: int, *commands):
+    """Apply commands in an entry stamped `wall_ms` (the log's time)."""
+    delta = Delta()
+    results = ledger.apply(LogEntry(index=LogIndex(index), epoch=Epoch(1),
+                                    ts=Timestamp(wall_ms, 0), payload=Commands(
+                                        commands=commands)), delta)
+    return results, delta
+
+
+def post(tid: str, pending_id: str, amount: int = 0) -> Transfer:
+    return Transfer(id=TransferId(tid), debit=AccountId(""), credit=AccountId(""),
+                    amount=Cents(amount), currency="", flags=POST_PENDING,
+                    pending_id=TransferId(pending_id))
+
+
+def void(tid: str, pending_id: str) -> Transfer:
+    return Transfer(id=TransferId(tid), debit=AccountId(""), credit=AccountId(""),
+                    amount=Cents(0), currency="", flags=VOID_PENDING,
+                    pending_id=TransferId(pending_id))
+
+
+def reserve(tid: str, debit: str, credit: str, amount: int, timeout_ms: int = 0) -> Transfer:
+    return Transfer(id=TransferId(tid), debit=AccountId(debit), credit=AccountId(credit),
+                    amount=Cents(amount), currency="USD", flags=PENDING, timeout_ms=timeout_ms)
+
+
+def pending_of(ledger: Ledger, account: str) -> tuple[int, int, int]:
+    a = ledger.accounts[AccountId(account)]
+    return a.balance, a.debits_pending, a.credits_pending
+
+
+def test_a_pending_transfer_reserves_and_a_post_moves_part_and_releases_the_rest(
+        ledger: Ledger) -> None:
+    results, _ = at(ledger, 3, 10, reserve("r1", "alice", "bob", 600))
+    assert results[0].status is Status.OK and results[0].moved == 600
+    assert pending_of(ledger, "alice") == (1000, 600, 0)
+    assert pending_of(ledger, "bob") == (0, 0, 600)
+    refused, _ = at(ledger, 4, 11, transfer("t1", "alice", "bob", 401))
+    assert refused[0].status is Status.INSUFFICIENT_FUNDS  # the reservation counts
+    results, delta = at(ledger, 5, 12, post("p1", "r1", 250))
+    assert results[0].status is Status.OK and results[0].moved == 250
+    assert pending_of(ledger, "alice") == (750, 0, 0) and pending_of(ledger, "bob") == (250, 0, 0)
+    assert [(r.transfer.id, r.status, r.moved) for r in delta.transfers] == [
+        ("p1", Status.OK, 250), ("r1#resolution", Status.POSTED, 250)]
+    assert delta.transfers[0].transfer.debit == "alice"  # recorded with the pending's accounts
+    assert ledger.totals() == {"USD": 0}
+
+
+def test_a_pending_transfer_is_resolved_exactly_once(ledger: Ledger) -> None:
+    at(ledger, 3, 10, reserve("r1", "alice", "bob", 600), reserve("r2", "alice", "bob", 100))
+    results, _ = at(ledger, 4, 11, void("v1", "r1"), post("p1", "r1"), void("v2", "r1"),
+                    post("p2", "r2", 101), post("p3", "nothing"), post("p4", "deposit"))
+    assert [r.status for r in results] == [
+        Status.OK, Status.PENDING_TRANSFER_ALREADY_VOIDED, Status.PENDING_TRANSFER_ALREADY_VOIDED,
+        Status.EXCEEDS_PENDING_TRANSFER_AMOUNT, Status.PENDING_TRANSFER_NOT_FOUND,
+        Status.PENDING_TRANSFER_NOT_PENDING]
+    assert pending_of(ledger, "alice") == (1000, 100, 0)
+    results, _ = at(ledger, 5, 12, post("p5", "r2"), post("p6", "r2"))
+    assert [r.status for r in results] == [Status.OK, Status.PENDING_TRANSFER_ALREADY_POSTED]
+    again, delta = at(ledger, 6, 13, post("p5", "r2"))  # a retry: the original outcome
+    assert again[0].status is Status.OK and again[0].index == 5 and not delta.transfers
+    assert pending_of(ledger, "alice") == (900, 0, 0)
+
+
+def test_a_pending_transfer_expires_by_the_logs_time_not_a_clock(ledger: Ledger) -> None:
+    at(ledger, 3, 1_000, reserve("r1", "alice", "bob", 600, timeout_ms=500))
+    assert ledger.next_expiry() == 1_500
+    _, delta = at(ledger, 4, 1_499)  # an empty entry before the time: nothing expires
+    assert not delta.transfers and pending_of(ledger, "alice") == (1000, 600, 0)
+    results, delta = at(ledger, 5, 1_500, post("p1", "r1"))
+    assert results[0].status is Status.PENDING_TRANSFER_EXPIRED  # expired before it applied
+    assert [(r.transfer.id, r.status) for r in delta.transfers] == [
+        ("r1#resolution", Status.EXPIRED), ("p1", Status.PENDING_TRANSFER_EXPIRED)]
+    assert pending_of(ledger, "alice") == (1000, 0, 0) and ledger.next_expiry() is None
+    _, delta = at(ledger, 6, 9_000)
+    assert not delta.transfers  # released exactly once
+
+
+def test_a_pending_transfer_posted_in_time_never_expires(ledger: Ledger) -> None:
+    at(ledger, 3, 1_000, reserve("r1", "alice", "bob", 600, timeout_ms=500))
+    at(ledger, 4, 1_200, post("p1", "r1"))
+    _, delta = at(ledger, 5, 2_000)
+    assert not delta.transfers and pending_of(ledger, "alice") == (400, 0, 0)
+    assert ledger.next_expiry() is None
+
+
+def test_a_post_naming_other_accounts_or_a_payer_posting_new_money_is_refused(
+        ledger: Ledger) -> None:
+    at(ledger, 3, 10, reserve("r1", "alice", "bob", 5), reserve("m1", "bank", "bob", 5))
+    wrong = msgspec.structs.replace(post("p1", "r1"), debit=AccountId("bank"))
+    results, _ = at(ledger, 4, 11, wrong, PayerTransfer(transfer=post("p2", "m1")),
+                    PayerTransfer(transfer=post("p3", "r1")))
+    assert [r.status for r in results] == [Status.PENDING_TRANSFER_MISMATCH, Status.FORBIDDEN,
+                                           Status.OK]
+
+
+def test_a_chain_with_a_pending_member_reserves_nothing_if_it_fails(ledger: Ledger) -> None:
+    results, _ = at(ledger, 3, 10, chain(reserve("r1", "alice", "bob", 600, timeout_ms=50),
+                                         transfer("t1", "alice", "bob", 500)))
+    assert [m.status for m in results[0].members] == [Status.LINKED_EVENT_FAILED,
+                                                      Status.INSUFFICIENT_FUNDS]
+    assert pending_of(ledger, "alice") == (1000, 0, 0) and ledger.next_expiry() is None
+
+
+def test_a_snapshot_carries_the_transfers_waiting_to_expire(ledger: Ledger) -> None:
+    at(ledger, 3, 1_000, reserve("r1", "alice", "bob", 600, timeout_ms=500))
+    copied = Ledger.from_state(ledger.export())
+    assert copied.digest() == ledger.digest() and copied.next_expiry() == 1_500
+    for each in (ledger, copied):
+        at(each, 4, 2_000)
+    assert copied.digest() == ledger.digest()
+    assert pending_of(copied, "alice") == (1000, 0, 0)
+
+
+def test_post_and_void_are_checked_on_their_face() -> None:
+    assert "both" in validate(msgspec.structs.replace(post("p", "r"),
+                                                      flags=POST_PENDING | VOID_PENDING))
+    assert "pending_id" in validate(post("p", ""))
+    assert "itself" in validate(post("p", "p"))
+    assert "amount" in validate(msgspec.structs.replace(void("v", "r"), amount=Cents(5)))
+    assert "timeout_ms" in validate(msgspec.structs.replace(transfer("t", "a", "b", 1),
+                                                            timeout_ms=5))
+    assert validate(reserve("r", "a", "b", 1, timeout_ms=5)) == ""

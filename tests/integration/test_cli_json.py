@@ -120,6 +120,13 @@ def _ledger_primitives(local: ClusterConfig) -> None:
     assert json_of(local, "pay", "bank", "alice", "1", code=1)[0]["status"] == "account_closed"
     check("account close", json_of(local, "account", "reopen", "alice"))
     assert json_of(local, "balance", "alice")["balances"][0]["balance"] == 0
+    check("pay", json_of(local, "pay", "bank", "alice", "700", "--pending", "--timeout", "60",
+                         "--id", "hold"))
+    assert json_of(local, "balance", "alice")["balances"][0]["credits_pending"] == 700
+    check("post", posted := json_of(local, "post", "hold", "--amount", "200"))
+    assert posted[0]["moved"] == 200
+    check("void", json_of(local, "void", "hold", code=1))  # posted already
+    assert json_of(local, "balance", "alice")["balances"][0]["balance"] == 200
 
 
 def test_every_commands_json_has_its_documented_shape(local: ClusterConfig) -> None:

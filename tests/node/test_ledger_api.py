@@ -117,3 +117,40 @@ async def test_a_payer_may_not_close_accounts_or_open_issuers_by_flags(served, r
     with trio.fail_after(10):
         response = await server.handle(raw, PAYER)
     assert response.error is not None and response.error.code is api.ErrorCode.FORBIDDEN
+
+
+async def test_two_phase_transfers_reserve_then_post_or_void(served) -> None:
+    server, _ = served
+    await opened(server)
+    assert await statuses(
+        server, api.TransferSpec(id="r1", debit="alice", credit="bob", amount=600,
+                                 flags=[api.PENDING], timeout_ms=60_000),
+        api.TransferSpec(id="r2", debit="alice", credit="bob", amount=300, flags=[api.PENDING]),
+        api.TransferSpec(id="x", debit="alice", credit="bob", amount=101)) == [
+        "ok", "ok", "insufficient_funds"]
+    held = await ask(server, api.GetBalances(accounts=["alice", "bob"]))
+    assert [(b.balance, b.debits_pending, b.credits_pending) for b in held.balances or []] == [
+        (1000, 900, 0), (0, 0, 900)]
+    posted = await ask(server, api.SubmitTransfers(transfers=[
+        api.TransferSpec(id="p1", pending_id="r1", amount=250, flags=[api.POST_PENDING]),
+        api.TransferSpec(id="v1", pending_id="r2", flags=[api.VOID_PENDING]),
+        api.TransferSpec(id="p2", pending_id="r1", flags=[api.POST_PENDING])]))
+    assert [(r.status, r.moved) for r in posted.results or []] == [
+        ("ok", 250), ("ok", 0), ("pending_transfer_already_posted", 0)]
+    after = await ask(server, api.GetBalances(accounts=["alice", "bob"]))
+    assert [(b.balance, b.debits_pending) for b in after.balances or []] == [(750, 0), (250, 0)]
+    found = await ask(server, api.GetTransfers(ids=["r1", "p1", "r1#resolution"]))
+    records = {t.id: t for t in found.transfers or []}
+    assert records["r1"].flags == [api.PENDING] and records["r1"].timeout_ms == 60_000
+    assert (records["p1"].pending_id, records["p1"].debit, records["p1"].moved) == (
+        "r1", "alice", 250)
+    assert records["r1#resolution"].status == "posted"
+
+
+async def test_a_transfer_without_accounts_or_amount_is_malformed_unless_it_resolves(
+        served) -> None:
+    server, _ = served
+    response = await ask(server, '{"op": "submit_transfers", "transfers": '
+                                 '[{"id": "t", "debit": "a", "amount": 5}]}')
+    assert response.error is not None
+    assert response.error.code is api.ErrorCode.INVALID_REQUEST

@@ -251,9 +251,9 @@ def test_a_snapshot_half_staged_when_the_node_stopped_is_discarded(tmp_path: Pat
 
 
 def downgrade(path: Path, version: int) -> None:
-    """Turn a data dir into what schema `version` wrote: accounts with allow_negative and
-    transfers without flags or amount moved (3); no timestamps, checksums without them (2);
-    no compaction markers (1)."""
+    """Turn a data dir into what schema `version` wrote: accounts with allow_negative,
+    transfers without flags, amount moved, pending id or timeout, no expiring table (3); no
+    timestamps, checksums without them (2); no compaction markers (1)."""
     db = sqlite3.connect(path / "node.db")
     db.executescript("""
         ALTER TABLE accounts RENAME TO accounts_4;
@@ -264,6 +264,9 @@ def downgrade(path: Path, version: int) -> None:
         DROP TABLE accounts_4;
         ALTER TABLE transfers DROP COLUMN flags;
         ALTER TABLE transfers DROP COLUMN moved;
+        ALTER TABLE transfers DROP COLUMN pending_id;
+        ALTER TABLE transfers DROP COLUMN timeout_ms;
+        DROP TABLE expiring;
         DELETE FROM meta WHERE key IN ('transfer_count', 'transfer_bytes', 'transfer_digest');""")
     if version == 3:
         db.execute("UPDATE meta SET value = 3 WHERE key = 'schema_version'")

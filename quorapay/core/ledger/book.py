@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from quorapay.core.ledger.model import Account, TransferRecord
+from quorapay.core.ledger.model import Account, Expiring, TransferRecord
 from quorapay.core.types import AccountId, TransferId
 
 
@@ -26,17 +26,24 @@ class Book(Protocol):
     def record(self, record: TransferRecord) -> None:
         """Keep a newly decided transfer."""
 
+    def schedule(self, expiring: Expiring) -> None:
+        """A pending transfer waits to expire."""
+
+    def unschedule(self, transfer_id: TransferId) -> None:
+        """A pending transfer waits no longer (it was posted, voided or expired)."""
+
 
 class Overlay:
     """A working set over `parent`: reads fall through to it, changes stay here until
     `commit` writes them to it, in the order they were made."""
 
-    __slots__ = ("_accounts", "_parent", "_records")
+    __slots__ = ("_accounts", "_expiring", "_parent", "_records")
 
     def __init__(self, parent: Book) -> None:
         self._parent = parent
         self._accounts: dict[AccountId, Account] = {}
         self._records: dict[TransferId, TransferRecord] = {}
+        self._expiring: dict[TransferId, Expiring | None] = {}
 
     def account(self, account_id: AccountId) -> Account | None:
         account = self._accounts.get(account_id)
@@ -52,8 +59,19 @@ class Overlay:
     def record(self, record: TransferRecord) -> None:
         self._records[record.transfer.id] = record
 
+    def schedule(self, expiring: Expiring) -> None:
+        self._expiring[expiring.id] = expiring
+
+    def unschedule(self, transfer_id: TransferId) -> None:
+        self._expiring[transfer_id] = None
+
     def commit(self) -> None:
         for account in self._accounts.values():
             self._parent.put(account)
         for record in self._records.values():
             self._parent.record(record)
+        for transfer_id, expiring in self._expiring.items():
+            if expiring is None:
+                self._parent.unschedule(transfer_id)
+            else:
+                self._parent.schedule(expiring)

@@ -18,11 +18,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 
+from quorapay.core.ledger.book import Book
 from quorapay.core.ledger.commands import apply_command
+from quorapay.core.ledger.commands.pending import expire, resolution_id
 from quorapay.core.ledger.model import (
     Account,
     At,
     Delta,
+    Expiring,
     LedgerState,
     Result,
     StagedSums,
@@ -68,9 +71,15 @@ class Ledger:
         *,
         store: StoredTransfers | None = None,
         stored_upto: LogIndex = LogIndex(0),
+        expiring: Iterable[Expiring] = (),
     ) -> None:
-        """`store` holds the transfers decided up to entry `stored_upto` (a node's disk)."""
+        """`store` holds the transfers decided up to entry `stored_upto` (a node's disk);
+        `expiring`, the pending transfers that wait to expire."""
         self._accounts = {a.id: a for a in accounts}
+        # pending transfers waiting to expire, and a heap of (expires_ms, id) over them (an
+        # entry whose transfer was resolved meanwhile is skipped when it comes up)
+        self._expiring = {e.id: e for e in expiring}
+        self._expiry_heap = sorted((e.expires_ms, e.id) for e in self._expiring.values())
         self._store = store
         # decided transfers in memory: all of them without a store; with one, those decided
         # since their rows were last known durable (the store does not see them yet)
@@ -101,7 +110,7 @@ class Ledger:
 
     @classmethod
     def from_state(cls, state: LedgerState) -> Ledger:
-        return cls(state.accounts, map(record_of, state.transfers))
+        return cls(state.accounts, map(record_of, state.transfers), expiring=state.expiring)
 
     @property
     def store(self) -> StoredTransfers | None:
@@ -111,7 +120,18 @@ class Ledger:
         """The whole state as data, rows in id order (with a store: reads every stored row)."""
         return LedgerState(
             accounts=tuple(sorted(self._accounts.values(), key=_account_id)),
-            transfers=tuple(map(transfer_row, self.records())))
+            transfers=tuple(map(transfer_row, self.records())), expiring=self.expiring())
+
+    def expiring(self) -> tuple[Expiring, ...]:
+        """The pending transfers waiting to expire, in id order."""
+        return tuple(sorted(self._expiring.values(), key=_expiring_id))
+
+    def next_expiry(self) -> int | None:
+        """When (the log's time, in ms) the next pending transfer expires; None: none waits."""
+        heap = self._expiry_heap
+        while heap and self._expiring.get(heap[0][1], _GONE).expires_ms != heap[0][0]:
+            heapq.heappop(heap)  # resolved meanwhile
+        return heap[0][0] if heap else None
 
     def records(self) -> Iterator[TransferRecord]:
         """Every decided transfer, in id order (with a store: reads every stored row)."""
@@ -125,7 +145,7 @@ class Ledger:
         held = tuple(map(transfer_row, sorted(
             (r for r in self._recent.values() if r.index <= self._upto), key=_record_id)))
         return SnapshotSource(index=self._upto, accounts=accounts, held=held,
-                              store=self._store)
+                              store=self._store, expiring=self.expiring())
 
     def estimated_export_bytes(self) -> int:
         """How large `export()` encodes (msgpack), within a few bytes a row (balances counted
@@ -154,6 +174,7 @@ class Ledger:
         copied._sum, copied._folded = self._sum, dict(self._folded)
         copied._dirty, copied._unfolded = set(self._dirty), list(self._unfolded)
         copied._export_bytes, copied._sized = self._export_bytes, self._sized
+        copied._expiring, copied._expiry_heap = dict(self._expiring), list(self._expiry_heap)
         return copied
 
     def replace(self, state: LedgerState, index: LogIndex = LogIndex(0),
@@ -165,6 +186,7 @@ class Ledger:
         the ledger must not look a transfer up (its driver stages no work meanwhile)."""
         other = Ledger.from_state(state)
         self._accounts, self._recent, self._fetched = other._accounts, other._recent, {}
+        self._expiring, self._expiry_heap = other._expiring, other._expiry_heap
         self._count, self._upto = other._count, index
         self._installing = None
         if staged is not None:
@@ -238,7 +260,7 @@ class Ledger:
         if self._store is None:
             return
         ids = {transfer_id for entry in entries if isinstance(entry.payload, Commands)
-               for command in entry.payload.commands for transfer_id in _decides(command)}
+               for command in entry.payload.commands for transfer_id in _reads(command)}
         ids.difference_update(self._recent)
         if ids:
             found = self._store.get_many(ids)
@@ -247,10 +269,18 @@ class Ledger:
     def apply(self, entry: LogEntry, delta: Delta) -> list[Result]:
         """Apply one committed entry, recording changed rows in `delta`; a result per command."""
         self._upto = entry.index
+        book, at = self._written(delta), At(entry.index, entry.ts)
+        self._expire(book, at)
         if not isinstance(entry.payload, Commands):
             return []
-        book, at = self._written(delta), At(entry.index, entry.ts)
         return [apply_command(c, book, at) for c in entry.payload.commands]
+
+    def _expire(self, book: Book, at: At) -> None:
+        """Expire, in order of (expiry, id), every pending transfer whose time has come by
+        this entry's timestamp -- before its commands apply."""
+        while (due := self.next_expiry()) is not None and due <= at.ts.wall_ms:
+            _, transfer_id = heapq.heappop(self._expiry_heap)
+            expire(self._expiring[transfer_id], book, at)
 
     def _written(self, delta: Delta) -> Written:
         """The ledger as the book its commands change, the rows they change kept in `delta`."""
@@ -363,6 +393,7 @@ class SnapshotSource:
     accounts: tuple[Account, ...]
     held: tuple[TransferRow, ...]  # in id order
     store: StoredTransfers | None
+    expiring: tuple[Expiring, ...] = ()
 
     def read(self, after: TransferId | None, limit: int) -> tuple[list[TransferRow], bool]:
         """Up to `limit` transfers after id `after` (None: from the first), in id order --
@@ -462,18 +493,38 @@ class Written:
     def record(self, record: TransferRecord) -> None:
         self._ledger._record(record, self._delta)
 
+    def schedule(self, expiring: Expiring) -> None:
+        self._ledger._expiring[expiring.id] = expiring
+        heapq.heappush(self._ledger._expiry_heap, (expiring.expires_ms, expiring.id))
+        self._delta.expiring[expiring.id] = expiring
 
-def _decides(command: Command) -> Iterator[TransferId]:
-    """The transfer ids a command decides (those a prefetch reads)."""
+    def unschedule(self, transfer_id: TransferId) -> None:
+        if self._ledger._expiring.pop(transfer_id, None) is not None:
+            self._delta.expiring[transfer_id] = None
+
+
+def _reads(command: Command) -> Iterator[TransferId]:
+    """The decided transfers applying a command may read (what a prefetch reads): the ids it
+    decides, and for a post or void the pending transfer and its resolution."""
     match command:
-        case Transfer(id=transfer_id):
+        case Transfer(id=transfer_id, pending_id=pending_id):
             yield transfer_id
+            if pending_id:
+                yield pending_id
+                yield resolution_id(pending_id)
         case PayerTransfer(transfer=transfer):
-            yield transfer.id
+            yield from _reads(transfer)
         case Linked(commands=members):
             for member in members:
-                yield from _decides(member)
+                yield from _reads(member)
 
 
 def _account_id(account: Account) -> str:
     return account.id
+
+
+def _expiring_id(expiring: Expiring) -> str:
+    return expiring.id
+
+
+_GONE = Expiring(TransferId(""), -1, AccountId(""), AccountId(""), 0, "")  # not waiting

@@ -24,6 +24,7 @@ from quorapay.core.types import (
     IndexField,
     LogIndex,
     Transfer,
+    TransferId,
     TransferIdField,
 )
 
@@ -55,6 +56,18 @@ class Status(StrEnum):
     ID_CONFLICT = "id_conflict"
     FORBIDDEN = "forbidden"  # a payer's transfer debiting an issuer account
     LINKED_EVENT_FAILED = "linked_event_failed"  # another member of its chain failed
+    # posting or voiding a pending transfer
+    PENDING_TRANSFER_NOT_FOUND = "pending_transfer_not_found"
+    PENDING_TRANSFER_NOT_PENDING = "pending_transfer_not_pending"  # not a reservation
+    PENDING_TRANSFER_MISMATCH = "pending_transfer_mismatch"  # other accounts or currency
+    PENDING_TRANSFER_ALREADY_POSTED = "pending_transfer_already_posted"
+    PENDING_TRANSFER_ALREADY_VOIDED = "pending_transfer_already_voided"
+    PENDING_TRANSFER_EXPIRED = "pending_transfer_expired"
+    EXCEEDS_PENDING_TRANSFER_AMOUNT = "exceeds_pending_transfer_amount"
+    # the record of a pending transfer's resolution (never a command's outcome)
+    POSTED = "posted"
+    VOIDED = "voided"
+    EXPIRED = "expired"
 
 
 class Account(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -123,6 +136,20 @@ class TransferRow(msgspec.Struct, frozen=True, array_like=True):
     logical: Counter = 0
     flags: TransferFlagsField = 0
     moved: Money = 0
+    pending_id: TransferIdField = TransferId("")
+    timeout_ms: Counter = 0
+
+
+class Expiring(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A pending transfer that expires: when the log's time reaches `expires_ms`, unless it is
+    posted or voided first, its reservation of `amount` on both accounts is released."""
+
+    id: TransferIdField
+    expires_ms: Counter
+    debit: AccountIdField
+    credit: AccountIdField
+    amount: Pending
+    currency: CurrencyField
 
 
 class LedgerState(msgspec.Struct, frozen=True, kw_only=True):
@@ -131,6 +158,7 @@ class LedgerState(msgspec.Struct, frozen=True, kw_only=True):
 
     accounts: tuple[AccountRow, ...]
     transfers: tuple[TransferRow, ...]
+    expiring: tuple[Expiring, ...] = ()  # the pending transfers that expire, not yet resolved
 
     def __post_init__(self) -> None:
         if len({a.id for a in self.accounts}) != len(self.accounts) or len(
@@ -145,6 +173,8 @@ class Delta:
 
     accounts: dict[AccountId, Account] = field(default_factory=dict)
     transfers: list[TransferRecord] = field(default_factory=list)
+    # pending transfers that began (their Expiring) or stopped (None) waiting to expire
+    expiring: dict[TransferId, Expiring | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

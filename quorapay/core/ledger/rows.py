@@ -16,25 +16,26 @@ from quorapay.core.types import Transfer
 
 MODULUS = 2**256
 
-TransferValues = tuple[str, str, str, int, str, Status, int, int, int, int, int]
+TransferValues = tuple[str, str, str, int, str, Status, int, int, int, int, int, str, int]
 
 
 def record_values(r: TransferRecord) -> TransferValues:
     """A decided transfer's fields in a TransferRow's (and the transfers table's) order."""
     t = r.transfer
     return (t.id, t.debit, t.credit, t.amount, t.currency, r.status, r.index, r.ts.wall_ms,
-            r.ts.logical, t.flags, r.moved)
+            r.ts.logical, t.flags, r.moved, t.pending_id, t.timeout_ms)
 
 
 def transfer_row(r: TransferRecord) -> TransferRow:
     t = r.transfer
     return TransferRow(t.id, t.debit, t.credit, t.amount, t.currency, r.status, r.index,
-                       r.ts.wall_ms, r.ts.logical, t.flags, r.moved)
+                       r.ts.wall_ms, r.ts.logical, t.flags, r.moved, t.pending_id, t.timeout_ms)
 
 
 def record_of(t: TransferRow) -> TransferRecord:
     return TransferRecord(transfer=Transfer(id=t.id, debit=t.debit, credit=t.credit,
-                                            amount=t.amount, currency=t.currency, flags=t.flags),
+                                            amount=t.amount, currency=t.currency, flags=t.flags,
+                                            pending_id=t.pending_id, timeout_ms=t.timeout_ms),
                           status=t.status, index=t.index, ts=Timestamp(t.wall_ms, t.logical),
                           moved=t.moved)
 
@@ -70,11 +71,11 @@ def row_size(t: TransferRow) -> int:
 
 def _transfer_size(transfer_id: str, debit: str, credit: str, amount: int, currency: str,
                    status: Status, index: int, wall_ms: int, logical: int, flags: int,
-                   moved: int) -> int:
+                   moved: int, pending_id: str, timeout_ms: int) -> int:
     return (1 + _str_size(transfer_id) + _str_size(debit) + _str_size(credit)
             + _int_size(amount) + _str_size(currency) + _str_size(status.value)
             + _int_size(index) + _int_size(wall_ms) + _int_size(logical) + _int_size(flags)
-            + _int_size(moved))
+            + _int_size(moved) + _str_size(pending_id) + _int_size(timeout_ms))
 
 
 # ------------------------------------------------------------------------------ hashes
@@ -101,6 +102,6 @@ def transfer_row_hash(t: TransferRow) -> int:
 
 def _transfer_hash(transfer_id: str, debit: str, credit: str, amount: int, currency: str,
                    status: Status, index: int, wall_ms: int, logical: int, flags: int,
-                   moved: int) -> int:
+                   moved: int, pending_id: str, timeout_ms: int) -> int:
     return row_hash(f"T|{transfer_id}|{debit}|{credit}|{amount}|{currency}|{status}"
-                    f"|{index}|{wall_ms}|{logical}|{flags}|{moved}")
+                    f"|{index}|{wall_ms}|{logical}|{flags}|{moved}|{pending_id}|{timeout_ms}")

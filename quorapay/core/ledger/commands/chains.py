@@ -63,7 +63,7 @@ def apply(chain: Linked, book: Book, at: At) -> Result:
     members = members_of(chain)
     previous = [book.decided(t.id) for t, _ in members]
     if all(p is not None for p in previous):  # a retry: answered as decided, where decided
-        answers = tuple(transfers.again(t, p) for (t, _), p in zip(members, previous,
+        answers = tuple(transfers.again(t, p, book) for (t, _), p in zip(members, previous,
                                                                    strict=True) if p is not None)
         return _chain_result(chain, answers, At(answers[0].index, answers[0].ts or at.ts))
     if any(p is not None for p in previous):

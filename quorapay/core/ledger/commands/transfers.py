@@ -1,10 +1,12 @@
-"""Moving money: a transfer, a payer's transfer, a balancing transfer."""
+"""Moving money: a transfer, a payer's transfer, a balancing transfer, a pending one and
+its post or void (`pending`)."""
 
 from __future__ import annotations
 
 import msgspec
 
 from quorapay.core.ledger.book import Book
+from quorapay.core.ledger.commands import pending
 from quorapay.core.ledger.model import (
     CREDITS_MUST_NOT_EXCEED_DEBITS,
     CURRENCY_PATTERN,
@@ -20,6 +22,8 @@ from quorapay.core.ledger.model import (
 from quorapay.core.types import (
     BALANCING_CREDIT,
     BALANCING_DEBIT,
+    PENDING,
+    RESOLVES,
     TRANSFER_FLAGS,
     PayerTransfer,
     Transfer,
@@ -27,6 +31,8 @@ from quorapay.core.types import (
 
 
 def validate(transfer: Transfer) -> str:
+    if transfer.flags & RESOLVES:
+        return pending.validate(transfer)
     for name, value in (("transfer id", transfer.id), ("debit", transfer.debit),
                         ("credit", transfer.credit)):
         if not ID_PATTERN.fullmatch(value):
@@ -39,6 +45,10 @@ def validate(transfer: Transfer) -> str:
         return "currency must be 1-12 upper-case letters or digits, starting with a letter"
     if transfer.flags & ~TRANSFER_FLAGS:
         return "unknown transfer flags"
+    if transfer.pending_id:
+        return "pending_id is for a post or void"
+    if transfer.timeout_ms and not transfer.flags & PENDING:
+        return "timeout_ms is for pending transfers"
     return ""
 
 
@@ -60,19 +70,25 @@ def decide(transfer: Transfer, book: Book, at: At, *, payer: bool) -> Result:
     transfer id decided before is answered as it was then."""
     previous = book.decided(transfer.id)
     if previous is not None:
-        return again(transfer, previous)
+        return again(transfer, previous, book)
+    if transfer.flags & RESOLVES:
+        return pending.resolve(transfer, book, at, payer=payer)
     status, moved = _outcome(transfer, book, payer=payer)
     book.record(TransferRecord(transfer=transfer, status=status, index=at.index, ts=at.ts,
                                moved=moved))
-    if status is Status.OK:
+    if status is Status.OK and transfer.flags & PENDING:
+        pending.reserve(transfer, moved, book, at)
+    elif status is Status.OK:
         _move(transfer, moved, book)
     return Result(kind="transfer", id=transfer.id, status=status, index=at.index, ts=at.ts,
                   moved=moved if transfer.flags else None)
 
 
-def again(transfer: Transfer, previous: TransferRecord) -> Result:
+def again(transfer: Transfer, previous: TransferRecord, book: Book) -> Result:
     """The answer to a transfer whose id was decided before."""
-    if previous.transfer == transfer:
+    if previous.transfer == transfer or (transfer.flags & RESOLVES and previous.transfer ==
+                                         pending.filled(transfer,
+                                                        book.decided(transfer.pending_id))):
         return Result(kind="transfer", id=transfer.id, status=previous.status,
                       index=previous.index, ts=previous.ts,
                       moved=previous.moved if transfer.flags else None)
