@@ -35,6 +35,7 @@ from quorapay.verify.collect import settled_statuses
 
 ISSUER = "bank"
 FUNDING = 1000
+PENDING_TIMEOUT_MS = 2000  # the bank workload's pending transfers expire after this
 READ_SHARE = 0.2
 OP_DEADLINE = 30.0
 
@@ -234,37 +235,70 @@ async def _client(prefix: str, process: int, cluster: ClusterConfig, issuer: str
                   accounts: list[str], rng: random.Random, history: _History, stop_at: float,
                   interrupt: Interrupt) -> None:
     op = 0
+    pending: list[str] = []  # this client's pending transfers, to post or void
     async with cluster_client(cluster, deadline=OP_DEADLINE) as client:
         while history.now() < stop_at and not interrupt.happened:
             op += 1
             if rng.random() < READ_SHARE:
                 await _read(client, process, op, [issuer, *accounts], history)
-            else:
-                debit, credit = rng.sample(accounts, 2)
-                body = TransferBody(id=f"{prefix}-{op}", debit=debit, credit=credit,
-                                    amount=rng.randint(1, 300))
-                await _transfer(client, process, op, body, history)
+                continue
+            bodies = _bodies(f"{prefix}-{op}", accounts, rng, pending)
+            await _transfer(client, process, op, bodies, history)
+            op += len(bodies) - 1
 
 
-async def _transfer(client: Client, process: int, op: int, body: TransferBody,
+def _bodies(tid: str, accounts: list[str], rng: random.Random, pending: list[str]
+            ) -> list[TransferBody]:
+    """One write: a transfer mostly; else a linked chain of two, a balancing transfer, a
+    pending transfer that expires in two seconds, or a post or void of an earlier one."""
+    def body(transfer_id: str, *flags: str) -> TransferBody:
+        debit, credit = rng.sample(accounts, 2)
+        return TransferBody(id=transfer_id, debit=debit, credit=credit,
+                            amount=rng.randint(1, 300), flags=list(flags))
+    kind = rng.random()
+    if kind < 0.1 and pending:
+        pending_id = pending.pop(rng.randrange(len(pending)))
+        flag = api.POST_PENDING if rng.random() < 0.6 else api.VOID_PENDING
+        return [TransferBody(id=tid, debit="", credit="", amount=0, flags=[flag],
+                             pending_id=pending_id)]
+    if kind < 0.2:
+        pending.append(tid)
+        return [body(tid, api.PENDING)]
+    if kind < 0.3:
+        return [body(f"{tid}-a"), body(f"{tid}-b")]
+    if kind < 0.35:
+        return [body(tid, api.BALANCING_DEBIT)]
+    return [body(tid)]
+
+
+async def _transfer(client: Client, process: int, first_op: int, bodies: list[TransferBody],
                     history: _History) -> None:
-    history.record(Invoke(process=process, op=op, f="transfer", time=history.now(),
-                          transfer=body))
-    spec = TransferSpec(id=body.id, debit=body.debit, credit=body.credit, amount=body.amount)
+    """One request of `bodies` (more than one: a linked chain), each its own op."""
+    chain = bodies[0].id if len(bodies) > 1 else None
+    ops = range(first_op, first_op + len(bodies))
+    for op, body in zip(ops, bodies, strict=True):
+        history.record(Invoke(process=process, op=op, f="transfer", time=history.now(),
+                              transfer=body, chain=chain))
+    specs = [TransferSpec(id=b.id, debit=b.debit or None, credit=b.credit or None,
+                          amount=b.amount or None, flags=b.flags, linked=i < len(bodies) - 1,
+                          pending_id=b.pending_id or None,
+                          timeout_ms=PENDING_TIMEOUT_MS if api.PENDING in b.flags else None)
+             for i, b in enumerate(bodies)]
     try:
-        response = await client.request(api.SubmitTransfers(transfers=[spec]))
+        response = await client.request(api.SubmitTransfers(transfers=specs))
     except ClientError as exc:
-        _failed(history, process, op, "transfer", exc)
+        for op in ops:
+            _failed(history, process, op, "transfer", exc)
         return
-    result = (response.results or [])[0]
-    if result.status == "ok":
-        history.record(Ok(process=process, op=op, f="transfer", time=history.now(),
-                          index=result.index or 0, epoch=response.epoch or 0, status="ok",
-                          entry=response.index))
-    else:
-        history.record(Fail(process=process, op=op, f="transfer", time=history.now(),
-                            status=result.status, index=result.index, epoch=response.epoch,
-                            entry=response.index))
+    for op, result in zip(ops, response.results or [], strict=True):
+        if result.status == "ok":
+            history.record(Ok(process=process, op=op, f="transfer", time=history.now(),
+                              index=result.index or 0, epoch=response.epoch or 0, status="ok",
+                              entry=response.index))
+        else:
+            history.record(Fail(process=process, op=op, f="transfer", time=history.now(),
+                                status=result.status, index=result.index,
+                                epoch=response.epoch, entry=response.index))
 
 
 async def _read(client: Client, process: int, op: int, accounts: list[str],

@@ -19,6 +19,11 @@ against it. Each check is named in the report:
 - no stale reads: a read that began after a transfer was acknowledged reflects it.
 - money conserved: each currency sums to zero after every entry, and in every read.
 - no forbidden negative balance: no read shows an account that is not an issuer below zero.
+- the ledger rules of `quorapay.check.ledger_rules`, each checked on every entry of the replay
+  from its rows (balances move only by ok transfers, money conserved counting pending, pending
+  transfers resolved exactly once, a post never exceeds its reservation, linked chains apply all
+  or nothing, account limits kept at every index); the last two also on what clients were told
+  (a chain acknowledged in part) and saw (a read past an account's limit).
 
 Liveness -- after healing, how long until a write succeeded -- is reported separately. A run
 with too few acknowledged transfers, or a nemesis that injected nothing, is inconclusive.
@@ -33,7 +38,14 @@ from itertools import pairwise
 
 from quorapay.api.schema import DigestInfo
 from quorapay.check.history import Event, Fail, Info, Invoke, Nemesis, Ok
-from quorapay.core.ledger import Delta, Ledger, Status
+from quorapay.check.ledger_rules import CHAINS, LIMITS, RULES, LedgerRules
+from quorapay.core.ledger import (
+    CREDITS_MUST_NOT_EXCEED_DEBITS,
+    DEBITS_MUST_NOT_EXCEED_CREDITS,
+    Delta,
+    Ledger,
+    Status,
+)
 from quorapay.core.types import Commands, EpochStart, LogEntry, PayerTransfer, Transfer
 
 MIN_ACKNOWLEDGED = 20
@@ -112,6 +124,7 @@ def check_bank(evidence: Evidence) -> BankReport:
         Check(name="no forbidden negative balance",
               problems=tuple(replay.negative_problems + _negative_reads(replay, completions))),
         Check(name="timestamps increase with the index", problems=tuple(_stamps_increase(log))),
+        *_rule_checks(replay, invokes, completions),
     ]
     liveness = _liveness(evidence)
     verdict, reason = _verdict(evidence, checks, stats, liveness)
@@ -135,6 +148,8 @@ class _Replay:
         self.negative_problems: list[str] = []
         self.states: dict[int, dict[str, int]] = {}  # index -> balances, where reads need it
         self.digests: dict[int, str] = {}  # index -> ledger digest, where nodes report one
+        self.rules = LedgerRules()
+        self.rule_problems: dict[str, list[str]] = {rule: [] for rule in RULES}
         self._log = log
 
     def run(self, read_indexes: set[int], digest_indexes: frozenset[int] | set[int] = frozenset()
@@ -163,6 +178,11 @@ class _Replay:
         for command, result in zip(commands, results, strict=True):
             if isinstance(command, Transfer | PayerTransfer):
                 self.told[(entry.index, command.id)] = result.status.value
+            for member, told in zip(getattr(command, "commands", ()), result.members,
+                                    strict=True):
+                self.told[(entry.index, member.id)] = told.status.value
+        for rule, problem in self.rules.check(entry, results, delta):
+            self.rule_problems[rule].append(problem)
         for record in delta.transfers:
             self.decided.setdefault(record.transfer.id, []).append(
                 (entry.index, record.status.value))
@@ -194,6 +214,37 @@ class _Replay:
         return problems
 
 
+def _rule_checks(replay: _Replay, invokes: dict[tuple[int, int], Invoke],
+                 completions: list[Ok | Fail | Info]) -> list[Check]:
+    """The ledger rules on the replay, and on what clients were told and saw."""
+    told = dict(replay.rule_problems)
+    told[CHAINS] = told[CHAINS] + _chains_told(invokes, completions)
+    told[LIMITS] = told[LIMITS] + _limits_seen(replay, completions)
+    return [Check(name=rule, problems=tuple(told[rule][:10])) for rule in RULES]
+
+
+def _chains_told(invokes: dict[tuple[int, int], Invoke],
+                 completions: list[Ok | Fail | Info]) -> list[str]:
+    """Chains whose members clients were told ok and failed alike."""
+    outcomes: dict[str, set[bool]] = {}
+    for done in completions:
+        invoked = invokes.get((done.process, done.op))
+        if invoked is not None and invoked.chain and isinstance(done, Ok | Fail):
+            outcomes.setdefault(invoked.chain, set()).add(isinstance(done, Ok))
+    return [f"the chain of {chain} was acknowledged in part"
+            for chain, seen in sorted(outcomes.items()) if len(seen) > 1]
+
+
+def _limits_seen(replay: _Replay, completions: list[Ok | Fail | Info]) -> list[str]:
+    """Reads that saw an account past a limit (its balance alone: reads show no pending)."""
+    limited: dict[str, int] = {a.id: a.flags for a in replay.ledger.accounts.values()}
+    return [f"read {c.op} of process {c.process} saw {account} at {balance}"
+            for c in completions if isinstance(c, Ok) and c.f == "read" and c.balances
+            for account, balance in c.balances.items()
+            if (balance < 0 and limited.get(account, 0) & DEBITS_MUST_NOT_EXCEED_CREDITS)
+            or (balance > 0 and limited.get(account, 0) & CREDITS_MUST_NOT_EXCEED_DEBITS)]
+
+
 def _transfer_checks(replay: _Replay, invokes: dict[tuple[int, int], Invoke],
                      completions: list[Ok | Fail | Info]) -> list[Check]:
     acknowledged: list[str] = []
@@ -206,8 +257,9 @@ def _transfer_checks(replay: _Replay, invokes: dict[tuple[int, int], Invoke],
         tid = invoked.transfer.id
         sent = invoked.transfer
         decided = replay.bodies.get(tid)
-        same = decided is not None and (decided.debit, decided.credit, decided.amount) == (
-            sent.debit, sent.credit, sent.amount)
+        same = decided is not None and ((decided.debit, decided.credit, decided.amount) == (
+            sent.debit, sent.credit, sent.amount) or (  # a post or void: recorded filled in
+            bool(sent.pending_id) and decided.pending_id == sent.pending_id))
         decisions = replay.decided.get(tid, []) if same else []  # of this body, not another's
         if isinstance(done, Ok):
             if not decisions or decisions[0] != (done.index, Status.OK.value):

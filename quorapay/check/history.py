@@ -12,20 +12,23 @@ from pathlib import Path
 import msgspec
 
 
-class TransferBody(msgspec.Struct, frozen=True, kw_only=True):
+class TransferBody(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     id: str
     debit: str
     credit: str
     amount: int
     currency: str = "USD"
+    flags: list[str] = []  # as the API names them (balancing_debit ...)
+    pending_id: str = ""  # a post or void: the pending transfer it names
 
 
-class Invoke(msgspec.Struct, frozen=True, kw_only=True, tag="invoke"):
+class Invoke(msgspec.Struct, frozen=True, kw_only=True, tag="invoke", omit_defaults=True):
     process: int
     op: int
     f: str  # "transfer" | "read"
     time: float
     transfer: TransferBody | None = None
+    chain: str | None = None  # a member of a linked chain: the id of the chain's first
 
 
 class Ok(msgspec.Struct, frozen=True, kw_only=True, tag="ok"):

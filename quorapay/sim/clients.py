@@ -1,5 +1,9 @@
 """Simulated clients: transfers between funded accounts and linearizable reads.
 
+The writes mix every kind the ledger has: plain transfers, linked chains, balancing transfers,
+pending transfers with timeouts (expiring by the log's time, across failovers and skewed
+clocks), and posts and voids of a client's earlier pending transfers.
+
 A client does one operation at a time. It sends it to the node it believes leads (a read, one
 time in three, to any node: a deposed leader that does not know it yet is reached so), follows
 NOT_LEADER hints, and retries everything else -- UNAVAILABLE, TIMEOUT, silence -- with the same
@@ -13,7 +17,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from quorapay.core.node_state import Committed, ErrorCode, Failure, ReadValue
-from quorapay.core.types import AccountId, Cents, Command, CreateAccount, Transfer, TransferId
+from quorapay.core.types import (
+    BALANCING_DEBIT,
+    PENDING,
+    POST_PENDING,
+    VOID_PENDING,
+    AccountId,
+    Cents,
+    Command,
+    CreateAccount,
+    Linked,
+    Transfer,
+    TransferId,
+)
 from quorapay.sim.invariants import Checker
 from quorapay.sim.network import Network
 from quorapay.sim.world import World
@@ -66,6 +82,7 @@ class SimClient:
         self.stopped = False
         self.stats = ClientStats()
         self.barrier_index: int | None = None
+        self._pending: list[str] = []  # its pending transfers it may post or void
         for node in nodes:
             node.clients[name] = self.on_answer
 
@@ -101,15 +118,38 @@ class SimClient:
         if self._setup:
             self._op = _Op(number=self._count, commands=self._setup.pop(0))
         elif not self.reader and self._world.rng.random() < 0.8:
-            debit, credit = self._world.rng.sample(self._accounts, 2)
-            transfer = Transfer(id=TransferId(f"{self.name}-{self._count}"),
-                                debit=AccountId(debit), credit=AccountId(credit),
-                                amount=Cents(self._world.rng.randint(1, 300)), currency="USD")
-            self._op = _Op(number=self._count, commands=(transfer,))
+            self._op = _Op(number=self._count, commands=(self._write(),))
         else:
             accounts = tuple(self._world.rng.sample(self._accounts, 2))
             self._op = _Op(number=self._count, commands=None, accounts=accounts)
         self._send()
+
+    def _write(self) -> Command:
+        """One write: a transfer most often, else one of the other kinds."""
+        rng, tid = self._world.rng, f"{self.name}-{self._count}"
+        kind = rng.random()
+        if kind < 0.1 and self._pending:
+            pending_id = self._pending.pop(rng.randrange(len(self._pending)))
+            post = rng.random() < 0.6
+            return Transfer(id=TransferId(tid), debit=AccountId(""), credit=AccountId(""),
+                            amount=Cents(rng.choice([0, 1, 50]) if post else 0), currency="",
+                            flags=POST_PENDING if post else VOID_PENDING,
+                            pending_id=TransferId(pending_id))
+        if kind < 0.2:
+            self._pending.append(tid)
+            return self._transfer(tid, flags=PENDING, timeout_ms=rng.choice([0, 200, 2000]))
+        if kind < 0.3:
+            return Linked(commands=(self._transfer(f"{tid}-a"), self._transfer(f"{tid}-b")))
+        if kind < 0.35:
+            return self._transfer(tid, flags=BALANCING_DEBIT)
+        return self._transfer(tid)
+
+    def _transfer(self, tid: str, *, flags: int = 0, timeout_ms: int = 0) -> Transfer:
+        rng = self._world.rng
+        debit, credit = rng.sample(self._accounts, 2)
+        return Transfer(id=TransferId(tid), debit=AccountId(debit), credit=AccountId(credit),
+                        amount=Cents(rng.randint(1, 300)), currency="USD", flags=flags,
+                        timeout_ms=timeout_ms)
 
     def _send(self) -> None:
         from quorapay.sim.node import ClientRequest
@@ -185,7 +225,10 @@ class SimClient:
         self.stats.writes += 1
         assert op.commands is not None
         for command, result in zip(op.commands, answer.results, strict=True):
-            self.stats.outcomes[result.status.value] = (
-                self.stats.outcomes.get(result.status.value, 0) + 1)
-            if isinstance(command, Transfer):
-                self._checker.acknowledge(command, result.status.value, result.index)
+            members = zip(command.commands, result.members, strict=True) \
+                if isinstance(command, Linked) else ((command, result),)
+            for each, told in members:
+                self.stats.outcomes[told.status.value] = (
+                    self.stats.outcomes.get(told.status.value, 0) + 1)
+                if isinstance(each, Transfer):
+                    self._checker.acknowledge(each, told.status.value, told.index)

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from quorapay.check.ledger_rules import LedgerRules
 from quorapay.core.digest import entry_digest
 from quorapay.core.hlc import Timestamp
 from quorapay.core.ledger import Delta, Ledger
@@ -42,7 +43,16 @@ from quorapay.core.messages import AppendAck, AppendNack, Promise
 from quorapay.core.node_state import Work, WriteBatch
 from quorapay.core.ready import Outgoing
 from quorapay.core.replica import Role
-from quorapay.core.types import AccountId, Epoch, LogEntry, LogIndex, NodeId, Transfer, TransferId
+from quorapay.core.types import (
+    RESOLVES,
+    AccountId,
+    Epoch,
+    LogEntry,
+    LogIndex,
+    NodeId,
+    Transfer,
+    TransferId,
+)
 
 if TYPE_CHECKING:
     from quorapay.node.storage import Restored
@@ -102,6 +112,7 @@ class Checker:
         self.coverage: Counter[str] = Counter()  # how often each hard state was reached
         self._reference = Ledger()  # each index applied once, in order: what reads must see
         self._reference_index = 0
+        self._rules = LedgerRules()  # the ledger rules, on the reference's rows
         self._balances: dict[AccountId, list[tuple[int, int]]] = {}  # (index, balance) history
         self._snapshot_at: dict[NodeId, int] = {}  # per node: the index of its last snapshot
         self._prefixes: dict[NodeId, list[str]] = {}  # per node: hash of its durable log prefix
@@ -330,8 +341,10 @@ class Checker:
         if entry.index != self._reference_index + 1:
             return
         delta = Delta()
-        self._reference.apply(entry, delta)
+        results = self._reference.apply(entry, delta)
         self._reference_index = entry.index
+        for rule, detail in self._rules.check(entry, results, delta):
+            self.violation(rule, detail)
         for account in delta.accounts.values():
             self._balances.setdefault(account.id, []).append((entry.index, account.balance))
 
@@ -442,7 +455,7 @@ class Checker:
             for node in nodes:
                 record = transfers[node.id].get(ack.transfer.id)
                 if record is None or record.status.value != ack.status or \
-                        record.transfer != ack.transfer:
+                        not _same_body(record.transfer, ack.transfer):
                     self.violation("acknowledged transfers applied",
                                    f"{node.id}: transfer {ack.transfer.id} was acknowledged "
                                    f"{ack.status} but is "
@@ -466,6 +479,14 @@ class Checker:
                                f"{first[0]} and {node.id} hold different ledgers at applied "
                                f"index {node.state.applied_index}")
                 return
+
+
+def _same_body(recorded: Transfer, sent: Transfer) -> bool:
+    """A post or void is recorded with its pending transfer's accounts and currency."""
+    if sent.flags & RESOLVES:
+        return (recorded.id, recorded.pending_id, recorded.amount, recorded.flags) == (
+            sent.id, sent.pending_id, sent.amount, sent.flags)
+    return recorded == sent
 
 
 def _chain(previous: str, digest: str) -> str:

@@ -152,7 +152,8 @@ class SimNode:
         restored = self.store.load()
         ledger = self._variant.ledger(restored.ledger.accounts.values(),
                                       store=restored.ledger.store,
-                                      stored_upto=restored.applied_index)
+                                      stored_upto=restored.applied_index,
+                                      expiring=restored.ledger.expiring())
         replica = self._variant.replica(
             node_id=self.id, members=self._members, timing=self._setting.timing,
             promised_epoch=restored.promised_epoch, promised_to=restored.promised_to,

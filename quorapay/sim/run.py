@@ -79,9 +79,11 @@ def snapshot_parts_for(seed: int, timing: Timing) -> Timing:
     """Snapshots in tiny parts (one to four rows; one to three sent ahead of the
     acknowledgement), so that every snapshot is streamed in many, and parts get lost,
     duplicated, reordered and resent, and streams are cut by crashes and leader changes; one
-    seed in three holds a leader's streams to 100 to 450 bytes a tick (the rate limit)."""
+    seed in three holds a leader's streams to 300 to 1000 bytes a tick (the rate limit: slow
+    enough to pace every stream, fast enough that the ledger a seed builds streams within the
+    30 s the simulation allows for recovery)."""
     return replace(timing, snapshot_chunk_rows=1 + seed % 4, snapshot_window=1 + seed % 3,
-                   snapshot_bytes_per_tick=0 if seed % 3 != 1 else 100 + seed % 350)
+                   snapshot_bytes_per_tick=0 if seed % 3 != 1 else 300 + seed % 700)
 
 
 def silence_for(seed: int, timing: Timing) -> Timing:

@@ -135,6 +135,13 @@ def digest_of(node: str, **fields: Any) -> dict[str, DigestInfo]:
     return {**digests, node: msgspec.structs.replace(digests[node], **fields)}
 
 
+def chained(*ids: str) -> list[Event]:
+    """The history, as if the transfers `ids` had been sent as one linked chain."""
+    return [msgspec.structs.replace(e, chain=ids[0])
+            if isinstance(e, Invoke) and e.transfer is not None and e.transfer.id in ids else e
+            for e in history()]
+
+
 FORKED = [*LOG[:4], entry(5, 3, EpochStart(leader=NodeId("n3")))]
 TWO_LEADERS = [*LOG[:4], entry(5, 1, EpochStart(leader=NodeId("n3"))), LOG[5]]
 BACKWARDS = [*LOG[:5], msgspec.structs.replace(LOG[5], ts=LOG[3].ts)]
@@ -162,6 +169,9 @@ BACKWARDS = [*LOG[:5], msgspec.structs.replace(LOG[5], ts=LOG[3].ts)]
     ("no forbidden negative balance",
      lambda: {"history": with_read(balances={"a": -5, "b": 105, "bank": -100})}),
     ("timestamps increase with the index", lambda: {"logs": on_every_node(BACKWARDS)}),
+    ("linked chains apply all or nothing", lambda: {"history": chained("t1", "t2")}),
+    ("account limits kept at every index",
+     lambda: {"history": with_read(balances={"a": -5, "b": 105, "bank": -100})}),
 ])
 def test_each_broken_invariant_is_named(name: str, change: Any) -> None:
     assert name in failed_checks(evidence(**change()))
