@@ -154,7 +154,9 @@ class LogEntry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         """A size estimate in commands, used to bound message and fetch sizes."""
         if not isinstance(self.payload, Commands):
             return 1
-        return 1 + sum(map(command_weight, self.payload.commands))
+        commands = self.payload.commands
+        return 1 + len(commands) + sum(len(c.commands) - 1 for c in commands
+                                       if c.__class__ is Linked)
 
 
 def command_weight(command: Command) -> int:

@@ -66,6 +66,10 @@ def transfers(specs: Sequence[api.TransferSpec], *, payer: bool
               ) -> tuple[list[Command], list[api.TransferSpec]]:
     """The commands of a request's transfers -- consecutive linked ones as one chain -- and
     the transfers of a chain left open at its end (refused: `LINKED_CHAIN_OPEN`)."""
+    if not any(spec.linked for spec in specs):  # no chain: the common case, in one pass
+        if payer:
+            return [PayerTransfer(transfer=_transfer(spec)) for spec in specs], []
+        return list(map(_transfer, specs)), []
     commands: list[Command] = []
     chain: list[Transfer | PayerTransfer] = []
     for spec in specs:
@@ -78,16 +82,20 @@ def transfers(specs: Sequence[api.TransferSpec], *, payer: bool
 
 
 def _transfer(spec: api.TransferSpec) -> Transfer:
-    flags = _bits(spec.flags, _TRANSFER_FLAGS, "transfer")
+    flags = _bits(spec.flags, _TRANSFER_FLAGS, "transfer") if spec.flags else 0
     resolves = bool(flags & (POST_PENDING | VOID_PENDING))
-    if not resolves and None in (spec.debit, spec.credit, spec.amount):
+    if resolves:
+        return Transfer(id=TransferId(spec.id), debit=AccountId(spec.debit or ""),
+                        credit=AccountId(spec.credit or ""), amount=Cents(spec.amount or 0),
+                        currency="", flags=flags, pending_id=TransferId(spec.pending_id or ""),
+                        timeout_ms=spec.timeout_ms or 0)
+    if spec.debit is None or spec.credit is None or spec.amount is None:
         raise BadRequest(f"transfer {spec.id!r}: debit, credit and amount are required (but "
                          "for a post or void of a pending transfer)")
-    return Transfer(id=TransferId(spec.id), debit=AccountId(spec.debit or ""),
-                    credit=AccountId(spec.credit or ""), amount=Cents(spec.amount or 0),
-                    currency="" if resolves else spec.currency, flags=flags,
-                    pending_id=TransferId(spec.pending_id or ""),
-                    timeout_ms=spec.timeout_ms or 0)
+    return Transfer(id=TransferId(spec.id), debit=AccountId(spec.debit),
+                    credit=AccountId(spec.credit), amount=Cents(spec.amount),
+                    currency=spec.currency, flags=flags,
+                    pending_id=TransferId(spec.pending_id or ""), timeout_ms=spec.timeout_ms or 0)
 
 
 def refused(command: Command, problem: str) -> list[api.CommandResult]:

@@ -681,6 +681,8 @@ class Store:
 
     def _write_expiring(self, changed: Mapping[TransferId, Expiring | None]) -> None:
         """Pending transfers that began or stopped waiting to expire."""
+        if not changed:
+            return
         self._db.executemany(_INSERT_EXPIRING, [msgspec.structs.astuple(e)
                                                 for e in changed.values() if e is not None])
         self._db.executemany("DELETE FROM expiring WHERE id = ?",

@@ -123,16 +123,15 @@ class ApplyTwiceOnRetry(Ledger):
     original outcome."""
 
     def _written(self, delta: Delta) -> Written:
-        return _ForgetfulBook(self, delta)
+        book = Written(self, delta)
+        book.decided = lambda transfer_id: None  # nothing was ever decided
+        keep = book.record
 
-
-class _ForgetfulBook(Written):
-    def decided(self, transfer_id: TransferId) -> TransferRecord | None:
-        return None
-
-    def record(self, record: TransferRecord) -> None:
-        self._ledger._recent.pop(record.transfer.id, None)  # decided again: a new row
-        super().record(record)
+        def record(record: TransferRecord) -> None:
+            self._recent.pop(record.transfer.id, None)  # decided again: a new row
+            keep(record)
+        book.record = record
+        return book
 
 
 class ReadsWithoutConfirmation(Replica):

@@ -16,6 +16,7 @@ import bisect
 import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 
 from quorapay.core.ledger.book import Book
@@ -286,18 +287,20 @@ class Ledger:
         """The ledger as the book its commands change, the rows they change kept in `delta`."""
         return Written(self, delta)
 
-    def put(self, account: Account, delta: Delta) -> None:
+    def put(self, delta: Delta, account: Account) -> None:
         """Make `account` the current version of its id: a new account, or a changed one."""
-        old = self._accounts.get(account.id)
-        self._accounts[account.id] = account
+        account_id = account.id
+        old = self._accounts.get(account_id)
+        self._accounts[account_id] = delta.accounts[account_id] = account
         if old is None:
             self._totals.setdefault(account.currency, 0)
             self._export_bytes += account_size(account)
-        self._totals[account.currency] += account.balance - (old.balance if old else 0)
-        self._dirty.add(account.id)
-        delta.accounts[account.id] = account
+            self._totals[account.currency] += account.balance
+        elif old.balance != account.balance:
+            self._totals[account.currency] += account.balance - old.balance
+        self._dirty.add(account_id)
 
-    def _record(self, record: TransferRecord, delta: Delta) -> None:
+    def _record(self, delta: Delta, record: TransferRecord) -> None:
         """Keep a newly decided transfer (in memory until its row is durable)."""
         self._recent[record.transfer.id] = record
         self._count += 1
@@ -474,24 +477,17 @@ class DigestFold:
 
 
 class Written:
-    """The ledger as a `Book` its commands change directly, the rows changed kept in `delta`."""
+    """The ledger as a `Book` its commands change directly, the rows changed kept in `delta`
+    (`account` and `decided` are the ledger's own lookups: this is the hot path)."""
 
-    __slots__ = ("_delta", "_ledger")
+    __slots__ = ("_delta", "_ledger", "account", "decided", "put", "record")
 
     def __init__(self, ledger: Ledger, delta: Delta) -> None:
         self._ledger, self._delta = ledger, delta
-
-    def account(self, account_id: AccountId) -> Account | None:
-        return self._ledger._accounts.get(account_id)
-
-    def put(self, account: Account) -> None:
-        self._ledger.put(account, self._delta)
-
-    def decided(self, transfer_id: TransferId) -> TransferRecord | None:
-        return self._ledger.transfer(transfer_id)
-
-    def record(self, record: TransferRecord) -> None:
-        self._ledger._record(record, self._delta)
+        self.account: Callable[[AccountId], Account | None] = ledger._accounts.get
+        self.decided: Callable[[TransferId], TransferRecord | None] = ledger.transfer
+        self.put: Callable[[Account], None] = partial(ledger.put, delta)
+        self.record: Callable[[TransferRecord], None] = partial(ledger._record, delta)
 
     def schedule(self, expiring: Expiring) -> None:
         self._ledger._expiring[expiring.id] = expiring

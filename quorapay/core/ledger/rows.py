@@ -74,8 +74,10 @@ def _transfer_size(transfer_id: str, debit: str, credit: str, amount: int, curre
                    moved: int, pending_id: str, timeout_ms: int) -> int:
     return (1 + _str_size(transfer_id) + _str_size(debit) + _str_size(credit)
             + _int_size(amount) + _str_size(currency) + _str_size(status.value)
-            + _int_size(index) + _int_size(wall_ms) + _int_size(logical) + _int_size(flags)
-            + _int_size(moved) + _str_size(pending_id) + _int_size(timeout_ms))
+            + _int_size(index) + _int_size(wall_ms) + _int_size(logical)
+            + (1 if flags < 128 else _int_size(flags)) + _int_size(moved)
+            + (1 if not pending_id else _str_size(pending_id))
+            + (1 if not timeout_ms else _int_size(timeout_ms)))
 
 
 # ------------------------------------------------------------------------------ hashes

@@ -33,7 +33,7 @@ class Kind:
 
 
 KINDS: dict[type, Kind] = {
-    Transfer: Kind(transfers.validate, transfers.apply, "transfer"),
+    Transfer: Kind(transfers.validate, transfers.decide, "transfer"),
     PayerTransfer: Kind(transfers.validate_payer, transfers.apply_payer, "transfer"),
     Linked: Kind(chains.validate, chains.apply, "chain", chains.refuse),
     CreateAccount: Kind(accounts.validate_create, accounts.create, "account"),

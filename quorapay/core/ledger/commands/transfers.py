@@ -14,6 +14,7 @@ from quorapay.core.ledger.model import (
     ID_PATTERN,
     MAX_AMOUNT,
     MAX_BALANCE,
+    Account,
     At,
     Result,
     Status,
@@ -56,16 +57,12 @@ def validate_payer(command: PayerTransfer) -> str:
     return validate(command.transfer)
 
 
-def apply(transfer: Transfer, book: Book, at: At) -> Result:
-    return decide(transfer, book, at, payer=False)
-
-
 def apply_payer(command: PayerTransfer, book: Book, at: At) -> Result:
     """A payer's transfer: it may not debit an issuer account (that would create money)."""
     return decide(command.transfer, book, at, payer=True)
 
 
-def decide(transfer: Transfer, book: Book, at: At, *, payer: bool) -> Result:
+def decide(transfer: Transfer, book: Book, at: At, payer: bool = False) -> Result:
     """Decide a transfer once: record its outcome and, if it succeeds, move the money. A
     transfer id decided before is answered as it was then."""
     previous = book.decided(transfer.id)
@@ -73,13 +70,17 @@ def decide(transfer: Transfer, book: Book, at: At, *, payer: bool) -> Result:
         return again(transfer, previous, book)
     if transfer.flags & RESOLVES:
         return pending.resolve(transfer, book, at, payer=payer)
-    status, moved = _outcome(transfer, book, payer=payer)
+    debit, credit = book.account(transfer.debit), book.account(transfer.credit)
+    status, moved = _outcome(transfer, debit, credit, payer=payer)
     book.record(TransferRecord(transfer=transfer, status=status, index=at.index, ts=at.ts,
                                moved=moved))
     if status is Status.OK and transfer.flags & PENDING:
         pending.reserve(transfer, moved, book, at)
     elif status is Status.OK:
-        _move(transfer, moved, book)
+        assert debit is not None
+        assert credit is not None
+        book.put(msgspec.structs.replace(debit, balance=debit.balance - moved))
+        book.put(msgspec.structs.replace(credit, balance=credit.balance + moved))
     return Result(kind="transfer", id=transfer.id, status=status, index=at.index, ts=at.ts,
                   moved=moved if transfer.flags else None)
 
@@ -97,10 +98,10 @@ def again(transfer: Transfer, previous: TransferRecord, book: Book) -> Result:
                   ts=previous.ts)
 
 
-def _outcome(transfer: Transfer, book: Book, *, payer: bool) -> tuple[Status, int]:
+def _outcome(transfer: Transfer, debit: Account | None, credit: Account | None, *,
+             payer: bool) -> tuple[Status, int]:
     """Whether the transfer can move money now, and how much (a balancing one: at most its
     amount, as much as the accounts' limits allow)."""
-    debit, credit = book.account(transfer.debit), book.account(transfer.credit)
     if debit is None or credit is None:
         return Status.ACCOUNT_NOT_FOUND, 0
     if not debit.currency == credit.currency == transfer.currency:
@@ -127,10 +128,3 @@ def _outcome(transfer: Transfer, book: Book, *, payer: bool) -> tuple[Status, in
         return Status.INVALID, 0  # would leave the representable range; the same everywhere
     return Status.OK, amount
 
-
-def _move(transfer: Transfer, amount: int, book: Book) -> None:
-    debit, credit = book.account(transfer.debit), book.account(transfer.credit)
-    assert debit is not None
-    assert credit is not None
-    book.put(msgspec.structs.replace(debit, balance=debit.balance - amount))
-    book.put(msgspec.structs.replace(credit, balance=credit.balance + amount))
