@@ -334,7 +334,21 @@ async def _liveness(cluster: ClusterConfig, bound: float) -> float | None:
 
 
 async def _collect(cluster: ClusterConfig, events: list[Event], liveness: float | None,
-                   options: BankOptions, tap: LogTap) -> Evidence:
+                   options: BankOptions, tap: LogTap, attempts: int = 5) -> Evidence:
+    """Every node's log and digest, read once the nodes agree on one applied index -- again
+    if an entry was appended while they were read (an idle leader's entry that expires a
+    reservation, say), so that every node is read at one index."""
+    for _ in range(attempts):
+        evidence = await _read_nodes(cluster, events, liveness, options, tap)
+        ends = {d.index for d in evidence.digests.values()} | {
+            log[-1].index for log in evidence.logs.values() if log}
+        if len(ends) <= 1:
+            break
+    return evidence
+
+
+async def _read_nodes(cluster: ClusterConfig, events: list[Event], liveness: float | None,
+                      options: BankOptions, tap: LogTap) -> Evidence:
     found = await settled_statuses(cluster, 30.0)
     evidence = Evidence(history=events, logs={}, liveness=liveness,
                         liveness_bound=options.liveness_bound,
@@ -345,8 +359,8 @@ async def _collect(cluster: ClusterConfig, events: list[Event], liveness: float 
             continue
         try:
             await _read_rest(tap, node_id)
-            evidence.logs[node_id] = tap.logs[node_id]
-            evidence.skipped[node_id] = tap.skipped[node_id]
+            evidence.logs[node_id] = list(tap.logs[node_id])
+            evidence.skipped[node_id] = list(tap.skipped[node_id])
             digest = (await ask_node(cluster, cluster.node(node_id), api.Digest(deep=True),
                                      timeout=30)).digest
             assert digest is not None
